@@ -1,0 +1,148 @@
+"""Admin forms: everything a person can fix is refused here, on the field that is wrong."""
+
+from collections import Counter
+
+from django import forms
+from django.core.exceptions import ValidationError
+from django.db.models.functions import Lower
+
+from contacts import validators
+from contacts.models import MAX_CHANNELS_PER_TYPE, MAX_EXTERNAL_URLS, Channel, Contact
+
+
+class TagsField(forms.CharField):
+    """Tags typed as comma-separated text, kept as a list of distinct, trimmed strings."""
+
+    def prepare_value(self, value):
+        if isinstance(value, list):
+            return ", ".join(value)
+        return value
+
+    def to_python(self, value):
+        text = super().to_python(value)
+        tags = []
+        for tag in (part.strip() for part in text.split(",")):
+            if tag and tag not in tags:
+                tags.append(tag)
+        return tags
+
+
+class ContactForm(forms.ModelForm):
+    tags = TagsField(required=False, help_text="Comma-separated.")
+
+    class Meta:
+        model = Contact
+        fields = "__all__"
+
+    def clean_email(self):
+        email = self.cleaned_data["email"].strip()
+        if email:
+            others = Contact.objects.annotate(email_ci=Lower("email")).filter(
+                email_ci=email.lower()
+            )
+            if self.instance.pk:
+                others = others.exclude(pk=self.instance.pk)
+            if others.exists():
+                raise ValidationError("A contact with this email already exists.")
+        return email
+
+    def clean(self):
+        cleaned = super().clean()
+        phone = cleaned.get("phone")
+        if phone:
+            try:
+                cleaned["phone"] = validators.normalize_phone(
+                    phone, country=cleaned.get("country") or ""
+                )
+            except ValidationError as err:
+                self.add_error("phone", err)
+        return cleaned
+
+
+class ChannelForm(forms.ModelForm):
+    class Meta:
+        model = Channel
+        fields = ["type", "value"]
+
+    def __init__(self, *args, contact: Contact, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.contact = contact
+
+    def clean(self):
+        cleaned = super().clean()
+        channel_type, value = cleaned.get("type"), cleaned.get("value")
+        if channel_type and value:
+            try:
+                cleaned["value"] = validators.normalize_channel_value(
+                    channel_type, value, country=self.contact.country
+                )
+            except ValidationError as err:
+                self.add_error("value", err)
+        return cleaned
+
+
+class SharedChoicesFormSet(forms.BaseInlineFormSet):
+    """Builds each foreign-key select's choices once per formset, not once per row.
+
+    Without this, every inline row (and the blank template row) runs its own query for the
+    options of its select, so the contact page would cost one query per row.
+    """
+
+    def __init__(self, *args, **kwargs):
+        self._shared_choices = {}
+        super().__init__(*args, **kwargs)
+
+    def add_fields(self, form, index):
+        super().add_fields(form, index)
+        # The hidden primary key and the parent link are model choice fields too, but they
+        # render no options: only real selects are shared.
+        skipped = {self.fk.name, self.model._meta.pk.name}
+        for name, field in form.fields.items():
+            if isinstance(field, forms.ModelChoiceField) and name not in skipped:
+                if name not in self._shared_choices:
+                    self._shared_choices[name] = list(field.choices)
+                field.choices = self._shared_choices[name]
+                inner_widget = getattr(field.widget, "widget", None)  # admin's wrapper
+                if inner_widget is not None:
+                    inner_widget.choices = self._shared_choices[name]
+
+
+class ChannelFormSet(SharedChoicesFormSet):
+    """Counts the contact's own email and phone as its primary email and SMS channels."""
+
+    def get_form_kwargs(self, index):
+        # The parent contact, with the values of the form above it: a phone channel without
+        # "+" is read in the contact's country.
+        return {**super().get_form_kwargs(index), "contact": self.instance}
+
+    def clean(self):
+        super().clean()
+        contact = self.instance
+        counts = Counter({"email": int(bool(contact.email)), "sms": int(bool(contact.phone))})
+        for form in self.forms:
+            if not hasattr(form, "cleaned_data") or form.cleaned_data.get("DELETE"):
+                continue
+            if form.cleaned_data.get("type"):
+                counts[form.cleaned_data["type"]] += 1
+        too_many = sorted(t for t, n in counts.items() if n > MAX_CHANNELS_PER_TYPE)
+        if too_many:
+            raise ValidationError(
+                f"At most {MAX_CHANNELS_PER_TYPE} channels of one type, the contact's own "
+                f"email and phone included: too many of {', '.join(too_many)}."
+            )
+
+
+class ExternalUrlFormSet(SharedChoicesFormSet):
+    """iVvy takes at most three external URLs; a fourth is refused here, not lost there."""
+
+    def clean(self):
+        super().clean()
+        kept = [
+            form
+            for form in self.forms
+            if getattr(form, "cleaned_data", None) and not form.cleaned_data.get("DELETE")
+        ]
+        if len(kept) > MAX_EXTERNAL_URLS:
+            raise ValidationError(
+                f"A contact has at most {MAX_EXTERNAL_URLS} external URLs ({len(kept)} given)."
+            )

@@ -1,0 +1,295 @@
+"""The contact and its inline children: the union of what the four platforms accept.
+
+`content_version` rises with every change to a contact or any of its children, so the sync
+engine can tell an unchanged contact without rebuilding its payloads. This module knows nothing
+of `sync`.
+"""
+
+import uuid
+
+from django.core.exceptions import ValidationError
+from django.core.validators import MaxValueValidator, MinValueValidator
+from django.db import models
+from django.db.models import F
+from django.db.models.functions import Lower
+
+from contacts import validators
+
+
+def new_external_id() -> str:
+    """A stable, unique external ID for a contact created without one."""
+    return f"ct-{uuid.uuid4().hex}"
+
+
+class EmailStatus(models.TextChoices):
+    SUBSCRIBED = "subscribed", "Subscribed"
+    UNSUBSCRIBED = "unsubscribed", "Unsubscribed"
+    BOUNCED = "bounced", "Bounced"
+    NO_MARKETING = "no_marketing", "No marketing"
+
+
+class SmsStatus(models.TextChoices):
+    SUBSCRIBED = "subscribed", "Subscribed"
+    UNSUBSCRIBED = "unsubscribed", "Unsubscribed"
+    FAILED = "failed", "Failed"
+    NO_MARKETING = "no_marketing", "No marketing"
+
+
+class Gender(models.TextChoices):
+    FEMALE = "female", "Female"
+    MALE = "male", "Male"
+    OTHER = "other", "Other"
+
+
+class Contact(models.Model):
+    first_name = models.CharField(max_length=100, blank=True)
+    last_name = models.CharField(max_length=100, blank=True)
+    email = models.CharField(
+        max_length=254, blank=True, validators=[validators.validate_email], db_index=True
+    )
+    phone = models.CharField(
+        max_length=20, blank=True, help_text="Stored in E.164. Without +, read in the country."
+    )
+    external_id = models.CharField(
+        "external ID",
+        max_length=100,
+        unique=True,
+        blank=True,
+        help_text="The key every platform matches on. Generated when left blank.",
+    )
+    language = models.CharField(
+        max_length=2, blank=True, choices=validators.language_choices, help_text="ISO 639-1"
+    )
+    time_zone = models.CharField(
+        max_length=64, blank=True, validators=[validators.validate_time_zone],
+        help_text="IANA name, e.g. Europe/London",
+    )
+    address_line = models.CharField(max_length=255, blank=True)
+    city = models.CharField(max_length=100, blank=True)
+    region = models.CharField(max_length=100, blank=True)
+    country = models.CharField(
+        max_length=2, blank=True, choices=validators.country_choices, db_index=True
+    )
+    postal_code = models.CharField(max_length=20, blank=True)
+    birth_date = models.DateField(null=True, blank=True)
+    gender = models.CharField(max_length=10, blank=True, choices=Gender.choices)
+    email_status = models.CharField(
+        max_length=20, choices=EmailStatus.choices, default=EmailStatus.SUBSCRIBED, db_index=True
+    )
+    sms_status = models.CharField(
+        "SMS status", max_length=20, choices=SmsStatus.choices,
+        default=SmsStatus.NO_MARKETING, db_index=True,
+    )
+    privacy_consent = models.BooleanField(default=False)
+    gdpr_marketing_consent = models.BooleanField("GDPR marketing consent", default=False)
+    terms_accepted = models.BooleanField(default=False)
+    consent_date = models.DateTimeField(null=True, blank=True)
+    consent_ip = models.GenericIPAddressField("consent IP", null=True, blank=True)
+    tags = models.JSONField(default=list, blank=True)
+    last_latitude = models.DecimalField(
+        max_digits=9, decimal_places=6, null=True, blank=True,
+        validators=[MinValueValidator(-90), MaxValueValidator(90)],
+    )
+    last_longitude = models.DecimalField(
+        max_digits=9, decimal_places=6, null=True, blank=True,
+        validators=[MinValueValidator(-180), MaxValueValidator(180)],
+    )
+    user_group = models.CharField(max_length=100, blank=True)
+    groups = models.ManyToManyField("Group", through="GroupMembership", related_name="contacts")
+    content_version = models.PositiveBigIntegerField(default=1, editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True, db_index=True)
+
+    class Meta:
+        ordering = ["-updated_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                Lower("email"),
+                condition=~models.Q(email=""),
+                name="contact_email_unique_ci",
+                violation_error_message="A contact with this email already exists.",
+            ),
+        ]
+
+    def __str__(self):
+        name = f"{self.first_name} {self.last_name}".strip()
+        return name or self.email or self.external_id
+
+    def save(self, *args, **kwargs):
+        if not self.external_id:
+            self.external_id = new_external_id()
+        if self.pk is not None:
+            self.content_version = (self.content_version or 0) + 1
+            if kwargs.get("update_fields") is not None:
+                kwargs["update_fields"] = {*kwargs["update_fields"], "content_version"}
+        super().save(*args, **kwargs)
+
+    def bump_content_version(self) -> None:
+        """Mark the contact changed after an edit to one of its children."""
+        Contact.objects.filter(pk=self.pk).update(content_version=F("content_version") + 1)
+
+
+class ContactChild(models.Model):
+    """A row edited inline on the contact's page; any change to it changes the contact."""
+
+    class Meta:
+        abstract = True
+
+    def save(self, *args, **kwargs):
+        super().save(*args, **kwargs)
+        self.contact.bump_content_version()
+
+    def delete(self, *args, **kwargs):
+        result = super().delete(*args, **kwargs)
+        self.contact.bump_content_version()
+        return result
+
+
+class ChannelType(models.TextChoices):
+    # Yespo's channel types, lowercase as its published API spells them.
+    EMAIL = "email", "Email"
+    SMS = "sms", "SMS"
+    VIBER = "viber", "Viber"
+    MOBILEPUSH = "mobilepush", "Mobile push"
+    WEBPUSH = "webpush", "Web push"
+    APPINBOX = "appinbox", "App inbox"
+    WIDGET = "widget", "Widget"
+    INAPP = "inapp", "In-app"
+
+
+MAX_CHANNELS_PER_TYPE = 2  # Yespo: "maximum two channels of the same type"
+
+
+class Channel(ContactChild):
+    """An extra channel; the contact's email and phone are its primary email and SMS channels."""
+
+    contact = models.ForeignKey(Contact, on_delete=models.CASCADE, related_name="channels")
+    type = models.CharField(max_length=20, choices=ChannelType.choices)
+    value = models.CharField(max_length=500)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["contact", "type", "value"], name="channel_unique_per_contact"
+            )
+        ]
+
+    def __str__(self):
+        return f"{self.get_type_display()}: {self.value}"
+
+
+class CustomFieldType(models.TextChoices):
+    STRING = "string", "String"
+    NUMBER = "number", "Number"
+    BOOLEAN = "boolean", "Boolean"
+    DATE = "date", "Date"
+
+
+class CustomFieldDefinition(models.Model):
+    name = models.CharField(max_length=100, unique=True)
+    type = models.CharField(
+        max_length=10, choices=CustomFieldType.choices, default=CustomFieldType.STRING
+    )
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self):
+        return self.name
+
+
+class CustomFieldValue(ContactChild):
+    contact = models.ForeignKey(Contact, on_delete=models.CASCADE, related_name="custom_values")
+    definition = models.ForeignKey(
+        CustomFieldDefinition, on_delete=models.PROTECT, related_name="values", verbose_name="field"
+    )
+    value = models.CharField(max_length=1000)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["contact", "definition"], name="custom_value_unique_per_contact"
+            )
+        ]
+
+    def __str__(self):
+        return f"{self.definition_id}={self.value}"
+
+    def clean(self):
+        if self.definition_id is not None:
+            try:
+                self.value = validators.normalize_custom_value(self.definition.type, self.value)
+            except ValidationError as err:
+                raise ValidationError({"value": err.messages}) from err
+
+
+class Group(models.Model):
+    name = models.CharField(max_length=100, unique=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self):
+        return self.name
+
+
+class GroupMembership(ContactChild):
+    contact = models.ForeignKey(Contact, on_delete=models.CASCADE, related_name="memberships")
+    group = models.ForeignKey(Group, on_delete=models.CASCADE, related_name="memberships")
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["contact", "group"], name="membership_unique")
+        ]
+
+    def __str__(self):
+        return str(self.group_id)
+
+
+class MailingList(models.Model):
+    name = models.CharField(max_length=100, unique=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self):
+        return self.name
+
+
+class MailingListSubscription(ContactChild):
+    contact = models.ForeignKey(Contact, on_delete=models.CASCADE, related_name="subscriptions")
+    mailing_list = models.ForeignKey(
+        MailingList, on_delete=models.CASCADE, related_name="subscriptions"
+    )
+    subscribed = models.BooleanField(default=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["contact", "mailing_list"], name="subscription_unique"
+            )
+        ]
+
+    def __str__(self):
+        return f"{self.mailing_list_id}: {'subscribed' if self.subscribed else 'unsubscribed'}"
+
+
+MAX_EXTERNAL_URLS = 3  # iVvy: "a maximum of 3 objects allowed"
+
+
+class ExternalUrl(ContactChild):
+    contact = models.ForeignKey(Contact, on_delete=models.CASCADE, related_name="external_urls")
+    ref = models.CharField(max_length=100)
+    url = models.CharField(
+        "URL", max_length=500, validators=[validators.validate_https_url]
+    )
+    label = models.CharField(max_length=100, blank=True)
+
+    class Meta:
+        verbose_name = "external URL"
+        constraints = [
+            models.UniqueConstraint(fields=["contact", "ref"], name="external_url_ref_unique")
+        ]
+
+    def __str__(self):
+        return self.ref

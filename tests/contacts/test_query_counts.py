@@ -1,0 +1,45 @@
+"""The list and contact pages run a constant number of queries, whatever the data size."""
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.urls import reverse
+
+from contacts.demo import seed_demo_contacts
+from contacts.models import Channel, Contact, ExternalUrl
+
+pytestmark = pytest.mark.django_db
+
+
+def _count_queries(client, url):
+    with CaptureQueriesContext(connection) as ctx:
+        response = client.get(url)
+    assert response.status_code == 200
+    return len(ctx.captured_queries)
+
+
+def test_changelist_queries_do_not_grow_with_page_size(admin_client_logged):
+    url = reverse("admin:contacts_contact_changelist")
+    seed_demo_contacts(5)
+    small = _count_queries(admin_client_logged, url)  # a page of 5 rows
+    seed_demo_contacts(120)
+    full = _count_queries(admin_client_logged, url)  # a full page of 100 rows
+    assert small == full, (small, full)
+    print(f"contact list page: {full} queries")
+
+
+def test_change_page_queries_do_not_grow_with_inline_rows(admin_client_logged):
+    seed_demo_contacts(2)
+    few, many = Contact.objects.order_by("pk")
+    few.external_urls.all().delete()
+    few.channels.all().delete()
+    for i in range(2):
+        Channel.objects.create(contact=many, type="webpush", value=f"token-{i}")
+    for i in range(3):
+        ExternalUrl.objects.create(contact=many, ref=f"r{i}", url=f"https://example.com/{i}")
+    change = "admin:contacts_contact_change"
+    _count_queries(admin_client_logged, reverse(change, args=[few.pk]))  # warms the content-type cache
+    q_few = _count_queries(admin_client_logged, reverse(change, args=[few.pk]))
+    q_many = _count_queries(admin_client_logged, reverse(change, args=[many.pk]))
+    assert q_few == q_many, (q_few, q_many)
+    print(f"contact page: {q_many} queries")
