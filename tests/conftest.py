@@ -30,3 +30,58 @@ def admin_client_logged(client, django_user_model):
 @pytest.fixture
 def db_vendor():
     return connection.vendor
+
+
+@pytest.fixture(scope="session")
+def sandbox_server():
+    """The sandbox, served over real HTTP on a free loopback port for the whole session."""
+    from sync.sandbox import start_sandbox
+
+    server = start_sandbox()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def sandbox(sandbox_server):
+    """The running sandbox, emptied and with no faults, for one test."""
+    sandbox_server.sandbox.reset()
+    yield sandbox_server
+    sandbox_server.sandbox.reset()
+
+
+@pytest.fixture
+def sandbox_env(monkeypatch):
+    """The sandbox account's credentials in the environment, as .env.example sets them."""
+    from sync.sandbox import accounts
+
+    values = {
+        "YESPO_API_KEY": accounts.YESPO_API_KEY,
+        "IVVY_API_KEY": accounts.IVVY_API_KEY,
+        "IVVY_API_SECRET": accounts.IVVY_API_SECRET,
+        "CENDYN_SECRET": accounts.CENDYN_SECRET,
+        "LOOPS_API_KEY": accounts.LOOPS_API_KEY,
+    }
+    for name, value in values.items():
+        monkeypatch.setenv(name, value)
+    return values
+
+
+@pytest.fixture
+def sandbox_destination(db, sandbox, sandbox_env):
+    """make(platform, **fields) -> a Destination pointing at the running sandbox."""
+    from sync.models import Destination
+    from sync.sandbox import accounts
+
+    def make(platform, **fields):
+        defaults = {
+            "name": f"{platform} sandbox",
+            "platform": platform,
+            "base_url": f"{sandbox.url}/{platform}/",
+            "key_env": f"{platform.upper()}_API_KEY" if platform != "cendyn" else "CENDYN_SECRET",
+            "secret_env": "IVVY_API_SECRET" if platform == "ivvy" else "",
+            "account_id": accounts.CENDYN_ACCOUNT_ID if platform == "cendyn" else "",
+        }
+        return Destination.objects.create(**{**defaults, **fields})
+
+    return make

@@ -1,0 +1,353 @@
+"""What every connector shares: the error hierarchy, the transport and its failure
+classification (part A of shared/platforms.md, "Failures: who retries, who waits").
+
+A platform module subclasses `BaseConnector` and supplies the mapping (`build_payload`, pure)
+and the platform's calls (`push`, `delete`, `test_connection`, `fetch_options`), each made
+through `self.request(...)`, which signs, throttles, times, classifies and records the call.
+"""
+
+import json
+import os
+import threading
+import time
+from dataclasses import dataclass, field
+from email.utils import parsedate_to_datetime
+from typing import Any, ClassVar
+from urllib.parse import urljoin, urlsplit
+
+import requests
+from django.core.exceptions import ImproperlyConfigured
+
+from sync.connectors.records import (
+    ContactRecord,
+    MappingRecord,
+    RemoteOption,
+    RemoteState,
+)
+
+BODY_EXCERPT = 500  # characters of a response body kept in errors and in the attempt log
+REDACTED = "[redacted]"
+SECRET_HEADERS = ("authorization", "x-api-authorization")
+
+
+# ---------------------------------------------------------------------------------- errors
+
+
+class ConnectorConfigurationError(ImproperlyConfigured):
+    """The destination cannot be used as configured (a missing credential, a bad URL)."""
+
+
+class ConnectorError(Exception):
+    """A call to a platform failed. Says which platform, which status and the platform's own
+    message; `body` keeps the first 500 characters of the response."""
+
+    retryable = False
+    destination_wide = False
+
+    def __init__(self, platform: str, message: str, *, status: int | None = None,
+                 body: str = "", retry_after: float | None = None):
+        self.platform = platform
+        self.message = message
+        self.status = status
+        self.body = (body or "")[:BODY_EXCERPT]
+        self.retry_after = retry_after
+        super().__init__(str(self))
+
+    def __str__(self):
+        status = f" HTTP {self.status}" if self.status else ""
+        return f"{self.platform}{status}: {self.message}"
+
+
+class RetryableError(ConnectorError):
+    """Connection error, timeout, 429 or 5xx: try again later (at least `retry_after` s)."""
+
+    retryable = True
+
+
+class PermanentError(ConnectorError):
+    """The platform refused this contact (a 4xx other than 401/403/429), or answered with
+    something we cannot use; retrying the same payload gives the same answer."""
+
+
+class AuthenticationError(ConnectorError):
+    """401/403: the credentials are bad or revoked; the whole destination must wait."""
+
+    destination_wide = True
+
+
+# ------------------------------------------------------------------------------- results
+
+
+@dataclass
+class Exchange:
+    """One HTTP call, as the attempt log keeps it (credentials removed)."""
+
+    method: str
+    url: str
+    status: int | None
+    request_body: str
+    response_excerpt: str
+    duration_ms: int
+
+
+@dataclass
+class PushResult:
+    remote_id: str | None
+    created: bool
+    status_code: int | None
+    payload: dict = field(default_factory=dict)
+
+
+@dataclass
+class BatchItemResult:
+    """One contact's outcome inside a bulk push: `error` is None when accepted."""
+
+    external_id: str
+    error: ConnectorError | None = None
+
+
+# ------------------------------------------------------------------------------ throttle
+
+
+class LocalRateLimiter:
+    """A per-process token bucket; the sync engine swaps in the shared database limiter."""
+
+    def __init__(self, rate: float):
+        self.interval = 1.0 / rate if rate and rate > 0 else 0.0
+        self._next = 0.0
+        self._lock = threading.Lock()
+
+    def acquire(self) -> None:
+        if not self.interval:
+            return
+        with self._lock:
+            now = time.monotonic()
+            wait = self._next - now
+            self._next = max(now, self._next) + self.interval
+        if wait > 0:
+            time.sleep(wait)
+
+
+# ------------------------------------------------------------------------------ connector
+
+
+class BaseConnector:
+    """One destination's connector. Subclasses set the class attributes and implement the
+    platform's calls; `request` is the only way they reach the network."""
+
+    slug: ClassVar[str]
+    label: ClassVar[str]
+    default_base_url: ClassVar[str]
+    regions: ClassVar[dict[str, str]] = {}  # region code -> base URL
+    default_rate_limit: ClassVar[float]  # requests per second
+    supports_delete: ClassVar[bool] = False
+    batch_size: ClassVar[int] = 0  # > 0 when the platform has a bulk endpoint
+    # Standard fields the platform has no native slot for: the destination may map them.
+    mappable_standard_fields: ClassVar[tuple[str, ...]] = ()
+    # Credential names -> the Destination field holding the environment variable's name.
+    credentials: ClassVar[dict[str, str]] = {"api_key": "key_env"}
+    # The root an error body's message is read from (see `error_message`).
+    quick_retries_in_worker: ClassVar[int] = 2
+
+    def __init__(self, *, base_url: str, credentials: dict[str, str], mapping: MappingRecord,
+                 options: dict[str, Any] | None = None, timeout: float = 10.0,
+                 rate_limiter=None, quick_retries: int = 0, session: requests.Session | None = None):
+        self.base_url = base_url.rstrip("/") + "/"
+        self.secrets = credentials
+        self.mapping = mapping
+        self.options = options or {}
+        self.timeout = timeout
+        self.rate_limiter = rate_limiter
+        self.quick_retries = quick_retries
+        self.session = session or requests.Session()
+        self.exchanges: list[Exchange] = []
+
+    # -- configuration
+
+    @classmethod
+    def read_credentials(cls, env_names: dict[str, str]) -> dict[str, str]:
+        """Read each credential from the environment variable named for it.
+
+        Raises ConnectorConfigurationError naming the variable when it is unset or empty."""
+        values = {}
+        for credential, env_name in env_names.items():
+            if not env_name:
+                raise ConnectorConfigurationError(
+                    f"{cls.label}: no environment variable is named for the {credential}."
+                )
+            value = os.environ.get(env_name, "")
+            if not value:
+                raise ConnectorConfigurationError(
+                    f"{cls.label}: environment variable {env_name} (the {credential}) is not set."
+                )
+            values[credential] = value
+        return values
+
+    # -- what each platform implements
+
+    def build_payload(self, record: ContactRecord, state: RemoteState) -> dict:
+        """The JSON body for one contact. Pure: no I/O, no clock unless the platform needs
+        a timestamp in the body."""
+        raise NotImplementedError
+
+    def push(self, record: ContactRecord, state: RemoteState) -> PushResult:
+        """Create or update the contact on the platform, matching as part A says.
+
+        Returns the remote id (None where the platform gives none and none is known).
+        Raises ConnectorError subclasses."""
+        raise NotImplementedError
+
+    def push_many(self, records: list[ContactRecord]) -> list[BatchItemResult]:
+        raise NotImplementedError(f"{self.label} has no bulk endpoint")
+
+    def delete(self, *, external_id: str, remote_id: str | None) -> None:
+        raise NotImplementedError(f"{self.label} has no delete call")
+
+    def test_connection(self) -> str:
+        """Call a harmless authenticated endpoint; return a short success text."""
+        raise NotImplementedError
+
+    def fetch_options(self) -> list[RemoteOption]:
+        """The fields and lists the platform offers, for the mapping choices."""
+        raise NotImplementedError
+
+    # -- transport
+
+    def sign(self, method: str, url: str, body: bytes, headers: dict[str, str]) -> None:
+        """Add authentication headers in place. Subclasses override."""
+
+    def request(self, method: str, path: str, *, json_body: Any = None,
+                params: dict | None = None, expect_json: bool = True) -> tuple[int, Any]:
+        """Send one call and return `(status, parsed body)`.
+
+        2xx with a JSON body (or any body when `expect_json` is False) is returned; everything
+        else raises the ConnectorError subclass that part A prescribes. A transient failure is
+        retried here at most `quick_retries` times, only when the wait is short."""
+        attempt = 0
+        while True:
+            try:
+                return self._send_once(method, path, json_body=json_body, params=params,
+                                       expect_json=expect_json)
+            except RetryableError as err:
+                wait = err.retry_after if err.retry_after is not None else 0.2 * 2**attempt
+                if attempt >= self.quick_retries or wait > 2.0:
+                    raise
+                attempt += 1
+                time.sleep(wait)
+
+    def _send_once(self, method, path, *, json_body, params, expect_json):
+        url = urljoin(self.base_url, path.lstrip("/"))
+        body = b"" if json_body is None else json.dumps(json_body, ensure_ascii=False).encode()
+        headers = {"Accept": "application/json"}
+        if json_body is not None:
+            headers["Content-Type"] = "application/json"
+        prepared = requests.Request(method, url, params=params, data=body or None,
+                                    headers=headers).prepare()
+        self.sign(method, prepared.path_url, body, prepared.headers)
+        if self.rate_limiter is not None:
+            self.rate_limiter.acquire()
+        started = time.monotonic()
+        response = None
+        try:
+            response = self.session.send(prepared, timeout=(min(5.0, self.timeout), self.timeout),
+                                         allow_redirects=False)
+        except requests.Timeout as err:
+            raise RetryableError(self.label, f"timed out after {self.timeout:g} s") from err
+        except requests.ConnectionError as err:
+            raise RetryableError(self.label, f"connection failed: {_root_cause(err)}") from err
+        finally:
+            self._record(method, prepared, body, response, started)
+        return response.status_code, self._parse(response, expect_json)
+
+    def _record(self, method, prepared, body, response, started):
+        self.exchanges.append(Exchange(
+            method=method,
+            url=self.redact_url(prepared.url),
+            status=response.status_code if response is not None else None,
+            request_body=self.redact_body(body.decode(errors="replace")),
+            response_excerpt=response.text[:BODY_EXCERPT] if response is not None else "",
+            duration_ms=int((time.monotonic() - started) * 1000),
+        ))
+
+    def _parse(self, response: requests.Response, expect_json: bool):
+        status, text = response.status_code, response.text
+        data = None
+        if text.strip():
+            try:
+                data = response.json()
+            except ValueError:
+                data = None
+        if 200 <= status < 300:
+            if expect_json and data is None:
+                raise PermanentError(self.label, "the answer is not JSON", status=status, body=text)
+            return data if data is not None else text
+        message = self.error_message(data) or text.strip()[:200] or response.reason or "no message"
+        kwargs = {"status": status, "body": text}
+        if status in (401, 403):
+            raise AuthenticationError(self.label, message, **kwargs)
+        if status == 429 or status >= 500:
+            raise RetryableError(self.label, message, retry_after=_retry_after(response), **kwargs)
+        if 300 <= status < 400:
+            location = response.headers.get("Location", "")
+            raise PermanentError(self.label, f"redirect to {location} not followed", **kwargs)
+        raise PermanentError(self.label, message, **kwargs)
+
+    def error_message(self, data: Any) -> str:
+        """The platform's own message from an error body (overridden where the shape differs)."""
+        if isinstance(data, dict):
+            for key in ("message", "error", "errorMessage", "status"):
+                if isinstance(data.get(key), str) and data[key]:
+                    extra = data.get("additionalMessages")
+                    if isinstance(extra, list) and extra:
+                        return f"{data[key]} ({'; '.join(map(str, extra))})"
+                    return data[key]
+        return ""
+
+    def require_id(self, data: Any, key: str = "id", *, status: int) -> str:
+        """The id from a success body, or a PermanentError carrying the body."""
+        value = data.get(key) if isinstance(data, dict) else None
+        if value in (None, ""):
+            raise PermanentError(self.label, f"the answer has no {key!r}", status=status,
+                                 body=json.dumps(data)[:BODY_EXCERPT] if data is not None else "")
+        return str(value)
+
+    # -- redaction: nothing secret reaches the attempt log
+
+    def redact_body(self, text: str) -> str:
+        for secret in self.secrets.values():
+            if secret:
+                text = text.replace(secret, REDACTED)
+        return text
+
+    def redact_url(self, url: str) -> str:
+        return self.redact_body(url)
+
+    def drain_exchanges(self) -> list[Exchange]:
+        exchanges, self.exchanges = self.exchanges, []
+        return exchanges
+
+
+def _retry_after(response: requests.Response) -> float | None:
+    """Seconds from a `Retry-After` header (delta-seconds or HTTP date), or None."""
+    value = response.headers.get("Retry-After")
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
+    except (TypeError, ValueError):
+        return None
+
+
+def _root_cause(err: BaseException) -> str:
+    while err.__cause__ is not None or err.__context__ is not None:
+        err = err.__cause__ or err.__context__
+    text = str(err)
+    return text.split("] ", 1)[-1] if "] " in text else text
+
+
+def host_of(url: str) -> str:
+    return urlsplit(url).hostname or ""

@@ -1,0 +1,273 @@
+"""The sandbox's shared machinery: requests and responses, the fault switches, rate limits and
+the request log. Each platform's emulator (one module each) subclasses `PlatformEmulator`.
+
+Faults, per platform (or "*" for all), switched on and off over HTTP while the server runs:
+- `latency_ms`: added before every answer;
+- `error_rate` with `error_status` (default 500): that fraction of calls fail;
+- `outage`: "refuse" (the connection is closed without an answer) or "503";
+- `storm_seconds` with `retry_after`: every call answers 429 with `Retry-After` until then;
+- `malformed`: "html", "empty" or "noid": a 2xx answer's body is replaced by that;
+- `revoked`: the credentials are refused (401 in the platform's own shape).
+"""
+
+import json
+import random
+import threading
+import time
+from collections import Counter, deque
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import parse_qs
+
+
+class CloseConnection(Exception):
+    """Raised to drop the connection without an answer (the 'refuse' outage)."""
+
+
+@dataclass
+class SandboxRequest:
+    method: str
+    path: str  # below the platform prefix, starting with "/", without the query string
+    query: dict[str, list[str]]
+    headers: dict[str, str]  # keys lower-cased
+    body: bytes
+    raw_path: str = ""  # the full path with the query string, as the client signed it
+
+    @classmethod
+    def parse_query(cls, query_string: str) -> dict[str, list[str]]:
+        return parse_qs(query_string, keep_blank_values=True)
+
+    def arg(self, name: str, default: str | None = None) -> str | None:
+        values = self.query.get(name)
+        return values[0] if values else default
+
+    def json(self) -> Any:
+        """The JSON body; raises BadRequest when absent or not JSON."""
+        if not self.body:
+            raise BadRequest("the request has no body")
+        try:
+            return json.loads(self.body)
+        except ValueError as err:
+            raise BadRequest(f"the body is not JSON: {err}") from err
+
+
+class BadRequest(Exception):
+    """An emulator raises it for a body it refuses; the emulator turns it into its 400."""
+
+
+@dataclass
+class SandboxResponse:
+    status: int
+    body: Any = None  # dict/list -> JSON; str -> text; None -> empty
+    headers: dict[str, str] = field(default_factory=dict)
+
+    def encoded(self) -> tuple[bytes, str]:
+        if self.body is None:
+            return b"", "application/json"
+        if isinstance(self.body, (dict, list)):
+            return json.dumps(self.body).encode(), "application/json"
+        if isinstance(self.body, bytes):
+            return self.body, "application/octet-stream"
+        return str(self.body).encode(), self.headers.pop("Content-Type", "text/plain; charset=utf-8")
+
+
+@dataclass
+class Faults:
+    latency_ms: int = 0
+    error_rate: float = 0.0
+    error_status: int = 500
+    outage: str = ""  # "" | "refuse" | "503"
+    storm_until: float = 0.0
+    retry_after: int = 1
+    malformed: str = ""  # "" | "html" | "empty" | "noid"
+    revoked: bool = False
+
+    def update(self, changes: dict) -> None:
+        for key, value in changes.items():
+            if key == "storm_seconds":
+                self.storm_until = time.time() + float(value) if value else 0.0
+            elif key in self.__dataclass_fields__ and key != "storm_until":
+                kind = type(getattr(self, key))
+                setattr(self, key, kind(value))
+            else:
+                raise BadRequest(f"unknown fault {key!r}")
+
+    def as_dict(self) -> dict:
+        data = dict(self.__dict__)
+        data["storm_seconds_left"] = max(0.0, self.storm_until - time.time())
+        return data
+
+
+class SlidingWindowLimiter:
+    """At most `limit` calls in any one-second window; None means no limit."""
+
+    def __init__(self, limit: float | None):
+        self.limit = limit
+        self.calls: deque[float] = deque()
+        self.lock = threading.Lock()
+
+    def check(self) -> tuple[bool, int]:
+        """(allowed, remaining) for a call made now."""
+        if not self.limit:
+            return True, 0
+        now = time.monotonic()
+        with self.lock:
+            while self.calls and self.calls[0] <= now - 1.0:
+                self.calls.popleft()
+            if len(self.calls) >= self.limit:
+                return False, 0
+            self.calls.append(now)
+            return True, int(self.limit - len(self.calls))
+
+
+class PlatformEmulator:
+    """One platform's contract. Subclasses implement `authenticate`, `route` and the error
+    shapes; the store is theirs, guarded by `self.lock`."""
+
+    slug: str = ""
+    default_rate_limit: float | None = None
+
+    def __init__(self):
+        self.lock = threading.RLock()
+        self.limiter = SlidingWindowLimiter(self.default_rate_limit)
+        self.reset()
+
+    def reset(self) -> None:
+        """Empty the store (subclasses call super and set up their sample fields and lists)."""
+
+    def authenticate(self, request: SandboxRequest) -> SandboxResponse | None:
+        """None when the credentials are good, else the platform's refusal."""
+        raise NotImplementedError
+
+    def route(self, request: SandboxRequest) -> SandboxResponse:
+        raise NotImplementedError
+
+    def error(self, status: int, message: str) -> SandboxResponse:
+        """An error in the platform's own shape."""
+        return SandboxResponse(status, {"error": message})
+
+    def revoked_response(self) -> SandboxResponse:
+        return self.error(401, "Unauthorized: the credentials were revoked")
+
+    def rate_limited_response(self, retry_after: int | None) -> SandboxResponse:
+        response = self.error(429, "Too many requests")
+        if retry_after is not None:
+            response.headers["Retry-After"] = str(retry_after)
+        return response
+
+    def no_id_body(self) -> Any:
+        """A 2xx body without the id (the 'noid' fault)."""
+        return {"success": True}
+
+    def decorate(self, response: SandboxResponse, remaining: int) -> None:
+        """Add platform headers to every answer (Loops: x-ratelimit-*)."""
+
+    def snapshot(self) -> Any:
+        """What the platform holds now, as JSON."""
+        raise NotImplementedError
+
+
+class Sandbox:
+    """All emulators, their faults and the request log, independent of the HTTP server."""
+
+    def __init__(self, emulators: list[PlatformEmulator], *, seed: int | None = None):
+        self.emulators = {e.slug: e for e in emulators}
+        self.faults = {slug: Faults() for slug in self.emulators}
+        self.random = random.Random(seed)
+        self.lock = threading.Lock()
+        self.counts: Counter = Counter()
+        self.log: deque = deque(maxlen=20000)
+
+    def reset(self) -> None:
+        for slug, emulator in self.emulators.items():
+            with emulator.lock:
+                emulator.reset()
+            emulator.limiter = SlidingWindowLimiter(emulator.default_rate_limit)
+            self.faults[slug] = Faults()
+        with self.lock:
+            self.counts.clear()
+            self.log.clear()
+
+    def handle(self, slug: str, request: SandboxRequest) -> SandboxResponse:
+        emulator = self.emulators[slug]
+        faults = self.faults[slug]
+        response = self._answer(emulator, faults, request)
+        with self.lock:
+            self.counts[(slug, response.status)] += 1
+            self.log.append({
+                "t": time.time(), "platform": slug, "method": request.method,
+                "path": request.path, "status": response.status,
+            })
+        return response
+
+    def _answer(self, emulator, faults, request):
+        if faults.latency_ms:
+            time.sleep(faults.latency_ms / 1000)
+        if faults.outage == "refuse":
+            raise CloseConnection()
+        if faults.outage == "503":
+            return emulator.error(503, "Service unavailable")
+        refused = emulator.authenticate(request)
+        if refused is not None:
+            return refused
+        if faults.revoked:
+            return emulator.revoked_response()
+        if faults.storm_until > time.time():
+            return emulator.rate_limited_response(faults.retry_after)
+        allowed, remaining = emulator.limiter.check()
+        if not allowed:
+            response = emulator.rate_limited_response(1)
+            emulator.decorate(response, 0)
+            return response
+        if faults.error_rate and self.random.random() < faults.error_rate:
+            return emulator.error(faults.error_status, "Injected failure")
+        try:
+            response = emulator.route(request)
+        except BadRequest as err:
+            response = emulator.error(400, str(err))
+        emulator.decorate(response, remaining)
+        if 200 <= response.status < 300 and faults.malformed:
+            response = self._malformed(emulator, faults.malformed, response)
+        return response
+
+    @staticmethod
+    def _malformed(emulator, kind, response):
+        if kind == "html":
+            return SandboxResponse(response.status, "<html><body>Gateway says hi</body></html>",
+                                   {"Content-Type": "text/html"})
+        if kind == "empty":
+            return SandboxResponse(response.status, None)
+        return SandboxResponse(response.status, emulator.no_id_body())
+
+    # -- control, served under /_sandbox/
+
+    def set_faults(self, platform: str, changes: dict) -> dict:
+        targets = list(self.faults) if platform == "*" else [platform]
+        for slug in targets:
+            if slug not in self.faults:
+                raise BadRequest(f"unknown platform {slug!r}")
+            self.faults[slug].update(changes)
+        return {slug: self.faults[slug].as_dict() for slug in targets}
+
+    def set_rate_limit(self, platform: str, limit: float | None) -> None:
+        self.emulators[platform].limiter = SlidingWindowLimiter(limit)
+
+    def stats(self) -> dict:
+        with self.lock:
+            by_platform: dict[str, dict[str, int]] = {}
+            for (slug, status), count in self.counts.items():
+                by_platform.setdefault(slug, {})[str(status)] = count
+            return {"requests": by_platform}
+
+    def request_log(self, platform: str | None = None) -> list[dict]:
+        with self.lock:
+            return [entry for entry in self.log if platform in (None, entry["platform"])]
+
+    def store(self, platform: str | None = None) -> dict:
+        slugs = [platform] if platform else list(self.emulators)
+        result = {}
+        for slug in slugs:
+            emulator = self.emulators[slug]
+            with emulator.lock:
+                result[slug] = emulator.snapshot()
+        return result
