@@ -38,6 +38,8 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
+    "django_tasks",
+    "django_tasks_db",
     "contacts",
     "sync",
 ]
@@ -50,6 +52,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "sync.middleware.current_user_middleware",
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -101,3 +104,26 @@ LOGGING = {
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
 }
+
+# -- Background work: Django's Tasks API (the django-tasks backport; Django 6 has it built in).
+# Queued work goes to django-tasks-db's table and runs in `python manage.py db_worker`.
+TASKS = {
+    "default": {
+        "BACKEND": env.str("TASKS_BACKEND", default="django_tasks_db.DatabaseBackend")
+    },
+    "immediate": {"BACKEND": "django_tasks.backends.immediate.ImmediateBackend"},
+}
+
+# -- Sync engine
+# immediate: a contact saved on its own page is pushed right after commit, one try per
+# destination, so the next page shows the outcome. queued: the push goes to the worker.
+SYNC_ON_SAVE_MODE = env.str("SYNC_ON_SAVE_MODE", default="queued" if IS_PRODUCTION else "immediate")
+if SYNC_ON_SAVE_MODE not in ("immediate", "queued"):
+    raise ImproperlyConfigured("SYNC_ON_SAVE_MODE must be immediate or queued")
+SYNC_MAX_ATTEMPTS = env.int("SYNC_MAX_ATTEMPTS", default=8)
+SYNC_RETRY_BASE_SECONDS = env.float("SYNC_RETRY_BASE_SECONDS", default=10.0)
+SYNC_RETRY_MAX_SECONDS = env.float("SYNC_RETRY_MAX_SECONDS", default=3600.0)
+# A contact or task held longer than this by a worker is taken back by the scheduler.
+SYNC_LEASE_SECONDS = env.float("SYNC_LEASE_SECONDS", default=300.0)
+SYNC_CHUNK_SIZE = env.int("SYNC_CHUNK_SIZE", default=100)
+SYNC_SCHEDULER_INTERVAL = env.float("SYNC_SCHEDULER_INTERVAL", default=5.0)

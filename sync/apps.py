@@ -5,3 +5,8 @@ class SyncConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
     name = "sync"
     verbose_name = "Sync"
+
+    def ready(self):
+        from sync.signals import register_signal_handlers
+
+        register_signal_handlers()

@@ -1,7 +1,9 @@
 """Destinations (one account on one platform) and their mappings."""
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import models
+from django.db.models import F
 
 from contacts.models import CustomFieldDefinition, Group, MailingList
 from sync import connectors
@@ -52,12 +54,32 @@ class Destination(models.Model):
     )
     timeout = models.FloatField(default=10.0, help_text="Seconds to wait for an answer.")
     options_refreshed_at = models.DateTimeField(null=True, blank=True, editable=False)
+    config_version = models.PositiveIntegerField(
+        default=1, editable=False,
+        help_text="Rises when the destination or its mappings change what is sent.",
+    )
+    paused_at = models.DateTimeField(null=True, blank=True, editable=False)
+    pause_error = models.TextField(
+        blank=True, editable=False, help_text="Why the platform refused our credentials."
+    )
 
     class Meta:
         ordering = ["name"]
 
     def __str__(self):
         return self.name
+
+    def save(self, *args, **kwargs):
+        if self.pk is not None and kwargs.get("update_fields") is None:
+            self.config_version += 1  # an edit may change every payload
+        super().save(*args, **kwargs)
+
+    def bump_config_version(self) -> None:
+        Destination.objects.filter(pk=self.pk).update(config_version=F("config_version") + 1)
+
+    @property
+    def is_paused(self) -> bool:
+        return self.paused_at is not None
 
     @property
     def connector_class(self):
@@ -113,7 +135,23 @@ class RemoteOption(models.Model):
         return f"{self.label} ({self.remote_id})"
 
 
-class FieldMapping(models.Model):
+class MappingPart(models.Model):
+    """A mapping row: changing it changes what the destination's payloads hold."""
+
+    class Meta:
+        abstract = True
+
+    def save(self, *args, **kwargs):
+        super().save(*args, **kwargs)
+        self.destination.bump_config_version()
+
+    def delete(self, *args, **kwargs):
+        result = super().delete(*args, **kwargs)
+        self.destination.bump_config_version()
+        return result
+
+
+class FieldMapping(MappingPart):
     """One of our fields -> the platform's field. Unmapped fields are not sent."""
 
     destination = models.ForeignKey(
@@ -155,7 +193,7 @@ class FieldMapping(models.Model):
         return self.standard_field or f"custom:{self.custom_field.name}"
 
 
-class ListMapping(models.Model):
+class ListMapping(MappingPart):
     """One of our groups or mailing lists -> the platform's list of its own kind."""
 
     destination = models.ForeignKey(
@@ -186,3 +224,154 @@ class ListMapping(models.Model):
 
     def __str__(self):
         return f"{self.group or self.mailing_list} -> {self.remote_list}"
+
+
+class SyncStatus(models.TextChoices):
+    NEVER = "never", "Never pushed"
+    PENDING = "pending", "Pending"
+    IN_PROGRESS = "in_progress", "In progress"
+    SYNCED = "synced", "Synced"
+    UNCHANGED = "unchanged", "Unchanged"
+    WAITING = "waiting", "Waiting (destination paused)"
+    SKIPPED = "skipped", "Skipped"
+    FAILED = "failed", "Failed"
+
+
+class Trigger(models.TextChoices):
+    SAVE = "save", "Save"
+    ACTION = "action", "Admin action"
+    COMMAND = "command", "Command"
+    RETRY = "retry", "Retry"
+    DELETE = "delete", "Delete"
+
+
+class ContactSyncState(models.Model):
+    """Where one contact stands on one destination. Written only by `sync.services`."""
+
+    contact = models.ForeignKey(
+        "contacts.Contact", on_delete=models.CASCADE, related_name="sync_states"
+    )
+    destination = models.ForeignKey(
+        Destination, on_delete=models.CASCADE, related_name="sync_states"
+    )
+    remote_id = models.CharField("remote ID", max_length=200, blank=True)
+    status = models.CharField(max_length=20, choices=SyncStatus.choices, default=SyncStatus.NEVER)
+    skip_reason = models.CharField(max_length=200, blank=True)
+    last_error = models.TextField(blank=True)
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    attempts = models.PositiveIntegerField(
+        default=0, help_text="Failed attempts since the last success."
+    )
+    last_attempt_at = models.DateTimeField(null=True, blank=True)
+    last_success_at = models.DateTimeField(null=True, blank=True)
+    payload_hash = models.CharField(
+        max_length=64, blank=True, help_text="Hash of the last payload the platform accepted."
+    )
+    accepted_content_version = models.PositiveBigIntegerField(null=True, blank=True)
+    accepted_config_version = models.PositiveIntegerField(null=True, blank=True)
+    accepted_email_status = models.CharField(max_length=20, blank=True)
+    claimed_at = models.DateTimeField(null=True, blank=True)
+    claimed_by = models.CharField(max_length=100, blank=True)
+    run = models.ForeignKey(
+        "SyncRun", null=True, blank=True, on_delete=models.SET_NULL, related_name="states"
+    )
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name = "contact sync state"
+        permissions = [("push_contacts", "Can push contacts to destinations and retry them")]
+        constraints = [
+            models.UniqueConstraint(fields=["contact", "destination"], name="sync_state_unique")
+        ]
+        indexes = [
+            models.Index(fields=["destination", "status"], name="sync_state_dest_status"),
+            models.Index(fields=["status", "next_attempt_at"], name="sync_state_due"),
+        ]
+
+    def __str__(self):
+        return f"{self.contact_id} on {self.destination_id}: {self.status}"
+
+
+class SyncRun(models.Model):
+    """One admin action, command or retry sweep, with its counts."""
+
+    class State(models.TextChoices):
+        RUNNING = "running", "Running"
+        FINISHED = "finished", "Finished"
+        CANCELLED = "cancelled", "Cancelled"
+
+    trigger = models.CharField(max_length=20, choices=Trigger.choices)
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
+    )
+    destination = models.ForeignKey(
+        Destination, null=True, blank=True, on_delete=models.SET_NULL, related_name="runs",
+        help_text="Blank: every enabled destination.",
+    )
+    state = models.CharField(max_length=20, choices=State.choices, default=State.RUNNING)
+    force = models.BooleanField(default=False)
+    started_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    total = models.PositiveIntegerField(default=0)
+    created = models.PositiveIntegerField(default=0)
+    updated = models.PositiveIntegerField(default=0)
+    unchanged = models.PositiveIntegerField(default=0)
+    failed = models.PositiveIntegerField(default=0)
+    skipped = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = ["-started_at"]
+
+    def __str__(self):
+        return f"Run {self.pk} ({self.get_trigger_display()})"
+
+    @property
+    def done(self) -> int:
+        return self.created + self.updated + self.unchanged + self.failed + self.skipped
+
+
+class SyncAttempt(models.Model):
+    """One push, delete or check of one contact on one destination: the attempt log."""
+
+    class Outcome(models.TextChoices):
+        CREATED = "created", "Created"
+        UPDATED = "updated", "Updated"
+        UNCHANGED = "unchanged", "Unchanged"
+        RETRY = "retry", "Will retry"
+        FAILED = "failed", "Failed"
+        WAITING = "waiting", "Waiting (destination paused)"
+        SKIPPED = "skipped", "Skipped"
+        DELETED = "deleted", "Deleted"
+
+    destination = models.ForeignKey(
+        Destination, on_delete=models.CASCADE, related_name="attempts"
+    )
+    contact = models.ForeignKey(
+        "contacts.Contact", null=True, blank=True, on_delete=models.SET_NULL,
+        related_name="sync_attempts",
+    )
+    external_id = models.CharField("external ID", max_length=100, blank=True)
+    run = models.ForeignKey(
+        SyncRun, null=True, blank=True, on_delete=models.SET_NULL, related_name="attempts"
+    )
+    trigger = models.CharField(max_length=20, choices=Trigger.choices)
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
+    )
+    started_at = models.DateTimeField(db_index=True)
+    duration_ms = models.PositiveIntegerField(default=0)
+    http_status = models.PositiveSmallIntegerField("HTTP status", null=True, blank=True)
+    request_body = models.TextField(blank=True, help_text="Credentials removed.")
+    response_excerpt = models.TextField(blank=True)
+    outcome = models.CharField(max_length=20, choices=Outcome.choices)
+    error = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-started_at", "-id"]
+        indexes = [
+            models.Index(fields=["contact", "-started_at"], name="attempt_contact_recent"),
+            models.Index(fields=["destination", "-started_at"], name="attempt_dest_recent"),
+        ]
+
+    def __str__(self):
+        return f"{self.get_outcome_display()} {self.external_id} on {self.destination_id}"

@@ -71,3 +71,32 @@ def destination_mapping(destination: Destination) -> MappingRecord:
         else:
             lists[m.mailing_list_id] = m.remote_list
     return MappingRecord(fields=fields, groups=groups, mailing_lists=lists)
+
+
+def contact_sync_panel(contact: Contact) -> dict:
+    """Per destination: the contact's sync state and its last five attempts (three queries)."""
+    from django.db.models import F, Window
+    from django.db.models.functions import RowNumber
+
+    from sync.models import ContactSyncState, SyncAttempt
+
+    destinations = list(Destination.objects.order_by("name"))
+    states = {s.destination_id: s for s in ContactSyncState.objects.filter(contact=contact)}
+    recent = (
+        SyncAttempt.objects.filter(contact=contact)
+        .annotate(rank=Window(RowNumber(), partition_by=[F("destination_id")],
+                              order_by=[F("started_at").desc(), F("id").desc()]))
+        .filter(rank__lte=5)
+        .order_by("destination_id", "-started_at", "-id")
+    )
+    attempts: dict[int, list] = {}
+    for attempt in recent:
+        attempts.setdefault(attempt.destination_id, []).append(attempt)
+    rows = [
+        {"destination": d, "state": states.get(d.pk), "attempts": attempts.get(d.pk, [])}
+        for d in destinations
+    ]
+    active = any(
+        row["state"] and row["state"].status in ("pending", "in_progress") for row in rows
+    )
+    return {"contact": contact, "rows": rows, "active": active}

@@ -1,0 +1,364 @@
+"""Sync in the admin: destinations with their mappings, read-only state, attempt log and runs,
+and the contact admin extended with badges, a sync panel and push actions."""
+
+from django import forms
+from django.contrib import admin, messages
+from django.db.models import Exists, OuterRef, Prefetch, Q
+from django.shortcuts import get_object_or_404
+from django.template.loader import render_to_string
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from django.utils.html import format_html, format_html_join
+from django.utils.translation import ngettext
+
+from contacts.admin import ContactAdmin
+from contacts.models import Contact
+from sync import actions, selectors, services
+from sync.connectors.base import ConnectorConfigurationError, ConnectorError
+from sync.connectors.records import STANDARD_FIELDS
+from sync.models import (
+    ContactSyncState,
+    Destination,
+    FieldMapping,
+    ListMapping,
+    RemoteOption,
+    SyncAttempt,
+    SyncRun,
+    SyncStatus,
+)
+
+PUSH_PERMISSION = "sync.push_contacts"
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """Logs and state: written by the sync engine only."""
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+
+# ----------------------------------------------------------------------------- destinations
+
+
+class RemoteChoiceWidget(forms.TextInput):
+    """A text input with the platform's options offered as suggestions (a datalist)."""
+
+    def __init__(self, options, list_id):
+        super().__init__(attrs={"list": list_id})
+        self.options, self.list_id = options, list_id
+
+    def render(self, name, value, attrs=None, renderer=None):
+        html = super().render(name, value, attrs, renderer)
+        items = format_html_join("", '<option value="{}">{}</option>',
+                                 ((o.remote_id, o.label) for o in self.options))
+        return format_html('{}<datalist id="{}">{}</datalist>', html, self.list_id, items)
+
+
+class _RemoteOptionsInline(admin.TabularInline):
+    extra = 0
+    option_kind = ""
+    remote_field_name = ""
+
+    def get_formset(self, request, obj=None, **kwargs):
+        formset = super().get_formset(request, obj, **kwargs)
+        options = list(obj.options.filter(kind=self.option_kind)) if obj else []
+        field = formset.form.base_fields[self.remote_field_name]
+        if options:
+            choices = [("", "---------")] + [(o.remote_id, f"{o.label} ({o.remote_id})")
+                                             for o in options]
+            field.widget = forms.Select(choices=choices)
+        field.help_text = "" if options else "Press “Refresh from platform” to pick from a list."
+        return formset
+
+
+class FieldMappingInline(_RemoteOptionsInline):
+    model = FieldMapping
+    option_kind = RemoteOption.Kind.FIELD
+    remote_field_name = "remote_field"
+    fields = ["standard_field", "custom_field", "remote_field"]
+
+
+class ListMappingInline(_RemoteOptionsInline):
+    model = ListMapping
+    option_kind = RemoteOption.Kind.LIST
+    remote_field_name = "remote_list"
+    fields = ["group", "mailing_list", "remote_list"]
+
+
+@admin.action(description="Test connection")
+def test_connection(modeladmin, request, queryset):
+    for destination in queryset:
+        ok, message = services.destination_test_connection(destination=destination)
+        level = messages.SUCCESS if ok else messages.ERROR
+        modeladmin.message_user(request, f"{destination}: {message}", level)
+
+
+@admin.action(description="Refresh fields and lists from platform")
+def refresh_options(modeladmin, request, queryset):
+    for destination in queryset:
+        try:
+            count = services.destination_refresh_options(destination=destination)
+        except (ConnectorError, ConnectorConfigurationError) as err:
+            modeladmin.message_user(request, f"{destination}: {err}", messages.ERROR)
+            continue
+        modeladmin.message_user(request, ngettext(
+            "%(dest)s: %(count)d field or list fetched.", "%(dest)s: %(count)d fields and lists fetched.",
+            count) % {"dest": destination, "count": count}, messages.SUCCESS)
+
+
+@admin.register(Destination)
+class DestinationAdmin(admin.ModelAdmin):
+    list_display = ["name", "platform", "enabled", "push_on_save", "health", "effective_url"]
+    list_filter = ["platform", "enabled"]
+    actions = [test_connection, refresh_options]
+    inlines = [FieldMappingInline, ListMappingInline]
+    readonly_fields = ["health", "unmapped_fields", "options_refreshed_at"]
+    fieldsets = [
+        (None, {"fields": ["name", "platform", "enabled", "push_on_save", "health"]}),
+        ("Account", {"fields": ["base_url", "region", "account_id", "key_env", "secret_env"]}),
+        ("Behaviour", {"fields": ["marketing_consent_only", "delete_on_platform",
+                                  "update_if_exists", "rate_limit", "timeout"]}),
+        ("Mappings", {"fields": ["unmapped_fields", "options_refreshed_at"]}),
+    ]
+    change_form_template = "admin/sync/destination/change_form.html"
+
+    @admin.display(description="status")
+    def health(self, obj):
+        if obj.paused_at:
+            return format_html('<span class="sync-badge sync-failed" title="{}">Paused: {}</span>',
+                               obj.pause_error, obj.pause_error)
+        return format_html('<span class="sync-badge sync-synced">{}</span>',
+                           "Active" if obj.enabled else "Disabled")
+
+    @admin.display(description="URL")
+    def effective_url(self, obj):
+        return obj.effective_base_url
+
+    @admin.display(description="Not sent (unmapped)")
+    def unmapped_fields(self, obj):
+        if obj is None or obj.pk is None:
+            return "-"
+        mapping = selectors.destination_mapping(obj)
+        from contacts.models import CustomFieldDefinition, Group, MailingList
+
+        missing = [f"custom field “{d.name}”" for d in CustomFieldDefinition.objects.all()
+                   if f"custom:{d.name}" not in mapping.fields]
+        missing += [f"{STANDARD_FIELDS[name]}" for name in obj.connector_class.mappable_standard_fields
+                    if name in STANDARD_FIELDS and name not in mapping.fields]
+        missing += [f"group “{g.name}”" for g in Group.objects.exclude(pk__in=mapping.groups)]
+        missing += [f"mailing list “{m.name}”"
+                    for m in MailingList.objects.exclude(pk__in=mapping.mailing_lists)]
+        return ", ".join(missing) or "Everything is mapped."
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        if request.method == "POST" and "_test_connection" in request.POST:
+            destination = get_object_or_404(Destination, pk=object_id)
+            test_connection(self, request, Destination.objects.filter(pk=destination.pk))
+            return self._redirect_to(destination)
+        if request.method == "POST" and "_refresh_options" in request.POST:
+            destination = get_object_or_404(Destination, pk=object_id)
+            refresh_options(self, request, Destination.objects.filter(pk=destination.pk))
+            return self._redirect_to(destination)
+        return super().change_view(request, object_id, form_url, extra_context)
+
+    def _redirect_to(self, destination):
+        from django.shortcuts import redirect
+
+        return redirect(reverse("admin:sync_destination_change", args=[destination.pk]))
+
+
+# ------------------------------------------------------------------ state, attempts, runs
+
+
+@admin.register(ContactSyncState)
+class ContactSyncStateAdmin(ReadOnlyAdmin):
+    list_display = ["contact", "destination", "status", "remote_id", "short_error",
+                    "attempts", "next_attempt_at", "last_success_at"]
+    list_filter = ["destination", "status"]
+    search_fields = ["contact__email", "contact__external_id", "remote_id"]
+    list_select_related = ["contact", "destination"]
+    raw_id_fields = ["contact", "run"]
+
+    @admin.display(description="last error")
+    def short_error(self, obj):
+        return obj.last_error[:120]
+
+
+@admin.register(SyncAttempt)
+class SyncAttemptAdmin(ReadOnlyAdmin):
+    list_display = ["started_at", "destination", "external_id", "trigger", "outcome",
+                    "http_status", "duration_ms", "short_error", "user"]
+    list_filter = ["destination", "outcome", "trigger"]
+    search_fields = ["external_id", "error"]
+    list_select_related = ["destination", "user"]
+    raw_id_fields = ["contact", "run", "user"]
+    date_hierarchy = "started_at"
+
+    @admin.display(description="error")
+    def short_error(self, obj):
+        return obj.error[:120]
+
+
+class FailedAttemptInline(admin.TabularInline):
+    model = SyncAttempt
+    verbose_name_plural = "failed contacts"
+    fields = ["external_id", "destination", "http_status", "error", "started_at"]
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).filter(
+            outcome=SyncAttempt.Outcome.FAILED).select_related("destination")
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
+@admin.action(description="Cancel selected runs", permissions=["push"])
+def cancel_runs(modeladmin, request, queryset):
+    for run in queryset.filter(state=SyncRun.State.RUNNING):
+        services.run_cancel(run=run)
+    modeladmin.message_user(request, "Cancelled; what was not sent stays as it was.")
+
+
+@admin.register(SyncRun)
+class SyncRunAdmin(ReadOnlyAdmin):
+    list_display = ["pk", "trigger", "destination", "user", "state", "started_at", "finished_at",
+                    "progress", "created", "updated", "unchanged", "failed", "skipped"]
+    list_filter = ["state", "trigger", "destination"]
+    list_select_related = ["destination", "user"]
+    inlines = [FailedAttemptInline]
+    actions = [cancel_runs]
+
+    @admin.display(description="progress")
+    def progress(self, obj):
+        return f"{obj.done} / {obj.total}"
+
+    def has_push_permission(self, request):
+        return request.user.has_perm(PUSH_PERMISSION)
+
+
+# ------------------------------------------------------------- the contact, with sync
+
+
+BADGE_TEXT = {
+    SyncStatus.SYNCED: "synced", SyncStatus.UNCHANGED: "unchanged", SyncStatus.PENDING: "pending",
+    SyncStatus.IN_PROGRESS: "pushing", SyncStatus.WAITING: "waiting", SyncStatus.SKIPPED: "skipped",
+    SyncStatus.FAILED: "failed", SyncStatus.NEVER: "never",
+}
+
+
+class SyncDestinationFilter(admin.SimpleListFilter):
+    title = "sync destination"
+    parameter_name = "sync_dest"
+
+    def lookups(self, request, model_admin):
+        return [(str(d.pk), d.name) for d in model_admin.destinations(request)]
+
+    def queryset(self, request, queryset):
+        return queryset  # applied together with the status by SyncStatusFilter
+
+
+class SyncStatusFilter(admin.SimpleListFilter):
+    title = "sync status"
+    parameter_name = "sync_status"
+
+    def lookups(self, request, model_admin):
+        return SyncStatus.choices
+
+    def queryset(self, request, queryset):
+        status = self.value()
+        destination = request.GET.get("sync_dest")
+        error = request.GET.get("sync_error")
+        if not status and not destination and not error:
+            return queryset
+        states = ContactSyncState.objects.filter(contact=OuterRef("pk"))
+        if destination:
+            states = states.filter(destination_id=destination)
+        if error:
+            states = states.filter(last_error=error)
+        if status == SyncStatus.NEVER:
+            return queryset.exclude(Exists(states.exclude(status=SyncStatus.NEVER)))
+        if status:
+            states = states.filter(status=status)
+        return queryset.filter(Exists(states))
+
+
+class SyncedContactAdmin(ContactAdmin):
+    action_form = actions.PushActionForm
+    actions = [actions.push_selected, actions.preview_payloads, actions.retry_failed]
+    list_filter = [*ContactAdmin.list_filter, SyncDestinationFilter, SyncStatusFilter]
+    change_form_template = "admin/contacts/contact/sync_change_form.html"
+
+    def get_list_display(self, request):
+        destinations = self.destinations(request)
+
+        @admin.display(description="sync")
+        def sync_badges(obj):
+            states = {s.destination_id: s for s in obj.sync_states.all()}
+            return render_to_string("admin/sync/badges.html", {
+                "badges": [_badge(d, states.get(d.pk)) for d in destinations]
+            })
+
+        return [*super().get_list_display(request), sync_badges]
+
+    def get_queryset(self, request):
+        states = ContactSyncState.objects.only(
+            "contact_id", "destination_id", "status", "remote_id", "last_error"
+        )
+        return super().get_queryset(request).prefetch_related(
+            Prefetch("sync_states", queryset=states)
+        )
+
+    def destinations(self, request):
+        if not hasattr(request, "_sync_destinations"):
+            request._sync_destinations = list(Destination.objects.order_by("name"))
+        return request._sync_destinations
+
+    def get_readonly_fields(self, request, obj=None):
+        fields = list(super().get_readonly_fields(request, obj))
+        if obj is not None:
+            held = obj.sync_states.filter(~Q(remote_id="") | Q(status__in=[
+                SyncStatus.SYNCED, SyncStatus.UNCHANGED])).exists()
+            if held:
+                fields.append("external_id")  # changing it would make a duplicate there
+        return fields
+
+    def has_push_permission(self, request):
+        return request.user.has_perm(PUSH_PERMISSION)
+
+    def get_urls(self):
+        view = self.admin_site.admin_view(self.sync_panel_view)
+        return [path("<int:contact_id>/sync-panel/", view, name="contacts_contact_sync_panel"),
+                *super().get_urls()]
+
+    def sync_panel_view(self, request, contact_id):
+        contact = get_object_or_404(Contact, pk=contact_id)
+        if not self.has_view_or_change_permission(request, contact):
+            from django.core.exceptions import PermissionDenied
+
+            raise PermissionDenied
+        return TemplateResponse(request, "admin/sync/contact_sync_panel.html",
+                                selectors.contact_sync_panel(contact))
+
+    def render_change_form(self, request, context, add=False, change=False, form_url="", obj=None):
+        if obj is not None:
+            context["sync_panel"] = selectors.contact_sync_panel(obj)
+        return super().render_change_form(request, context, add, change, form_url, obj)
+
+
+def _badge(destination, state):
+    status = state.status if state else SyncStatus.NEVER
+    text = BADGE_TEXT[status]
+    if status == SyncStatus.SYNCED and state.remote_id:
+        text = f"{state.remote_id}"
+    title = state.last_error if state and state.last_error else ""
+    return {"destination": destination.name, "status": status, "text": text, "title": title}
+
+
+admin.site.unregister(Contact)
+admin.site.register(Contact, SyncedContactAdmin)

@@ -1,0 +1,11 @@
+from django.core.management.base import BaseCommand
+
+from sync import services
+
+
+class Command(BaseCommand):
+    help = "One pass of the scheduler: queue due retries, take back work of dead workers."
+
+    def handle(self, *args, **options):
+        queued = services.retries_enqueue_due()
+        self.stdout.write(f"{queued} pushes queued.")
