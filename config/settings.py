@@ -97,6 +97,33 @@ AUTH_PASSWORD_VALIDATORS = [
 
 STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / "staticfiles"
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {
+        "BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"
+        if IS_PRODUCTION
+        else "django.contrib.staticfiles.storage.StaticFilesStorage"
+    },
+}
+
+if IS_PRODUCTION:
+    # Static files served by the app itself under gunicorn (runserver serves them in
+    # development): run `manage.py collectstatic` at deploy.
+    MIDDLEWARE.insert(1, "whitenoise.middleware.WhiteNoiseMiddleware")
+    SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=True)
+    SESSION_COOKIE_SECURE = True
+    CSRF_COOKIE_SECURE = True
+    SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=31536000)
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = True
+    if env.bool("BEHIND_TLS_PROXY", default=False):
+        # The proxy terminates TLS and says so in this header; trust it only when told to.
+        SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
+SILENCED_SYSTEM_CHECKS = [
+    # HSTS preload submits the domain to browsers' built-in lists, hard to undo: that is the
+    # customer's decision for their own domain, not a default of ours (README, Production).
+    "security.W021",
+]
 
 LOGGING = {
     "version": 1,
@@ -125,5 +152,24 @@ SYNC_RETRY_BASE_SECONDS = env.float("SYNC_RETRY_BASE_SECONDS", default=10.0)
 SYNC_RETRY_MAX_SECONDS = env.float("SYNC_RETRY_MAX_SECONDS", default=3600.0)
 # A contact or task held longer than this by a worker is taken back by the scheduler.
 SYNC_LEASE_SECONDS = env.float("SYNC_LEASE_SECONDS", default=300.0)
-SYNC_CHUNK_SIZE = env.int("SYNC_CHUNK_SIZE", default=100)
+SYNC_CHUNK_SIZE = env.int("SYNC_CHUNK_SIZE", default=100)  # contacts per task, one by one
+SYNC_BULK_CHUNK_SIZE = env.int("SYNC_BULK_CHUNK_SIZE", default=1000)  # per batch call
 SYNC_SCHEDULER_INTERVAL = env.float("SYNC_SCHEDULER_INTERVAL", default=5.0)
+SYNC_ATTEMPT_RETENTION_DAYS = env.int("SYNC_ATTEMPT_RETENTION_DAYS", default=90)
+# Sync admins get an email when a destination's failure rate over the last hour passes this
+# (counted once at least SYNC_ALERT_MIN_ATTEMPTS pushes were tried in that hour).
+SYNC_ALERT_FAILURE_RATE = env.float("SYNC_ALERT_FAILURE_RATE", default=0.2)
+SYNC_ALERT_MIN_ATTEMPTS = env.int("SYNC_ALERT_MIN_ATTEMPTS", default=10)
+
+EMAIL_BACKEND = env.str(
+    "EMAIL_BACKEND",
+    default="django.core.mail.backends.smtp.EmailBackend"
+    if IS_PRODUCTION
+    else "django.core.mail.backends.console.EmailBackend",
+)
+EMAIL_HOST = env.str("EMAIL_HOST", default="localhost")
+EMAIL_PORT = env.int("EMAIL_PORT", default=25)
+EMAIL_HOST_USER = env.str("EMAIL_HOST_USER", default="")
+EMAIL_HOST_PASSWORD = env.str("EMAIL_HOST_PASSWORD", default="")
+EMAIL_USE_TLS = env.bool("EMAIL_USE_TLS", default=False)
+DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="contact-sync@localhost")

@@ -1,12 +1,29 @@
+from functools import partial
+
 from django.contrib import admin
 from django.urls import path
 from django.views.generic import RedirectView
 
+from sync import views as sync_views
+
 admin.site.site_header = "Contact sync"
 admin.site.site_title = "Contact sync"
 admin.site.index_title = "Contacts and their destinations"
+admin.site.index_template = "admin/sync_index.html"
+
+
+def _admin(view):
+    return admin.site.admin_view(partial(view, admin_site=admin.site))
+
 
 urlpatterns = [
     path("", RedirectView.as_view(url="/admin/", permanent=False)),
+    path("admin/sync/dashboard/", _admin(sync_views.dashboard), name="sync_dashboard"),
+    path("admin/sync/dashboard/runs/", _admin(sync_views.dashboard_runs),
+         name="sync_dashboard_runs"),
+    path("admin/sync/dashboard/retry/<int:destination_id>/",
+         admin.site.admin_view(sync_views.retry_failed), name="sync_retry_failed"),
+    path("admin/sync/dashboard/cancel/<int:run_id>/",
+         admin.site.admin_view(sync_views.cancel_run), name="sync_cancel_run"),
     path("admin/", admin.site.urls),
 ]

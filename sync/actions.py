@@ -1,8 +1,8 @@
 """Admin actions: thin adapters over sync.services."""
 
+from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
-from django import forms
 from django.template.response import TemplateResponse
 from django.utils.translation import ngettext
 
@@ -31,16 +31,17 @@ def _chosen_destination(request):
 @admin.action(description="Push selected contacts", permissions=["push"])
 def push_selected(modeladmin, request, queryset):
     destination, force = _chosen_destination(request)
-    contact_ids = list(queryset.values_list("pk", flat=True))
-    run = services.contacts_push_selected(contact_ids=contact_ids, destination=destination,
+    run = services.contacts_push_selected(contacts=queryset, destination=destination,
                                           trigger=Trigger.ACTION, user_id=request.user.pk,
                                           force=force)
     where = destination.name if destination else "every enabled destination"
+    count = run.total - run.unchanged
     modeladmin.message_user(request, ngettext(
-        "%(count)d contact queued for %(where)s (run %(run)s).",
-        "%(count)d contacts queued for %(where)s (run %(run)s).",
-        len(contact_ids),
-    ) % {"count": len(contact_ids), "where": where, "run": run.pk}, messages.SUCCESS)
+        "%(count)d push queued for %(where)s (run %(run)s, %(unchanged)d unchanged).",
+        "%(count)d pushes queued for %(where)s (run %(run)s, %(unchanged)d unchanged).",
+        count,
+    ) % {"count": count, "where": where, "run": run.pk, "unchanged": run.unchanged},
+        messages.SUCCESS)
 
 
 @admin.action(description="Retry failed pushes of selected contacts", permissions=["push"])

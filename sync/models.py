@@ -58,6 +58,10 @@ class Destination(models.Model):
         default=1, editable=False,
         help_text="Rises when the destination or its mappings change what is sent.",
     )
+    alerted_failing = models.BooleanField(
+        default=False, editable=False,
+        help_text="An alert about the failure rate was sent and the rate has not recovered.",
+    )
     paused_at = models.DateTimeField(null=True, blank=True, editable=False)
     pause_error = models.TextField(
         blank=True, editable=False, help_text="Why the platform refused our credentials."
@@ -375,3 +379,23 @@ class SyncAttempt(models.Model):
 
     def __str__(self):
         return f"{self.get_outcome_display()} {self.external_id} on {self.destination_id}"
+
+
+class RateLimitSlot(models.Model):
+    """The next free request slot of a destination, shared by every worker on every machine
+    (the platform counts per account, not per process). See sync.ratelimit."""
+
+    destination = models.OneToOneField(
+        Destination, on_delete=models.CASCADE, primary_key=True, related_name="rate_slot"
+    )
+    next_at = models.FloatField(default=0.0, help_text="Unix time of the next free slot.")
+
+
+class WorkerHeartbeat(models.Model):
+    """When each worker process last took up work (shown on the dashboard)."""
+
+    name = models.CharField(max_length=150, primary_key=True)
+    last_seen = models.DateTimeField()
+
+    def __str__(self):
+        return self.name

@@ -100,3 +100,104 @@ def contact_sync_panel(contact: Contact) -> dict:
         row["state"] and row["state"].status in ("pending", "in_progress") for row in rows
     )
     return {"contact": contact, "rows": rows, "active": active}
+
+
+# ----------------------------------------------------------------------------- dashboard
+
+CHART_WIDTH, CHART_HEIGHT = 480, 90
+
+
+def dashboard(now=None) -> dict:
+    """Everything the managers' dashboard shows, in a fixed number of aggregate queries
+    (no query per contact or per attempt)."""
+    from datetime import timedelta
+
+    from django.db.models import Count, Max, OuterRef, Q, Subquery
+    from django.db.models.functions import TruncHour
+    from django.utils import timezone
+    from django_tasks import TaskResultStatus
+    from django_tasks_db.models import DBTaskResult
+
+    from sync.models import ContactSyncState, SyncAttempt, SyncRun, WorkerHeartbeat
+
+    now = now or timezone.now()
+    last_push = SyncAttempt.objects.filter(destination=OuterRef("pk")).order_by("-started_at")
+    destinations = list(Destination.objects.order_by("name").annotate(
+        last_push=Subquery(last_push.values("started_at")[:1])))
+    total_contacts = Contact.objects.count()
+    counts: dict[int, dict[str, int]] = {}
+    for row in ContactSyncState.objects.values("destination_id", "status").annotate(n=Count("id")):
+        counts.setdefault(row["destination_id"], {})[row["status"]] = row["n"]
+    day_ago, week_ago = now - timedelta(hours=24), now - timedelta(days=7)
+    outcomes: dict[int, dict[str, int]] = {}
+    for row in (SyncAttempt.objects.filter(started_at__gte=day_ago)
+                .values("destination_id", "outcome").annotate(n=Count("id"))):
+        outcomes.setdefault(row["destination_id"], {})[row["outcome"]] = row["n"]
+    hourly: dict[int, dict] = {}
+    for row in (SyncAttempt.objects.filter(started_at__gte=week_ago)
+                .exclude(outcome__in=["unchanged", "skipped", "waiting"])
+                .annotate(hour=TruncHour("started_at"))
+                .values("destination_id", "hour").annotate(n=Count("id"))):
+        hourly.setdefault(row["destination_id"], {})[row["hour"]] = row["n"]
+    errors: dict[int, list] = {}
+    for row in (ContactSyncState.objects.filter(status="failed").values("destination_id", "last_error")
+                .annotate(n=Count("id")).order_by("-n")[:200]):
+        errors.setdefault(row["destination_id"], [])
+        if len(errors[row["destination_id"]]) < 5:
+            errors[row["destination_id"]].append({"message": row["last_error"], "count": row["n"]})
+    rows = [_destination_row(d, counts.get(d.pk, {}), outcomes.get(d.pk, {}),
+                             hourly.get(d.pk, {}), errors.get(d.pk, []), total_contacts, now)
+            for d in destinations]
+    return {
+        "rows": rows,
+        "paused": [d for d in destinations if d.paused_at],
+        "runs": list(SyncRun.objects.filter(state=SyncRun.State.RUNNING)
+                     .select_related("destination", "user")),
+        "queue_depth": DBTaskResult.objects.filter(status=TaskResultStatus.READY).count(),
+        "workers": list(WorkerHeartbeat.objects.order_by("-last_seen")[:20]),
+        "now": now,
+    }
+
+
+def _destination_row(destination, counts, outcomes, hourly, errors, total_contacts, now):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    known = sum(n for status, n in counts.items() if status != "never")
+    succeeded = outcomes.get("created", 0) + outcomes.get("updated", 0)
+    tried = succeeded + outcomes.get("failed", 0) + outcomes.get("retry", 0)
+    # TruncHour buckets in the current time zone; so do these keys.
+    this_hour = timezone.localtime(now).replace(minute=0, second=0, microsecond=0)
+    hours = [this_hour - timedelta(hours=h) for h in range(23, -1, -1)]
+    per_hour = [hourly.get(h, 0) for h in hours]
+    today = this_hour.replace(hour=0)
+    days = [today - timedelta(days=d) for d in range(6, -1, -1)]
+    per_day = [sum(n for h, n in hourly.items() if day <= h < day + timedelta(days=1))
+               for day in days]
+    return {
+        "destination": destination,
+        "synced": counts.get("synced", 0),
+        "unchanged": counts.get("unchanged", 0),
+        "failed": counts.get("failed", 0),
+        "pending": counts.get("pending", 0) + counts.get("in_progress", 0),
+        "waiting": counts.get("waiting", 0),
+        "skipped": counts.get("skipped", 0),
+        "never": total_contacts - known,
+        "success_rate": round(100 * succeeded / tried, 1) if tried else None,
+        "hour_chart": _bars(per_hour, [h.strftime("%H:00") for h in hours]),
+        "day_chart": _bars(per_day, [d.strftime("%a %d") for d in days]),
+        "errors": errors,
+    }
+
+
+def _bars(values: list[int], labels: list[str]) -> dict:
+    """Geometry of a server-drawn SVG bar chart."""
+    top = max(values) or 1
+    width = CHART_WIDTH / len(values)
+    bars = [{"x": round(i * width, 1), "w": round(width * 0.8, 1),
+             "h": round(CHART_HEIGHT * v / top, 1), "y": round(CHART_HEIGHT - CHART_HEIGHT * v / top, 1),
+             "value": v, "label": label}
+            for i, (v, label) in enumerate(zip(values, labels, strict=True))]
+    return {"bars": bars, "max": top, "total": sum(values), "width": CHART_WIDTH,
+            "height": CHART_HEIGHT}

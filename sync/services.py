@@ -1,40 +1,34 @@
-"""The sync engine: the only code that calls connectors and writes sync state.
+"""The sync engine's public face: what admin actions, receivers, tasks and commands call.
 
-A push of one contact to one destination goes claim -> build -> compare -> send -> record:
-- claim: a short transaction marks the state in progress, unless another worker holds it;
-- build and compare: an unchanged contact (same content and configuration version, or the
-  same payload hash as the one last accepted) makes no request;
-- send: outside any transaction (no HTTP inside `atomic`);
-- record: a short transaction writes the state, the attempt log and the run's counts.
-Failures follow part A of shared/platforms.md: retryable ones are rescheduled with exponential
-backoff and jitter, permanent ones fail at once, 401/403 pause the destination.
+The push itself (claim, compare, send, record) is in sync.engine; this module queues work,
+keeps runs, pauses and resumes destinations, and schedules retries. Together they are the
+only code that calls connectors and writes sync state.
 """
 
-import hashlib
 import json
 import logging
-import random
-import os
-import socket
-from collections.abc import Iterable
 from dataclasses import dataclass
+from collections.abc import Iterable
 from datetime import timedelta
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
-from django.db.models import F
+from django.db import transaction
+from django.db.models import Exists, F, OuterRef, QuerySet, Subquery
 from django.utils import timezone
 
 from contacts.models import Contact
 from sync import selectors
-from sync.connectors.base import (
-    BaseConnector,
-    ConnectorConfigurationError,
-    ConnectorError,
-    LocalRateLimiter,
-    PermanentError,
+from sync.connectors.base import ConnectorConfigurationError, ConnectorError, PermanentError
+from sync.connectors.records import RemoteState
+from sync.engine import (  # noqa: F401  (re-exported for adapters)
+    PushContext,
+    contact_push,
+    contacts_push,
+    destination_connector,
+    destination_pause,
+    exchange_fields,
+    status_before_push,
 )
-from sync.connectors.records import ContactRecord, RemoteState
 from sync.models import (
     ContactSyncState,
     Destination,
@@ -42,282 +36,34 @@ from sync.models import (
     SyncRun,
     SyncStatus,
     Trigger,
+    WorkerHeartbeat,
 )
 
 logger = logging.getLogger(__name__)
 Outcome = SyncAttempt.Outcome
-WORKER_NAME = f"{socket.gethostname()}:{os.getpid()}"
-# Statuses in which the platform holds the contact as we last sent it.
-HELD_STATUSES = (SyncStatus.SYNCED, SyncStatus.UNCHANGED)
 
 
-def destination_connector(*, destination: Destination, quick_retries: int = 0,
-                          rate_limiter=None) -> BaseConnector:
-    """A connector for the destination, with its credentials read from the environment.
-
-    Raises ConnectorConfigurationError naming the variable when a credential is missing."""
-    cls = destination.connector_class
-    env_names = {name: getattr(destination, field) for name, field in cls.credentials.items()}
-    return cls(
-        base_url=destination.effective_base_url,
-        credentials=cls.read_credentials(env_names),
-        mapping=selectors.destination_mapping(destination),
-        options={
-            "account_id": destination.account_id,
-            "update_if_exists": destination.update_if_exists,
-        },
-        timeout=destination.timeout,
-        rate_limiter=rate_limiter,
-        quick_retries=quick_retries,
-    )
-
-
-def payload_hash(payload: dict, record: ContactRecord) -> str:
-    """Fingerprint of what a push sends: the body, plus list memberships, which some platforms
-    receive in calls of their own."""
-    lists = [sorted(record.group_ids), sorted(record.subscriptions.items())]
-    text = json.dumps([payload, lists], sort_keys=True, default=str)
-    return hashlib.sha256(text.encode()).hexdigest()
-
-
-def retry_delay(*, attempts: int, retry_after: float | None) -> float:
-    """Exponential backoff with jitter, never shorter than the platform's Retry-After."""
-    ceiling = min(settings.SYNC_RETRY_MAX_SECONDS,
-                  settings.SYNC_RETRY_BASE_SECONDS * 2 ** max(0, attempts - 1))
-    delay = random.uniform(ceiling / 2, ceiling)
-    return max(delay, retry_after or 0.0)
-
-
-# ------------------------------------------------------------------------ one contact
-
-
-@dataclass
-class PushContext:
-    """Who asked for a push and under which run; shared by every contact of one task."""
-
-    trigger: str
-    user_id: int | None = None
-    run_id: int | None = None
-    force: bool = False
-    worker: str = WORKER_NAME
-
-
-def contact_push(*, contact_id: int, destination: Destination, context: PushContext,
-                 connector: BaseConnector | None = None) -> ContactSyncState | None:
-    """Push one contact to one destination and record the outcome.
-
-    Returns the state as written, or None when another worker holds the contact (that worker
-    re-pushes when it sees a newer version) or the contact no longer exists."""
-    if destination.is_paused:
-        return _mark_waiting(contact_id, destination, context)
-    state = _claim(contact_id, destination, context)
-    if state is None:
-        return None
-    contact = selectors.contacts_for_records(Contact.objects.filter(pk=contact_id)).first()
-    if contact is None:
-        state.delete()
-        return None
-    record = selectors.contact_record(contact)
-    result = _push_record(record, state, destination, context, connector)
-    _repush_if_changed_meanwhile(record, destination, context)
-    return result
-
-
-def _push_record(record, state, destination, context, connector):
-    finish = _Finisher(state, destination, context, record)
-    if destination.marketing_consent_only and not record.gdpr_marketing_consent:
-        return finish.skipped("no GDPR marketing consent")
-    if not context.force and _versions_unchanged(state, record, destination):
-        return finish.unchanged(state.payload_hash)
-    try:
-        connector = connector or destination_connector(destination=destination)
-        remote = RemoteState(state.remote_id or None, state.accepted_email_status or None)
-        payload = connector.build_payload(record, remote)
-        digest = payload_hash(payload, record)
-        if not context.force and digest == state.payload_hash and state.status in HELD_STATUSES:
-            return finish.unchanged(digest)
-        result = connector.push(record, remote)
-    except ConnectorConfigurationError as err:
-        destination_pause(destination=destination, error=str(err))
-        return finish.waiting(str(err), connector)
-    except ConnectorError as err:
-        if err.destination_wide:
-            destination_pause(destination=destination, error=str(err))
-            return finish.waiting(str(err), connector)
-        if err.retryable:
-            return finish.retry(err, connector)
-        return finish.failed(err, connector)
-    return finish.accepted(result, digest, connector)
-
-
-def _versions_unchanged(state, record, destination) -> bool:
-    return (
-        state.status in HELD_STATUSES
-        and state.accepted_content_version == record.content_version
-        and state.accepted_config_version == destination.config_version
-    )
-
-
-def _claim(contact_id, destination, context) -> ContactSyncState | None:
-    now = timezone.now()
-    stale = now - timedelta(seconds=settings.SYNC_LEASE_SECONDS)
-    for _ in range(2):  # a concurrent first push may create the row between our get and create
-        try:
-            with transaction.atomic():
-                state, _ = ContactSyncState.objects.select_for_update().get_or_create(
-                    contact_id=contact_id, destination=destination
-                )
-                busy = (state.status == SyncStatus.IN_PROGRESS and state.claimed_at
-                        and state.claimed_at > stale and state.claimed_by != context.worker)
-                if busy:
-                    return None
-                state.status = SyncStatus.IN_PROGRESS
-                state.claimed_at, state.claimed_by = now, context.worker
-                state.next_attempt_at = None
-                state.save(update_fields=["status", "claimed_at", "claimed_by",
-                                          "next_attempt_at", "updated_at"])
-                return state
-        except IntegrityError:
-            continue
-    return None
-
-
-def _repush_if_changed_meanwhile(record, destination, context):
-    """A save that landed while we were pushing was refused its own push (we held the
-    contact): push the newer version now, so the last saved values reach the platform."""
-    latest = Contact.objects.filter(pk=record.id).values_list("content_version", flat=True).first()
-    if latest is not None and latest > record.content_version:
-        contacts_enqueue_push(contact_ids=[record.id], destinations=[destination],
-                              trigger=context.trigger, user_id=context.user_id, run=None)
-
-
-def _mark_waiting(contact_id, destination, context):
-    state, _ = ContactSyncState.objects.get_or_create(contact_id=contact_id, destination=destination)
-    finish = _Finisher(state, destination, context, None)
-    return finish.waiting(destination.pause_error or "the destination is paused", None)
-
-
-class _Finisher:
-    """Writes one push's outcome: state, attempt log and run counters, in one transaction."""
-
-    def __init__(self, state, destination, context, record):
-        self.state, self.destination, self.context, self.record = state, destination, context, record
-        self.now = timezone.now()
-
-    def accepted(self, result, digest, connector):
-        state = self.state
-        if result.remote_id:
-            state.remote_id = result.remote_id
-        self._accept_versions(digest)
-        state.last_success_at = self.now
-        if result.created:
-            return self._write(SyncStatus.SYNCED, Outcome.CREATED, "created", connector)
-        return self._write(SyncStatus.SYNCED, Outcome.UPDATED, "updated", connector)
-
-    def unchanged(self, digest):
-        self._accept_versions(digest)
-        return self._write(SyncStatus.UNCHANGED, Outcome.UNCHANGED, "unchanged", None)
-
-    def skipped(self, reason):
-        self.state.skip_reason = reason
-        return self._write(SyncStatus.SKIPPED, Outcome.SKIPPED, "skipped", None, error=reason)
-
-    def waiting(self, message, connector):
-        self.state.last_error = message
-        return self._write(SyncStatus.WAITING, Outcome.WAITING, None, connector, error=message)
-
-    def retry(self, err: ConnectorError, connector):
-        state = self.state
-        state.attempts += 1
-        state.last_error = str(err)
-        if state.attempts >= settings.SYNC_MAX_ATTEMPTS:
-            return self._write(SyncStatus.FAILED, Outcome.FAILED, "failed", connector, error=str(err))
-        delay = retry_delay(attempts=state.attempts, retry_after=err.retry_after)
-        state.next_attempt_at = self.now + timedelta(seconds=delay)
-        return self._write(SyncStatus.PENDING, Outcome.RETRY, None, connector, error=str(err))
-
-    def failed(self, err: ConnectorError, connector):
-        self.state.attempts += 1
-        self.state.last_error = str(err)
-        return self._write(SyncStatus.FAILED, Outcome.FAILED, "failed", connector, error=str(err))
-
-    def _accept_versions(self, digest):
-        state, record = self.state, self.record
-        state.payload_hash = digest
-        state.accepted_content_version = record.content_version
-        state.accepted_config_version = self.destination.config_version
-        state.accepted_email_status = record.email_status
-        state.attempts = 0
-        state.last_error = state.skip_reason = ""
-
-    def _write(self, status, outcome, run_counter, connector, *, error=""):
-        state = self.state
-        state.status = status
-        state.claimed_at, state.claimed_by = None, ""
-        state.last_attempt_at = self.now
-        if self.context.run_id:
-            state.run_id = self.context.run_id
-        exchanges = connector.drain_exchanges() if connector is not None else []
-        with transaction.atomic():
-            state.save()
-            SyncAttempt.objects.create(**_attempt_fields(self, outcome, error, exchanges))
-            if self.context.run_id and run_counter:
-                SyncRun.objects.filter(pk=self.context.run_id).update(
-                    **{run_counter: F(run_counter) + 1}
-                )
-        return state
-
-
-def _attempt_fields(finisher, outcome, error, exchanges):
-    record, state = finisher.record, finisher.state
-    return {
-        "destination": finisher.destination,
-        "contact_id": state.contact_id,
-        "external_id": record.external_id if record else "",
-        "run_id": finisher.context.run_id,
-        "trigger": finisher.context.trigger,
-        "user_id": finisher.context.user_id,
-        "started_at": finisher.now,
-        "outcome": outcome,
-        "error": error,
-        **_exchange_fields(exchanges),
-    }
-
-
-# ------------------------------------------------------------------ many contacts, tasks
+# ------------------------------------------------------------ many contacts, runs
 
 
 def destinations_for_save() -> list[Destination]:
     return list(Destination.objects.filter(enabled=True, push_on_save=True))
 
 
-def contacts_push_chunk(*, destination_id: int, contact_ids: list[int], context: PushContext,
-                        quick_retries: int = 2) -> None:
-    """Push a chunk of contacts to one destination through one connector (one session).
-
-    Stops early, leaving the rest as they were, when the run is cancelled."""
+def contacts_push_chunk(*, destination_id: int, contact_ids: list[int],
+                        context: PushContext) -> None:
+    """A worker's share of a push: one chunk, one destination, short in-worker retries."""
     destination = Destination.objects.filter(pk=destination_id, enabled=True).first()
     if destination is None:
         return
-    connector = None
-    try:
-        connector = destination_connector(
-            destination=destination, quick_retries=quick_retries,
-            rate_limiter=LocalRateLimiter(destination.effective_rate_limit),
-        )
-    except ConnectorConfigurationError as err:
-        destination_pause(destination=destination, error=str(err))
-    for contact_id in contact_ids:
-        if context.run_id and _run_cancelled(context.run_id):
-            return  # run_cancel put the rest back as they were
-        destination.refresh_from_db(fields=["paused_at", "pause_error", "config_version"])
-        contact_push(contact_id=contact_id, destination=destination, context=context,
-                     connector=connector)
+    if context.run_id and SyncRun.objects.filter(pk=context.run_id,
+                                                 state=SyncRun.State.CANCELLED).exists():
+        return
+    WorkerHeartbeat.objects.update_or_create(name=context.worker,
+                                             defaults={"last_seen": timezone.now()})
+    contacts_push(contact_ids=contact_ids, destination=destination, context=context,
+                  quick_retries=2)
     _finish_run_if_done(context.run_id)
-
-
-def _run_cancelled(run_id: int) -> bool:
-    return SyncRun.objects.filter(pk=run_id, state=SyncRun.State.CANCELLED).exists()
 
 
 def _finish_run_if_done(run_id: int | None) -> None:
@@ -328,20 +74,36 @@ def _finish_run_if_done(run_id: int | None) -> None:
     ).update(state=SyncRun.State.FINISHED, finished_at=timezone.now())
 
 
-def contacts_enqueue_push(*, contact_ids: Iterable[int], destinations: list[Destination],
+def chunk_size_for(destination: Destination) -> int:
+    """Contacts per task: a platform's batch call where it has one (capped, so progress and
+    cancelling stay fine-grained), else a chunk of single pushes sharing one session."""
+    batch = destination.connector_class.batch_size
+    if batch:
+        return min(batch, settings.SYNC_BULK_CHUNK_SIZE)
+    return settings.SYNC_CHUNK_SIZE
+
+
+def _chunks(ids: Iterable[int], size: int):
+    chunk = []
+    for contact_id in ids:
+        chunk.append(contact_id)
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+def contacts_enqueue_push(*, contact_ids: list[int], destinations: list[Destination],
                           trigger: str, user_id: int | None = None, run: SyncRun | None = None,
                           force: bool = False) -> int:
     """Mark the contacts pending on each destination and queue their push, in chunks.
-
     Returns the number of (contact, destination) pushes queued."""
     from sync import tasks  # tasks import this module
 
-    ids = list(contact_ids)
     queued = 0
-    size = settings.SYNC_CHUNK_SIZE
     for destination in destinations:
-        for start in range(0, len(ids), size):
-            chunk = ids[start:start + size]
+        for chunk in _chunks(contact_ids, chunk_size_for(destination)):
             _mark_pending(chunk, destination, run)
             tasks.push_contacts.enqueue(
                 destination_id=destination.pk, contact_ids=chunk, trigger=trigger,
@@ -370,15 +132,92 @@ def run_start(*, trigger: str, user_id: int | None, destination: Destination | N
                                   total=total, force=force)
 
 
-def contacts_push_selected(*, contact_ids: list[int], destination: Destination | None,
-                           trigger: str, user_id: int | None, force: bool = False) -> SyncRun:
-    """An admin action or command: one run over the chosen destinations, queued."""
+@dataclass
+class PushPlan:
+    """A run and, per destination, the contacts it still has to push."""
+
+    run: SyncRun
+    targets: list[tuple[Destination, QuerySet]]
+
+    def chunks(self):
+        """(destination, contact ids) in task-sized chunks, streamed from the database."""
+        for destination, ids in self.targets:
+            for chunk in _chunks(ids.iterator(chunk_size=2000), chunk_size_for(destination)):
+                yield destination, chunk
+
+
+def push_plan(*, contacts: QuerySet[Contact], destination: Destination | None, trigger: str,
+              user_id: int | None, force: bool = False) -> PushPlan:
+    """Start a run over the chosen destinations (all enabled ones when None).
+
+    Contacts whose content and destination configuration are what the platform last accepted
+    are settled in SQL as unchanged (no payload built, no request, no task), unless `force`."""
     destinations = [destination] if destination else list(Destination.objects.filter(enabled=True))
     run = run_start(trigger=trigger, user_id=user_id, destination=destination,
-                    total=len(contact_ids) * len(destinations), force=force)
-    contacts_enqueue_push(contact_ids=contact_ids, destinations=destinations, trigger=trigger,
-                          user_id=user_id, run=run, force=force)
-    return run
+                    total=contacts.count() * len(destinations), force=force)
+    targets = []
+    for target in destinations:
+        to_push = contacts
+        if not force:
+            settled = _settle_unchanged(contacts, target, run)
+            if settled:
+                SyncRun.objects.filter(pk=run.pk).update(unchanged=F("unchanged") + settled)
+            to_push = contacts.exclude(Exists(_accepted_states(target).filter(
+                contact_id=OuterRef("pk"))))
+        targets.append((target, to_push.order_by("pk").values_list("pk", flat=True)))
+    _finish_run_if_done(run.pk)
+    run.refresh_from_db()
+    return PushPlan(run, targets)
+
+
+def contacts_push_selected(*, contacts: QuerySet[Contact], destination: Destination | None,
+                           trigger: str, user_id: int | None, force: bool = False) -> SyncRun:
+    """An admin action: plan the run and queue it for the workers."""
+    plan = push_plan(contacts=contacts, destination=destination, trigger=trigger,
+                     user_id=user_id, force=force)
+    plan_enqueue(plan)
+    return plan.run
+
+
+def plan_enqueue(plan: PushPlan) -> int:
+    """Queue a plan's chunks for the workers; returns how many pushes were queued."""
+    from sync import tasks
+
+    run, queued = plan.run, 0
+    for target, chunk in plan.chunks():
+        _mark_pending(chunk, target, run)
+        tasks.push_contacts.enqueue(destination_id=target.pk, contact_ids=chunk,
+                                    trigger=run.trigger, user_id=run.user_id, run_id=run.pk,
+                                    force=run.force)
+        queued += len(chunk)
+    return queued
+
+
+def count_unchanged(contacts: QuerySet[Contact], destination: Destination) -> int:
+    return _accepted_states(destination).filter(contact__in=contacts.values("pk")).count()
+
+
+def run_finish(*, run: SyncRun) -> None:
+    """Close a run pushed in-process (contacts held by another worker are not counted)."""
+    SyncRun.objects.filter(pk=run.pk, state=SyncRun.State.RUNNING).update(
+        state=SyncRun.State.FINISHED, finished_at=timezone.now())
+
+
+def _accepted_states(destination: Destination):
+    """States whose contact is exactly as the platform last accepted it."""
+    content_version = Contact.objects.filter(pk=OuterRef("contact_id")).values("content_version")
+    return ContactSyncState.objects.filter(
+        destination=destination, accepted_config_version=destination.config_version,
+        accepted_content_version=Subquery(content_version[:1]),
+    ).exclude(status__in=[SyncStatus.IN_PROGRESS, SyncStatus.WAITING, SyncStatus.SKIPPED])
+
+
+def _settle_unchanged(contacts, destination, run) -> int:
+    if destination.is_paused:
+        return 0
+    return _accepted_states(destination).filter(contact__in=contacts.values("pk")).update(
+        status=SyncStatus.UNCHANGED, run=run, last_attempt_at=timezone.now(), last_error="",
+    )
 
 
 def run_cancel(*, run: SyncRun) -> None:
@@ -388,7 +227,7 @@ def run_cancel(*, run: SyncRun) -> None:
     )
     ContactSyncState.objects.filter(run=run, status=SyncStatus.PENDING,
                                     next_attempt_at__isnull=True).update(
-        status=SyncStatus.NEVER, run=None
+        status=status_before_push()
     )
 
 
@@ -445,36 +284,12 @@ def contact_delete_remote(*, destination_id: int, external_id: str, remote_id: s
         attempt.outcome = Outcome.FAILED
         attempt.error = str(err)
     if connector is not None:
-        for name, value in _exchange_fields(connector.drain_exchanges()).items():
+        for name, value in exchange_fields(connector.drain_exchanges()).items():
             setattr(attempt, name, value)
     attempt.save()
 
 
-def _exchange_fields(exchanges):
-    if not exchanges:
-        return {}
-    last = exchanges[-1]
-    return {
-        "duration_ms": sum(e.duration_ms for e in exchanges),
-        "http_status": last.status,
-        "request_body": "\n\n".join(f"{e.method} {e.url}\n{e.request_body}" for e in exchanges),
-        "response_excerpt": last.response_excerpt,
-    }
-
-
 # ---------------------------------------------------------------- destination-wide
-
-
-def destination_pause(*, destination: Destination, error: str) -> None:
-    """Credentials refused: stop pushing to this destination until a connection test passes."""
-    now = timezone.now()
-    updated = Destination.objects.filter(pk=destination.pk, paused_at__isnull=True).update(
-        paused_at=now, pause_error=error
-    )
-    destination.paused_at = destination.paused_at or now
-    destination.pause_error = error
-    if updated:
-        logger.warning("destination %s paused: %s", destination, error)
 
 
 def destination_test_connection(*, destination: Destination) -> tuple[bool, str]:
@@ -596,3 +411,15 @@ def _requeue_dead_tasks(stale) -> None:
             tasks.push_contacts.enqueue(**kwargs)
             logger.warning("re-queued %d contacts of dead task %s",
                            len(kwargs["contact_ids"]), result.pk)
+
+
+def attempts_prune(*, days: int, batch: int = 5000) -> int:
+    """Delete attempt-log rows older than `days`, in batches (no long lock on a big table)."""
+    cutoff = timezone.now() - timedelta(days=days)
+    deleted = 0
+    while True:
+        ids = list(SyncAttempt.objects.filter(started_at__lt=cutoff)
+                   .values_list("pk", flat=True)[:batch])
+        if not ids:
+            return deleted
+        deleted += SyncAttempt.objects.filter(pk__in=ids).delete()[0]

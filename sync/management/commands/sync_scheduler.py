@@ -5,7 +5,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand
 from django.db import close_old_connections
 
-from sync import services
+from sync import alerts, services
 
 
 class Command(BaseCommand):
@@ -22,12 +22,17 @@ class Command(BaseCommand):
         signal.signal(signal.SIGTERM, self._stop)
         signal.signal(signal.SIGINT, self._stop)
         self.stdout.write(f"sync_scheduler: checking every {interval:g} s")
+        next_prune = 0.0
         while self.running:
             close_old_connections()
             try:
                 queued = services.retries_enqueue_due()
+                alerts.failure_rates_check()
                 if queued:
                     self.stdout.write(f"{queued} pushes queued")
+                if time.monotonic() >= next_prune:  # daily; several schedulers may all prune
+                    next_prune = time.monotonic() + 24 * 3600
+                    services.attempts_prune(days=settings.SYNC_ATTEMPT_RETENTION_DAYS)
             except Exception as err:  # a database hiccup must not end the scheduler
                 self.stderr.write(f"sync_scheduler pass failed: {err}")
             self._sleep(interval)

@@ -1,0 +1,458 @@
+"""Push mechanics: one contact, or a chunk of contacts, to one destination.
+
+Each push goes claim -> build -> compare -> send -> record:
+- claim: a short transaction marks the state in progress, unless another worker holds it;
+- build and compare: an unchanged contact (same content and configuration version, or the
+  same payload hash as the one last accepted) makes no request;
+- send: outside any transaction (no HTTP inside `atomic`), one contact at a time, or in bulk
+  where the platform has a batch endpoint;
+- record: a short transaction writes the states, the attempt log and the run's counts.
+Failures follow part A of shared/platforms.md: retryable ones are rescheduled with exponential
+backoff and jitter (never before Retry-After), permanent ones fail at once with the platform's
+message, 401/403 pause the destination. `sync.services` is the public face of this module.
+"""
+
+import hashlib
+import json
+import logging
+import os
+import random
+import socket
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import reset_queries, transaction
+from django.db.models import Case, F, Q, Value, When
+from django.utils import timezone
+
+from contacts.models import Contact
+from sync import selectors
+from sync.connectors.base import (
+    BaseConnector,
+    ConnectorConfigurationError,
+    ConnectorError,
+    Exchange,
+)
+from sync.connectors.records import ContactRecord, RemoteState
+from sync.models import ContactSyncState, Destination, SyncAttempt, SyncRun, SyncStatus
+from sync.ratelimit import DatabaseRateLimiter
+
+logger = logging.getLogger(__name__)
+Outcome = SyncAttempt.Outcome
+WORKER_NAME = f"{socket.gethostname()}:{os.getpid()}"
+STATE_FIELDS = [
+    "remote_id", "status", "skip_reason", "last_error", "next_attempt_at", "attempts",
+    "last_attempt_at", "last_success_at", "payload_hash", "accepted_content_version",
+    "accepted_config_version", "accepted_email_status", "claimed_at", "claimed_by", "run",
+    "updated_at",
+]
+CHECK_EVERY = 1.0  # seconds between checks for a cancelled run or a paused destination
+
+
+@dataclass
+class PushContext:
+    """Who asked for a push and under which run; shared by every contact of one task."""
+
+    trigger: str
+    user_id: int | None = None
+    run_id: int | None = None
+    force: bool = False
+    worker: str = WORKER_NAME
+
+
+def destination_connector(*, destination: Destination, quick_retries: int = 0,
+                          throttle: bool = True) -> BaseConnector:
+    """A connector for the destination, credentials read from the environment, requests
+    throttled by the destination's shared rate limit.
+
+    Raises ConnectorConfigurationError naming the variable when a credential is missing."""
+    cls = destination.connector_class
+    env_names = {name: getattr(destination, field) for name, field in cls.credentials.items()}
+    limiter = DatabaseRateLimiter(destination.pk, destination.effective_rate_limit) \
+        if throttle else None
+    return cls(
+        base_url=destination.effective_base_url,
+        credentials=cls.read_credentials(env_names),
+        mapping=selectors.destination_mapping(destination),
+        options={"account_id": destination.account_id,
+                 "update_if_exists": destination.update_if_exists},
+        timeout=destination.timeout,
+        rate_limiter=limiter,
+        quick_retries=quick_retries,
+    )
+
+
+def payload_hash(payload: dict, record: ContactRecord) -> str:
+    """Fingerprint of what a push sends: the body, plus list memberships, which some platforms
+    receive in calls of their own."""
+    lists = [sorted(record.group_ids), sorted(record.subscriptions.items())]
+    text = json.dumps([payload, lists], sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def retry_delay(*, attempts: int, retry_after: float | None) -> float:
+    """Exponential backoff with jitter, never shorter than the platform's Retry-After."""
+    ceiling = min(settings.SYNC_RETRY_MAX_SECONDS,
+                  settings.SYNC_RETRY_BASE_SECONDS * 2 ** max(0, attempts - 1))
+    return max(random.uniform(ceiling / 2, ceiling), retry_after or 0.0)
+
+
+# ------------------------------------------------------------------------------- decide
+
+
+@dataclass
+class _Result:
+    """One contact's outcome, applied to its state, waiting to be written."""
+
+    state: ContactSyncState
+    outcome: str
+    counter: str | None  # the run's count this adds to
+    external_id: str = ""
+    error: str = ""
+    exchanges: list[Exchange] = field(default_factory=list)
+
+
+class _Decide:
+    """Turns what happened to one contact into its new state and attempt-log entry."""
+
+    def __init__(self, state, destination, record):
+        self.state, self.destination, self.record = state, destination, record
+        self.now = timezone.now()
+
+    def accepted(self, remote_id, created, digest, exchanges):
+        if remote_id:
+            self.state.remote_id = remote_id
+        self._accept(digest)
+        self.state.last_success_at = self.now
+        outcome, counter = (Outcome.CREATED, "created") if created else (Outcome.UPDATED, "updated")
+        return self._result(SyncStatus.SYNCED, outcome, counter, exchanges=exchanges)
+
+    def unchanged(self, digest):
+        self._accept(digest)
+        return self._result(SyncStatus.UNCHANGED, Outcome.UNCHANGED, "unchanged")
+
+    def skipped(self, reason):
+        self.state.skip_reason = reason
+        return self._result(SyncStatus.SKIPPED, Outcome.SKIPPED, "skipped", error=reason)
+
+    def waiting(self, message, exchanges=()):
+        self.state.last_error = message
+        return self._result(SyncStatus.WAITING, Outcome.WAITING, None, error=message,
+                            exchanges=exchanges)
+
+    def error(self, err: ConnectorError, exchanges=()):
+        if err.destination_wide:
+            return self.waiting(str(err), exchanges)
+        state = self.state
+        state.attempts += 1
+        state.last_error = str(err)
+        if err.retryable and state.attempts < settings.SYNC_MAX_ATTEMPTS:
+            delay = retry_delay(attempts=state.attempts, retry_after=err.retry_after)
+            state.next_attempt_at = self.now + timedelta(seconds=delay)
+            return self._result(SyncStatus.PENDING, Outcome.RETRY, None, error=str(err),
+                                exchanges=exchanges)
+        return self._result(SyncStatus.FAILED, Outcome.FAILED, "failed", error=str(err),
+                            exchanges=exchanges)
+
+    def _accept(self, digest):
+        state, record = self.state, self.record
+        state.payload_hash = digest
+        state.accepted_content_version = record.content_version
+        state.accepted_config_version = self.destination.config_version
+        state.accepted_email_status = record.email_status
+        state.attempts = 0
+        state.last_error = state.skip_reason = ""
+        state.next_attempt_at = None
+
+    def _result(self, status, outcome, counter, *, error="", exchanges=()):
+        state = self.state
+        state.status = status
+        state.claimed_at, state.claimed_by = None, ""
+        state.last_attempt_at = self.now
+        external_id = self.record.external_id if self.record else ""
+        return _Result(state, outcome, counter, external_id, error, list(exchanges))
+
+
+def _write(results: list[_Result], destination: Destination, context: PushContext) -> None:
+    """Write outcomes in one short transaction: states, attempt log, run counts."""
+    if not results:
+        return
+    now = timezone.now()
+    for result in results:
+        result.state.updated_at = now
+        if context.run_id:
+            result.state.run_id = context.run_id
+    attempts = [_attempt(r, destination, context, now) for r in results]
+    counts = Counter(r.counter for r in results if r.counter)
+    with transaction.atomic():
+        if len(results) == 1:
+            results[0].state.save(update_fields=STATE_FIELDS)
+        else:
+            ContactSyncState.objects.bulk_update([r.state for r in results], STATE_FIELDS,
+                                                 batch_size=500)
+        SyncAttempt.objects.bulk_create(attempts, batch_size=500)
+        if context.run_id and counts:
+            SyncRun.objects.filter(pk=context.run_id).update(
+                **{name: F(name) + count for name, count in counts.items()}
+            )
+
+
+def _attempt(result: _Result, destination, context, now) -> SyncAttempt:
+    return SyncAttempt(
+        destination=destination, contact_id=result.state.contact_id,
+        external_id=result.external_id, run_id=context.run_id, trigger=context.trigger,
+        user_id=context.user_id, started_at=now, outcome=result.outcome, error=result.error,
+        **exchange_fields(result.exchanges),
+    )
+
+
+def exchange_fields(exchanges: list[Exchange]) -> dict:
+    """The attempt-log columns for the HTTP calls of one attempt (credentials removed)."""
+    if not exchanges:
+        return {}
+    last = exchanges[-1]
+    return {
+        "duration_ms": sum(e.duration_ms for e in exchanges),
+        "http_status": last.status,
+        "request_body": "\n\n".join(f"{e.method} {e.url}\n{e.request_body}" for e in exchanges),
+        "response_excerpt": last.response_excerpt,
+    }
+
+
+# -------------------------------------------------------------------------------- claim
+
+
+def _claim(contact_ids: list[int], destination, context) -> dict[int, ContactSyncState]:
+    """Mark the contacts in progress for this worker; contacts another live worker holds are
+    left out (it re-pushes when it sees a newer version)."""
+    now = timezone.now()
+    stale = now - timedelta(seconds=settings.SYNC_LEASE_SECONDS)
+    ContactSyncState.objects.bulk_create(
+        [ContactSyncState(contact_id=cid, destination=destination) for cid in contact_ids],
+        ignore_conflicts=True,
+    )
+    with transaction.atomic():
+        states = list(
+            ContactSyncState.objects.select_for_update(skip_locked=True)
+            .filter(destination=destination, contact_id__in=contact_ids)
+            .exclude(Q(status=SyncStatus.IN_PROGRESS, claimed_at__gt=stale)
+                     & ~Q(claimed_by=context.worker))
+        )
+        for state in states:
+            state.status, state.claimed_at, state.claimed_by = (
+                SyncStatus.IN_PROGRESS, now, context.worker)
+            state.next_attempt_at = None
+        ContactSyncState.objects.filter(pk__in=[s.pk for s in states]).update(
+            status=SyncStatus.IN_PROGRESS, claimed_at=now, claimed_by=context.worker,
+            next_attempt_at=None,
+        )
+    return {state.contact_id: state for state in states}
+
+
+# ----------------------------------------------------------------------------- the push
+
+
+def _prepare(record, state, destination, context, connector):
+    """Decide what a contact needs before any request: a result (skipped, unchanged or a
+    mapping error), or (payload digest) when it must be sent."""
+    decide = _Decide(state, destination, record)
+    if destination.marketing_consent_only and not record.gdpr_marketing_consent:
+        return decide.skipped("no GDPR marketing consent"), None
+    held = bool(state.payload_hash)  # the platform accepted a version of this contact
+    if not context.force and held and state.accepted_content_version == record.content_version \
+            and state.accepted_config_version == destination.config_version:
+        return decide.unchanged(state.payload_hash), None
+    remote = RemoteState(state.remote_id or None, state.accepted_email_status or None)
+    try:
+        payload = connector.build_payload(record, remote)
+    except ConnectorError as err:
+        return decide.error(err), None
+    digest = payload_hash(payload, record)
+    if not context.force and held and digest == state.payload_hash:
+        return decide.unchanged(digest), None
+    return None, digest
+
+
+def _push_one(record, state, destination, context, connector) -> _Result:
+    result, digest = _prepare(record, state, destination, context, connector)
+    if result is not None:
+        return result
+    decide = _Decide(state, destination, record)
+    remote = RemoteState(state.remote_id or None, state.accepted_email_status or None)
+    try:
+        pushed = connector.push(record, remote)
+    except ConnectorError as err:
+        if err.destination_wide:
+            destination_pause(destination=destination, error=str(err))
+        return decide.error(err, connector.drain_exchanges())
+    return decide.accepted(pushed.remote_id, pushed.created, digest, connector.drain_exchanges())
+
+
+def _push_bulk(prepared, destination, context, connector) -> list[_Result]:
+    """Send the contacts that need it in the platform's batch calls. Bulk answers carry no
+    per-contact ids: a contact is synced and matched by external ID (part A, "Matching")."""
+    if not prepared:
+        return []
+    records = [record for record, _, _ in prepared]
+    try:
+        items = {item.external_id: item for item in connector.push_many(records)}
+        exchanges = connector.drain_exchanges()
+    except ConnectorError as err:
+        if err.destination_wide:
+            destination_pause(destination=destination, error=str(err))
+        exchanges = connector.drain_exchanges()
+        return [_Decide(state, destination, record).error(err, exchanges[-1:])
+                for record, state, _ in prepared]
+    results = []
+    for record, state, digest in prepared:
+        decide = _Decide(state, destination, record)
+        item = items.get(record.external_id)
+        if item is not None and item.error is not None:
+            results.append(decide.error(item.error, exchanges[-1:]))
+        else:
+            created = not state.payload_hash and not state.remote_id
+            results.append(decide.accepted(None, created, digest, exchanges[-1:]))
+    return results
+
+
+def contacts_push(*, contact_ids: list[int], destination: Destination, context: PushContext,
+                  connector: BaseConnector | None = None, quick_retries: int = 0) -> list:
+    """Push contacts to one destination through one connector (one HTTP session), in the
+    platform's batch calls when it has them; record every outcome. Returns the states as
+    written (contacts held by another worker, or deleted, are left out).
+
+    Stops early when the run is cancelled or the destination paused; the contacts not reached
+    stay as they were (paused: waiting)."""
+    if destination.is_paused:
+        return _all_waiting(contact_ids, destination, context)
+    try:
+        connector = connector or destination_connector(destination=destination,
+                                                       quick_retries=quick_retries)
+    except ConnectorConfigurationError as err:
+        destination_pause(destination=destination, error=str(err))
+        return _all_waiting(contact_ids, destination, context)
+    states = _claim(contact_ids, destination, context)
+    if not states:
+        return []
+    contacts = selectors.contacts_for_records(Contact.objects.filter(pk__in=list(states)))
+    records = [selectors.contact_record(c) for c in contacts.order_by("pk")]
+    _release_deleted(states, {r.id for r in records})
+    if connector.batch_size and len(records) > 1:
+        results = _push_chunk_in_bulk(records, states, destination, context, connector)
+    else:
+        results = _push_chunk_one_by_one(records, states, destination, context, connector)
+    _repush_if_changed_meanwhile(records, destination, context)
+    reset_queries()  # DEBUG keeps every query; a long push must not grow with it
+    return [r.state for r in results]
+
+
+def _push_chunk_in_bulk(records, states, destination, context, connector):
+    results, prepared = [], []
+    for record in records:
+        result, digest = _prepare(record, states[record.id], destination, context, connector)
+        if result is not None:
+            results.append(result)
+        else:
+            prepared.append((record, states[record.id], digest))
+    results += _push_bulk(prepared, destination, context, connector)
+    _write(results, destination, context)
+    return results
+
+
+def _push_chunk_one_by_one(records, states, destination, context, connector):
+    results, next_check = [], time.monotonic() + CHECK_EVERY
+    for index, record in enumerate(records):
+        if time.monotonic() >= next_check:
+            next_check = time.monotonic() + CHECK_EVERY
+            if _should_stop(destination, context):
+                _release([states[r.id] for r in records[index:]], destination)
+                break
+        result = _push_one(record, states[record.id], destination, context, connector)
+        _write([result], destination, context)
+        results.append(result)
+    return results
+
+
+def _should_stop(destination, context) -> bool:
+    destination.refresh_from_db(fields=["paused_at", "pause_error", "config_version"])
+    cancelled = context.run_id and SyncRun.objects.filter(
+        pk=context.run_id, state=SyncRun.State.CANCELLED).exists()
+    return bool(cancelled or destination.is_paused)
+
+
+def status_before_push():
+    """What a state showed before it was queued, read from what it holds: synced when the
+    platform accepted a version of the contact, failed when the last try failed, else never."""
+    return Case(
+        When(~Q(payload_hash=""), then=Value(SyncStatus.SYNCED)),
+        When(~Q(last_error=""), then=Value(SyncStatus.FAILED)),
+        default=Value(SyncStatus.NEVER),
+    )
+
+
+def _release(states, destination):
+    """Give back contacts claimed but not reached: waiting when the destination is paused,
+    else as they were before the run."""
+    status = Value(SyncStatus.WAITING) if destination.is_paused else status_before_push()
+    ContactSyncState.objects.filter(pk__in=[s.pk for s in states],
+                                    status=SyncStatus.IN_PROGRESS).update(
+        status=status, claimed_at=None, claimed_by="")
+
+
+def _release_deleted(states, found_ids):
+    gone = [cid for cid in states if cid not in found_ids]
+    if gone:
+        ContactSyncState.objects.filter(pk__in=[states[c].pk for c in gone]).delete()
+        for cid in gone:
+            del states[cid]
+
+
+def _all_waiting(contact_ids, destination, context):
+    ContactSyncState.objects.bulk_create(
+        [ContactSyncState(contact_id=cid, destination=destination) for cid in contact_ids],
+        ignore_conflicts=True,
+    )
+    states = ContactSyncState.objects.filter(destination=destination, contact_id__in=contact_ids)
+    message = destination.pause_error or "the destination is paused"
+    results = [_Decide(state, destination, None).waiting(message) for state in states]
+    _write(results, destination, context)
+    return [r.state for r in results]
+
+
+def _repush_if_changed_meanwhile(records, destination, context):
+    """A save that landed while we held a contact was refused its own push: push the newer
+    version now, so the last saved values reach the platform."""
+    from sync.services import contacts_enqueue_push
+
+    pushed = {r.id: r.content_version for r in records}
+    newer = [cid for cid, version in Contact.objects.filter(pk__in=pushed).values_list(
+        "pk", "content_version") if version > pushed[cid]]
+    if newer:
+        contacts_enqueue_push(contact_ids=newer, destinations=[destination],
+                              trigger=context.trigger, user_id=context.user_id)
+
+
+def destination_pause(*, destination: Destination, error: str) -> None:
+    """Credentials refused: stop pushing to this destination until a connection test passes."""
+    now = timezone.now()
+    updated = Destination.objects.filter(pk=destination.pk, paused_at__isnull=True).update(
+        paused_at=now, pause_error=error)
+    destination.paused_at = destination.paused_at or now
+    destination.pause_error = error
+    if updated:
+        logger.warning("destination %s paused: %s", destination, error)
+        from sync import alerts
+
+        alerts.destination_paused(destination, error)
+
+
+def contact_push(*, contact_id: int, destination: Destination, context: PushContext,
+                 connector: BaseConnector | None = None) -> ContactSyncState | None:
+    """Push one contact to one destination (one try); the state as written, or None when
+    another worker holds the contact or it no longer exists."""
+    states = contacts_push(contact_ids=[contact_id], destination=destination, context=context,
+                           connector=connector)
+    return states[0] if states else None

@@ -1,0 +1,116 @@
+import sys
+import time
+
+from django.core.management.base import BaseCommand, CommandError
+
+from contacts.models import Contact
+from sync import services
+from sync.models import ContactSyncState, Destination, SyncRun, SyncStatus, Trigger
+
+
+class Command(BaseCommand):
+    help = (
+        "Push contacts to one destination, with a live progress bar and a summary. Runs in this "
+        "process by default; --queue hands the chunks to the workers and follows their progress. "
+        "Exits non-zero when any contact failed. Ctrl-C cancels: what was not sent stays as it was."
+    )
+
+    def add_arguments(self, parser):
+        parser.add_argument("--destination", required=True, help="The destination's name.")
+        which = parser.add_mutually_exclusive_group(required=True)
+        which.add_argument("--all", action="store_true", help="Every contact.")
+        which.add_argument("--failed", action="store_true", help="Contacts whose push failed.")
+        which.add_argument("--changed", action="store_true",
+                           help="Contacts changed since the platform last accepted them.")
+        which.add_argument("--ids", nargs="+", type=int, help="These contact ids.")
+        parser.add_argument("--dry-run", action="store_true", help="Count, send nothing.")
+        parser.add_argument("--force", action="store_true", help="Push unchanged contacts too.")
+        parser.add_argument("--queue", action="store_true",
+                            help="Queue for db_worker processes instead of pushing here.")
+
+    def handle(self, *args, destination, dry_run, force, queue, **options):
+        target = Destination.objects.filter(name=destination).first()
+        if target is None:
+            names = ", ".join(Destination.objects.values_list("name", flat=True)) or "none"
+            raise CommandError(f"No destination named {destination!r} (there are: {names}).")
+        contacts = self._selection(target, options)
+        if dry_run:
+            return self._dry_run(contacts, target, force)
+        plan = services.push_plan(contacts=contacts, destination=target, trigger=Trigger.COMMAND,
+                                  user_id=None, force=force)
+        progress = _Progress(self.stderr, plan.run.total)
+        try:
+            if queue:
+                services.plan_enqueue(plan)
+                self._follow(plan.run, progress)
+            else:
+                self._push_here(plan, progress)
+        except KeyboardInterrupt:
+            services.run_cancel(run=plan.run)
+            self._summary(plan.run, progress)
+            sys.exit(130)
+        self._summary(plan.run, progress)
+        if SyncRun.objects.get(pk=plan.run.pk).failed:
+            sys.exit(1)
+
+    def _selection(self, target, options):
+        contacts = Contact.objects.all()
+        if options["ids"]:
+            return contacts.filter(pk__in=options["ids"])
+        if options["failed"]:
+            failed = ContactSyncState.objects.filter(destination=target, status=SyncStatus.FAILED)
+            return contacts.filter(pk__in=failed.values("contact_id"))
+        return contacts  # --all and --changed: unchanged ones are settled without a request
+
+    def _dry_run(self, contacts, target, force):
+        total = contacts.count()
+        unchanged = 0 if force else services.count_unchanged(contacts, target)
+        self.stdout.write(f"Dry run on {target}: {total} selected, {total - unchanged} would be "
+                          f"pushed, {unchanged} unchanged. Nothing was sent.")
+
+    def _push_here(self, plan, progress):
+        context = services.PushContext(trigger=Trigger.COMMAND, run_id=plan.run.pk,
+                                       force=plan.run.force)
+        for destination, chunk in plan.chunks():
+            services.contacts_push_chunk(destination_id=destination.pk, contact_ids=chunk,
+                                         context=context)
+            progress.show(SyncRun.objects.get(pk=plan.run.pk))
+        services.run_finish(run=plan.run)
+
+    def _follow(self, run, progress):
+        while True:
+            run.refresh_from_db()
+            progress.show(run)
+            if run.state != SyncRun.State.RUNNING:
+                return
+            time.sleep(0.5)
+
+    def _summary(self, run, progress):
+        run.refresh_from_db()
+        progress.show(run, final=True)
+        self.stdout.write(
+            f"Run {run.pk} {run.get_state_display().lower()}: {run.total} contacts, "
+            f"{run.created} created, {run.updated} updated, {run.unchanged} unchanged, "
+            f"{run.failed} failed, {run.skipped} skipped, in {progress.elapsed():.1f} s."
+        )
+
+
+class _Progress:
+    """One line, redrawn: bar, done/total, failed, rate, ETA."""
+
+    def __init__(self, stream, total):
+        self.stream, self.total = stream, max(total, 1)
+        self.started = time.monotonic()
+
+    def elapsed(self):
+        return time.monotonic() - self.started
+
+    def show(self, run, final=False):
+        done = run.done
+        rate = done / self.elapsed() if self.elapsed() > 0 else 0.0
+        eta = (self.total - done) / rate if rate else 0.0
+        filled = int(30 * done / self.total)
+        line = (f"\r[{'#' * filled}{'.' * (30 - filled)}] {done}/{run.total} done, "
+                f"{run.failed} failed, {rate:.1f}/s, ETA {eta:.0f} s ")
+        self.stream.write(line, ending="\n" if final else "")
+        self.stream.flush()

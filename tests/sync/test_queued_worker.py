@@ -1,0 +1,36 @@
+"""Queued mode with a real db_worker process (PostgreSQL: the worker shares the database)."""
+
+import pytest
+from django.urls import reverse
+
+from contacts.demo import seed_demo_contacts
+from contacts.models import Contact
+from sync.models import ContactSyncState, SyncRun, SyncStatus
+from tests.sync.conftest import sandbox_store
+from tests.sync.processes import process_env, run_worker_until_idle
+
+pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
+
+
+def test_admin_action_queues_and_a_worker_pushes_each_contact_once(
+    admin_client_logged, sandbox_destination, sandbox, sandbox_env
+):
+    sandbox.sandbox.set_rate_limit("loops", None)
+    loops = sandbox_destination("loops", rate_limit=200)
+    seed_demo_contacts(50)
+    ids = list(Contact.objects.values_list("pk", flat=True))
+    response = admin_client_logged.post(reverse("admin:contacts_contact_changelist"), {
+        "action": "push_selected", "_selected_action": ids, "destination": loops.pk,
+    })
+    assert response.status_code == 302
+    assert ContactSyncState.objects.filter(status=SyncStatus.PENDING).count() == 50
+
+    run_worker_until_idle(process_env(**sandbox_env))
+
+    statuses = list(ContactSyncState.objects.values_list("status", flat=True))
+    assert statuses == [SyncStatus.SYNCED] * 50
+    stored = sandbox_store(sandbox, "loops")["contacts"]
+    assert len(stored) == 50
+    assert len({c["userId"] for c in stored}) == 50
+    run = SyncRun.objects.get()
+    assert (run.state, run.created, run.failed) == (SyncRun.State.FINISHED, 50, 0)
