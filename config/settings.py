@@ -155,6 +155,8 @@ SYNC_LEASE_SECONDS = env.float("SYNC_LEASE_SECONDS", default=300.0)
 SYNC_CHUNK_SIZE = env.int("SYNC_CHUNK_SIZE", default=100)  # contacts per task, one by one
 SYNC_BULK_CHUNK_SIZE = env.int("SYNC_BULK_CHUNK_SIZE", default=1000)  # per batch call
 SYNC_SCHEDULER_INTERVAL = env.float("SYNC_SCHEDULER_INTERVAL", default=5.0)
+# Plain-http destinations on this machine's loopback (the sandbox). Off in production.
+SYNC_ALLOW_LOOPBACK = env.bool("SYNC_ALLOW_LOOPBACK", default=not IS_PRODUCTION)
 SYNC_ATTEMPT_RETENTION_DAYS = env.int("SYNC_ATTEMPT_RETENTION_DAYS", default=90)
 # Sync admins get an email when a destination's failure rate over the last hour passes this
 # (counted once at least SYNC_ALERT_MIN_ATTEMPTS pushes were tried in that hour).

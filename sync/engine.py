@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import reset_queries, transaction
 from django.db.models import Case, F, Q, Value, When
 from django.utils import timezone
@@ -37,7 +38,14 @@ from sync.connectors.base import (
     Exchange,
 )
 from sync.connectors.records import ContactRecord, RemoteState
-from sync.models import ContactSyncState, Destination, SyncAttempt, SyncRun, SyncStatus
+from sync.models import (
+    ContactSyncState,
+    Destination,
+    SyncAttempt,
+    SyncRun,
+    SyncStatus,
+    check_destination_url,
+)
 from sync.ratelimit import DatabaseRateLimiter
 
 logger = logging.getLogger(__name__)
@@ -70,6 +78,10 @@ def destination_connector(*, destination: Destination, quick_retries: int = 0,
 
     Raises ConnectorConfigurationError naming the variable when a credential is missing."""
     cls = destination.connector_class
+    try:
+        check_destination_url(destination.effective_base_url)
+    except ValidationError as err:
+        raise ConnectorConfigurationError(f"{destination}: {err.messages[0]}") from err
     env_names = {name: getattr(destination, field) for name, field in cls.credentials.items()}
     limiter = DatabaseRateLimiter(destination.pk, destination.effective_rate_limit) \
         if throttle else None

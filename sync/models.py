@@ -1,5 +1,7 @@
 """Destinations (one account on one platform) and their mappings."""
 
+from urllib.parse import urlsplit
+
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import models
@@ -8,6 +10,21 @@ from django.db.models import F
 from contacts.models import CustomFieldDefinition, Group, MailingList
 from sync import connectors
 from sync.connectors.records import STANDARD_FIELDS
+
+
+LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1"}
+
+
+def check_destination_url(url: str) -> None:
+    """https only; plain http only to this machine's loopback, and only where the setting
+    SYNC_ALLOW_LOOPBACK allows it (the sandbox; off in production). Raises ValidationError."""
+    parts = urlsplit(url)
+    host = (parts.hostname or "").lower()
+    loopback = host in LOOPBACK_HOSTS or host.startswith("127.")
+    if loopback and not settings.SYNC_ALLOW_LOOPBACK:
+        raise ValidationError("Loopback destinations (the sandbox) are not allowed here.")
+    if parts.scheme != "https" and not (loopback and parts.scheme == "http"):
+        raise ValidationError("A destination URL must use https://.")
 
 
 class Destination(models.Model):
@@ -101,6 +118,11 @@ class Destination(models.Model):
     def clean(self):
         if self.platform not in connectors.CONNECTORS:
             return
+        if self.base_url:
+            try:
+                check_destination_url(self.base_url)
+            except ValidationError as err:
+                raise ValidationError({"base_url": err.messages}) from err
         cls = self.connector_class
         if self.region and self.region not in cls.regions:
             allowed = ", ".join(cls.regions) or "none"
