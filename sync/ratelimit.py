@@ -24,12 +24,19 @@ class DatabaseRateLimiter:
 
     def acquire(self) -> None:
         """Block until this process may send one request."""
-        if not self.interval:
-            return
         slot = self._reserve()
         wait = slot - time.time()
         if wait > 0:
             time.sleep(wait)
+
+    def defer(self, seconds: float) -> None:
+        """No worker sends before `seconds` from now (the platform's Retry-After)."""
+        until = time.time() + seconds
+        with transaction.atomic():
+            row = RateLimitSlot.objects.select_for_update().get(destination_id=self.destination_id)
+            if row.next_at < until:
+                row.next_at = until
+                row.save(update_fields=["next_at"])
 
     def _reserve(self) -> float:
         with transaction.atomic():

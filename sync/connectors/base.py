@@ -117,9 +117,12 @@ class LocalRateLimiter:
         self._next = 0.0
         self._lock = threading.Lock()
 
+    def defer(self, seconds: float) -> None:
+        """No request before `seconds` from now (a platform's Retry-After)."""
+        with self._lock:
+            self._next = max(self._next, time.monotonic() + seconds)
+
     def acquire(self) -> None:
-        if not self.interval:
-            return
         with self._lock:
             now = time.monotonic()
             wait = self._next - now
@@ -229,6 +232,9 @@ class BaseConnector:
                 return self._send_once(method, path, json_body=json_body, params=params,
                                        expect_json=expect_json)
             except RetryableError as err:
+                if err.retry_after and self.rate_limiter is not None:
+                    # The platform asked the whole account to wait: hold every worker back.
+                    self.rate_limiter.defer(err.retry_after)
                 wait = err.retry_after if err.retry_after is not None else 0.2 * 2**attempt
                 if attempt >= self.quick_retries or wait > 2.0:
                     raise
