@@ -379,9 +379,12 @@ def _push_chunk_one_by_one(records, states, destination, context, connector):
     for index, record in enumerate(records):
         if time.monotonic() >= next_check:
             next_check = time.monotonic() + CHECK_EVERY
-            if _should_stop(destination, context):
-                _release([states[r.id] for r in records[index:]], destination)
-                break
+            stop = _should_stop(destination, context)  # another worker may have paused it
+        else:
+            stop = destination.is_paused  # paused by this chunk's own 401
+        if stop:
+            _release([states[r.id] for r in records[index:]], destination)
+            break
         result = _push_one(record, states[record.id], destination, context, connector)
         _write([result], destination, context)
         results.append(result)
