@@ -36,6 +36,7 @@ from sync.connectors.base import (
     ConnectorConfigurationError,
     ConnectorError,
     Exchange,
+    RetryableError,
 )
 from sync.connectors.records import ContactRecord, RemoteState
 from sync.models import (
@@ -237,19 +238,24 @@ def exchange_fields(exchanges: list[Exchange]) -> dict:
 # -------------------------------------------------------------------------------- claim
 
 
-def _claim(contact_ids: list[int], destination, context) -> dict[int, ContactSyncState]:
-    """Mark the contacts in progress for this worker; contacts another live worker holds are
-    left out (it re-pushes when it sees a newer version)."""
+def _claim(contact_ids: list[int], destination, context,
+           queued: bool) -> dict[int, ContactSyncState]:
+    """Mark the contacts in progress for this worker. Left out: contacts another live worker
+    holds (it re-pushes when it sees a newer version) and, for queued work, contacts no longer
+    pending (already pushed by a copy of this task, or put back by a cancel)."""
     now = timezone.now()
     stale = now - timedelta(seconds=settings.SYNC_LEASE_SECONDS)
     ContactSyncState.objects.bulk_create(
         [ContactSyncState(contact_id=cid, destination=destination) for cid in contact_ids],
         ignore_conflicts=True,
     )
+    candidates = ContactSyncState.objects.filter(destination=destination,
+                                                 contact_id__in=contact_ids)
+    if queued:
+        candidates = candidates.filter(status=SyncStatus.PENDING)
     with transaction.atomic():
         states = list(
-            ContactSyncState.objects.select_for_update(skip_locked=True)
-            .filter(destination=destination, contact_id__in=contact_ids)
+            candidates.select_for_update(skip_locked=True)
             .exclude(Q(status=SyncStatus.IN_PROGRESS, claimed_at__gt=stale)
                      & ~Q(claimed_by=context.worker))
         )
@@ -289,18 +295,27 @@ def _prepare(record, state, destination, context, connector):
 
 
 def _push_one(record, state, destination, context, connector) -> _Result:
-    result, digest = _prepare(record, state, destination, context, connector)
-    if result is not None:
-        return result
-    decide = _Decide(state, destination, record)
-    remote = RemoteState(state.remote_id or None, state.accepted_email_status or None)
     try:
+        result, digest = _prepare(record, state, destination, context, connector)
+        if result is not None:
+            return result
+        remote = RemoteState(state.remote_id or None, state.accepted_email_status or None)
         pushed = connector.push(record, remote)
     except ConnectorError as err:
         if err.destination_wide:
             destination_pause(destination=destination, error=str(err))
-        return decide.error(err, connector.drain_exchanges())
-    return decide.accepted(pushed.remote_id, pushed.created, digest, connector.drain_exchanges())
+        return _Decide(state, destination, record).error(err, connector.drain_exchanges())
+    except Exception as err:  # a bug of ours must not leave the contact claimed for ever
+        logger.exception("push of contact %s to %s crashed", record.id, destination)
+        crash = RetryableError(connector.label, f"internal error: {err!r}")
+        return _Decide(state, destination, record).error(crash, connector.drain_exchanges())
+    # Fingerprint what the next comparison will build: with the remote id the platform just
+    # gave and the status it just accepted (iVvy's payload carries the id, Loops' depends on
+    # the accepted status).
+    after = RemoteState(pushed.remote_id or state.remote_id or None, record.email_status)
+    digest = payload_hash(connector.build_payload(record, after), record)
+    return _Decide(state, destination, record).accepted(
+        pushed.remote_id, pushed.created, digest, connector.drain_exchanges())
 
 
 def _push_bulk(prepared, destination, context, connector) -> list[_Result]:
@@ -312,7 +327,10 @@ def _push_bulk(prepared, destination, context, connector) -> list[_Result]:
     try:
         items = {item.external_id: item for item in connector.push_many(records)}
         exchanges = connector.drain_exchanges()
-    except ConnectorError as err:
+    except Exception as err:
+        if not isinstance(err, ConnectorError):  # a bug of ours: retry later, keep nothing claimed
+            logger.exception("bulk push to %s crashed", destination)
+            err = RetryableError(connector.label, f"internal error: {err!r}")
         if err.destination_wide:
             destination_pause(destination=destination, error=str(err))
         exchanges = connector.drain_exchanges()
@@ -331,22 +349,24 @@ def _push_bulk(prepared, destination, context, connector) -> list[_Result]:
 
 
 def contacts_push(*, contact_ids: list[int], destination: Destination, context: PushContext,
-                  connector: BaseConnector | None = None, quick_retries: int = 0) -> list:
+                  connector: BaseConnector | None = None, quick_retries: int = 0,
+                  queued: bool = False) -> list:
     """Push contacts to one destination through one connector (one HTTP session), in the
     platform's batch calls when it has them; record every outcome. Returns the states as
     written (contacts held by another worker, or deleted, are left out).
 
-    Stops early when the run is cancelled or the destination paused; the contacts not reached
-    stay as they were (paused: waiting)."""
+    Queued work (`queued`) pushes only contacts still pending. Stops early when the run is
+    cancelled or the destination paused; the contacts not reached stay as they were (paused:
+    waiting)."""
     if destination.is_paused:
-        return _all_waiting(contact_ids, destination, context)
+        return _all_waiting(contact_ids, destination, context, queued)
     try:
         connector = connector or destination_connector(destination=destination,
                                                        quick_retries=quick_retries)
     except ConnectorConfigurationError as err:
         destination_pause(destination=destination, error=str(err))
-        return _all_waiting(contact_ids, destination, context)
-    states = _claim(contact_ids, destination, context)
+        return _all_waiting(contact_ids, destination, context, queued)
+    states = _claim(contact_ids, destination, context, queued)
     if not states:
         return []
     contacts = selectors.contacts_for_records(Contact.objects.filter(pk__in=list(states)))
@@ -379,6 +399,7 @@ def _push_chunk_one_by_one(records, states, destination, context, connector):
     for index, record in enumerate(records):
         if time.monotonic() >= next_check:
             next_check = time.monotonic() + CHECK_EVERY
+            _renew_claims([states[r.id] for r in records[index:]], context)
             stop = _should_stop(destination, context)  # another worker may have paused it
         else:
             stop = destination.is_paused  # paused by this chunk's own 401
@@ -389,6 +410,14 @@ def _push_chunk_one_by_one(records, states, destination, context, connector):
         _write([result], destination, context)
         results.append(result)
     return results
+
+
+def _renew_claims(states, context) -> None:
+    """Keep this worker's claims fresh while it works, so that only a dead worker's claims
+    grow stale and are taken back by the scheduler."""
+    ContactSyncState.objects.filter(pk__in=[s.pk for s in states], claimed_by=context.worker,
+                                    status=SyncStatus.IN_PROGRESS).update(
+        claimed_at=timezone.now())
 
 
 def _should_stop(destination, context) -> bool:
@@ -425,12 +454,14 @@ def _release_deleted(states, found_ids):
             del states[cid]
 
 
-def _all_waiting(contact_ids, destination, context):
+def _all_waiting(contact_ids, destination, context, queued):
     ContactSyncState.objects.bulk_create(
         [ContactSyncState(contact_id=cid, destination=destination) for cid in contact_ids],
         ignore_conflicts=True,
     )
     states = ContactSyncState.objects.filter(destination=destination, contact_id__in=contact_ids)
+    if queued:
+        states = states.filter(status=SyncStatus.PENDING)
     message = destination.pause_error or "the destination is paused"
     results = [_Decide(state, destination, None).waiting(message) for state in states]
     _write(results, destination, context)

@@ -112,7 +112,7 @@ def dashboard(now=None) -> dict:
     (no query per contact or per attempt)."""
     from datetime import timedelta
 
-    from django.db.models import Count, Max, OuterRef, Q, Subquery
+    from django.db.models import Count, OuterRef, Subquery
     from django.db.models.functions import TruncHour
     from django.utils import timezone
     from django_tasks import TaskResultStatus

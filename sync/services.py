@@ -62,7 +62,7 @@ def contacts_push_chunk(*, destination_id: int, contact_ids: list[int],
     WorkerHeartbeat.objects.update_or_create(name=context.worker,
                                              defaults={"last_seen": timezone.now()})
     contacts_push(contact_ids=contact_ids, destination=destination, context=context,
-                  quick_retries=2)
+                  quick_retries=2, queued=True)
     _finish_run_if_done(context.run_id)
 
 
@@ -191,6 +191,21 @@ def plan_enqueue(plan: PushPlan) -> int:
                                     force=run.force)
         queued += len(chunk)
     return queued
+
+
+def plan_run_here(plan: PushPlan, *, on_chunk=None) -> None:
+    """Push a plan's chunks in this process (the `push_contacts` command), then close the
+    run. `on_chunk(run)` is called after each chunk, for progress."""
+    run = plan.run
+    context = PushContext(trigger=run.trigger, user_id=run.user_id, run_id=run.pk,
+                          force=run.force)
+    for target, chunk in plan.chunks():
+        _mark_pending(chunk, target, run)
+        contacts_push_chunk(destination_id=target.pk, contact_ids=chunk, context=context)
+        if on_chunk:
+            run.refresh_from_db()
+            on_chunk(run)
+    run_finish(run=run)
 
 
 def count_unchanged(contacts: QuerySet[Contact], destination: Destination) -> int:
@@ -369,7 +384,6 @@ def retries_enqueue_due(*, now=None, limit: int = 5000) -> int:
     ContactSyncState.objects.filter(status=SyncStatus.IN_PROGRESS, claimed_at__lt=stale).update(
         status=SyncStatus.PENDING, next_attempt_at=now, claimed_at=None, claimed_by=""
     )
-    _requeue_dead_tasks(stale)
     with transaction.atomic():
         due = list(
             ContactSyncState.objects.select_for_update(skip_locked=True)
@@ -385,32 +399,6 @@ def retries_enqueue_due(*, now=None, limit: int = 5000) -> int:
         contacts_enqueue_push(contact_ids=by_destination[destination.pk], destinations=[destination],
                               trigger=Trigger.RETRY)
     return len(due)
-
-
-def _requeue_dead_tasks(stale) -> None:
-    """django-tasks-db leaves a task RUNNING for ever when its worker is killed: mark it failed
-    and queue its contacts again (those already pushed come back unchanged, no request)."""
-    from django_tasks import TaskResultStatus
-    from django_tasks_db.models import DBTaskResult
-
-    from sync import tasks
-
-    with transaction.atomic():
-        dead = list(
-            DBTaskResult.objects.select_for_update(skip_locked=True).filter(
-                status=TaskResultStatus.RUNNING, started_at__lt=stale,
-                task_path=tasks.push_contacts.module_path,
-            )
-        )
-        for result in dead:
-            DBTaskResult.objects.filter(pk=result.pk).update(status=TaskResultStatus.FAILED,
-                                                            finished_at=timezone.now())
-    for result in dead:
-        kwargs = result.args_kwargs.get("kwargs", {})
-        if kwargs.get("contact_ids"):
-            tasks.push_contacts.enqueue(**kwargs)
-            logger.warning("re-queued %d contacts of dead task %s",
-                           len(kwargs["contact_ids"]), result.pk)
 
 
 def attempts_prune(*, days: int, batch: int = 5000) -> int:

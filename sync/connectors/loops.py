@@ -1,10 +1,279 @@
-"""Loops connector (placeholder: the platform's module is being written)."""
+"""Loops connector (loops.so): one contact upserted per `PUT /v1/contacts/update`.
 
-from sync.connectors.base import BaseConnector
+Contract: shared/platforms.md, part A ("Matching", "Status and consent mapping") and part B §4
+(Loops OpenAPI Spec 1.21.7, https://loops.so/docs/api-reference/update-contact,
+https://loops.so/docs/contacts/properties).
+
+- Matching: every body carries `userId` = our external ID (and `email` when we have one); Loops
+  updates the contact matching either value, else creates one. The `id` it returns is stored.
+- Custom properties are top-level keys named by the destination's field mapping; a mapped field
+  without a value goes out as `null`, which Loops documents as "empty or reset the value".
+- `subscribed` follows part A: `true` re-subscribes people who unsubscribed in Loops (seed 004).
+- Refused before any request: a mapping to a reserved or native name, any key or value over
+  500 characters, a custom value that does not fit its type. Nothing is truncated.
+"""
+
+import datetime
+import decimal
+import json
+from typing import Any
+
+from sync.connectors.base import BaseConnector, PermanentError, PushResult
+from sync.connectors.records import (
+    STANDARD_FIELDS,
+    ContactRecord,
+    CustomValueRecord,
+    RemoteOption,
+    RemoteState,
+)
+
+# https://loops.so/docs/contacts/properties#reserved-names
+RESERVED_PROPERTIES = frozenset({"id", "listId", "softDeleteAt", "teamId", "updatedAt"})
+# The update body's own fields (ContactFields in the OpenAPI spec): a custom property mapped to
+# one of these would overwrite the contact's identity or subscription.
+NATIVE_KEYS = frozenset(
+    "email userId firstName lastName userGroup subscribed mailingLists source".split()
+)
+# "Some body key or value is longer than allowable" (https://loops.so/docs/api-reference/intro)
+MAX_LENGTH = 500
+MAX_SAFE_INTEGER = 2**53
+# Our email statuses Loops must not mail: part A sends `subscribed: false` for them.
+NOT_SUBSCRIBED = frozenset({"unsubscribed", "bounced", "no_marketing"})
+# Loops has first/last name, email, user group and `subscribed`; every other standard field
+# reaches Loops only through a mapping to a custom property.
+MAPPABLE_STANDARD_FIELDS = tuple(
+    name for name in STANDARD_FIELDS if name not in ("email_status", "user_group")
+)
 
 
 class LoopsConnector(BaseConnector):
     slug = "loops"
     label = "Loops"
-    default_base_url = "https://example.invalid/"
-    default_rate_limit = 10.0
+    default_base_url = "https://app.loops.so/api/"
+    default_rate_limit = 10.0  # "10 requests per second per team" (API intro page)
+    supports_delete = True
+    batch_size = 0
+    mappable_standard_fields = MAPPABLE_STANDARD_FIELDS
+    credentials = {"api_key": "key_env"}
+
+    def sign(self, method, url, body, headers):
+        headers["Authorization"] = f"Bearer {self.secrets['api_key']}"
+
+    # -- mapping
+
+    def build_payload(self, record: ContactRecord, state: RemoteState) -> dict:
+        """The `PUT /v1/contacts/update` body. Raises PermanentError for what Loops cannot
+        take (see the module docstring)."""
+        payload: dict[str, Any] = {}
+        if record.email:
+            payload["email"] = record.email
+        payload["userId"] = record.external_id
+        for key, value in (
+            ("firstName", record.first_name),
+            ("lastName", record.last_name),
+            ("userGroup", record.user_group),
+        ):
+            if value:
+                payload[key] = value
+        subscribed = self._subscribed(record, state)
+        if subscribed is not None:
+            payload["subscribed"] = subscribed
+        if self.mapping.has_lists:
+            payload["mailingLists"] = self._mailing_lists(record)
+        payload.update(self._properties(record))
+        self._check_lengths(payload)
+        return payload
+
+    @staticmethod
+    def _subscribed(record: ContactRecord, state: RemoteState) -> bool | None:
+        if record.email_status in NOT_SUBSCRIBED:
+            return False
+        resubscribed = state.accepted_email_status not in (None, "subscribed")
+        if record.email_status == "subscribed" and resubscribed:
+            return True
+        return None  # leave Loops' own value alone (a `true` would undo its unsubscribes)
+
+    def _mailing_lists(self, record: ContactRecord) -> dict[str, bool]:
+        """Mapped lists only: a group means member, a mailing list its subscribed flag. Two of
+        ours mapped to one Loops list: on it when either says so."""
+        lists: dict[str, bool] = {}
+        for group_id, list_id in self.mapping.groups.items():
+            lists[list_id] = lists.get(list_id, False) or group_id in record.group_ids
+        for mailing_list_id, list_id in self.mapping.mailing_lists.items():
+            subscribed = bool(record.subscriptions.get(mailing_list_id, False))
+            lists[list_id] = lists.get(list_id, False) or subscribed
+        return lists
+
+    def _properties(self, record: ContactRecord) -> dict[str, Any]:
+        custom = {value.name: value for value in record.custom_values}
+        properties = {}
+        for source, remote in self.mapping.fields.items():
+            self._check_property_name(source, remote)
+            if remote in properties:
+                raise PermanentError(
+                    self.label, f"two fields are mapped to the Loops property {remote!r}"
+                )
+            if source.startswith("custom:"):
+                value = custom.get(source.removeprefix("custom:"))
+                properties[remote] = None if value is None else self._custom_value(value)
+            elif source in STANDARD_FIELDS:
+                properties[remote] = self._standard_value(getattr(record, source))
+            else:
+                raise PermanentError(self.label, f"the mapping names an unknown field {source!r}")
+        return properties
+
+    def _check_property_name(self, source: str, remote: str) -> None:
+        if remote in RESERVED_PROPERTIES:
+            raise PermanentError(
+                self.label,
+                f"{source} is mapped to {remote!r}, a reserved Loops property name "
+                f"(id, listId, softDeleteAt, teamId, updatedAt): map it to another property",
+            )
+        if remote in NATIVE_KEYS:
+            raise PermanentError(
+                self.label,
+                f"{source} is mapped to {remote!r}, a Loops contact field, not a custom "
+                f"property: map it to a custom property",
+            )
+
+    def _custom_value(self, value: CustomValueRecord) -> Any:
+        """Our canonical text as the JSON type Loops stores (string, number, boolean, date)."""
+        text = value.value
+        if text == "":
+            return None
+        if value.type == "number":
+            return self._number(value.name, text)
+        if value.type == "boolean":
+            if text not in ("true", "false"):
+                raise PermanentError(self.label, f"{value.name}: {text!r} is not true or false")
+            return text == "true"
+        if value.type == "date":
+            try:
+                return datetime.date.fromisoformat(text).isoformat()
+            except ValueError:
+                raise PermanentError(self.label, f"{value.name}: {text!r} is not a date") from None
+        return text
+
+    def _number(self, name: str, text: str) -> int | float:
+        try:
+            number = decimal.Decimal(text)
+        except decimal.InvalidOperation:
+            raise PermanentError(self.label, f"{name}: {text!r} is not a number") from None
+        if not number.is_finite():
+            raise PermanentError(self.label, f"{name}: {text!r} is not a finite number")
+        if number == number.to_integral_value():
+            if abs(number) > MAX_SAFE_INTEGER:  # beyond what a JSON double holds exactly
+                raise PermanentError(self.label, f"{name}: {text} is too large for Loops")
+            return int(number)
+        as_float = float(number)
+        if decimal.Decimal(repr(as_float)) != number:  # a JSON double would round it
+            raise PermanentError(self.label, f"{name}: {text} has more digits than Loops keeps")
+        return as_float
+
+    @staticmethod
+    def _standard_value(value: Any) -> Any:
+        """A standard field's value as a Loops property; empty -> null (Loops: "reset")."""
+        if value is None or value == "" or value == ():
+            return None
+        if isinstance(value, datetime.datetime):
+            # ECMA-262 date-time, one of the forms Loops accepts for dates (properties page)
+            return value.astimezone(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        if isinstance(value, datetime.date):
+            return value.isoformat()
+        if isinstance(value, decimal.Decimal):
+            return float(value)
+        if isinstance(value, tuple):
+            return ", ".join(value)  # tags hold no commas (contacts.forms.TagsField)
+        return value
+
+    def _check_lengths(self, payload: dict) -> None:
+        items = list(payload.items()) + list(payload.get("mailingLists", {}).items())
+        for key, value in items:
+            for text, what in ((key, "the key"), (value, "the value")):
+                if isinstance(text, str) and len(text) > MAX_LENGTH:
+                    raise PermanentError(
+                        self.label,
+                        f"{what} of {key[:40]!r} is {len(text)} characters long; Loops takes "
+                        f"at most {MAX_LENGTH} per key or value",
+                    )
+
+    # -- calls
+
+    def push(self, record: ContactRecord, state: RemoteState) -> PushResult:
+        """Upsert by userId/email (part A, "Matching"): one idempotent PUT, safe to retry.
+
+        `created` is a guess Loops cannot confirm: no id was stored, or Loops answered with
+        another id (the old contact was deleted there)."""
+        payload = self.build_payload(record, state)
+        status, data = self.request("PUT", "v1/contacts/update", json_body=payload)
+        self._require_success(data, status)
+        remote_id = self.require_id(data, status=status)
+        created = state.remote_id is None or remote_id != state.remote_id
+        return PushResult(remote_id, created, status, payload)
+
+    def delete(self, *, external_id: str, remote_id: str | None) -> None:
+        """`POST /v1/contacts/delete` by userId only ("Include only one of `email` or
+        `userId`"). A 404 ("Contact not found.") means it is already gone."""
+        if not external_id:
+            raise PermanentError(self.label, "no external ID to delete the contact by")
+        try:
+            status, data = self.request(
+                "POST", "v1/contacts/delete", json_body={"userId": external_id}
+            )
+        except PermanentError as err:
+            if err.status == 404:
+                return
+            raise
+        self._require_success(data, status)
+
+    def test_connection(self) -> str:
+        status, data = self.request("GET", "v1/api-key")
+        self._require_success(data, status)
+        team = self.require_id(data, "teamName", status=status)
+        return f"Connected to team {team}"
+
+    def fetch_options(self) -> list[RemoteOption]:
+        """Custom properties (`?list=custom`: Loops' own fields are not mapping targets) and
+        mailing lists."""
+        status, properties = self.request(
+            "GET", "v1/contacts/properties", params={"list": "custom"}
+        )
+        options = [
+            RemoteOption("field", p["key"], p.get("label") or p["key"], p.get("type", ""))
+            for p in self._list_of(properties, ("key",), status)
+        ]
+        status, lists = self.request("GET", "v1/lists")
+        options += [
+            RemoteOption(
+                "list",
+                m["id"],
+                m.get("name") or m["id"],
+                "public" if m.get("isPublic") else "private",
+            )
+            for m in self._list_of(lists, ("id",), status)
+        ]
+        return options
+
+    # -- answers
+
+    def _require_success(self, data: Any, status: int) -> None:
+        """A 2xx can still say `{"success": false, "message": …}`."""
+        if isinstance(data, dict) and data.get("success") is False:
+            raise PermanentError(
+                self.label,
+                self.error_message(data) or "success is false",
+                status=status,
+                body=json.dumps(data),
+            )
+
+    def _list_of(self, data: Any, keys: tuple[str, ...], status: int) -> list[dict]:
+        if not isinstance(data, list) or not all(
+            isinstance(item, dict) and all(item.get(k) for k in keys) for item in data
+        ):
+            raise PermanentError(
+                self.label,
+                f"the answer is not a list of items with {', '.join(keys)}",
+                status=status,
+                body=json.dumps(data),
+            )
+        return data

@@ -1,10 +1,458 @@
-"""Yespo connector (placeholder: the platform's module is being written)."""
+"""Yespo connector (formerly eSputnik): `POST /api/v1/contact` per contact, `POST
+/api/v1/contacts` in bulk, static segments by `/api/v1/group/{id}/contacts/attach|detach`.
 
-from sync.connectors.base import BaseConnector
+Contract: shared/platforms.md, part A ("Matching", "Mappings belong to a destination", "Failures")
+and part B §1 (the vendor OpenAPI file shared/specs/yespo/yespo-openapi.json, schemas `Contact`,
+`ContactsBulkUpdate`, `ContactBulkUpdateResult`, `AddressBooks`, `ModifyContactsInGroup`).
+
+- Where seeds 000/002 (a hidden doc page) and the published API disagree, the API wins:
+  `fields` are `{"id": <int>, "value": <str>}`, the address is `{town, region, address,
+  postcode}`, channel types are lowercase. `groups` in the body is read-only: segment
+  membership goes through attach/detach calls.
+- Matching: `externalCustomerId` = our external ID. A 409 ("repeated request within 1 minute")
+  means the data is already there; the remote id is then looked up when we have none.
+- Country, birth date, gender, statuses, consent, tags, user group and coordinates have no
+  native slot: they go out only as additional fields the destination maps them to.
+- Refused before any request: no channel at all, more than two channels of one type, a channel
+  type Yespo does not know, a first or last name over 40 characters, a mapping to a
+  non-numeric field or segment id. Nothing is truncated.
+"""
+
+import base64
+import datetime
+import decimal
+import time
+from typing import Any
+
+from sync.connectors.base import (
+    AuthenticationError,
+    BaseConnector,
+    BatchItemResult,
+    ConnectorError,
+    PermanentError,
+    PushResult,
+    RetryableError,
+)
+from sync.connectors.records import STANDARD_FIELDS, ContactRecord, RemoteOption, RemoteState
+
+# "enter any value as a username; enter the API key value as a password" (getting-started page)
+BASIC_AUTH_USERNAME = "contact-sync"
+CONTACT_PATH = "api/v1/contact"
+CONTACTS_PATH = "api/v1/contacts"
+# The spec's Channel.type enum, exactly.
+CHANNEL_TYPES = ("email", "sms", "viber", "mobilepush", "webpush", "appinbox", "widget", "inapp")
+MAX_CHANNELS_PER_TYPE = 2  # "You can add maximum two channels of the same type" (spec)
+MAX_NAME_LENGTH = 40  # https://docs.yespo.io/docs/adding-new-users
+BULK_LIMIT = 3000  # ContactsBulkUpdate.contacts: "max. 3000"
+MEMBERSHIP_LIMIT = 500  # ModifyContactsInGroup: "max. 500"
+# Our address fields -> the spec's Address keys (which are also contactFields names in bulk).
+ADDRESS_KEYS = (
+    ("town", "city"),
+    ("region", "region"),
+    ("address", "address_line"),
+    ("postcode", "postal_code"),
+)
+# Top-level Contact keys that bulk `contactFields` can name (its enum).
+LISTABLE_KEYS = ("firstName", "lastName", "languageCode", "timeZone", "externalCustomerId")
+# Channel types bulk `contactFields` can name; other types are not updated by a bulk call.
+LISTABLE_CHANNELS = frozenset({"email", "sms", "mobilepush", "webpush"})
+# Standard fields with a native slot in the Contact body; every other one must be mapped.
+NATIVE_STANDARD_FIELDS = frozenset(
+    {"language", "time_zone", "city", "region", "postal_code", "address_line", "phone"}
+)
+MAPPABLE_STANDARD_FIELDS = tuple(
+    name for name in STANDARD_FIELDS if name not in NATIVE_STANDARD_FIELDS
+)
+BOOLEAN_FIELDS = frozenset({"privacy_consent", "gdpr_marketing_consent", "terms_accepted"})
 
 
 class YespoConnector(BaseConnector):
     slug = "yespo"
     label = "Yespo"
-    default_base_url = "https://example.invalid/"
-    default_rate_limit = 10.0
+    default_base_url = "https://api.yespo.io/"
+    default_rate_limit = 200.0  # "200 requests per 1 second" (spec, 429; rate-limits page)
+    supports_delete = True
+    batch_size = BULK_LIMIT
+    mappable_standard_fields = MAPPABLE_STANDARD_FIELDS
+    credentials = {"api_key": "key_env"}
+    poll_timeout = 60.0  # seconds to wait for a bulk import session to finish
+
+    def sign(self, method, url, body, headers):
+        token = f"{BASIC_AUTH_USERNAME}:{self.secrets['api_key']}".encode()
+        headers["Authorization"] = f"Basic {base64.b64encode(token).decode()}"
+
+    def error_message(self, data: Any) -> str:
+        """Yespo documents no error schema ("Text details can be added to the response body",
+        getting-started page): a JSON message when there is one, else the base falls back to
+        the text itself."""
+        if isinstance(data, str):
+            return data.strip()[:200]
+        return super().error_message(data)
+
+    # -- mapping
+
+    def build_payload(self, record: ContactRecord, state: RemoteState) -> dict:
+        """The `Contact` body of `POST /api/v1/contact` (and one item of a bulk call).
+        Raises PermanentError for what Yespo cannot take (see the module docstring)."""
+        if not record.external_id:
+            raise PermanentError(self.label, "the contact has no external ID to match on")
+        self._segment_ids()
+        payload: dict[str, Any] = {}
+        for key, value, what in (
+            ("firstName", record.first_name, "first name"),
+            ("lastName", record.last_name, "last name"),
+        ):
+            if value:
+                payload[key] = self._name(value, what)
+        payload["channels"] = self._channels(record)
+        address = {
+            key: getattr(record, attr) for key, attr in ADDRESS_KEYS if getattr(record, attr)
+        }
+        if address:
+            payload["address"] = address
+        fields = self._fields(record)
+        if fields:
+            payload["fields"] = fields
+        payload["externalCustomerId"] = record.external_id
+        if record.language:
+            payload["languageCode"] = record.language
+        if record.time_zone:
+            payload["timeZone"] = record.time_zone
+        return payload
+
+    def _name(self, value: str, what: str) -> str:
+        if len(value) > MAX_NAME_LENGTH:
+            raise PermanentError(
+                self.label,
+                f"the {what} has {len(value)} characters; Yespo takes at most {MAX_NAME_LENGTH}",
+            )
+        return value
+
+    def _channels(self, record: ContactRecord) -> list[dict]:
+        """The primary email and phone first, then the extra channel rows, at most two per
+        type (part A, "The contact schema and the seeds")."""
+        rows = [("email", record.email), ("sms", record.phone)]
+        rows += [(channel.type.lower(), channel.value) for channel in record.channels]
+        channels, counts = [], {}
+        for kind, value in rows:
+            if not value or {"type": kind, "value": value} in channels:
+                continue
+            if kind not in CHANNEL_TYPES:
+                raise PermanentError(
+                    self.label,
+                    f"Yespo has no channel type {kind!r} (it takes {', '.join(CHANNEL_TYPES)})",
+                )
+            counts[kind] = counts.get(kind, 0) + 1
+            channels.append({"type": kind, "value": value})
+        over = [f"{n} {kind}" for kind, n in counts.items() if n > MAX_CHANNELS_PER_TYPE]
+        if over:
+            raise PermanentError(
+                self.label,
+                f"the contact has {', '.join(over)} channels; Yespo "
+                f"takes at most {MAX_CHANNELS_PER_TYPE} of a type",
+            )
+        if not channels:
+            raise PermanentError(
+                self.label, "Yespo needs at least one channel: an email, a phone or a channel row"
+            )
+        return channels
+
+    def _fields(self, record: ContactRecord) -> list[dict]:
+        """Additional fields by id, from the destination's field mappings, in id order (a
+        stable payload hash)."""
+        fields = []
+        for source, remote in self.mapping.fields.items():
+            value = self._source_value(record, source)
+            if value:
+                fields.append(
+                    {"id": self._numeric_id(remote, f"field for {source}"), "value": value}
+                )
+        return sorted(fields, key=lambda field: field["id"])
+
+    @staticmethod
+    def _source_value(record: ContactRecord, source: str) -> str | None:
+        if source.startswith("custom:"):
+            name = source.removeprefix("custom:")
+            return next((v.value for v in record.custom_values if v.name == name), None)
+        if source not in MAPPABLE_STANDARD_FIELDS:
+            return None  # sent in its native slot
+        value = getattr(record, source)
+        if source in BOOLEAN_FIELDS:
+            return "true" if value else "false"
+        if isinstance(value, datetime.datetime):
+            return value.astimezone(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        if isinstance(value, datetime.date):
+            return value.isoformat()  # Yespo date fields take yyyy-MM-dd (part A, "Dates")
+        if isinstance(value, tuple):
+            return ",".join(value)
+        if isinstance(value, decimal.Decimal):
+            return str(value)
+        return value or None
+
+    def _numeric_id(self, value: str, what: str) -> int:
+        try:
+            return int(str(value).strip())
+        except ValueError:
+            raise PermanentError(
+                self.label, f"the {what} is mapped to {value!r}, which is not a Yespo id (a number)"
+            ) from None
+
+    def _segment_ids(self) -> None:
+        for remote in [*self.mapping.groups.values(), *self.mapping.mailing_lists.values()]:
+            self._numeric_id(remote, "list")
+
+    # -- one contact
+
+    def push(self, record: ContactRecord, state: RemoteState) -> PushResult:
+        """Upsert by externalCustomerId, then set the mapped segments. A 409 counts as done
+        (part A, "Matching")."""
+        payload = self.build_payload(record, state)
+        try:
+            status, data = self.request("POST", CONTACT_PATH, json_body=payload)
+            remote_id = self.require_id(data, status=status)
+        except PermanentError as err:
+            if err.status != 409:
+                raise
+            status, remote_id = 409, state.remote_id or self._lookup_id(record.external_id)
+        self._sync_memberships([record])
+        created = status == 200 and not state.remote_id
+        return PushResult(remote_id, created, status, payload)
+
+    def _lookup_id(self, external_id: str) -> str | None:
+        params = {"externalCustomerId": external_id, "startindex": 1, "maxrows": 1}
+        _, found = self.request("GET", CONTACTS_PATH, params=params)
+        if isinstance(found, list) and found and isinstance(found[0], dict) and found[0].get("id"):
+            return str(found[0]["id"])
+        return None
+
+    def _sync_memberships(self, records: list[ContactRecord]) -> None:
+        """Attach members (and subscribers) to their mapped segments, detach the others, at
+        most 500 external ids per call. When two of our lists map to one segment, being in
+        either keeps the contact attached."""
+        plan: dict[tuple[str, str], list[str]] = {}
+        for record in records:
+            wanted: dict[str, bool] = {}
+            for group_id, remote in self.mapping.groups.items():
+                wanted[remote] = wanted.get(remote, False) or group_id in record.group_ids
+            for list_id, remote in self.mapping.mailing_lists.items():
+                subscribed = bool(record.subscriptions.get(list_id))
+                wanted[remote] = wanted.get(remote, False) or subscribed
+            for remote, member in wanted.items():
+                action = "attach" if member else "detach"
+                plan.setdefault((remote, action), []).append(record.external_id)
+        for (remote, action), ids in plan.items():
+            segment = self._numeric_id(remote, "list")
+            for start in range(0, len(ids), MEMBERSHIP_LIMIT):
+                self.request(
+                    "POST",
+                    f"api/v1/group/{segment}/contacts/{action}",
+                    json_body={"externalCustomerIds": ids[start : start + MEMBERSHIP_LIMIT]},
+                    expect_json=False,
+                )
+
+    # -- many contacts
+
+    def push_many(self, records: list[ContactRecord]) -> list[BatchItemResult]:
+        """Upsert in `POST /api/v1/contacts` calls, wait for each import session, then set
+        segments. Bulk answers carry no per-contact ids (part A, "Matching").
+
+        A contact with a channel type bulk cannot name in `contactFields` (viber, appinbox,
+        widget, inapp) goes through the single call instead, so that channel is not lost."""
+        errors: dict[str, ConnectorError] = {}
+        bulk, singles = [], []
+        for record in records:
+            try:
+                payload = self.build_payload(record, RemoteState())
+            except PermanentError as err:
+                errors[record.external_id] = err
+                continue
+            listable = all(c["type"] in LISTABLE_CHANNELS for c in payload["channels"])
+            (bulk if listable else singles).append((record, payload))
+        for start in range(0, len(bulk), BULK_LIMIT):
+            for items in _by_shape(bulk[start : start + BULK_LIMIT]):
+                errors.update(self._bulk_import(items))
+        self._sync_memberships([r for r, _ in bulk if r.external_id not in errors])
+        for record, _ in singles:
+            try:
+                self.push(record, RemoteState())
+            except AuthenticationError:
+                raise
+            except ConnectorError as err:
+                errors[record.external_id] = err
+        return [BatchItemResult(r.external_id, errors.get(r.external_id)) for r in records]
+
+    def _bulk_import(self, items: list[tuple[ContactRecord, dict]]) -> dict[str, ConnectorError]:
+        """One bulk call for contacts of one shape; the refused ones, by external id."""
+        status, data = self.request("POST", CONTACTS_PATH, json_body=bulk_body(items))
+        data = data if isinstance(data, dict) else {}
+        failures = _object_or_list(data.get("failedContacts"))
+        finished: dict = {}
+        if data.get("asyncSessionId"):
+            finished = self._await_import(str(data["asyncSessionId"]))
+        elif data.get("errorMessage"):
+            raise PermanentError(self.label, str(data["errorMessage"]), status=status)
+        elif len(failures) < len(items):
+            self.require_id(data, "asyncSessionId", status=status)
+        return self._attribute(failures, items, finished)
+
+    def _await_import(self, session: str) -> dict:
+        """Poll the import status (short sleeps growing to 1 s) until FINISHED; ERROR or no
+        end within `poll_timeout` is retryable (a bulk upsert by external id is idempotent)."""
+        deadline, delay = time.monotonic() + self.poll_timeout, 0.05
+        while True:
+            status, data = self.request("GET", f"api/v1/importstatus/{session}")
+            state = data.get("status") if isinstance(data, dict) else None
+            if state == "FINISHED":
+                return data
+            if state == "ERROR":
+                reason = data.get("description") or "no description"
+                raise RetryableError(
+                    self.label, f"import session {session} failed: {reason}", status=status
+                )
+            if time.monotonic() + delay > deadline:
+                raise RetryableError(
+                    self.label,
+                    f"import session {session} did not finish within {self.poll_timeout:g} s",
+                    status=status,
+                )
+            time.sleep(delay)
+            delay = min(1.0, delay * 2)
+
+    def _attribute(
+        self, failures: list, items: list[tuple[ContactRecord, dict]], finished: dict
+    ) -> dict[str, ConnectorError]:
+        """Each failedContacts entry back to its contact: by externalCustomerId when Yespo
+        echoes it, else by a channel value only that contact has (the spec's FailedContact
+        schema lists channels, not externalCustomerId). An entry that names no contact fails
+        every contact the import status does not confirm: nothing is reported as synced
+        that may not be."""
+        known = {record.external_id for record, _ in items}
+        owners: dict[str, set[str]] = {}
+        for record, payload in items:
+            for channel in payload["channels"]:
+                owners.setdefault(channel["value"], set()).add(record.external_id)
+        errors: dict[str, ConnectorError] = {}
+        unnamed = []
+        for entry in failures:
+            message = str(entry.get("error") or "refused without a message")
+            external_id = str(entry.get("externalCustomerId") or "")
+            if external_id not in known:
+                candidates = [
+                    owners.get(c.get("value"), set())
+                    for c in _object_or_list(entry.get("channels"))
+                ]
+                matches = set().union(*candidates) if candidates else set()
+                external_id = matches.pop() if len(matches) == 1 else ""
+            if external_id:
+                errors[external_id] = PermanentError(self.label, message)
+            else:
+                unnamed.append(message)
+        if unnamed:
+            mapping = _object_or_list(finished.get("mapping"))
+            confirmed = {str(m.get("dedupeValue")) for m in mapping}
+            text = "Yespo refused a contact of this batch without naming it: " + "; ".join(unnamed)
+            for external_id in known - confirmed - set(errors):
+                errors[external_id] = PermanentError(self.label, text)
+        return errors
+
+    # -- other calls
+
+    def delete(self, *, external_id: str, remote_id: str | None) -> None:
+        """Delete with erase=false: the profile stays recoverable (a later push by the same
+        externalCustomerId restores it); erase=true is permanent and unrecoverable (spec,
+        deleteContact). A contact Yespo does not have (404) is already gone."""
+        if external_id:
+            path, params = CONTACT_PATH, {"externalCustomerId": external_id, "erase": "false"}
+        elif remote_id:
+            path, params = f"{CONTACT_PATH}/{remote_id}", {"erase": "false"}
+        else:
+            raise PermanentError(self.label, "nothing identifies the contact to delete")
+        try:
+            self.request("DELETE", path, params=params, expect_json=False)
+        except PermanentError as err:
+            if err.status != 404:
+                raise
+
+    def test_connection(self) -> str:
+        self.request("GET", CONTACTS_PATH, params={"startindex": 1, "maxrows": 1})
+        return "Yespo accepted the API key."
+
+    def fetch_options(self) -> list[RemoteOption]:
+        """Additional fields from `GET /api/v1/addressbooks` and static segments from
+        `GET /api/v1/groups` (attach/detach only works on static ones)."""
+        _, books = self.request("GET", "api/v1/addressbooks")
+        options = []
+        books = books.get("addressBook") if isinstance(books, dict) else None
+        for book in _object_or_list(books):
+            for group in _object_or_list(book.get("fieldGroups")):
+                for field in _object_or_list(group.get("fields")):
+                    if field.get("id") is not None:
+                        options.append(_field_option(field))
+        return options + self._segments()
+
+    def _segments(self) -> list[RemoteOption]:
+        segments, start = [], 1
+        while True:
+            params = {"startindex": start, "maxrows": MEMBERSHIP_LIMIT}
+            _, page = self.request("GET", "api/v1/groups", params=params)
+            page = page if isinstance(page, list) else []
+            segments += [
+                RemoteOption("list", str(s["id"]), s.get("name") or str(s["id"]), "static")
+                for s in page
+                if isinstance(s, dict)
+                and s.get("id") is not None
+                and str(s.get("type") or "static").lower() == "static"
+            ]
+            if len(page) < MEMBERSHIP_LIMIT:
+                return segments
+            start += MEMBERSHIP_LIMIT
+
+
+def bulk_body(items: list[tuple[ContactRecord, dict]]) -> dict:
+    """The `ContactsBulkUpdate` body for contacts of one shape.
+
+    `contactFields` lists exactly the keys these contacts carry: Yespo nulls a listed field a
+    contact does not carry, and updates every field when the list is absent (spec, part A
+    "Failures"). `customFieldsIDs` ("required when a contact is updated") lists exactly the
+    field ids they carry, for the same reason. `restoreDeleted` matches the single call, which
+    restores a deleted profile found by externalCustomerId."""
+    payloads = [payload for _, payload in items]
+    contact_fields, field_ids = payload_shape(payloads[0])
+    body: dict[str, Any] = {
+        "contacts": payloads,
+        "dedupeOn": "externalCustomerId",
+        "contactFields": list(contact_fields),
+        "restoreDeleted": True,
+    }
+    if field_ids:
+        body["customFieldsIDs"] = list(field_ids)
+    return body
+
+
+def payload_shape(payload: dict) -> tuple[tuple[str, ...], tuple[int, ...]]:
+    """(contactFields names, custom field ids) that one contact's payload carries."""
+    names = [key for key in LISTABLE_KEYS if key in payload]
+    names += sorted({channel["type"] for channel in payload["channels"]})
+    names += [key for key, _ in ADDRESS_KEYS if key in payload.get("address", {})]
+    return tuple(names), tuple(field["id"] for field in payload.get("fields", ()))
+
+
+def _by_shape(items: list[tuple[ContactRecord, dict]]) -> list[list[tuple[ContactRecord, dict]]]:
+    groups: dict[tuple, list] = {}
+    for item in items:
+        groups.setdefault(payload_shape(item[1]), []).append(item)
+    return list(groups.values())
+
+
+def _field_option(field: dict) -> RemoteOption:
+    kind = (field.get("description") or {}).get("type") or ""
+    return RemoteOption(
+        "field", str(field["id"]), field.get("name") or str(field["id"]), kind.lower()
+    )
+
+
+def _object_or_list(value: Any) -> list[dict]:
+    """The objects of a list that Yespo answers as the bare object when it has one element
+    (AddressBooks, fieldGroups, fields, failedContacts)."""
+    items = value if isinstance(value, list) else [value]
+    return [item for item in items if isinstance(item, dict)]

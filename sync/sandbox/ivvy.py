@@ -1,7 +1,520 @@
-"""Placeholder: the ivvy emulator is being written."""
+"""The iVvy emulator: shared/platforms.md, "Contract — iVvy" and part B §2 ([iV] =
+github.com/ivvycode/apidocs).
 
-from sync.sandbox.core import PlatformEmulator
+Strict as the platform: every call is a POST to `/api/1.0/<namespace>?action=<call>` signed
+with HMAC-SHA1 (the signature is recomputed here from the request as received, independently
+of the connector's code), with a Content-MD5 that matches the body and an IVVY-Date (or Date)
+no more than 5 minutes off (401, specificCode 23005 "Request is stale"). Errors come in iVvy's
+shape `{"errorCode", "message", "specificCode", "additionalMessages"}`; 23016 (does not
+validate), 23017 (required) and 24096 (unable to find contact) are iVvy's documented codes,
+the authentication and routing codes below are the sandbox's own (iVvy publishes none).
+"""
+
+import datetime
+import hashlib
+import hmac
+import re
+import time
+from email.utils import parsedate_to_datetime
+from typing import Any
+
+from sync.sandbox import accounts
+from sync.sandbox.core import BadRequest, PlatformEmulator, SandboxRequest, SandboxResponse
+
+API_PREFIX = "/api/1.0/"
+DATE_FORMAT = "%Y-%m-%d %H:%M:%S"
+STALE_AFTER = 300  # "requests over 5 minutes old are deemed invalid" (standard-headers.md)
+NOT_VALID, REQUIRED, STALE, NO_CONTACT = 23016, 23017, 23005, 24096
+# The sandbox's own codes (not published by iVvy).
+NO_AUTH, BAD_KEY, BAD_SIGNATURE, BAD_MD5 = 23001, 23002, 23003, 23004
+NO_ACTION, REVOKED = 23006, 23007
+AUTH_HEADER = re.compile(r"IWS ([^:\s]+):([0-9a-fA-F]{40})")
+EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
+CONTACT_KEYS = frozenset(
+    {
+        "id",
+        "externalId",
+        "firstName",
+        "lastName",
+        "email",
+        "phone",
+        "groups",
+        "customFields",
+        "companies",
+        "status",
+        "smsStatus",
+        "updateIfExists",
+        "externalUrls",
+        "privacyConsent",
+    }
+)
+TEXT_KEYS = ("externalId", "firstName", "lastName", "email", "phone")
+EMAIL_STATUSES = frozenset({1, 2, 3, 5})  # 4 "Registering" was removed here (commit RB-3571)
+SMS_STATUSES = frozenset({1, 2, 3, 4})
+MAX_EXTERNAL_URLS = 3
+URL_KEYS = frozenset({"ref", "url", "label"})
+LIST_FILTERS = frozenset(
+    {"externalId", "fromModifiedDate", "toModifiedDate", "companyId", "venueId", "venueGroupId"}
+)
+COMPANIES = frozenset({4, 5})
+
+
+class IvvyError(Exception):
+    def __init__(self, status: int, message: str, specific: int | None, *extra: str):
+        super().__init__(message)
+        self.status, self.message, self.specific, self.extra = status, message, specific, extra
+
+
+def _not_valid(key: str, why: str) -> IvvyError:
+    return IvvyError(400, f"'{key}' does not validate", NOT_VALID, why)
+
+
+def _whole(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 class IvvyEmulator(PlatformEmulator):
     slug = "ivvy"
+    default_rate_limit = 5  # not published; part A's default
+
+    def reset(self) -> None:
+        self.contacts: dict[int, dict] = {}
+        self.by_external_id: dict[str, set[int]] = {}
+        self.next_id = 33884  # the id in iVvy's own example
+        self.field_definitions = [
+            _definition(33443, 0, "Newsletter opt-in"),
+            _definition(33444, 5, "Birth date"),
+            _definition(33445, 2, "Loyalty level", ["Silver", "Gold"]),
+            _definition(33446, 8, "Visits"),
+            _definition(33447, 7, "Terms (read only)"),
+        ]
+        self.fields = {d["fieldId"]: d for d in self.field_definitions}
+        self.groups = {
+            10: {"id": 10, "groupName": "Newsletter", "memberCount": 0, "tagColour": "#1e88e5"},
+            11: {"id": 11, "groupName": "VIP guests", "memberCount": 0, "tagColour": "#f4511e"},
+            12: {"id": 12, "groupName": "Events", "memberCount": 0, "tagColour": "#43a047"},
+        }
+        self.calls = {
+            ("test", "ping"): self._ping,
+            ("contact", "addOrUpdateContact"): self._add_or_update,
+            ("contact", "getContact"): self._get_contact,
+            ("contact", "getContactList"): self._get_contact_list,
+            ("contact", "getCustomFieldDefinition"): self._field_definitions,
+            ("contact", "getSubscriptionGroupList"): self._group_list,
+        }
+
+    # -- error shapes
+
+    def error(
+        self, status: int, message: str, specific: int | None = None, extra: tuple[str, ...] = ()
+    ) -> SandboxResponse:
+        if specific is None and status == 400:
+            specific = NOT_VALID  # a body the core refused (not JSON)
+        body = {
+            "errorCode": status,
+            "message": message,
+            "specificCode": specific,
+            "additionalMessages": list(extra),
+        }
+        return SandboxResponse(status, body)
+
+    def _refuse(self, err: IvvyError) -> SandboxResponse:
+        return self.error(err.status, err.message, err.specific, err.extra)
+
+    def revoked_response(self) -> SandboxResponse:
+        return self.error(401, "Key revoked", REVOKED)
+
+    # -- authentication
+
+    def authenticate(self, request: SandboxRequest) -> SandboxResponse | None:
+        try:
+            self._check_signature(request)
+        except IvvyError as err:
+            return self._refuse(err)
+        return None
+
+    def _check_signature(self, request: SandboxRequest) -> None:
+        headers = request.headers
+        match = AUTH_HEADER.fullmatch(headers.get("x-api-authorization", "").strip())
+        if match is None:
+            raise IvvyError(
+                401,
+                "Missing or malformed X-Api-Authorization",
+                NO_AUTH,
+                "Expected 'IWS {key}:{signature}'",
+            )
+        key, sent = match.groups()
+        if not hmac.compare_digest(key, accounts.IVVY_API_KEY):
+            raise IvvyError(401, "Invalid API key", BAD_KEY)
+        date = self._check_date(headers)
+        md5 = hashlib.md5(request.body).hexdigest()
+        if headers.get("content-md5", "").lower() != md5:
+            raise IvvyError(401, "Content-MD5 does not match the body", BAD_MD5)
+        if "x-api-version" not in headers:
+            raise IvvyError(401, "'X-Api-Version' is required", REQUIRED)
+        ivvy = sorted(
+            (name.replace("-", "").replace("_", ""), value)
+            for name, value in headers.items()
+            if name.startswith("ivvy")
+        )
+        text = (
+            f"{request.method}{md5}{headers.get('content-type', '')}{date}"
+            f"{request.raw_path}{headers['x-api-version']}"
+            + "&".join(f"{name}={value}" for name, value in ivvy)
+        ).lower()
+        expected = hmac.new(
+            accounts.IVVY_API_SECRET.encode(), text.encode(), hashlib.sha1
+        ).hexdigest()
+        if not hmac.compare_digest(sent.lower(), expected):
+            raise IvvyError(401, "Signature does not match", BAD_SIGNATURE)
+
+    @staticmethod
+    def _check_date(headers: dict[str, str]) -> str:
+        """The `Date` header's part of the signed string ("" with IVVY-Date); raises when the
+        request is undated, misdated or stale."""
+        try:
+            if "ivvy-date" in headers:
+                sent = datetime.datetime.strptime(headers["ivvy-date"], DATE_FORMAT)
+                sent, signed = sent.replace(tzinfo=datetime.UTC), ""
+            elif "date" in headers:
+                sent, signed = parsedate_to_datetime(headers["date"]), headers["date"]
+            else:
+                raise IvvyError(401, "'IVVY-Date' or 'Date' is required", REQUIRED)
+        except (TypeError, ValueError):
+            raise IvvyError(
+                401,
+                "'IVVY-Date' does not validate",
+                NOT_VALID,
+                "Expected yyyy-mm-dd HH:mm:ss (UTC)",
+            ) from None
+        if sent.tzinfo is None or abs(time.time() - sent.timestamp()) > STALE_AFTER:
+            raise IvvyError(401, "Request is stale", STALE)
+        return signed
+
+    # -- routing
+
+    def route(self, request: SandboxRequest) -> SandboxResponse:
+        namespace = request.path.removeprefix(API_PREFIX)
+        call = self.calls.get((namespace, request.arg("action", "")))
+        if not request.path.startswith(API_PREFIX) or call is None:
+            return self.error(
+                404, f"Unknown action {request.path}?action={request.arg('action')}", NO_ACTION
+            )
+        if request.method != "POST":
+            return self.error(405, "Method not allowed: every call is a POST", None)
+        try:
+            params = request.json() if request.body else {}
+            if not isinstance(params, dict):
+                raise _not_valid("body", "The body must be a JSON object")
+            with self.lock:
+                return SandboxResponse(200, call(params))
+        except BadRequest as err:
+            return self.error(400, str(err), NOT_VALID)
+        except IvvyError as err:
+            return self._refuse(err)
+
+    # -- calls
+
+    def _ping(self, params: dict) -> dict:
+        return {"success": True, "timestamp": _now()}
+
+    def _field_definitions(self, params: dict) -> list:
+        return [dict(d) for d in self.field_definitions]
+
+    def _group_list(self, params: dict) -> dict:
+        start, per_page = self._page(params, required=False)
+        groups = []
+        for group in self.groups.values():
+            members = sum(
+                1
+                for c in self.contacts.values()
+                if any(g["groupId"] == group["id"] for g in c["groups"])
+            )
+            groups.append({**group, "memberCount": members})
+        return _collection(groups, start, per_page)
+
+    def _get_contact(self, params: dict) -> dict:
+        contact_id = params.get("id")
+        if contact_id is None:
+            raise IvvyError(400, "'id' is required", REQUIRED)
+        if not _whole(contact_id):
+            raise _not_valid("id", "Value must be a whole number")
+        return _copy(self._existing(contact_id))
+
+    def _get_contact_list(self, params: dict) -> dict:
+        unknown = set(params) - {"perPage", "start", "filter"}
+        if unknown:
+            raise _not_valid(sorted(unknown)[0], "Unknown parameter")
+        start, per_page = self._page(params, required=True)
+        filters = params.get("filter") or {}
+        if not isinstance(filters, dict):
+            raise _not_valid("filter", "Value must be an object")
+        for key in filters:
+            if key not in LIST_FILTERS:
+                raise _not_valid(f"filter.{key}", "Unknown filter")
+        if "externalId" in filters:  # the lookup every first push makes: no scan
+            ids = sorted(self.by_external_id.get(filters["externalId"], ()))
+            found = [self.contacts[i] for i in ids]
+        else:
+            found = list(self.contacts.values())
+        for key, value in filters.items():
+            found = [c for c in found if _passes(c, key, value)]
+        return _collection(found, start, per_page, convert=_copy)
+
+    @staticmethod
+    def _page(params: dict, *, required: bool) -> tuple[int, int]:
+        for key in ("perPage", "start"):
+            if key not in params and required:
+                raise IvvyError(400, f"'{key}' is required", REQUIRED)
+            if key in params and not (_whole(params[key]) and params[key] >= 0):
+                raise _not_valid(key, "Value must be a whole number")
+        per_page = params.get("perPage", 100)
+        if not 1 <= per_page <= 100:
+            raise _not_valid("perPage", "Value must be between 1 and 100")
+        return params.get("start", 0), per_page
+
+    # -- addOrUpdateContact
+
+    def _add_or_update(self, params: dict) -> dict:
+        self._validate_contact(params)
+        contact_id = params.get("id")
+        if contact_id is not None:
+            contact = self._existing(contact_id)
+        elif params.get("updateIfExists"):
+            contact = self._match_by_name_and_email(params) or self._new_contact()
+        else:
+            contact = self._new_contact()
+        old_external_id = contact["externalId"]
+        self._apply(contact, params)
+        self.contacts[contact["id"]] = contact
+        self.by_external_id.get(old_external_id, set()).discard(contact["id"])
+        self.by_external_id.setdefault(contact["externalId"], set()).add(contact["id"])
+        return {"success": True, "id": contact["id"]}
+
+    def _validate_contact(self, params: dict) -> None:
+        unknown = sorted(set(params) - CONTACT_KEYS)
+        if unknown:
+            raise _not_valid(unknown[0], "Unknown parameter")
+        if "id" in params and not _whole(params["id"]):
+            raise _not_valid("id", "Value must be a whole number")
+        for key in TEXT_KEYS:
+            if key in params and not isinstance(params[key], str):
+                raise _not_valid(key, "Value must be a string")
+        if params.get("id") is None:
+            for key in ("firstName", "lastName", "email"):
+                if not params.get(key):
+                    raise IvvyError(400, f"'{key}' is required", REQUIRED)
+        if "email" in params and not EMAIL.fullmatch(params["email"]):
+            raise _not_valid("email", "Value must be a valid email address")
+        for key, allowed in (("status", EMAIL_STATUSES), ("smsStatus", SMS_STATUSES)):
+            if key in params and not (_whole(params[key]) and params[key] in allowed):
+                raise _not_valid(key, f"Value must be one of {sorted(allowed)}")
+        for key in ("updateIfExists", "privacyConsent"):
+            if key in params and not isinstance(params[key], bool):
+                raise _not_valid(key, "Value must be a boolean")
+        self._validate_urls(params.get("externalUrls", []))
+        self._validate_fields(params.get("customFields", []))
+        self._validate_ids(params.get("groups", []), "groups", "groupId", self.groups)
+        companies = params.get("companies", [])
+        if not isinstance(companies, list) or not all(c in COMPANIES for c in companies):
+            raise _not_valid("companies", "Each value must be the id of an existing company")
+
+    @staticmethod
+    def _validate_urls(urls: Any) -> None:
+        if urls is None:
+            return  # null removes every external URL
+        if not isinstance(urls, list):
+            raise _not_valid("externalUrls", "Value must be an array")
+        if len(urls) > MAX_EXTERNAL_URLS:
+            raise _not_valid("externalUrls", "A maximum of 3 objects allowed")
+        for url in urls:
+            if not isinstance(url, dict) or set(url) - URL_KEYS:
+                raise _not_valid("externalUrls", "Each object takes ref, url and label")
+            if not isinstance(url.get("ref"), str) or not url["ref"]:
+                raise IvvyError(400, "'externalUrls.ref' is required", REQUIRED)
+            link = url.get("url")
+            if link is not None and not (isinstance(link, str) and link.startswith("https://")):
+                raise _not_valid("externalUrls.url", "The url must use the https scheme")
+            if not isinstance(url.get("label", ""), str):
+                raise _not_valid("externalUrls.label", "Value must be a string")
+
+    def _validate_fields(self, fields: Any) -> None:
+        if not isinstance(fields, list):
+            raise _not_valid("customFields", "Value must be an array")
+        for field in fields:
+            if not isinstance(field, dict) or set(field) != {"fieldId", "value"}:
+                raise _not_valid("customFields", "Each object takes fieldId and value")
+            definition = self.fields.get(field["fieldId"]) if _whole(field["fieldId"]) else None
+            if definition is None:
+                raise _not_valid("customFields.fieldId", f"No custom field {field['fieldId']!r}")
+            problem = _field_problem(definition, field["value"])
+            if problem:
+                raise _not_valid(f"customFields.{field['fieldId']}", problem)
+
+    @staticmethod
+    def _validate_ids(items: Any, key: str, id_key: str, known: dict) -> None:
+        if not isinstance(items, list):
+            raise _not_valid(key, "Value must be an array")
+        for item in items:
+            if not isinstance(item, dict) or set(item) != {id_key}:
+                raise _not_valid(key, f"Each object takes {id_key}")
+            if not _whole(item[id_key]) or item[id_key] not in known:
+                raise _not_valid(f"{key}.{id_key}", f"No such {id_key} {item[id_key]!r}")
+
+    def _existing(self, contact_id: int) -> dict:
+        contact = self.contacts.get(contact_id)
+        if contact is None:
+            raise IvvyError(404, "Unable to find contact", NO_CONTACT)
+        return contact
+
+    def _match_by_name_and_email(self, params: dict) -> dict | None:
+        for contact in self.contacts.values():
+            if (contact["firstName"], contact["lastName"]) == (
+                params["firstName"],
+                params["lastName"],
+            ) and contact["email"].lower() == params["email"].lower():
+                return contact
+        return None
+
+    def _new_contact(self) -> dict:
+        contact_id, self.next_id = self.next_id, self.next_id + 1
+        return {
+            "id": contact_id,
+            "firstName": "",
+            "lastName": "",
+            "email": "",
+            "phone": "",
+            "externalId": "",
+            "status": 1,
+            "smsStatus": 4,
+            "privacyConsent": False,
+            "privacyConsentData": None,
+            "customFields": [],
+            "groups": [],
+            "companies": [],
+            "externalUrls": [],
+            "modifiedDate": _now(),
+        }
+
+    def _apply(self, contact: dict, params: dict) -> None:
+        if "externalUrls" in params:  # merged first: it may still refuse the call
+            urls = _merge_urls(contact["externalUrls"], params["externalUrls"])
+            contact["externalUrls"] = urls
+        for key in (*TEXT_KEYS, "status", "smsStatus", "companies"):
+            if key in params:
+                contact[key] = params[key]
+        if "privacyConsent" in params:
+            if params["privacyConsent"] and not contact["privacyConsent"]:
+                contact["privacyConsentData"] = {"source": 5, "dateTime": _now()}  # 5 = API
+            contact["privacyConsent"] = params["privacyConsent"]
+        if "groups" in params:  # "will override any groups currently set"
+            contact["groups"] = [{"groupId": g["groupId"]} for g in params["groups"]]
+        for field in params.get("customFields", []):
+            contact["customFields"] = [
+                f for f in contact["customFields"] if f["fieldId"] != field["fieldId"]
+            ] + [
+                {
+                    "fieldId": field["fieldId"],
+                    "displayName": self.fields[field["fieldId"]]["displayName"],
+                    "value": field["value"],
+                }
+            ]
+        contact["modifiedDate"] = _now()
+
+    def snapshot(self) -> Any:
+        return {
+            "contacts": [_copy(self.contacts[i]) for i in sorted(self.contacts)],
+            "customFields": [dict(d) for d in self.field_definitions],
+            "groups": [dict(g) for g in self.groups.values()],
+        }
+
+
+def _definition(field_id: int, kind: int, name: str, choices: list | None = None) -> dict:
+    """One getCustomFieldDefinition entry (get-custom-field-definition.md)."""
+    return {
+        "fieldId": field_id,
+        "fieldType": kind,
+        "displayName": name,
+        "isRequired": False,
+        "sortOrder": field_id - 33442,
+        "selectValues": choices or [],
+        "fileTypes": [],
+    }
+
+
+def _field_problem(definition: dict, value: Any) -> str:
+    """Why a value does not fit its custom field's type ("" when it fits)."""
+    if not isinstance(value, str):
+        return "Value must be a string"
+    kind = definition["fieldType"]
+    if kind == 7:
+        return "Values cannot be set for a static text field"
+    if kind == 8 and not value.lstrip("-").isdigit():
+        return "Value must be a whole number"
+    if kind == 2 and value not in definition["selectValues"]:
+        return f"Value must be one of {definition['selectValues']}"
+    if kind == 5:
+        try:
+            datetime.date.fromisoformat(value)
+        except ValueError:
+            return "Value must be a date (yyyy-mm-dd)"
+    return ""
+
+
+def _merge_urls(current: list[dict], sent: list[dict] | None) -> list[dict]:
+    """null removes every URL; otherwise each ref is set, or removed when its url is null."""
+    if sent is None:
+        return []
+    merged = {u["ref"]: u for u in current}
+    for url in sent:
+        if url.get("url") is None:
+            merged.pop(url["ref"], None)
+        else:
+            merged[url["ref"]] = {
+                "ref": url["ref"],
+                "url": url["url"],
+                "label": url.get("label", ""),
+            }
+    if len(merged) > MAX_EXTERNAL_URLS:
+        raise _not_valid("externalUrls", "A maximum of 3 objects allowed")
+    return list(merged.values())
+
+
+def _passes(contact: dict, key: str, value: Any) -> bool:
+    if key == "externalId":
+        return contact["externalId"] == value
+    if key == "fromModifiedDate":
+        return contact["modifiedDate"] >= str(value)
+    if key == "toModifiedDate":
+        return contact["modifiedDate"] <= str(value)
+    if key == "companyId":
+        return value in contact["companies"]
+    return True  # venue filters: the sandbox has no venues
+
+
+def _collection(items: list, start: int, per_page: int, *, convert=dict) -> dict:
+    """iVvy's collection shape (collections.md); only the page's items are converted."""
+    page = [convert(item) for item in items[start : start + per_page]]
+    return {
+        "meta": {
+            "totalResults": len(items),
+            "start": start,
+            "perPage": per_page,
+            "count": len(page),
+        },
+        "results": page,
+    }
+
+
+def _copy(contact: dict) -> dict:
+    return {
+        **contact,
+        "customFields": [dict(f) for f in contact["customFields"]],
+        "groups": [dict(g) for g in contact["groups"]],
+        "externalUrls": [dict(u) for u in contact["externalUrls"]],
+        "companies": list(contact["companies"]),
+    }
+
+
+def _now() -> str:
+    return datetime.datetime.now(datetime.UTC).strftime(DATE_FORMAT)

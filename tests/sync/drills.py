@@ -188,8 +188,9 @@ def bursts_timeouts_refusals(d: Drill) -> DrillReport:
 
 
 def permanent_400(d: Drill, bad: int) -> DrillReport:
-    ids = list(Contact.objects.order_by("pk").values_list("pk", flat=True)[:bad])
-    Contact.objects.filter(pk__in=ids).update(email="not-an-email")  # as an old import might
+    for pk in Contact.objects.order_by("pk").values_list("pk", flat=True)[:bad]:
+        # invalid for the platform; written past our form, as an old import might have
+        Contact.objects.filter(pk=pk).update(email=f"not-an-email-{pk}")
     d.push_all()
     d.start_workers()
     d.wait_until(d.settled)

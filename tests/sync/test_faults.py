@@ -56,10 +56,9 @@ def test_429_storm_no_request_before_retry_after(drill):
 def test_bursts_of_500_and_503_timeouts_and_refused_connections(drill):
     report = drills.bursts_timeouts_refusals(drill("loops", timeout=0.5))
     _assert_clean(report)
+    assert report.requests.get("500", 0) > 0 and report.requests.get("503", 0) > 0, report
     retried = SyncAttempt.objects.filter(outcome=SyncAttempt.Outcome.RETRY)
     assert retried.filter(error__contains="timed out").exists()
-    assert retried.filter(error__contains="HTTP 500").exists()
-    assert retried.filter(error__contains="HTTP 503").exists()
 
 
 def test_permanent_400_fails_those_contacts_once_and_syncs_the_rest(drill):

@@ -69,13 +69,7 @@ class Command(BaseCommand):
                           f"pushed, {unchanged} unchanged. Nothing was sent.")
 
     def _push_here(self, plan, progress):
-        context = services.PushContext(trigger=Trigger.COMMAND, run_id=plan.run.pk,
-                                       force=plan.run.force)
-        for destination, chunk in plan.chunks():
-            services.contacts_push_chunk(destination_id=destination.pk, contact_ids=chunk,
-                                         context=context)
-            progress.show(SyncRun.objects.get(pk=plan.run.pk))
-        services.run_finish(run=plan.run)
+        services.plan_run_here(plan, on_chunk=progress.show)
 
     def _follow(self, run, progress):
         while True:

@@ -1,0 +1,352 @@
+"""iVvy over real HTTP against the sandbox: matching, faults, and the sandbox refusing what
+iVvy refuses (shared/platforms.md, "Contract — iVvy"; part A, "The sandbox")."""
+
+import datetime
+import hashlib
+import json
+import time
+
+import pytest
+import requests
+
+from contacts.models import Group
+from sync.connectors.base import AuthenticationError, PermanentError, RetryableError
+from sync.connectors.ivvy import signature, string_to_sign
+from sync.connectors.records import ContactRecord, ExternalUrlRecord, RemoteState
+from sync.models import FieldMapping, ListMapping
+from sync.sandbox import accounts
+from sync.services import destination_connector
+
+pytestmark = pytest.mark.django_db
+
+DATE_FORMAT = "%Y-%m-%d %H:%M:%S"
+
+
+def contact(group_id=None, **changes):
+    fields = dict(
+        id=1,
+        external_id="ext-ivvy-1",
+        first_name="Bobby",
+        last_name="Smith",
+        email="bobby@example.com",
+        phone="+61412345678",
+        birth_date=datetime.date(1990, 1, 1),
+        email_status="subscribed",
+        sms_status="no_marketing",
+        privacy_consent=True,
+        group_ids=frozenset({group_id} if group_id else ()),
+        external_urls=(ExternalUrlRecord("crm", "https://crm.example.com/c/1", "CRM"),),
+    )
+    return ContactRecord(**{**fields, **changes})
+
+
+@pytest.fixture
+def mapped(sandbox_destination):
+    """(connector, our group id): birth date -> the sandbox's date field, a group -> group 10."""
+    destination = sandbox_destination("ivvy")
+    group = Group.objects.create(name="Newsletter")
+    FieldMapping.objects.create(
+        destination=destination, standard_field="birth_date", remote_field="33444"
+    )
+    ListMapping.objects.create(destination=destination, group=group, remote_list="10")
+    destination.refresh_from_db()
+    return destination_connector(destination=destination), group.pk
+
+
+def stored(sandbox):
+    return sandbox.sandbox.store("ivvy")["ivvy"]["contacts"]
+
+
+def faults(sandbox, **changes):
+    response = requests.post(f"{sandbox.url}/_sandbox/faults", json={"platform": "ivvy", **changes})
+    assert response.status_code == 200, response.text
+
+
+def push_change_push(connector, group_id):
+    first = connector.push(contact(group_id), RemoteState())
+    changed = contact(
+        group_id,
+        last_name="Smythe",
+        email_status="unsubscribed",
+        birth_date=datetime.date(1991, 2, 3),
+    )
+    second = connector.push(changed, RemoteState())  # no stored id: found by externalId
+    third = connector.push(changed, RemoteState(first.remote_id))
+    return first, second, third
+
+
+def assert_one_updated_record(sandbox, first, *later):
+    assert first.created and not any(result.created for result in later)
+    assert {result.remote_id for result in (first, *later)} == {first.remote_id}
+    (record,) = stored(sandbox)
+    assert str(record["id"]) == first.remote_id
+    assert (record["lastName"], record["status"], record["externalId"]) == (
+        "Smythe",
+        2,
+        "ext-ivvy-1",
+    )
+    assert record["customFields"] == [
+        {"fieldId": 33444, "displayName": "Birth date", "value": "1991-02-03"}
+    ]
+    assert record["groups"] == [{"groupId": 10}]
+    assert record["externalUrls"] == [
+        {"ref": "crm", "url": "https://crm.example.com/c/1", "label": "CRM"}
+    ]
+
+
+# ---------------------------------------------------------------------- through the connector
+
+
+def test_push_change_push_keeps_one_record(sandbox, mapped):
+    connector, group_id = mapped
+    assert_one_updated_record(sandbox, *push_change_push(connector, group_id))
+
+
+def test_push_change_push_with_latency(sandbox, mapped):
+    faults(sandbox, latency_ms=50)
+    connector, group_id = mapped
+    assert_one_updated_record(sandbox, *push_change_push(connector, group_id))
+
+
+def test_429_storm_then_success_without_duplicate(sandbox, mapped):
+    connector, group_id = mapped
+    faults(sandbox, storm_seconds=1, retry_after=1)
+    with pytest.raises(RetryableError) as caught:
+        connector.push(contact(group_id), RemoteState())
+    assert caught.value.status == 429 and caught.value.retry_after == 1
+    assert json.loads(caught.value.body)["errorCode"] == 429
+    time.sleep(1.1)
+    first = connector.push(contact(group_id), RemoteState())
+    changed = contact(
+        group_id,
+        last_name="Smythe",
+        email_status="unsubscribed",
+        birth_date=datetime.date(1991, 2, 3),
+    )
+    again = connector.push(changed, RemoteState())
+    assert_one_updated_record(sandbox, first, again)
+
+
+def test_test_connection_and_revoked_credentials(sandbox, sandbox_destination):
+    connector = destination_connector(destination=sandbox_destination("ivvy"))
+    assert "ping" in connector.test_connection()
+    faults(sandbox, revoked=True)
+    with pytest.raises(AuthenticationError, match="Key revoked"):
+        connector.test_connection()
+
+
+def test_fetch_options_lists_the_sample_fields_and_groups(sandbox, sandbox_destination):
+    connector = destination_connector(destination=sandbox_destination("ivvy"))
+    options = {(o.kind, o.remote_id): (o.label, o.type) for o in connector.fetch_options()}
+    assert options == {
+        ("field", "33443"): ("Newsletter opt-in", "small text"),
+        ("field", "33444"): ("Birth date", "date"),
+        ("field", "33445"): ("Loyalty level", "single select"),
+        ("field", "33446"): ("Visits", "whole number"),
+        ("list", "10"): ("Newsletter", "subscription group"),
+        ("list", "11"): ("VIP guests", "subscription group"),
+        ("list", "12"): ("Events", "subscription group"),
+    }
+
+
+def test_update_if_exists_lets_ivvy_match_on_name_and_email(sandbox, sandbox_destination):
+    connector = destination_connector(
+        destination=sandbox_destination("ivvy", update_if_exists=True)
+    )
+    first = connector.push(contact(), RemoteState())
+    other = connector.push(contact(external_id="ext-ivvy-2"), RemoteState())
+    assert other.remote_id == first.remote_id
+    (record,) = stored(sandbox)
+    assert record["externalId"] == "ext-ivvy-2"
+
+
+def test_a_deleted_remote_contact_is_a_permanent_error(sandbox, sandbox_destination):
+    connector = destination_connector(destination=sandbox_destination("ivvy"))
+    with pytest.raises(PermanentError, match=r"Unable to find contact \[specificCode 24096\]"):
+        connector.push(contact(), RemoteState("999999"))
+
+
+def test_a_2xx_without_id_is_permanent(sandbox, sandbox_destination):
+    connector = destination_connector(destination=sandbox_destination("ivvy"))
+    first = connector.push(contact(), RemoteState())
+    faults(sandbox, malformed="noid")
+    with pytest.raises(PermanentError, match="no 'id'"):
+        connector.push(contact(), RemoteState(first.remote_id))
+
+
+def test_a_refused_connection_is_retryable(sandbox, sandbox_destination):
+    connector = destination_connector(destination=sandbox_destination("ivvy"))
+    faults(sandbox, outage="refuse")
+    with pytest.raises(RetryableError):
+        connector.test_connection()
+
+
+# ----------------------------------------------------------------- raw requests: refusals
+
+
+@pytest.fixture
+def raw(sandbox):
+    """post(call, body, **overrides) -> the sandbox's answer to a hand-signed request; the
+    sandbox's rate limit is lifted so a test may send many."""
+    requests.post(f"{sandbox.url}/_sandbox/rate-limit", json={"platform": "ivvy", "limit": None})
+
+    def post(
+        call,
+        body=None,
+        *,
+        key=accounts.IVVY_API_KEY,
+        secret=accounts.IVVY_API_SECRET,
+        age=0,
+        md5=None,
+        headers=None,
+        method="POST",
+    ):
+        path = f"/ivvy/api/1.0/{call}"
+        data = b"" if body is None else json.dumps(body).encode()
+        sent = datetime.datetime.now(datetime.UTC) - datetime.timedelta(seconds=age)
+        date = sent.strftime(DATE_FORMAT)
+        digest = md5 or hashlib.md5(data).hexdigest()
+        text = string_to_sign(
+            method=method,
+            content_md5=digest,
+            content_type="application/json",
+            request_uri=path,
+            ivvy_headers={"IVVY-Date": date},
+        )
+        sent_headers = {
+            "Content-Type": "application/json",
+            "Content-MD5": digest,
+            "IVVY-Date": date,
+            "X-Api-Version": "1.0",
+            "X-Api-Authorization": f"IWS {key}:{signature(secret, text)}",
+            **(headers or {}),
+        }
+        return requests.request(method, f"{sandbox.url}{path}", data=data, headers=sent_headers)
+
+    return post
+
+
+NEW = {"firstName": "Bobby", "lastName": "Smith", "email": "bobby@example.com"}
+
+
+def refusal(response, status, specific):
+    body = response.json()
+    assert response.status_code == status, body
+    assert set(body) == {"errorCode", "message", "specificCode", "additionalMessages"}
+    assert (body["errorCode"], body["specificCode"]) == (status, specific)
+    assert isinstance(body["additionalMessages"], list)
+    return body
+
+
+def test_a_correctly_signed_request_is_accepted(raw):
+    response = raw("contact?action=addOrUpdateContact", NEW)
+    assert response.status_code == 200 and response.json() == {"success": True, "id": 33884}
+
+
+def test_wrong_signature_is_refused(raw):
+    body = refusal(raw("test?action=ping", secret="not-the-secret"), 401, 23003)
+    assert body["message"] == "Signature does not match"
+    assert body["additionalMessages"] == []
+
+
+def test_wrong_key_is_refused(raw):
+    refusal(raw("test?action=ping", key="someone-else"), 401, 23002)
+
+
+def test_missing_authorization_is_refused(raw):
+    response = raw("test?action=ping", headers={"X-Api-Authorization": ""})
+    refusal(response, 401, 23001)
+
+
+def test_stale_date_is_refused(raw):
+    body = refusal(raw("test?action=ping", age=6 * 60), 401, 23005)
+    assert body["message"] == "Request is stale"
+    assert raw("test?action=ping", age=4 * 60).status_code == 200
+
+
+def test_body_not_matching_content_md5_is_refused(raw):
+    refusal(raw("contact?action=addOrUpdateContact", NEW, md5="0" * 32), 401, 23004)
+
+
+def test_missing_required_field_is_refused(raw):
+    body = refusal(raw("contact?action=addOrUpdateContact", {**NEW, "lastName": ""}), 400, 23017)
+    assert body["message"] == "'lastName' is required"
+
+
+def test_fourth_external_url_is_refused(raw):
+    four = [{"ref": f"r{i}", "url": f"https://x.example/{i}"} for i in range(4)]
+    body = refusal(
+        raw("contact?action=addOrUpdateContact", {**NEW, "externalUrls": four}), 400, 23016
+    )
+    assert body["message"] == "'externalUrls' does not validate"
+    assert body["additionalMessages"] == ["A maximum of 3 objects allowed"]
+
+
+@pytest.mark.parametrize("key", ["LastName", "firstname", "emailAddress"])
+def test_unknown_or_misspelt_key_is_refused(raw, key):
+    body = refusal(raw("contact?action=addOrUpdateContact", {**NEW, key: "x"}), 400, 23016)
+    assert body["message"] == f"'{key}' does not validate"
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        {"status": 4},
+        {"status": "1"},
+        {"smsStatus": 5},
+        {"privacyConsent": "yes"},
+        {"email": "not-an-email"},
+        {"id": "33884"},
+        {"externalUrls": [{"ref": "crm", "url": "http://crm.example.com"}]},
+        {"customFields": [{"fieldId": 1, "value": "x"}]},
+        {"customFields": [{"fieldId": 33444, "value": "31/01/1990"}]},
+        {"groups": [{"groupId": 99}]},
+    ],
+)
+def test_bad_values_are_refused(raw, extra):
+    refusal(raw("contact?action=addOrUpdateContact", {**NEW, **extra}), 400, 23016)
+
+
+def test_unknown_contact_id_is_404(raw):
+    body = refusal(
+        raw("contact?action=addOrUpdateContact", {"id": 1, "firstName": "B"}), 404, 24096
+    )
+    assert body["message"] == "Unable to find contact"
+
+
+def test_unknown_action_is_404_and_get_is_405(raw):
+    refusal(raw("contact?action=deleteContact", {"id": 1}), 404, 23006)
+    refusal(raw("test?action=ping", method="GET"), 405, None)
+
+
+def test_get_contact_and_list_by_external_id(raw):
+    created = raw("contact?action=addOrUpdateContact", {**NEW, "externalId": "e-1"}).json()
+    raw("contact?action=addOrUpdateContact", {**NEW, "email": "other@example.com"})
+    found = raw(
+        "contact?action=getContactList", {"perPage": 1, "start": 0, "filter": {"externalId": "e-1"}}
+    ).json()
+    assert found["meta"] == {"totalResults": 1, "start": 0, "perPage": 1, "count": 1}
+    assert [c["id"] for c in found["results"]] == [created["id"]]
+    contact_body = raw("contact?action=getContact", {"id": created["id"]}).json()
+    assert contact_body["externalId"] == "e-1"
+    refusal(raw("contact?action=getContactList", {"start": 0}), 400, 23017)
+
+
+def test_external_urls_merge_by_ref_and_null_removes(raw, sandbox):
+    first = [{"ref": "a", "url": "https://a.example"}, {"ref": "b", "url": "https://b.example"}]
+    new_id = raw("contact?action=addOrUpdateContact", {**NEW, "externalUrls": first}).json()["id"]
+    raw(
+        "contact?action=addOrUpdateContact",
+        {"id": new_id, "externalUrls": [{"ref": "a", "url": None}]},
+    )
+    assert [u["ref"] for u in stored(sandbox)[0]["externalUrls"]] == ["b"]
+    raw("contact?action=addOrUpdateContact", {"id": new_id, "externalUrls": None})
+    assert stored(sandbox)[0]["externalUrls"] == []
+
+
+def test_rate_limit_answers_429_in_ivvys_shape(sandbox, raw):
+    requests.post(f"{sandbox.url}/_sandbox/rate-limit", json={"platform": "ivvy", "limit": 5})
+    answers = [raw("test?action=ping") for _ in range(6)]
+    assert [a.status_code for a in answers[:5]] == [200] * 5
+    refusal(answers[5], 429, None)
+    assert answers[5].headers["Retry-After"] == "1"
