@@ -315,15 +315,19 @@ def destination_test_connection(*, destination: Destination) -> tuple[bool, str]
         message = connector.test_connection()
     except (ConnectorError, ConnectorConfigurationError) as err:
         return False, str(err)
-    if destination.paused_at is not None:
-        destination_resume(destination=destination)
+    if destination_resume(destination=destination) is not None:
         message += " The destination is resumed; waiting contacts are queued."
     return True, message
 
 
-def destination_resume(*, destination: Destination) -> int:
-    Destination.objects.filter(pk=destination.pk).update(paused_at=None, pause_error="")
+def destination_resume(*, destination: Destination) -> int | None:
+    """Lift a pause (read from the database: a worker may have paused it meanwhile) and queue
+    the contacts that waited. Returns how many, or None when it was not paused."""
+    resumed = Destination.objects.filter(pk=destination.pk, paused_at__isnull=False).update(
+        paused_at=None, pause_error="")
     destination.paused_at, destination.pause_error = None, ""
+    if not resumed:
+        return None
     waiting = list(ContactSyncState.objects.filter(
         destination=destination, status=SyncStatus.WAITING
     ).values_list("contact_id", flat=True))

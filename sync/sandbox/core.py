@@ -191,14 +191,21 @@ class Sandbox:
     def handle(self, slug: str, request: SandboxRequest) -> SandboxResponse:
         emulator = self.emulators[slug]
         faults = self.faults[slug]
-        response = self._answer(emulator, faults, request)
+        try:
+            response = self._answer(emulator, faults, request)
+        except CloseConnection:
+            self._count(slug, request, "refused")
+            raise
+        self._count(slug, request, response.status)
+        return response
+
+    def _count(self, slug, request, status):
         with self.lock:
-            self.counts[(slug, response.status)] += 1
+            self.counts[(slug, status)] += 1
             self.log.append({
                 "t": time.time(), "platform": slug, "method": request.method,
-                "path": request.path, "status": response.status,
+                "path": request.path, "status": status,
             })
-        return response
 
     def _answer(self, emulator, faults, request):
         if faults.latency_ms:

@@ -12,7 +12,7 @@ import requests
 
 from contacts.models import Contact
 from sync import services
-from sync.models import ContactSyncState, Destination, SyncStatus
+from sync.models import ContactSyncState, Destination, SyncAttempt, SyncStatus
 from tests.sync.processes import manage, process_env
 
 # Where each platform keeps our external ID and the first name, as the sandbox stores them.
@@ -66,9 +66,26 @@ class Drill:
                    revoked=False)
 
     def push_all(self):
-        return services.contacts_push_selected(contacts=Contact.objects.all(),
-                                               destination=self.destination, trigger="action",
-                                               user_id=None)
+        from django.test import override_settings
+
+        # small chunks, as the workers use: faults land in the middle of the push
+        chunks = {k: WORKER_SETTINGS[k] for k in ("SYNC_CHUNK_SIZE", "SYNC_BULK_CHUNK_SIZE")}
+        with override_settings(**chunks):
+            return services.contacts_push_selected(contacts=Contact.objects.all(),
+                                                   destination=self.destination,
+                                                   trigger="action", user_id=None)
+
+    def answered(self, status) -> int:
+        stats = requests.get(f"{self.url}/_sandbox/stats", timeout=10).json()["requests"]
+        return stats.get(self.platform, {}).get(str(status), 0)
+
+    def fault_until(self, status, count=2, **switches):
+        """Switch a fault on and keep it until the platform has answered `count` times with
+        `status` ("refused" for dropped connections)."""
+        before = self.answered(status)
+        self.fault(**switches)
+        self.wait_until(lambda: self.answered(status) >= before + count, timeout=30,
+                        scheduler=False)
 
     def start_workers(self):
         self.workers = [
@@ -138,14 +155,12 @@ class Drill:
 
 
 def outage_mid_push(d: Drill) -> DrillReport:
-    d.fault(latency_ms=15)
+    d.fault(latency_ms=30)
     d.push_all()
     d.start_workers()
     d.wait_until(lambda: d.synced_count() >= d.contact_count // 10, scheduler=False)
-    d.fault(outage="503")
-    time.sleep(1.0)
-    d.fault(outage="refuse")
-    time.sleep(1.0)
+    d.fault_until(503, outage="503")
+    d.fault_until("refused", outage="refuse")
     d.clear_faults()
     d.wait_until(d.settled)
     return d.report()
@@ -172,16 +187,17 @@ def requests_before_retry_after(d: Drill, in_flight: float = 0.15) -> tuple[int,
 
 
 def bursts_timeouts_refusals(d: Drill) -> DrillReport:
+    d.fault(latency_ms=30)
     d.push_all()
     d.start_workers()
-    d.fault(error_rate=0.3, error_status=500)
-    time.sleep(1.0)
-    d.fault(error_status=503)
-    time.sleep(1.0)
+    d.wait_until(lambda: d.synced_count() >= d.contact_count // 20, scheduler=False)
+    d.fault_until(500, count=3, error_rate=0.3, error_status=500)
+    d.fault_until(503, count=3, error_status=503)
     d.fault(error_rate=0, latency_ms=800)  # the destination's timeout is shorter: read timeouts
-    time.sleep(1.5)
-    d.fault(latency_ms=0, outage="refuse")
-    time.sleep(1.0)
+    d.wait_until(lambda: SyncAttempt.objects.filter(error__contains="timed out").exists(),
+                 timeout=30, scheduler=False)
+    d.fault(latency_ms=30)
+    d.fault_until("refused", outage="refuse")
     d.clear_faults()
     d.wait_until(d.settled)
     return d.report()
@@ -198,7 +214,7 @@ def permanent_400(d: Drill, bad: int) -> DrillReport:
 
 
 def revoked_401(d: Drill) -> DrillReport:
-    d.fault(latency_ms=10)
+    d.fault(latency_ms=30)
     d.push_all()
     d.start_workers()
     d.wait_until(lambda: d.synced_count() >= d.contact_count // 10, scheduler=False)
