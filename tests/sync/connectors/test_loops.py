@@ -28,7 +28,9 @@ from sync.connectors.records import (
 from tests.sync.connectors.harness import MockTransport, make_connector
 
 FILES = Path(__file__).resolve().parents[2] / "files" / "loops"
-SHARED_SPEC = Path("/work/shared/specs/loops/loops-openapi-1.21.7.json")
+# The vendor's OpenAPI file, read from shared/ beside the checkout (it is the vendor's text,
+# under no licence that lets us copy it into this repository).
+SHARED_SPEC = Path(__file__).resolve().parents[4] / "shared" / "specs" / "loops" / "loops-openapi-1.21.7.json"
 PRODUCT_UPDATES = "cm06f5v0e45nf0ml5754o9cix"
 NEWSLETTER = "cm16k73gq014h0mmj5b6jdi9r"
 OK = {"success": True, "id": "cll6b3i8901a9jx0oyktl2m4u"}
@@ -510,7 +512,9 @@ def test_the_key_never_reaches_the_attempt_log():
 
 
 def vendor_excerpt():
-    return json.loads((FILES / "openapi-contact-update.json").read_text())
+    if not SHARED_SPEC.exists():
+        pytest.skip(f"the vendor's OpenAPI file is not at {SHARED_SPEC}")
+    return json.loads(SHARED_SPEC.read_text())
 
 
 def resolve(node, root):
@@ -554,19 +558,6 @@ def update_schema(custom_properties=(), *, patched=True):
 def schema_errors(payload, custom_properties=()):
     validator = OAS31Validator(update_schema(custom_properties))
     return [error.message for error in validator.iter_errors(payload)]
-
-
-def test_excerpt_is_verbatim_from_the_vendor_spec():
-    if not SHARED_SPEC.exists():
-        pytest.skip("the shared vendor spec is not on this machine")
-    spec = json.loads(SHARED_SPEC.read_text())
-    excerpt = vendor_excerpt()
-    for name, schema in excerpt["components"]["schemas"].items():
-        assert schema == spec["components"]["schemas"][name], name
-    assert (
-        excerpt["paths"]["/v1/contacts/update"]["put"]["requestBody"]
-        == spec["paths"]["/v1/contacts/update"]["put"]["requestBody"]
-    )
 
 
 def test_the_unpatched_schema_refuses_mailing_lists_as_sources_md_says():

@@ -32,7 +32,9 @@ from sync.connectors.yespo import YespoConnector
 from tests.sync.connectors.harness import MockTransport, make_connector
 
 FILES = Path(__file__).resolve().parents[2] / "files" / "yespo"
-SHARED_SPEC = Path("/work/shared/specs/yespo/yespo-openapi.json")
+# The vendor's OpenAPI file, read from shared/ beside the checkout (it is the vendor's text,
+# under no licence that lets us copy it into this repository).
+SHARED_SPEC = Path(__file__).resolve().parents[4] / "shared" / "specs" / "yespo" / "yespo-openapi.json"
 BASE = "https://platform.test/"
 NEWSLETTER, VIP = "200400", "200401"
 
@@ -133,7 +135,9 @@ def test_a_minimal_contact_sends_no_empty_keys():
 
 
 def vendor_excerpt():
-    return json.loads((FILES / "openapi-contact-schemas.json").read_text())
+    if not SHARED_SPEC.exists():
+        pytest.skip(f"the vendor's OpenAPI file is not at {SHARED_SPEC}")
+    return json.loads(SHARED_SPEC.read_text())
 
 
 def resolve(node, root):
@@ -171,14 +175,6 @@ def schema(name, *, closed=True):
         # which rejects every list; the item-level enum stays.
         del resolved["properties"]["contactFields"]["enum"]
     return close(resolved) if closed else resolved
-
-
-def test_the_excerpt_is_the_shared_vendor_spec_unchanged():
-    if not SHARED_SPEC.exists():
-        pytest.skip("the shared vendor spec is not on this machine")
-    spec = json.loads(SHARED_SPEC.read_text())
-    for name, part in vendor_excerpt()["components"]["schemas"].items():
-        assert part == spec["components"]["schemas"][name], name
 
 
 @pytest.mark.parametrize(
