@@ -214,6 +214,12 @@ class FieldMapping(MappingPart):
     def __str__(self):
         return f"{self.source_key} -> {self.remote_field}"
 
+    def clean(self):
+        if self.destination_id and self.destination.platform in connectors.CONNECTORS:
+            problem = self.destination.connector_class.remote_field_problem(self.remote_field)
+            if problem:
+                raise ValidationError({"remote_field": problem})
+
     @property
     def source_key(self) -> str:
         return self.standard_field or f"custom:{self.custom_field.name}"

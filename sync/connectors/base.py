@@ -186,6 +186,12 @@ class BaseConnector:
             values[credential] = value
         return values
 
+    @classmethod
+    def remote_field_problem(cls, remote_field: str) -> str:
+        """Why the platform would refuse a mapping to this field ("" when it would not), so
+        the mapping form refuses it first."""
+        return ""
+
     # -- what each platform implements
 
     def build_payload(self, record: ContactRecord, state: RemoteState) -> dict:

@@ -122,19 +122,22 @@ class LoopsConnector(BaseConnector):
                 raise PermanentError(self.label, f"the mapping names an unknown field {source!r}")
         return properties
 
+    @classmethod
+    def remote_field_problem(cls, remote_field: str) -> str:
+        if remote_field in RESERVED_PROPERTIES:
+            return (f"{remote_field!r}, a reserved Loops property name (id, listId, "
+                    f"softDeleteAt, teamId, updatedAt): map it to another property")
+        if remote_field in NATIVE_KEYS:
+            return (f"{remote_field!r} is a Loops contact field, not a custom property: map "
+                    f"it to a custom property")
+        if len(remote_field) > MAX_LENGTH:
+            return f"a Loops property name has at most {MAX_LENGTH} characters"
+        return ""
+
     def _check_property_name(self, source: str, remote: str) -> None:
-        if remote in RESERVED_PROPERTIES:
-            raise PermanentError(
-                self.label,
-                f"{source} is mapped to {remote!r}, a reserved Loops property name "
-                f"(id, listId, softDeleteAt, teamId, updatedAt): map it to another property",
-            )
-        if remote in NATIVE_KEYS:
-            raise PermanentError(
-                self.label,
-                f"{source} is mapped to {remote!r}, a Loops contact field, not a custom "
-                f"property: map it to a custom property",
-            )
+        problem = self.remote_field_problem(remote)
+        if problem:
+            raise PermanentError(self.label, f"{source} cannot be mapped there: {problem}")
 
     def _custom_value(self, value: CustomValueRecord) -> Any:
         """Our canonical text as the JSON type Loops stores (string, number, boolean, date)."""

@@ -270,7 +270,7 @@ def test_reserved_property_names_are_refused_before_any_request(name):
 @pytest.mark.parametrize("name", ["email", "userId", "subscribed", "mailingLists"])
 def test_mapping_to_a_native_field_is_refused(name):
     loops, transport = connector(MappingRecord(fields={"city": name}))
-    with pytest.raises(PermanentError, match="a Loops contact field, not a custom property"):
+    with pytest.raises(PermanentError, match="is a Loops contact field, not a custom property"):
         loops.push(ContactRecord(id=1, external_id="ext-1", city="Paris"), RemoteState())
     assert transport.calls == []
 
