@@ -85,3 +85,20 @@ def sandbox_destination(db, sandbox, sandbox_env):
         return Destination.objects.create(**{**defaults, **fields})
 
     return make
+
+
+PLATFORMS = ["yespo", "ivvy", "cendyn", "loops"]
+
+
+@pytest.fixture
+def immediate_tasks(settings):
+    """Queued work runs at enqueue time, in this process (no worker needed)."""
+    settings.TASKS = {
+        "default": {"BACKEND": "django_tasks.backends.immediate.ImmediateBackend"},
+        "immediate": {"BACKEND": "django_tasks.backends.immediate.ImmediateBackend"},
+    }
+
+
+@pytest.fixture
+def all_destinations(sandbox_destination):
+    return [sandbox_destination(p) for p in PLATFORMS]

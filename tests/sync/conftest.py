@@ -1,20 +1,4 @@
-import pytest
-
-PLATFORMS = ["yespo", "ivvy", "cendyn", "loops"]
-
-
-@pytest.fixture
-def immediate_tasks(settings):
-    """Queued work runs at enqueue time, in this process (no worker needed)."""
-    settings.TASKS = {
-        "default": {"BACKEND": "django_tasks.backends.immediate.ImmediateBackend"},
-        "immediate": {"BACKEND": "django_tasks.backends.immediate.ImmediateBackend"},
-    }
-
-
-@pytest.fixture
-def all_destinations(sandbox_destination):
-    return [sandbox_destination(p) for p in PLATFORMS]
+from tests.conftest import PLATFORMS  # noqa: F401  (re-exported)
 
 
 def sandbox_store(sandbox, platform):
