@@ -41,6 +41,8 @@ INSTALLED_APPS = [
     "axes",
     "django_tasks",
     "django_tasks_db",
+    "import_export",
+    "simple_history",
     "contacts",
     "sync",
 ]
@@ -54,6 +56,7 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "sync.middleware.current_user_middleware",
+    "simple_history.middleware.HistoryRequestMiddleware",  # the user in contacts' history
     "axes.middleware.AxesMiddleware",  # last, as django-axes asks
 ]
 
@@ -144,6 +147,23 @@ LOGGING = {
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
 }
+
+# -- CSV import and export of contacts (django-import-export; contacts/resources.py)
+# One transaction per import: the push-on-save receivers then push each contact once, after
+# the commit, however many of its rows and memberships the import wrote.
+IMPORT_EXPORT_USE_TRANSACTIONS = True
+# Import needs the permission to add contacts (Marketing staff, Sync admins); export the
+# permission to view them (Managers too). See sync/roles.py.
+IMPORT_EXPORT_IMPORT_PERMISSION_CODE = "add"
+IMPORT_EXPORT_EXPORT_PERMISSION_CODE = "view"
+# Off on purpose: in 4.4.3 it only strips one leading "=" (leaving "+", "-" and "@" cells
+# live, and losing the character). ContactResource.export_field neutralises all of them.
+IMPORT_EXPORT_ESCAPE_FORMULAE_ON_EXPORT = False
+
+# -- History of contacts and their children (django-simple-history)
+# Reverting would write an old content_version back, and the sync engine would take the
+# contact for unchanged: history is for reading; edits go through the contact's page.
+SIMPLE_HISTORY_REVERT_DISABLED = True
 
 # -- Background work: Django's Tasks API (the django-tasks backport; Django 6 has it built in).
 # Queued work goes to django-tasks-db's table and runs in `python manage.py db_worker`.

@@ -12,6 +12,7 @@ from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import F
 from django.db.models.functions import Lower
+from simple_history.models import HistoricalRecords
 
 from contacts import validators
 
@@ -99,6 +100,10 @@ class Contact(models.Model):
     content_version = models.PositiveBigIntegerField(default=1, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True, db_index=True)
+    # Who changed what, shown on the contact's history page. The version counter and the
+    # timestamp change on every save: a history row has its own date, and neither is a change
+    # a person made.
+    history = HistoricalRecords(excluded_fields=["content_version", "updated_at"])
 
     class Meta:
         ordering = ["-updated_at", "-id"]
@@ -130,7 +135,12 @@ class Contact(models.Model):
 
 
 class ContactChild(models.Model):
-    """A row edited inline on the contact's page; any change to it changes the contact."""
+    """A row edited inline on the contact's page; any change to it changes the contact.
+
+    Each child model keeps its own history (`inherit=True`), listed on the contact's history
+    page with the contact's own."""
+
+    history = HistoricalRecords(inherit=True)
 
     class Meta:
         abstract = True
@@ -213,7 +223,7 @@ class CustomFieldValue(ContactChild):
         ]
 
     def __str__(self):
-        return f"{self.definition_id}={self.value}"
+        return self.definition.name if self.definition_id else "custom field"
 
     def clean(self):
         if self.definition_id is not None:
@@ -243,7 +253,7 @@ class GroupMembership(ContactChild):
         ]
 
     def __str__(self):
-        return str(self.group_id)
+        return self.group.name if self.group_id else "group"
 
 
 class MailingList(models.Model):
@@ -271,7 +281,7 @@ class MailingListSubscription(ContactChild):
         ]
 
     def __str__(self):
-        return f"{self.mailing_list_id}: {'subscribed' if self.subscribed else 'unsubscribed'}"
+        return self.mailing_list.name if self.mailing_list_id else "mailing list"
 
 
 MAX_EXTERNAL_URLS = 3  # iVvy: "a maximum of 3 objects allowed"

@@ -318,7 +318,8 @@ class SyncedContactAdmin(ContactAdmin):
                 "badges": [_badge(d, states.get(d.pk)) for d in destinations]
             })
 
-        return [*super().get_list_display(request), sync_badges]
+        name, *rest = super().get_list_display(request)
+        return [name, sync_badges, *rest]  # near the name: the list is wide
 
     def get_queryset(self, request):
         states = ContactSyncState.objects.only(
@@ -366,11 +367,16 @@ class SyncedContactAdmin(ContactAdmin):
 
 
 def _badge(destination, state):
+    """Status in the badge; the remote ID (or the platform's error) on hover."""
     status = state.status if state else SyncStatus.NEVER
     text = BADGE_TEXT[status]
     if status == SyncStatus.SYNCED and state.remote_id:
-        text = f"{state.remote_id}"
-    title = state.last_error if state and state.last_error else ""
+        text = f"{text} {state.remote_id[:8]}{'…' if len(state.remote_id) > 8 else ''}"
+    title = ""
+    if state and state.last_error:
+        title = state.last_error
+    elif state and state.remote_id:
+        title = f"remote ID {state.remote_id}"
     return {"destination": destination.name, "status": status, "text": text, "title": title}
 
 

@@ -25,7 +25,7 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.db import reset_queries, transaction
+from django.db import connection, reset_queries, transaction
 from django.db.models import Case, F, Q, Value, When
 from django.utils import timezone
 
@@ -59,6 +59,7 @@ STATE_FIELDS = [
     "updated_at",
 ]
 CHECK_EVERY = 1.0  # seconds between checks for a cancelled run or a paused destination
+WRITE_EVERY, WRITE_EVERY_SECONDS = 25, 0.5  # outcomes written per batch, at least this often
 
 
 @dataclass
@@ -201,16 +202,27 @@ def _write(results: list[_Result], destination: Destination, context: PushContex
     attempts = [_attempt(r, destination, context, now) for r in results]
     counts = Counter(r.counter for r in results if r.counter)
     with transaction.atomic():
-        if len(results) == 1:
-            results[0].state.save(update_fields=STATE_FIELDS)
-        else:
-            ContactSyncState.objects.bulk_update([r.state for r in results], STATE_FIELDS,
-                                                 batch_size=500)
+        _save_states([r.state for r in results])
         SyncAttempt.objects.bulk_create(attempts, batch_size=500)
         if context.run_id and counts:
             SyncRun.objects.filter(pk=context.run_id).update(
                 **{name: F(name) + count for name, count in counts.items()}
             )
+
+
+def _save_states(states: list[ContactSyncState]) -> None:
+    """UPDATE each state's sync columns with one prepared statement run for every row.
+    (bulk_update's CASE expressions cost more to build than the rows cost to write.)"""
+    fields = [ContactSyncState._meta.get_field(name) for name in STATE_FIELDS]
+    sql = "UPDATE {} SET {} WHERE {} = %s".format(
+        connection.ops.quote_name(ContactSyncState._meta.db_table),
+        ", ".join(f"{connection.ops.quote_name(f.column)} = %s" for f in fields),
+        connection.ops.quote_name(ContactSyncState._meta.pk.column),
+    )
+    rows = [[f.get_db_prep_save(getattr(state, f.attname), connection) for f in fields]
+            + [state.pk] for state in states]
+    with connection.cursor() as cursor:
+        cursor.executemany(sql, rows)
 
 
 def _attempt(result: _Result, destination, context, now) -> SyncAttempt:
@@ -395,10 +407,16 @@ def _push_chunk_in_bulk(records, states, destination, context, connector):
 
 
 def _push_chunk_one_by_one(records, states, destination, context, connector):
-    results, next_check = [], time.monotonic() + CHECK_EVERY
+    """One request (or lookup and request) per contact; outcomes are written in small batches
+    (WRITE_EVERY contacts or seconds), one transaction each. A worker that dies before a
+    batch is written leaves those contacts claimed: the scheduler takes them back and matching
+    keeps the platform free of duplicates."""
+    results, unwritten = [], []
+    next_check = next_write = time.monotonic() + CHECK_EVERY
     for index, record in enumerate(records):
-        if time.monotonic() >= next_check:
-            next_check = time.monotonic() + CHECK_EVERY
+        now = time.monotonic()
+        if now >= next_check:
+            next_check = now + CHECK_EVERY
             _renew_claims([states[r.id] for r in records[index:]], context)
             stop = _should_stop(destination, context)  # another worker may have paused it
         else:
@@ -406,10 +424,13 @@ def _push_chunk_one_by_one(records, states, destination, context, connector):
         if stop:
             _release([states[r.id] for r in records[index:]], destination)
             break
-        result = _push_one(record, states[record.id], destination, context, connector)
-        _write([result], destination, context)
-        results.append(result)
-    return results
+        unwritten.append(_push_one(record, states[record.id], destination, context, connector))
+        if len(unwritten) >= WRITE_EVERY or now >= next_write:
+            _write(unwritten, destination, context)
+            results += unwritten
+            unwritten, next_write = [], now + WRITE_EVERY_SECONDS
+    _write(unwritten, destination, context)
+    return results + unwritten
 
 
 def _renew_claims(states, context) -> None:

@@ -14,23 +14,31 @@ from django.db import transaction
 from sync.models import RateLimitSlot
 
 SAFETY_MARGIN = 1.03  # spacing 3 % wider than the nominal rate absorbs network jitter
+RESERVE_SECONDS, MAX_BLOCK = 0.1, 50
 
 
 class DatabaseRateLimiter:
     def __init__(self, destination_id: int, rate: float):
         self.destination_id = destination_id
         self.interval = SAFETY_MARGIN / rate if rate and rate > 0 else 0.0
+        # Slots reserved per transaction: one at ordinary rates; at high rates a block worth
+        # at most RESERVE_SECONDS, so the database is not asked once per request.
+        self.block = max(1, min(MAX_BLOCK, int(RESERVE_SECONDS / self.interval))) \
+            if self.interval else MAX_BLOCK
+        self._slots: list[float] = []
         RateLimitSlot.objects.get_or_create(destination_id=destination_id)
 
     def acquire(self) -> None:
         """Block until this process may send one request."""
-        slot = self._reserve()
-        wait = slot - time.time()
+        if not self._slots:
+            self._slots = self._reserve()
+        wait = self._slots.pop(0) - time.time()
         if wait > 0:
             time.sleep(wait)
 
     def defer(self, seconds: float) -> None:
         """No worker sends before `seconds` from now (the platform's Retry-After)."""
+        self._slots = []
         until = time.time() + seconds
         with transaction.atomic():
             row = RateLimitSlot.objects.select_for_update().get(destination_id=self.destination_id)
@@ -38,10 +46,10 @@ class DatabaseRateLimiter:
                 row.next_at = until
                 row.save(update_fields=["next_at"])
 
-    def _reserve(self) -> float:
+    def _reserve(self) -> list[float]:
         with transaction.atomic():
             row = RateLimitSlot.objects.select_for_update().get(destination_id=self.destination_id)
-            slot = max(time.time(), row.next_at)
-            row.next_at = slot + self.interval
+            first = max(time.time(), row.next_at)
+            row.next_at = first + self.block * self.interval
             row.save(update_fields=["next_at"])
-        return slot
+        return [first + i * self.interval for i in range(self.block)]

@@ -1,10 +1,462 @@
-"""Cendyn CRM connector (placeholder: the platform's module is being written)."""
+"""Cendyn CRM connector (formerly PUSHTech): `PUT …/contact/{id}` to update, `POST …/contact`
+to create, `POST …/contact/bulk` in bulk, all under `v2/account/{account_id}/`.
 
-from sync.connectors.base import BaseConnector
+Contract: shared/platforms.md, part A ("Matching", "Shapes the platforms leave open", "Status
+and consent mapping") and part B §3 (seed 003 = the vendor's contact/update page,
+https://developers.cendyncrm.com/api/docs/contact/update; field names checked against
+shared/specs/pushtech-cendyn/push-cendyn-crm-openapi.derived.yml).
+
+- Matching: a stored contact id is updated in place; without one (or when Cendyn answers 404
+  for it) `GET …/contact?user_id=<external ID>` finds the contact to update, and only when
+  that finds nothing is a new one created. There is no server-side upsert and a retried POST
+  makes a duplicate ("NOT safe to blind-retry", part B), so nothing ever POSTs blind.
+- `list_subscriptions` and `channel_subscriptions` are arrays of objects (part A: the docs only
+  show bracket notation). Email and SMS are blacklisted unless our status is subscribed.
+- Custom fields are top-level keys named by the destination's field mapping ("only add
+  parameter in the json with the name of custom ( no label)"). Time zone, user group and
+  privacy consent have no native slot: they reach Cendyn only through such a mapping. So does
+  the gender "other": Cendyn's `gender` takes MALE or FEMALE only, so the native key is left
+  out for it (a mapped gender field gets our value whatever it is).
+- Dropped, as Cendyn has no slot for them: a second email or phone (a contact holds one of
+  each), device and push channels (Cendyn's `device_id` is its own device, not our token),
+  external URLs. Empty values are not sent.
+- Refused before any request: no external ID, a phone number that cannot be split into country
+  code and number, a language that is not two letters, a mapping onto a native key, two fields
+  mapped onto one custom field, a custom value that does not fit its type. Nothing is truncated.
+"""
+
+import datetime
+import decimal
+import itertools
+import json
+import time
+from typing import Any
+from urllib.parse import quote
+
+import phonenumbers
+
+from sync.connectors.base import (
+    BaseConnector,
+    BatchItemResult,
+    ConnectorConfigurationError,
+    ConnectorError,
+    PermanentError,
+    PushResult,
+    RetryableError,
+)
+from sync.connectors.records import STANDARD_FIELDS, ContactRecord, RemoteOption, RemoteState
+
+EU_BASE_URL = "https://api.eu.cendyncrm.com/"
+US_BASE_URL = "https://api.us.cendyncrm.com/"
+BULK_LIMIT = 5000  # "Maximum of 5000 contacts per request" (contact/create_bulk)
+GENDERS = {"male": "MALE", "female": "FEMALE"}  # "Gender of the contact (MALE or FEMALE)"
+# The contact body's own keys (contact/create, contact/update): a custom field mapped onto one
+# of them would overwrite the contact's own data.
+NATIVE_KEYS = frozenset(
+    """id device_id name_first name_last email phone_countrycode phone_number phone city country
+    region zip full_address born_date gender language user_id facebook_id facebook_friends
+    google_id twitter_id twitter_followers tags last_latitude last_longitude list_subscriptions
+    channel_subscriptions gdpr_marketing_consent gdpr_accept_terms gdpr_date gdpr_remote_ip
+    email_validation""".split()
+)
+# Our standard fields and the Cendyn key each one goes to as a plain value.
+PLAIN_KEYS = (
+    ("name_first", "first_name"),
+    ("name_last", "last_name"),
+    ("city", "city"),
+    ("country", "country"),
+    ("region", "region"),
+    ("zip", "postal_code"),
+    ("full_address", "address_line"),
+    ("gdpr_remote_ip", "consent_ip"),
+)
+MAPPABLE_STANDARD_FIELDS = ("gender", "time_zone", "user_group", "privacy_consent")
+# Bulk states. The vendor documents only "queue" (contact/create_bulk, contact/get_bulk) and
+# nothing about terminal states or per-contact failures. Our choice, which the sandbox serves:
+# "queue" -> "processing" -> "finished" | "failed", the answer then carrying
+# "failed_contacts": [{"user_id": …, "error": …}]; "failed" means no contact was applied.
+BULK_FINISHED, BULK_FAILED = "finished", "failed"
 
 
 class CendynConnector(BaseConnector):
     slug = "cendyn"
     label = "Cendyn CRM"
-    default_base_url = "https://example.invalid/"
-    default_rate_limit = 10.0
+    default_base_url = EU_BASE_URL
+    regions = {"eu": EU_BASE_URL, "us": US_BASE_URL}
+    default_rate_limit = 10.0  # none published: part A's default
+    supports_delete = True
+    batch_size = BULK_LIMIT
+    mappable_standard_fields = MAPPABLE_STANDARD_FIELDS
+    credentials = {"secret": "key_env"}
+    bulk_poll_delays = (0.05, 0.1, 0.2, 0.4, 0.8, 1.0)  # seconds; the last one repeats
+    bulk_poll_timeout = 60.0
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        account_id = str(self.options.get("account_id") or "").strip()
+        if not account_id:
+            raise ConnectorConfigurationError(
+                f"{self.label}: the destination has no account ID (every path holds it)."
+            )
+        self.account_path = f"v2/account/{quote(account_id, safe='')}/"
+
+    def sign(self, method, url, body, headers):
+        # "Authorization: Token token={account.secret}" with both JSON headers, as the
+        # vendor's request examples show for every call (contact/list, contact/update).
+        headers["Authorization"] = f"Token token={self.secrets['secret']}"
+        headers["Accept"] = "application/json"
+        headers["Content-Type"] = "application/json"
+
+    def error_message(self, data: Any) -> str:
+        """Cendyn answers `{"error": "<message>"}` (part B §3, observed; no schema published)."""
+        if isinstance(data, dict) and isinstance(data.get("error"), str) and data["error"]:
+            return data["error"]
+        return super().error_message(data)
+
+    # -- mapping
+
+    def build_payload(self, record: ContactRecord, state: RemoteState) -> dict:
+        """The contact body of `POST`/`PUT …/contact` (and one item of a bulk call).
+        Raises PermanentError for what Cendyn cannot take (see the module docstring)."""
+        if not record.external_id:
+            raise PermanentError(self.label, "the contact has no external ID to match on")
+        payload: dict[str, Any] = {"user_id": record.external_id}
+        for key, attr in PLAIN_KEYS:
+            if getattr(record, attr):
+                payload[key] = getattr(record, attr)
+        emails = record.channels_of("email")
+        if emails:
+            payload["email"] = emails[0]
+        payload.update(self._phone(record))
+        payload.update(self._profile(record))
+        payload.update(self._custom_fields(record))
+        if self.mapping.has_lists:
+            payload["list_subscriptions"] = self._list_subscriptions(record)
+        payload["channel_subscriptions"] = [
+            {"channel": "email", "blacklisted": record.email_status != "subscribed"},
+            {"channel": "sms", "blacklisted": record.sms_status != "subscribed"},
+        ]
+        payload["gdpr_marketing_consent"] = record.gdpr_marketing_consent
+        payload["gdpr_accept_terms"] = record.terms_accepted
+        if record.consent_date:
+            payload["gdpr_date"] = _iso_datetime(record.consent_date)
+        return payload
+
+    def _phone(self, record: ContactRecord) -> dict:
+        """`phone_countrycode` "44" and `phone_number` "7712345678", as seed 003 sends them."""
+        phones = record.channels_of("sms")
+        if not phones:
+            return {}
+        region = None if phones[0].startswith("+") else (record.country or "").upper() or None
+        try:
+            number = phonenumbers.parse(phones[0], region)
+        except phonenumbers.NumberParseException as err:
+            raise PermanentError(
+                self.label, f"the phone number {phones[0]!r} cannot be read: {err}"
+            ) from None
+        return {
+            "phone_countrycode": str(number.country_code),
+            # keeps an Italian leading zero, which `national_number` would lose
+            "phone_number": phonenumbers.national_significant_number(number),
+        }
+
+    def _profile(self, record: ContactRecord) -> dict:
+        profile: dict[str, Any] = {}
+        if record.birth_date:
+            profile["born_date"] = _iso_datetime(record.birth_date)
+        if record.gender and record.gender not in (*GENDERS, "other"):
+            raise PermanentError(self.label, f"unknown gender {record.gender!r}")
+        if record.gender in GENDERS:  # "other" has no Cendyn value: see the module docstring
+            profile["gender"] = GENDERS[record.gender]
+        if record.language:
+            if len(record.language) != 2 or not record.language.isalpha():
+                raise PermanentError(
+                    self.label, f"the language {record.language!r} is not an ISO-2 code"
+                )
+            profile["language"] = record.language.upper()  # "ISO-2 format, Example: ES"
+        if record.tags:
+            profile["tags"] = list(record.tags)
+        for key in ("last_latitude", "last_longitude"):
+            if getattr(record, key) is not None:
+                profile[key] = float(getattr(record, key))  # 6 decimals: exact as a double
+        return profile
+
+    def _list_subscriptions(self, record: ContactRecord) -> list[dict]:
+        """Mapped lists only: a group means member, a mailing list its subscribed flag. Two of
+        ours mapped to one audience list: subscribed when either says so."""
+        lists: dict[str, bool] = {}
+        for group_id, list_id in self.mapping.groups.items():
+            lists[list_id] = lists.get(list_id, False) or group_id in record.group_ids
+        for mailing_list_id, list_id in self.mapping.mailing_lists.items():
+            subscribed = bool(record.subscriptions.get(mailing_list_id, False))
+            lists[list_id] = lists.get(list_id, False) or subscribed
+        return [{"list_id": key, "subscribed": value} for key, value in lists.items()]
+
+    def _custom_fields(self, record: ContactRecord) -> dict:
+        custom = {value.name: value for value in record.custom_values}
+        fields: dict[str, Any] = {}
+        for source, remote in self.mapping.fields.items():
+            self._check_field_name(source, remote, fields)
+            if source.startswith("custom:"):
+                value = custom.get(source.removeprefix("custom:"))
+                if value is not None and value.value != "":
+                    fields[remote] = self._custom_value(value.name, value.type, value.value)
+            elif source in STANDARD_FIELDS:
+                value = _standard_value(getattr(record, source))
+                if value is not None:
+                    fields[remote] = value
+            else:
+                raise PermanentError(self.label, f"the mapping names an unknown field {source!r}")
+        return fields
+
+    def _check_field_name(self, source: str, remote: str, taken: dict) -> None:
+        if remote in NATIVE_KEYS:
+            raise PermanentError(
+                self.label,
+                f"{source} is mapped to {remote!r}, a Cendyn contact field, not a custom "
+                "field: map it to a custom field",
+            )
+        others = [s for s, r in self.mapping.fields.items() if r == remote and s != source]
+        if others:
+            raise PermanentError(
+                self.label,
+                f"{source} and {others[0]} are both mapped to the custom field "
+                f"{remote!r}: one value would be lost",
+            )
+
+    def _custom_value(self, name: str, kind: str, text: str) -> Any:
+        """Our canonical text as the JSON type of a Cendyn custom field (boolean, date, number,
+        string: custom_fields/create)."""
+        if kind == "boolean":
+            if text not in ("true", "false"):
+                raise PermanentError(self.label, f"{name}: {text!r} is not true or false")
+            return text == "true"
+        if kind == "date":
+            try:
+                return _iso_datetime(datetime.date.fromisoformat(text))
+            except ValueError:
+                raise PermanentError(self.label, f"{name}: {text!r} is not a date") from None
+        if kind == "number":
+            return self._number(name, text)
+        return text
+
+    def _number(self, name: str, text: str) -> int | float:
+        try:
+            number = decimal.Decimal(text)
+        except decimal.InvalidOperation:
+            raise PermanentError(self.label, f"{name}: {text!r} is not a number") from None
+        if not number.is_finite():
+            raise PermanentError(self.label, f"{name}: {text!r} is not a finite number")
+        if number == number.to_integral_value():
+            return int(number)
+        as_float = float(number)
+        if decimal.Decimal(repr(as_float)) != number:  # a JSON double would round it
+            raise PermanentError(self.label, f"{name}: {text} has more digits than a number keeps")
+        return as_float
+
+    # -- calls
+
+    def push(self, record: ContactRecord, state: RemoteState) -> PushResult:
+        """Update by the stored id, else find by user_id and update, else create (part A,
+        "Matching"). `created` is True only when this call created the contact."""
+        payload = self.build_payload(record, state)
+        if state.remote_id:
+            try:
+                return self._update(state.remote_id, payload)
+            except PermanentError as err:
+                if err.status != 404:  # 404: deleted in Cendyn; find it again or create it
+                    raise
+        matches = self._find(record.external_id)
+        if matches:
+            return self._update(matches[0], payload)
+        if "email" not in payload and "phone_number" not in payload:
+            raise PermanentError(
+                self.label, "a new contact needs an email or a phone number (contact/create)"
+            )
+        status, data = self._create(payload)
+        return PushResult(self.require_id(data, status=status), True, status, payload)
+
+    def _create(self, payload: dict) -> tuple[int, Any]:
+        """`POST …/contact`, sent once: after a timeout or a 5xx the contact may exist, and a
+        second POST would make a duplicate. The next push looks it up by user_id first."""
+        retries, self.quick_retries = self.quick_retries, 0
+        try:
+            return self.request("POST", self._path("contact"), json_body=payload)
+        finally:
+            self.quick_retries = retries
+
+    def _update(self, remote_id: str, payload: dict) -> PushResult:
+        status, data = self.request("PUT", self._path("contact", remote_id), json_body=payload)
+        return PushResult(self.require_id(data, status=status), False, status, payload)
+
+    def _find(self, external_id: str) -> list[str]:
+        """The ids of the contacts holding this user_id (contact/list)."""
+        status, data = self.request("GET", self._path("contact"), params={"user_id": external_id})
+        contacts = data.get("contacts") if isinstance(data, dict) else None
+        if not isinstance(contacts, list):
+            raise PermanentError(
+                self.label,
+                "the contact search answer has no 'contacts' list",
+                status=status,
+                body=json.dumps(data),
+            )
+        return [self.require_id(contact, status=status) for contact in contacts]
+
+    def delete(self, *, external_id: str, remote_id: str | None) -> None:
+        """`DELETE …/contact/{id}`. Without a stored id, or when Cendyn no longer knows it, the
+        contacts holding our user_id are deleted; none found means nothing to do."""
+        if remote_id and self._delete_one(remote_id):
+            return
+        if not external_id:
+            return
+        for match in self._find(external_id):
+            self._delete_one(match)
+
+    def _delete_one(self, remote_id: str) -> bool:
+        """True when deleted, False when Cendyn answered 404 (already gone)."""
+        try:
+            self.request("DELETE", self._path("contact", remote_id))
+        except PermanentError as err:
+            if err.status == 404:
+                return False
+            raise
+        return True
+
+    def test_connection(self) -> str:
+        status, data = self.request("GET", self._path("custom_fields"))
+        fields = self._items(data, "custom_fields", status)
+        return f"Connected to account {self.options['account_id']} ({len(fields)} custom fields)"
+
+    def fetch_options(self) -> list[RemoteOption]:
+        """Contact custom fields (GET custom_fields) by name, since the contact body names them;
+        audience lists (GET lists) by id."""
+        status, data = self.request("GET", self._path("custom_fields"))
+        options = [
+            RemoteOption(
+                "field", str(f["name"]), str(f.get("label") or f["name"]), str(f.get("type") or "")
+            )
+            for f in self._items(data, "custom_fields", status)
+            if f.get("name")
+        ]
+        status, data = self.request("GET", self._path("lists"))
+        for item in self._items(data, "lists", status):
+            list_id = item.get("id") or item.get("_id")
+            if list_id:
+                options.append(
+                    RemoteOption(
+                        "list",
+                        str(list_id),
+                        str(item.get("name") or list_id),
+                        str(item.get("visibility") or ""),
+                    )
+                )
+        return options
+
+    # -- bulk
+
+    def push_many(self, records: list[ContactRecord]) -> list[BatchItemResult]:
+        """Upsert in `POST …/contact/bulk` calls matched on user_id (`match_contact_user_id`),
+        waiting for each bulk to finish. A bulk answers no per-contact ids (part A,
+        "Matching"). Only 401/403 is raised; any other failure is each contact's result."""
+        errors: dict[str, ConnectorError] = {}
+        payloads = []
+        for record in records:
+            try:
+                payloads.append(self.build_payload(record, RemoteState()))
+            except PermanentError as err:
+                errors[record.external_id] = err
+        for start in range(0, len(payloads), BULK_LIMIT):
+            chunk = payloads[start : start + BULK_LIMIT]
+            try:
+                errors.update(self._bulk(chunk))
+            except ConnectorError as err:
+                if err.destination_wide:
+                    raise
+                errors.update({payload["user_id"]: err for payload in chunk})
+        return [BatchItemResult(r.external_id, errors.get(r.external_id)) for r in records]
+
+    def _bulk(self, payloads: list[dict]) -> dict[str, ConnectorError]:
+        """One bulk call; the contacts it refused, by user_id."""
+        body = {"contacts": payloads, "match_contact_user_id": True}
+        status, data = self.request("POST", self._path("contact/bulk"), json_body=body)
+        bulk_id = self.require_id(_bulk_of(data), "_id", status=status)
+        bulk = self._await_bulk(bulk_id)
+        errors: dict[str, ConnectorError] = {}
+        failed = bulk.get("failed_contacts")
+        for entry in failed if isinstance(failed, list) else []:
+            user_id = entry.get("user_id") if isinstance(entry, dict) else None
+            if user_id is not None:
+                reason = entry.get("error") or "no reason given"
+                errors[str(user_id)] = PermanentError(
+                    self.label,
+                    f"bulk {bulk_id} refused this contact: {reason}",
+                    body=json.dumps(entry),
+                )
+        if bulk.get("status") == BULK_FAILED:  # applied nothing, not even the unlisted ones
+            failure = RetryableError(self.label, f"bulk {bulk_id} failed")
+            for payload in payloads:
+                errors.setdefault(payload["user_id"], failure)
+        return errors
+
+    def _await_bulk(self, bulk_id: str) -> dict:
+        """Poll `GET …/contact/bulk/{id}` with short sleeps growing to 1 s until it ends. No
+        end within `bulk_poll_timeout` is retryable: the bulk matches on user_id, so sending
+        it again updates rather than duplicates."""
+        deadline = time.monotonic() + self.bulk_poll_timeout
+        last = self.bulk_poll_delays[-1]
+        for delay in itertools.chain(self.bulk_poll_delays, itertools.repeat(last)):
+            if time.monotonic() + delay > deadline:
+                break
+            time.sleep(delay)
+            status, data = self.request("GET", self._path("contact/bulk", bulk_id))
+            bulk = _bulk_of(data)
+            if bulk.get("status") in (BULK_FINISHED, BULK_FAILED):
+                return bulk
+        raise RetryableError(
+            self.label, f"bulk {bulk_id} did not finish within {self.bulk_poll_timeout:g} s"
+        )
+
+    # -- helpers
+
+    def _path(self, resource: str, remote_id: str | None = None) -> str:
+        if remote_id is None:
+            return self.account_path + resource
+        return f"{self.account_path}{resource}/{quote(str(remote_id), safe='')}"
+
+    def _items(self, data: Any, key: str, status: int) -> list[dict]:
+        """`{"<key>": [...]}` as the vendor's list examples show; a bare list is read too."""
+        items = data.get(key) if isinstance(data, dict) else data
+        if not isinstance(items, list):
+            raise PermanentError(
+                self.label, f"the answer has no {key!r} list", status=status, body=json.dumps(data)
+            )
+        return [item for item in items if isinstance(item, dict)]
+
+
+def _bulk_of(data: Any) -> dict:
+    """The bulk object: `{"bulk": {...}}` in the vendor's examples, read defensively."""
+    if isinstance(data, dict):
+        return data["bulk"] if isinstance(data.get("bulk"), dict) else data
+    return {}
+
+
+def _iso_datetime(value: datetime.date) -> str:
+    """ISO 8601 in UTC, "1990-01-01T00:00:00Z" as the vendor's examples write it."""
+    if not isinstance(value, datetime.datetime):
+        return f"{value.isoformat()}T00:00:00Z"
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=datetime.UTC)
+    return value.astimezone(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _standard_value(value: Any) -> Any:
+    """A standard field's value for a custom field; None when empty (not sent)."""
+    if value is None or value == "" or value == ():
+        return None
+    if isinstance(value, datetime.date):
+        return _iso_datetime(value)
+    if isinstance(value, decimal.Decimal):
+        return float(value)
+    if isinstance(value, tuple):
+        return list(value)
+    return value

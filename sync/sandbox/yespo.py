@@ -62,6 +62,7 @@ CHANNEL_TYPES = frozenset(
     {"email", "sms", "viber", "mobilepush", "webpush", "appinbox", "widget", "inapp"}
 )
 CHANNEL_KEYS = frozenset({"type", "value", "device", "webPushSubscription"})
+EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")  # the platform refuses malformed addresses
 ADDRESS_KEYS = frozenset({"region", "town", "address", "postcode"})
 MAX_NAME = 40
 REPEAT_WINDOW = 60.0  # "409 Conflict: Repeated request within 1 minute"
@@ -437,6 +438,8 @@ class YespoEmulator(PlatformEmulator):
                 return f"Unknown channel type {channel.get('type')!r}"
             if not isinstance(channel.get("value"), str) or not channel["value"]:
                 return "A channel needs a value"
+            if channel["type"] == "email" and not EMAIL.fullmatch(channel["value"]):
+                return f"Invalid email address {channel['value']!r}"
             counts[channel["type"]] = counts.get(channel["type"], 0) + 1
             if counts[channel["type"]] > 2:
                 return f"At most two channels of type {channel['type']}"

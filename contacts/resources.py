@@ -1,0 +1,403 @@
+"""Contacts as CSV rows, for django-import-export's import and export in the admin.
+
+Import: a row updates the contact with its `external_id`, else the contact with its email
+(ignoring case), else creates one. Every value goes through the checks the admin form makes
+(`contacts.validators` and the model's own validators), and a bad value is reported on its
+row and column; nothing is saved until the person confirms the preview.
+
+A blank cell clears a text, date or number value. Where the model has a default (the email
+and SMS statuses, the consent flags) a blank cell keeps the contact's value, so a file with
+an empty column can never resubscribe a contact or withdraw a consent by accident. A blank
+`external_id` keeps the contact's own (a new contact gets a generated one).
+
+`groups` and `tags` are comma-separated. Groups are named, and must exist: an import never
+creates a group, and it only adds memberships (removing one is done on the contact's page,
+where the delete permission is checked).
+
+Export neutralises spreadsheet formulas: see `neutralise_formula`.
+"""
+
+import decimal
+
+from django.core.exceptions import ValidationError
+from django.db.models import NOT_PROVIDED
+from django.db.models.functions import Lower
+from import_export import fields, resources, widgets
+from simple_history.utils import bulk_create_with_history
+
+from contacts import validators
+from contacts.models import Contact, Group, GroupMembership
+
+# OWASP, CSV Injection: a cell that starts with one of these may be run as a formula by a
+# spreadsheet. https://owasp.org/www-community/attacks/CSV_Injection
+FORMULA_TRIGGERS = ("=", "+", "-", "@", "\t", "\r")
+
+EMAIL_CONSTRAINT = "contact_email_unique_ci"  # unique email, ignoring case
+EMAIL_TAKEN = next(
+    c.violation_error_message for c in Contact._meta.constraints if c.name == EMAIL_CONSTRAINT
+)
+
+COLUMNS = [
+    "external_id",
+    "first_name",
+    "last_name",
+    "email",
+    "phone",
+    "language",
+    "time_zone",
+    "address_line",
+    "city",
+    "region",
+    "postal_code",
+    "country",
+    "birth_date",
+    "gender",
+    "user_group",
+    "tags",
+    "groups",
+    "email_status",
+    "sms_status",
+    "privacy_consent",
+    "gdpr_marketing_consent",
+    "terms_accepted",
+    "consent_date",
+    "consent_ip",
+    "last_latitude",
+    "last_longitude",
+]
+
+
+def neutralise_formula(text: str) -> str:
+    """Prefix a cell that a spreadsheet would read as a formula with an apostrophe.
+
+    OWASP's recommendation: the cell shows as text, and the value stays readable, which
+    matters for phone numbers (`+441632960961` is exported as `'+441632960961`). An import
+    takes the apostrophe off again (`restore_formula`), so an exported file imports as is.
+    """
+    return f"'{text}" if text.startswith(FORMULA_TRIGGERS) else text
+
+
+def restore_formula(text: str) -> str:
+    """The inverse of `neutralise_formula`: `'+44…` -> `+44…`; any other text unchanged."""
+    if text.startswith("'") and text[1:].startswith(FORMULA_TRIGGERS):
+        return text[1:]
+    return text
+
+
+def split_list(value) -> list[str]:
+    """`"a, b,,a"` -> `["a", "b"]`: trimmed, distinct, in the order given."""
+    items = []
+    for item in (part.strip() for part in str(value or "").split(",")):
+        if item and item not in items:
+            items.append(item)
+    return items
+
+
+class TextWidget(widgets.CharWidget):
+    """Text, trimmed, with an exported formula guard taken off. A blank cell is "" when the
+    model field may be blank, else None (which leaves the field as it is)."""
+
+    def __init__(self, coerce_to_string=True, allow_blank=False):
+        super().__init__(coerce_to_string=coerce_to_string, allow_blank=allow_blank)
+
+    def clean(self, value, row=None, **kwargs):
+        text = restore_formula(str(value if value is not None else "").strip())
+        if not text and not self.allow_blank:
+            return None
+        return text
+
+
+class BooleanCellWidget(widgets.BooleanWidget):
+    """true/false, 1/0 or yes/no in any case; a blank cell is None; anything else an error
+    (the stock widget reads every unknown word as False, which would withdraw a consent)."""
+
+    WORDS = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
+
+    def clean(self, value, row=None, **kwargs):
+        if value is None or value is True or value is False:
+            return value
+        text = str(value).strip().lower()
+        if not text:
+            return None
+        if text not in self.WORDS:
+            raise ValueError(f"Enter true or false (or 1/0, yes/no), not {value!r}.")
+        return self.WORDS[text]
+
+
+class DecimalCellWidget(widgets.DecimalWidget):
+    """A number; one that does not parse is a row error, not a crash of the import."""
+
+    def clean(self, value, row=None, **kwargs):
+        try:
+            return super().clean(value, row, **kwargs)
+        except decimal.InvalidOperation as err:
+            raise ValueError(f"Enter a number, not {value!r}.") from err
+
+
+class TagsWidget(widgets.Widget):
+    """Tags as comma-separated text, kept as the list the model stores."""
+
+    def clean(self, value, row=None, **kwargs):
+        return split_list(restore_formula(str(value or "").strip()))
+
+    def render(self, value, obj=None, **kwargs):
+        return ", ".join(value or [])
+
+
+class GroupNamesWidget(widgets.Widget):
+    """Group names, comma-separated. An unknown name is an error: groups are never created.
+
+    The catalogue is read once per import (`forget_groups()` starts a new one), not per row."""
+
+    def __init__(self):
+        super().__init__()
+        self.forget_groups()
+
+    def forget_groups(self) -> None:
+        self._by_name: dict[str, Group] | None = None
+
+    def clean(self, value, row=None, **kwargs) -> list[Group]:
+        names = split_list(restore_formula(str(value or "").strip()))
+        if names and self._by_name is None:
+            self._by_name = {group.name: group for group in Group.objects.all()}
+        found = self._by_name or {}
+        unknown = [name for name in names if name not in found]
+        if unknown:
+            listed = ", ".join(repr(name) for name in unknown)
+            raise ValueError(
+                f"Unknown group {listed}: an import does not create groups; add it under "
+                "Groups first, or correct the name."
+            )
+        return [found[name] for name in names]
+
+    def render(self, value, obj=None, **kwargs):
+        if value is None:  # an unsaved contact has no groups yet
+            return ""
+        return ", ".join(sorted(group.name for group in value.all()))
+
+
+class GroupsField(fields.Field):
+    """The contact's groups. The memberships can only be written once the contact is saved:
+    the cleaned groups wait on the instance for `ContactResource.after_save_instance`."""
+
+    def save(self, instance, row, is_m2m=False, **kwargs):
+        instance._imported_groups = self.clean(row, **kwargs)
+
+
+class ContactResource(resources.ModelResource):
+    external_id = fields.Field(
+        attribute="external_id",
+        column_name="external_id",
+        widget=TextWidget(),
+        saves_null_values=False,
+    )
+    tags = fields.Field(attribute="tags", column_name="tags", widget=TagsWidget())
+    groups = GroupsField(attribute="groups", column_name="groups", widget=GroupNamesWidget())
+
+    WIDGETS_MAP = {
+        **resources.ModelResource.WIDGETS_MAP,
+        "CharField": TextWidget,
+        "GenericIPAddressField": TextWidget,
+        "BooleanField": BooleanCellWidget,
+        "DecimalField": DecimalCellWidget,
+    }
+
+    class Meta:
+        model = Contact
+        fields = COLUMNS
+        clean_model_instances = True  # the model's validators judge every row
+        # A row that changes nothing is not saved: no history entry, no push (a file
+        # imported again each night only touches the contacts that changed).
+        skip_unchanged = True
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self._duplicate_external_ids: dict[str, list[int]] = {}
+        self._row_of_contact: dict[int, int] = {}  # contact pk -> the row that imported it
+        self._row_number = 0
+        self._looked_up_email: tuple[str, int | None] | None = None
+
+    @classmethod
+    def field_from_django_field(cls, field_name, django_field, readonly):
+        field = super().field_from_django_field(field_name, django_field, readonly)
+        # A blank cell is never read as "the model's default" (an unsubscribed contact would
+        # be resubscribed): where there is a default, a blank cell leaves the value alone.
+        field.default = NOT_PROVIDED
+        field.saves_null_values = not django_field.has_default()
+        return field
+
+    # ------------------------------------------------------------------------- import
+
+    def before_import(self, dataset, **kwargs):
+        rows_by_id: dict[str, list[int]] = {}
+        if "external_id" in (dataset.headers or []):
+            for number, value in enumerate(dataset["external_id"], start=1):
+                external_id = TextWidget().clean(value)
+                if external_id:
+                    rows_by_id.setdefault(external_id, []).append(number)
+        self._duplicate_external_ids = {k: v for k, v in rows_by_id.items() if len(v) > 1}
+        self._row_of_contact = {}
+        self.fields["groups"].widget.forget_groups()
+
+    def before_import_row(self, row, **kwargs):
+        self._row_number = kwargs.get("row_number", 0)
+
+    def get_instance(self, instance_loader, row):
+        """The contact with the row's external ID, else with its email (ignoring case).
+
+        Raises ValidationError when the email belongs to a contact with another external ID
+        (platforms match on it: changing it would make a duplicate there), or when an earlier
+        row of the file already imported the same contact."""
+        external_id = TextWidget().clean(row.get("external_id"))
+        email = TextWidget().clean(row.get("email"))
+        contact, field = None, "external_id"
+        self._looked_up_email = None  # (lowercased email, pk of its contact or None)
+        if external_id:
+            contact = Contact.objects.filter(external_id=external_id).first()
+        if contact is None and email:
+            contact, field = _contact_with_email(email), "email"
+            self._looked_up_email = (email.lower(), contact.pk if contact else None)
+            if contact is not None and external_id:
+                message = (
+                    f"The email {email} belongs to the contact with external ID "
+                    f"{contact.external_id!r}. An import does not change a contact's "
+                    "external ID: give that one, or leave the cell blank."
+                )
+                raise ValidationError({"external_id": message})
+        if contact is not None:
+            earlier = self._row_of_contact.get(contact.pk)
+            if earlier is not None and external_id not in self._duplicate_external_ids:
+                raise ValidationError({field: f"Row {earlier} already imports this contact."})
+            self._row_of_contact[contact.pk] = self._row_number
+        return contact
+
+    def import_instance(self, instance, row, **kwargs):
+        """Set the row's values; collect every error of the row, each on its column."""
+        errors: dict[str, list] = {}
+        try:
+            super().import_instance(instance, row, **kwargs)
+        except ValidationError as err:
+            errors = err.update_error_dict(errors)
+        # Codes as the admin's selects send them, whatever case the file has.
+        instance.country = (instance.country or "").upper()
+        instance.language = (instance.language or "").lower()
+        for key, message in self._row_checks(instance, errors):
+            errors.setdefault(key, []).append(ValidationError(message, code="invalid"))
+        if errors:
+            raise ValidationError(errors)
+
+    def _row_checks(self, instance, errors):
+        """The checks of the admin form that the model does not make itself."""
+        rows = self._duplicate_external_ids.get(instance.external_id)
+        if rows:
+            listed = ", ".join(str(n) for n in rows)
+            yield "external_id", f"{instance.external_id!r} is on more than one row ({listed})."
+        # A phone is read in the row's country; a bad country is reported on its own column.
+        country_codes = dict(validators.country_choices())
+        country_valid = not instance.country or instance.country in country_codes
+        if instance.phone and "phone" not in errors and country_valid:
+            try:
+                instance.phone = validators.normalize_phone(
+                    instance.phone, country=instance.country
+                )
+            except ValidationError as err:
+                yield "phone", " ".join(err.messages)
+
+    def validate_instance(self, instance, import_validation_errors=None, validate_unique=True):
+        """The model's field checks and constraints, each error on its column.
+
+        Two questions already answered are not asked again, row after row: the external ID's
+        uniqueness (`get_instance` looked it up, `before_import` found the file's duplicates)
+        and the email's (`get_instance` looked it up, or `_email_is_free` does, with the
+        index the constraint has)."""
+        errors = dict(import_validation_errors or {})
+        try:
+            instance.full_clean(
+                exclude=errors.keys(), validate_unique=False, validate_constraints=False
+            )
+        except ValidationError as err:
+            errors = err.update_error_dict(errors)
+        other_constraints = [c for c in Contact._meta.constraints if c.name != EMAIL_CONSTRAINT]
+        for constraint in other_constraints:
+            try:
+                constraint.validate(Contact, instance, exclude=set(errors))
+            except ValidationError as err:
+                errors = err.update_error_dict(errors)
+        if instance.email and "email" not in errors and not self._email_is_free(instance):
+            errors["email"] = [ValidationError(EMAIL_TAKEN, code="unique")]
+        if errors:
+            raise ValidationError(errors)
+
+    def _email_is_free(self, instance) -> bool:
+        email = instance.email.lower()
+        if self._looked_up_email is not None and self._looked_up_email[0] == email:
+            owner_pk = self._looked_up_email[1]
+        else:
+            owner = _contact_with_email(email)
+            owner_pk = owner.pk if owner else None
+        return owner_pk is None or owner_pk == instance.pk
+
+    def skip_row(self, instance, original, row, import_validation_errors=None):
+        """True when the row leaves the contact as it is (its groups included)."""
+        if import_validation_errors or original.pk is None:
+            return False
+        groups = getattr(instance, "_imported_groups", None)
+        if groups:
+            existing = set(original.memberships.values_list("group_id", flat=True))
+            if any(group.pk not in existing for group in groups):
+                return False
+        return all(
+            field.get_value(instance) == field.get_value(original)
+            for field in self.get_import_fields()
+            if field is not self.fields["groups"]
+        )
+
+    def after_init_instance(self, instance, new, row, **kwargs):
+        instance._import_is_new = new
+
+    def after_save_instance(self, instance, row, **kwargs):
+        """Add the row's groups, with their history records, in two statements.
+
+        `bulk_create` sends no save signals and skips `ContactChild.save`: that is wanted here.
+        The contact itself was just saved in this row, which raised its content_version and
+        told the push-on-save receivers (one push per contact per transaction), so the
+        memberships add neither a second bump nor a second push."""
+        self._row_of_contact.setdefault(instance.pk, kwargs.get("row_number", 0))
+        groups = getattr(instance, "_imported_groups", None)
+        if not groups or instance.pk is None:
+            return
+        existing = set()
+        if not getattr(instance, "_import_is_new", False):
+            existing = set(instance.memberships.values_list("group_id", flat=True))
+        added = [
+            GroupMembership(contact=instance, group=group)
+            for group in groups
+            if group.pk not in existing
+        ]
+        if added:
+            bulk_create_with_history(added, GroupMembership)
+
+    # ------------------------------------------------------------------------- export
+
+    def filter_export(self, queryset, **kwargs):
+        return queryset.prefetch_related("groups")
+
+    def export_field(self, field, instance, **kwargs):
+        value = super().export_field(field, instance, **kwargs)
+        if isinstance(value, str) and not isinstance(field.widget, widgets.NumberWidget):
+            # A number is never a formula: a negative latitude stays a number.
+            return neutralise_formula(value)
+        return value
+
+
+def _contact_with_email(email: str) -> Contact | None:
+    """The contact with this email, ignoring case (as the unique constraint compares).
+
+    The constraint's condition (a non-blank email) is repeated so that the query can use
+    its partial index on LOWER(email) instead of reading the whole table."""
+    return (
+        Contact.objects.annotate(email_ci=Lower("email"))
+        .filter(email_ci=email.lower())
+        .exclude(email="")
+        .first()
+    )

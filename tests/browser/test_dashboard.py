@@ -1,0 +1,121 @@
+"""A manager reads the sync dashboard, follows an error group to its contacts, changes nothing."""
+
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from contacts.demo import seed_demo_contacts
+from contacts.models import Contact
+from sync.models import ContactSyncState, SyncAttempt, SyncStatus
+from tests.browser.conftest import save_screenshot
+
+pytestmark = pytest.mark.browser
+
+INVALID_EMAIL = 'Loops 400: "email" is not a valid email address'
+TAKEN_EMAIL = "Loops 409: Email or userId is already in use"
+# Actions that only read: the payload preview and the CSV export.
+READ_ONLY_ACTIONS = {"", "preview_payloads", "export_admin_action"}
+
+
+def _failed_history(destination, contacts):
+    """Synced and failed contacts on one destination, with attempts over the last hours."""
+    now = timezone.now()
+    failed = {
+        contacts[0]: INVALID_EMAIL,
+        contacts[1]: INVALID_EMAIL,
+        contacts[2]: INVALID_EMAIL,
+        contacts[3]: TAKEN_EMAIL,
+    }
+    for contact in contacts:
+        error = failed.get(contact, "")
+        ContactSyncState.objects.create(
+            contact=contact,
+            destination=destination,
+            last_error=error,
+            status=SyncStatus.FAILED if error else SyncStatus.SYNCED,
+            remote_id="" if error else f"loops-{contact.pk}",
+        )
+        for hours_ago in (5, 2):
+            SyncAttempt.objects.create(
+                destination=destination,
+                contact=contact,
+                external_id=contact.external_id,
+                trigger="action",
+                started_at=now - timedelta(hours=hours_ago, minutes=10),
+                outcome="created" if hours_ago == 5 else ("failed" if error else "updated"),
+                http_status=400 if error and hours_ago == 2 else 200,
+                error=error,
+            )
+    return [c for c, e in failed.items() if e == INVALID_EMAIL]
+
+
+@pytest.fixture
+def failures_on_loops(destinations):
+    """Eight contacts on Loops: four failed (two errors), four synced; returns the destination
+    and the contacts of the larger error group."""
+    seed_demo_contacts(8)
+    loops = destinations["loops"]
+    return loops, _failed_history(loops, list(Contact.objects.order_by("pk")))
+
+
+def test_manager_reads_the_dashboard_and_can_change_nothing(
+    page, login, role_user, failures_on_loops
+):
+    loops, _ = failures_on_loops
+    login(role_user("Managers", "mia"))
+
+    page.click("#sync-dashboard-link a")
+    page.wait_for_url("**/admin/sync/dashboard/")
+    card = page.locator(f"#destination-{loops.pk}")
+    charts = card.locator("svg.sync-chart")
+    assert charts.count() == 2
+    heights = [
+        float(h)
+        for h in charts.first.locator("rect").evaluate_all(
+            "bars => bars.map(b => b.getAttribute('height'))"
+        )
+    ]
+    assert len(heights) == 24 and sum(h > 0 for h in heights) == 2, heights
+    groups = card.locator(".sync-errors a")
+    assert groups.all_inner_texts() == [f"3 × {INVALID_EMAIL}", f"1 × {TAKEN_EMAIL}"]
+    assert page.locator("form[action*='/retry/'], form[action*='/cancel/']").count() == 0
+    save_screenshot(page, "dashboard")
+
+    card.locator(".sync-badge.sync-failed").click()  # "failed 4": the destination's failures
+    page.wait_for_url("**/contacts/contact/?*")
+    failed = ContactSyncState.objects.filter(destination=loops, status=SyncStatus.FAILED)
+    emails = page.locator("#result_list tbody td.field-email").all_inner_texts()
+    assert sorted(emails) == sorted(failed.values_list("contact__email", flat=True))
+    assert page.locator("a[href$='/contacts/contact/add/']").count() == 0
+    assert page.locator("a[href$='/contacts/contact/import/']").count() == 0
+    actions = page.locator("select[name=action] option").evaluate_all(
+        "options => options.map(o => o.value)"
+    )
+    assert set(actions) <= READ_ONLY_ACTIONS, actions
+    assert page.locator("#result_list input[type=text], #result_list select").count() == 0
+
+    page.locator("#result_list tbody th a").first.click()
+    page.wait_for_url("**/change/?*")
+    panel = page.locator("#sync-panel")
+    assert panel.locator("tr", has_text=loops.name).locator(".sync-error").inner_text() in (
+        INVALID_EMAIL,
+        TAKEN_EMAIL,
+    )
+    assert page.locator("#content-main form input[type=submit]").count() == 0
+    assert page.locator("#content-main form input[type=text]").count() == 0
+    # (the inlines' script builds hidden "Add another" links even on a view-only page)
+    assert page.locator("a.deletelink:visible, .add-row a:visible").count() == 0
+
+
+def test_error_group_link_lists_only_its_contacts(page, login, role_user, failures_on_loops):
+    loops, affected = failures_on_loops
+    login(role_user("Managers", "mia"))
+
+    page.click("#sync-dashboard-link a")
+    page.wait_for_url("**/admin/sync/dashboard/")
+    page.locator(f"#destination-{loops.pk} .sync-errors a").first.click()
+    page.wait_for_url("**/contacts/contact/?*")
+    assert "sync_error=" in page.url, page.url
+    emails = page.locator("#result_list tbody td.field-email").all_inner_texts()
+    assert sorted(emails) == sorted(c.email for c in affected)

@@ -1,0 +1,42 @@
+"""Marketing staff import a CSV file and see the bad row's error in the preview."""
+
+import pytest
+
+from contacts.models import Contact, Group
+from tests.browser.conftest import save_screenshot
+
+pytestmark = pytest.mark.browser
+
+CSV = """external_id,first_name,last_name,email,phone,country,groups
+,Ada,Lovelace,ada@example.com,07400 123456,GB,VIP
+,Alan,Turing,alan@example.com,12345,US,VIP
+,Grace,Hopper,grace@example.com,+1 201 555 0123,US,
+"""
+
+
+def test_import_preview_shows_the_bad_rows_error(page, login, role_user, tmp_path):
+    Group.objects.create(name="VIP")
+    upload = tmp_path / "contacts.csv"
+    upload.write_text(CSV)
+    login(role_user("Marketing staff", "marta"))
+
+    page.click("#contacts-contact a")
+    page.click(".object-tools a:text-is('Import')")
+    page.set_input_files("input[type=file][name=import_file]", str(upload))
+    if page.locator("select[name=format]").count():
+        page.select_option("select[name=format]", label="csv")
+    page.click(".submit-row input[type=submit]")
+    page.wait_for_selector("table.import-preview")
+
+    invalid = page.locator("table.import-preview tbody tr")
+    assert invalid.count() == 1
+    row = invalid.first
+    assert row.locator("td").first.inner_text().strip() == "2"
+    row.locator("td.errors").hover()  # the messages show while the pointer is on the count
+    errors = row.locator(".validation-error-list")
+    assert errors.is_visible()
+    assert "phone" in errors.locator(".validation-error-field-label").all_text_contents()
+    assert "not a valid phone number" in errors.inner_text()
+    assert page.locator("input[name=confirm]").count() == 0  # nothing to confirm yet
+    save_screenshot(page, "import-preview", full_page=False)  # the table runs far to the right
+    assert Contact.objects.count() == 0

@@ -1,0 +1,46 @@
+"""Batch endpoints through the engine: Yespo's bulk import and Cendyn's bulk upsert, with
+partial failures mapped back to their contacts."""
+
+import pytest
+
+from contacts.demo import seed_demo_contacts
+from contacts.models import Contact
+from sync import services
+from sync.models import ContactSyncState, SyncAttempt, SyncStatus
+from tests.sync.conftest import sandbox_store
+
+pytestmark = pytest.mark.django_db
+KEY = {"yespo": "externalCustomerId", "cendyn": "user_id"}
+
+
+@pytest.mark.parametrize("platform", ["yespo", "cendyn"])
+def test_bulk_push_with_partial_failures(sandbox_destination, sandbox, platform, settings):
+    settings.SYNC_BULK_CHUNK_SIZE = 40
+    destination = sandbox_destination(platform)
+    seed_demo_contacts(100)
+    bad = list(Contact.objects.order_by("pk").values_list("pk", flat=True)[:3])
+    for pk in bad:  # past our form, as an old import might have written them
+        Contact.objects.filter(pk=pk).update(email=f"broken-{pk}@")
+    plan = services.push_plan(contacts=Contact.objects.all(), destination=destination,
+                              trigger="command", user_id=None)
+    services.plan_run_here(plan)
+
+    failed = ContactSyncState.objects.filter(status=SyncStatus.FAILED)
+    assert sorted(failed.values_list("contact_id", flat=True)) == bad
+    assert all(s.last_error for s in failed)
+    assert ContactSyncState.objects.filter(status=SyncStatus.SYNCED).count() == 97
+    stored = {r[KEY[platform]] for r in sandbox_store(sandbox, platform)["contacts"]}
+    good = set(Contact.objects.exclude(pk__in=bad).values_list("external_id", flat=True))
+    assert good <= stored
+    requests = sum(sandbox.sandbox.stats()["requests"][platform].values())
+    assert requests < 30, f"{requests} requests for 100 contacts: not in bulk"
+    plan.run.refresh_from_db()
+    assert (plan.run.created, plan.run.failed) == (97, 3)
+    assert SyncAttempt.objects.filter(outcome="created").count() == 97
+
+    # pushed again: nothing changed, nothing sent
+    before = requests
+    services.plan_run_here(services.push_plan(contacts=Contact.objects.exclude(pk__in=bad),
+                                              destination=destination, trigger="command",
+                                              user_id=None))
+    assert sum(sandbox.sandbox.stats()["requests"][platform].values()) == before
