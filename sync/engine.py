@@ -257,14 +257,15 @@ def _claim(contact_ids: list[int], destination, context,
     pending (already pushed by a copy of this task, or put back by a cancel)."""
     now = timezone.now()
     stale = now - timedelta(seconds=settings.SYNC_LEASE_SECONDS)
-    ContactSyncState.objects.bulk_create(
-        [ContactSyncState(contact_id=cid, destination=destination) for cid in contact_ids],
-        ignore_conflicts=True,
-    )
     candidates = ContactSyncState.objects.filter(destination=destination,
                                                  contact_id__in=contact_ids)
-    if queued:
+    if queued:  # the states were made when the work was queued
         candidates = candidates.filter(status=SyncStatus.PENDING)
+    else:
+        ContactSyncState.objects.bulk_create(
+            [ContactSyncState(contact_id=cid, destination=destination) for cid in contact_ids],
+            ignore_conflicts=True,
+        )
     with transaction.atomic():
         states = list(
             candidates.select_for_update(skip_locked=True)
@@ -286,29 +287,29 @@ def _claim(contact_ids: list[int], destination, context,
 
 
 def _prepare(record, state, destination, context, connector):
-    """Decide what a contact needs before any request: a result (skipped, unchanged or a
-    mapping error), or (payload digest) when it must be sent."""
+    """Decide what a contact needs before any request: (result, None, None) when it is
+    settled here (skipped, unchanged, a mapping error), else (None, digest, payload)."""
     decide = _Decide(state, destination, record)
     if destination.marketing_consent_only and not record.gdpr_marketing_consent:
-        return decide.skipped("no GDPR marketing consent"), None
+        return decide.skipped("no GDPR marketing consent"), None, None
     held = bool(state.payload_hash)  # the platform accepted a version of this contact
     if not context.force and held and state.accepted_content_version == record.content_version \
             and state.accepted_config_version == destination.config_version:
-        return decide.unchanged(state.payload_hash), None
+        return decide.unchanged(state.payload_hash), None, None
     remote = RemoteState(state.remote_id or None, state.accepted_email_status or None)
     try:
         payload = connector.build_payload(record, remote)
     except ConnectorError as err:
-        return decide.error(err), None
+        return decide.error(err), None, None
     digest = payload_hash(payload, record)
     if not context.force and held and digest == state.payload_hash:
-        return decide.unchanged(digest), None
-    return None, digest
+        return decide.unchanged(digest), None, None
+    return None, digest, payload
 
 
 def _push_one(record, state, destination, context, connector) -> _Result:
     try:
-        result, digest = _prepare(record, state, destination, context, connector)
+        result, digest, _ = _prepare(record, state, destination, context, connector)
         if result is not None:
             return result
         remote = RemoteState(state.remote_id or None, state.accepted_email_status or None)
@@ -335,29 +336,40 @@ def _push_bulk(prepared, destination, context, connector) -> list[_Result]:
     per-contact ids: a contact is synced and matched by external ID (part A, "Matching")."""
     if not prepared:
         return []
-    records = [record for record, _, _ in prepared]
+    records = [record for record, _, _, _ in prepared]
     try:
         items = {item.external_id: item for item in connector.push_many(records)}
-        exchanges = connector.drain_exchanges()
+        error = None
     except Exception as err:
         if not isinstance(err, ConnectorError):  # a bug of ours: retry later, keep nothing claimed
             logger.exception("bulk push to %s crashed", destination)
             err = RetryableError(connector.label, f"internal error: {err!r}")
         if err.destination_wide:
             destination_pause(destination=destination, error=str(err))
-        exchanges = connector.drain_exchanges()
-        return [_Decide(state, destination, record).error(err, exchanges[-1:])
-                for record, state, _ in prepared]
+        items, error = {}, err
+    calls = connector.drain_exchanges()
     results = []
-    for record, state, digest in prepared:
+    for record, state, digest, payload in prepared:
         decide = _Decide(state, destination, record)
+        exchanges = _own_part(connector, calls, payload, len(prepared))
         item = items.get(record.external_id)
-        if item is not None and item.error is not None:
-            results.append(decide.error(item.error, exchanges[-1:]))
+        if error is not None or (item is not None and item.error is not None):
+            results.append(decide.error(error or item.error, exchanges))
         else:
             created = not state.payload_hash and not state.remote_id
-            results.append(decide.accepted(None, created, digest, exchanges[-1:]))
+            results.append(decide.accepted(None, created, digest, exchanges))
     return results
+
+
+def _own_part(connector, calls: list[Exchange], payload: dict, contacts: int) -> list[Exchange]:
+    """A contact's share of a bulk call for its attempt-log entry: its own payload, the bulk
+    call's status and answer, its share of the time (not the whole batch's body)."""
+    if not calls:
+        return []
+    last = calls[-1]
+    body = json.dumps(payload, ensure_ascii=False, default=str)
+    return [Exchange(last.method, last.url, last.status, connector.redact_body(body),
+                     last.response_excerpt, sum(c.duration_ms for c in calls) // max(contacts, 1))]
 
 
 def contacts_push(*, contact_ids: list[int], destination: Destination, context: PushContext,
@@ -381,8 +393,7 @@ def contacts_push(*, contact_ids: list[int], destination: Destination, context: 
     states = _claim(contact_ids, destination, context, queued)
     if not states:
         return []
-    contacts = selectors.contacts_for_records(Contact.objects.filter(pk__in=list(states)))
-    records = [selectors.contact_record(c) for c in contacts.order_by("pk")]
+    records = selectors.contact_records(states)
     _release_deleted(states, {r.id for r in records})
     if connector.batch_size and len(records) > 1:
         results = _push_chunk_in_bulk(records, states, destination, context, connector)
@@ -396,11 +407,12 @@ def contacts_push(*, contact_ids: list[int], destination: Destination, context: 
 def _push_chunk_in_bulk(records, states, destination, context, connector):
     results, prepared = [], []
     for record in records:
-        result, digest = _prepare(record, states[record.id], destination, context, connector)
+        result, digest, payload = _prepare(record, states[record.id], destination, context,
+                                           connector)
         if result is not None:
             results.append(result)
         else:
-            prepared.append((record, states[record.id], digest))
+            prepared.append((record, states[record.id], digest, payload))
     results += _push_bulk(prepared, destination, context, connector)
     _write(results, destination, context)
     return results
