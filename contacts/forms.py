@@ -37,7 +37,8 @@ class ContactForm(forms.ModelForm):
     def clean_email(self):
         email = self.cleaned_data["email"].strip()
         if email:
-            others = Contact.objects.annotate(email_ci=Lower("email")).filter(
+            # Repeats the unique index's expression and condition, so the index answers.
+            others = Contact.objects.exclude(email="").annotate(email_ci=Lower("email")).filter(
                 email_ci=email.lower()
             )
             if self.instance.pk:

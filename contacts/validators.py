@@ -20,7 +20,7 @@ validate_https_url = URLValidator(schemes=["https"], message="Enter a valid http
 
 
 def normalize_phone(value: str, *, country: str = "") -> str:
-    """Return `value` as an E.164 number (`+441632960961`).
+    """Return `value` as an E.164 number (`+447700900123`).
 
     A number without a leading `+` is read as a national number of `country` (ISO 3166-1
     alpha-2). Raises ValidationError when it cannot be parsed or is not a valid number.

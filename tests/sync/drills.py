@@ -21,9 +21,10 @@ EXTERNAL_ID_KEY = {"yespo": "externalCustomerId", "ivvy": "externalId", "cendyn"
 FIRST_NAME_KEY = {"yespo": "firstName", "ivvy": "firstName", "cendyn": "name_first",
                   "loops": "firstName"}
 SETTLED = {SyncStatus.SYNCED, SyncStatus.UNCHANGED, SyncStatus.FAILED, SyncStatus.SKIPPED}
-# Workers retry soon and take back dead work quickly, so drills end in seconds.
+# Workers retry soon, so drills end in seconds. The lease stays longer than a bulk call under
+# a fault (quick retries, import polling): only a dead worker's claims may go stale.
 WORKER_SETTINGS = {"SYNC_RETRY_BASE_SECONDS": 0.3, "SYNC_RETRY_MAX_SECONDS": 2,
-                   "SYNC_LEASE_SECONDS": 4, "SYNC_CHUNK_SIZE": 20, "SYNC_BULK_CHUNK_SIZE": 50}
+                   "SYNC_LEASE_SECONDS": 20, "SYNC_CHUNK_SIZE": 20, "SYNC_BULK_CHUNK_SIZE": 50}
 
 
 @dataclass
