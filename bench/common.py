@@ -52,8 +52,9 @@ class SandboxProcess:
         args = [sys.executable, str(ROOT / "manage.py"), "sandbox", "--port", str(self.port)]
         if not rate_limits:
             args.append("--no-rate-limits")
-        self.proc = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.DEVNULL)
+        self.proc = subprocess.Popen(
+            args, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
         self.url = f"http://127.0.0.1:{self.port}"
         for _ in range(100):
             try:

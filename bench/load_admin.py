@@ -16,7 +16,6 @@ import threading
 import time
 
 import requests
-
 from common import (
     ROOT,
     SandboxProcess,
@@ -44,9 +43,21 @@ def main():
     sandbox = SandboxProcess(rate_limits=False)
     port = free_port()
     server = subprocess.Popen(
-        [str(ROOT / ".venv/bin/gunicorn"), "config.wsgi", "--workers",
-         str(args.gunicorn_workers), "--threads", "4", "--bind", f"127.0.0.1:{port}"],
-        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        [
+            str(ROOT / ".venv/bin/gunicorn"),
+            "config.wsgi",
+            "--workers",
+            str(args.gunicorn_workers),
+            "--threads",
+            "4",
+            "--bind",
+            f"127.0.0.1:{port}",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         for platform in ("yespo", "ivvy", "cendyn", "loops"):
             make_destination(platform, sandbox.url, rate_limit=1000)
@@ -59,18 +70,24 @@ def main():
         _wait(base + "/admin/login/")
         timings, errors = [], []
         deadline = time.monotonic() + args.seconds
-        threads = [threading.Thread(target=_user, args=(
-            base, f"user{i}", password, contacts[i], deadline, timings, errors))
-            for i in range(args.users)]
+        threads = [
+            threading.Thread(
+                target=_user,
+                args=(base, f"user{i}", password, contacts[i], deadline, timings, errors),
+            )
+            for i in range(args.users)
+        ]
         for thread in threads:
             thread.start()
         for thread in threads:
             thread.join()
         timings.sort()
         p95 = timings[int(len(timings) * 0.95) - 1] if timings else 0
-        print(f"{args.users} users for {args.seconds:.0f} s, immediate mode, 4 destinations: "
-              f"{len(timings)} saves, {len(errors)} errors; save time p50 "
-              f"{median(timings) * 1000:.0f} ms, p95 {p95 * 1000:.0f} ms")
+        print(
+            f"{args.users} users for {args.seconds:.0f} s, immediate mode, 4 destinations: "
+            f"{len(timings)} saves, {len(errors)} errors; save time p50 "
+            f"{median(timings) * 1000:.0f} ms, p95 {p95 * 1000:.0f} ms"
+        )
         for error in errors[:5]:
             print("  error:", error)
         print(f"sandbox requests by status: {sandbox.requests_by_status()}")
@@ -86,9 +103,15 @@ def _user(base, username, password, contact, deadline, timings, errors):
     session = requests.Session()
     login = session.get(base + "/admin/login/")
     token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', login.text).group(1)
-    session.post(base + "/admin/login/", data={"username": username, "password": password,
-                                               "csrfmiddlewaretoken": token,
-                                               "next": "/admin/"})
+    session.post(
+        base + "/admin/login/",
+        data={
+            "username": username,
+            "password": password,
+            "csrfmiddlewaretoken": token,
+            "next": "/admin/",
+        },
+    )
     url = f"{base}/admin/contacts/contact/{contact.pk}/change/"
     round_ = 0
     while time.monotonic() < deadline:
@@ -98,9 +121,15 @@ def _user(base, username, password, contact, deadline, timings, errors):
         if page.status_code != 200 or not match:
             errors.append(f"{username}: GET {page.status_code}")
             continue
-        data = contact_post(contact, first_name=f"Load {round_}", email=contact.email,
-                            external_id=contact.external_id, phone=contact.phone,
-                            country=contact.country, csrfmiddlewaretoken=match.group(1))
+        data = contact_post(
+            contact,
+            first_name=f"Load {round_}",
+            email=contact.email,
+            external_id=contact.external_id,
+            phone=contact.phone,
+            country=contact.country,
+            csrfmiddlewaretoken=match.group(1),
+        )
         started = time.perf_counter()
         response = session.post(url, data=data, allow_redirects=False)
         elapsed = time.perf_counter() - started

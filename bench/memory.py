@@ -50,11 +50,11 @@ def _peak_kb(env) -> int:
         "import subprocess, sys, resource;"
         f"subprocess.run([sys.executable, {str(ROOT / 'manage.py')!r}, 'push_contacts', "
         "'--destination', 'Yespo (sandbox)', '--all'], check=True, "
-        "stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL);"
-        + PEAK
+        "stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL);" + PEAK
     )
-    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, check=True,
-                         capture_output=True, text=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, env=env, check=True, capture_output=True, text=True
+    ).stdout
     return int(out.strip().splitlines()[-1])
 
 

@@ -13,7 +13,6 @@ import sys
 import time
 
 import requests
-
 from common import ROOT, SandboxProcess, free_port, make_destination, sandbox_credentials_env
 
 
@@ -25,12 +24,17 @@ def main():
     if not os.environ.get("DATABASE_URL", "").startswith("postgres"):
         raise SystemExit("run under bin/with-postgres: production runs on PostgreSQL")
     port = free_port()
-    os.environ.update({
-        "DJANGO_ENV": "production", "SECRET_KEY": secrets.token_urlsafe(50),
-        "ALLOWED_HOSTS": "127.0.0.1", "SECURE_SSL_REDIRECT": "false",
-        "SYNC_ALLOW_LOOPBACK": "true", "LOG_LEVEL": "WARNING",
-        "DJANGO_SETTINGS_MODULE": "config.settings",
-    })
+    os.environ.update(
+        {
+            "DJANGO_ENV": "production",
+            "SECRET_KEY": secrets.token_urlsafe(50),
+            "ALLOWED_HOSTS": "127.0.0.1",
+            "SECURE_SSL_REDIRECT": "false",
+            "SYNC_ALLOW_LOOPBACK": "true",
+            "LOG_LEVEL": "WARNING",
+            "DJANGO_SETTINGS_MODULE": "config.settings",
+        }
+    )
     env = {**os.environ, **sandbox_credentials_env()}
     manage = [sys.executable, str(ROOT / "manage.py")]
     subprocess.run([*manage, "migrate", "--noinput", "-v0"], cwd=ROOT, env=env, check=True)
@@ -44,14 +48,36 @@ def main():
 
     sandbox = SandboxProcess(rate_limits=False)
     procs = [
-        subprocess.Popen([str(ROOT / ".venv/bin/gunicorn"), "config.wsgi", "--workers", "2",
-                          "--bind", f"127.0.0.1:{port}"], cwd=ROOT, env=env,
-                         stderr=subprocess.DEVNULL),
-        *[subprocess.Popen([*manage, "db_worker", "--no-reload", "--interval", "0.2"], cwd=ROOT,
-                           env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-          for _ in range(2)],
-        subprocess.Popen([*manage, "sync_scheduler"], cwd=ROOT, env=env,
-                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL),
+        subprocess.Popen(
+            [
+                str(ROOT / ".venv/bin/gunicorn"),
+                "config.wsgi",
+                "--workers",
+                "2",
+                "--bind",
+                f"127.0.0.1:{port}",
+            ],
+            cwd=ROOT,
+            env=env,
+            stderr=subprocess.DEVNULL,
+        ),
+        *[
+            subprocess.Popen(
+                [*manage, "db_worker", "--no-reload", "--interval", "0.2"],
+                cwd=ROOT,
+                env=env,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+            for _ in range(2)
+        ],
+        subprocess.Popen(
+            [*manage, "sync_scheduler"],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        ),
     ]
     try:
         destination = make_destination(args.platform, sandbox.url, rate_limit=1000)
@@ -59,18 +85,27 @@ def main():
         _wait_http(f"http://127.0.0.1:{port}/admin/login/")
         static = requests.get(f"http://127.0.0.1:{port}/static/admin/css/base.css", timeout=5)
         login = requests.get(f"http://127.0.0.1:{port}/admin/login/", timeout=5)
-        print(f"gunicorn on 127.0.0.1:{port}: login page {login.status_code}, static file "
-              f"{static.status_code} ({static.headers.get('Content-Type')}, whitenoise)")
+        print(
+            f"gunicorn on 127.0.0.1:{port}: login page {login.status_code}, static file "
+            f"{static.status_code} ({static.headers.get('Content-Type')}, whitenoise)"
+        )
         started = time.perf_counter()
-        subprocess.run([*manage, "push_contacts", "--destination", destination.name, "--all",
-                        "--queue"], cwd=ROOT, env=env, check=True, stderr=subprocess.DEVNULL)
+        subprocess.run(
+            [*manage, "push_contacts", "--destination", destination.name, "--all", "--queue"],
+            cwd=ROOT,
+            env=env,
+            check=True,
+            stderr=subprocess.DEVNULL,
+        )
         seconds = time.perf_counter() - started
         synced = ContactSyncState.objects.filter(status=SyncStatus.SYNCED).count()
         stored = len(sandbox.control(f"store/{args.platform}")[args.platform]["contacts"])
-        print(f"{args.contacts:,} contacts pushed to {args.platform} by 2 workers in "
-              f"{seconds:.1f} s ({args.contacts / seconds:.0f}/s): {synced} synced, "
-              f"{stored} records on the platform, requests by status "
-              f"{sandbox.requests_by_status(args.platform)}")
+        print(
+            f"{args.contacts:,} contacts pushed to {args.platform} by 2 workers in "
+            f"{seconds:.1f} s ({args.contacts / seconds:.0f}/s): {synced} synced, "
+            f"{stored} records on the platform, requests by status "
+            f"{sandbox.requests_by_status(args.platform)}"
+        )
     finally:
         for proc in procs:
             proc.terminate()

@@ -33,13 +33,27 @@ def main():
         sandbox.control("faults", {"platform": "loops", "latency_ms": 50})
         destination = make_destination("loops", sandbox.url, rate_limit=10)
         seed_demo_contacts(args.contacts)
-        services.contacts_push_selected(contacts=Contact.objects.all(), destination=destination,
-                                        trigger="command", user_id=None)
-        workers = [subprocess.Popen(
-            [sys.executable, str(ROOT / "manage.py"), "db_worker", "--no-reload",
-             "--no-startup-delay", "--interval", "0.1"],
-            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        ) for _ in range(args.workers)]
+        services.contacts_push_selected(
+            contacts=Contact.objects.all(), destination=destination, trigger="command", user_id=None
+        )
+        workers = [
+            subprocess.Popen(
+                [
+                    sys.executable,
+                    str(ROOT / "manage.py"),
+                    "db_worker",
+                    "--no-reload",
+                    "--no-startup-delay",
+                    "--interval",
+                    "0.1",
+                ],
+                cwd=ROOT,
+                env=env,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+            for _ in range(args.workers)
+        ]
         deadline = time.monotonic() + args.contacts / 5 + 60
         while ContactSyncState.objects.exclude(status=SyncStatus.SYNCED).exists():
             if time.monotonic() > deadline:
@@ -53,10 +67,14 @@ def main():
         achieved = (len(stamps) - 1) / (stamps[-1] - stamps[0])
         busiest = max(sum(1 for t in stamps if s <= t < s + 1.0) for s in stamps)
         too_many = sum(1 for entry in log if entry["status"] == 429)
-        print(f"{args.workers} workers, {args.contacts} contacts, Loops limit 10/s, "
-              f"50 ms latency: {len(stamps)} requests")
-        print(f"achieved {achieved:.2f} requests/s = {achieved / 10:.2f} of the limit "
-              f"(busiest second: {busiest}); 429 answers: {too_many}")
+        print(
+            f"{args.workers} workers, {args.contacts} contacts, Loops limit 10/s, "
+            f"50 ms latency: {len(stamps)} requests"
+        )
+        print(
+            f"achieved {achieved:.2f} requests/s = {achieved / 10:.2f} of the limit "
+            f"(busiest second: {busiest}); 429 answers: {too_many}"
+        )
     finally:
         sandbox.stop()
 

@@ -28,8 +28,9 @@ def main():
     try:
         destination = make_destination("yespo", sandbox.url, rate_limit=1_000_000)
         seed_demo_contacts(args.contacts)
-        first = services.push_plan(contacts=Contact.objects.all(), destination=destination,
-                                   trigger="command", user_id=None)
+        first = services.push_plan(
+            contacts=Contact.objects.all(), destination=destination, trigger="command", user_id=None
+        )
         context = services.PushContext(trigger="command", run_id=first.run.pk)
         started = time.perf_counter()
         for target, chunk in first.chunks():
@@ -41,15 +42,18 @@ def main():
         Contact.objects.count()
         count_seconds = time.perf_counter() - started
         started = time.perf_counter()
-        plan = services.push_plan(contacts=Contact.objects.all(), destination=destination,
-                                  trigger="command", user_id=None)
+        plan = services.push_plan(
+            contacts=Contact.objects.all(), destination=destination, trigger="command", user_id=None
+        )
         queued = sum(len(chunk) for _, chunk in plan.chunks())
         seconds = time.perf_counter() - started
         made = sum(sandbox.requests_by_status("yespo").values()) - before
         print(f"first push of {args.contacts:,} contacts (Yespo batch path): {first_seconds:.1f} s")
-        print(f"re-push of {args.contacts:,} unchanged contacts: {seconds:.2f} s = "
-              f"{args.contacts / seconds:,.0f} contacts checked/s; requests made: {made}; "
-              f"still to push: {queued}; run says {plan.run.unchanged:,} unchanged")
+        print(
+            f"re-push of {args.contacts:,} unchanged contacts: {seconds:.2f} s = "
+            f"{args.contacts / seconds:,.0f} contacts checked/s; requests made: {made}; "
+            f"still to push: {queued}; run says {plan.run.unchanged:,} unchanged"
+        )
         print(f"baseline SELECT count(*): {count_seconds * 1000:.1f} ms")
     finally:
         sandbox.stop()

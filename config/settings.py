@@ -25,7 +25,9 @@ else:
     SECRET_KEY = env.str("SECRET_KEY", default="development-only-not-a-secret")
 
 DEBUG = env.bool("DEBUG", default=not IS_PRODUCTION)
-ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=[] if IS_PRODUCTION else ["127.0.0.1", "localhost"])
+ALLOWED_HOSTS = env.list(
+    "ALLOWED_HOSTS", default=[] if IS_PRODUCTION else ["127.0.0.1", "localhost"]
+)
 TIME_ZONE = env.str("TIME_ZONE", default="UTC")
 USE_TZ = True
 LANGUAGE_CODE = "en-us"
@@ -160,6 +162,11 @@ IMPORT_EXPORT_EXPORT_PERMISSION_CODE = "view"
 # Off on purpose: in 4.4.3 it only strips one leading "=" (leaving "+", "-" and "@" cells
 # live, and losing the character). ContactResource.export_field neutralises all of them.
 IMPORT_EXPORT_ESCAPE_FORMULAE_ON_EXPORT = False
+# Where an uploaded CSV waits between the preview and the confirmation: storage every web
+# host shares when there are several (e.g. import_export.tmp_storages.MediaStorage).
+IMPORT_EXPORT_TMP_STORAGE_CLASS = env.str(
+    "IMPORT_EXPORT_TMP_STORAGE_CLASS", default="import_export.tmp_storages.TempFolderStorage"
+)
 
 # -- History of contacts and their children (django-simple-history)
 # Reverting would write an old content_version back, and the sync engine would take the
@@ -169,9 +176,7 @@ SIMPLE_HISTORY_REVERT_DISABLED = True
 # -- Background work: Django's Tasks API (the django-tasks backport; Django 6 has it built in).
 # Queued work goes to django-tasks-db's table and runs in `python manage.py db_worker`.
 TASKS = {
-    "default": {
-        "BACKEND": env.str("TASKS_BACKEND", default="django_tasks_db.DatabaseBackend")
-    },
+    "default": {"BACKEND": env.str("TASKS_BACKEND", default="django_tasks_db.DatabaseBackend")},
     "immediate": {"BACKEND": "django_tasks.backends.immediate.ImmediateBackend"},
 }
 

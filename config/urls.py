@@ -19,11 +19,18 @@ def _admin(view):
 urlpatterns = [
     path("", RedirectView.as_view(url="/admin/", permanent=False)),
     path("admin/sync/dashboard/", _admin(sync_views.dashboard), name="sync_dashboard"),
-    path("admin/sync/dashboard/runs/", _admin(sync_views.dashboard_runs),
-         name="sync_dashboard_runs"),
-    path("admin/sync/dashboard/retry/<int:destination_id>/",
-         admin.site.admin_view(sync_views.retry_failed), name="sync_retry_failed"),
-    path("admin/sync/dashboard/cancel/<int:run_id>/",
-         admin.site.admin_view(sync_views.cancel_run), name="sync_cancel_run"),
+    path(
+        "admin/sync/dashboard/runs/", _admin(sync_views.dashboard_runs), name="sync_dashboard_runs"
+    ),
+    path(
+        "admin/sync/dashboard/retry/<int:destination_id>/",
+        admin.site.admin_view(sync_views.retry_failed),
+        name="sync_retry_failed",
+    ),
+    path(
+        "admin/sync/dashboard/cancel/<int:run_id>/",
+        admin.site.admin_view(sync_views.cancel_run),
+        name="sync_cancel_run",
+    ),
     path("admin/", admin.site.urls),
 ]

@@ -24,12 +24,43 @@ from contacts.models import (
 )
 
 FIRST_NAMES = [
-    "Amélie", "Bobby", "Chloé", "Dmytro", "Emma", "Farid", "Grace", "Hiro", "Inès", "Jack",
-    "Karin", "Liam", "Maya", "Noah", "Olga", "Pablo", "Quinn", "Rosa", "Sven", "Tara",
+    "Amélie",
+    "Bobby",
+    "Chloé",
+    "Dmytro",
+    "Emma",
+    "Farid",
+    "Grace",
+    "Hiro",
+    "Inès",
+    "Jack",
+    "Karin",
+    "Liam",
+    "Maya",
+    "Noah",
+    "Olga",
+    "Pablo",
+    "Quinn",
+    "Rosa",
+    "Sven",
+    "Tara",
 ]
 LAST_NAMES = [
-    "Smith", "Doe", "García", "Müller", "Rossi", "Dubois", "Kowalski", "Ivanenko", "Tanaka",
-    "Okafor", "Nguyen", "Jensen", "Silva", "O'Brien", "Haddad",
+    "Smith",
+    "Doe",
+    "García",
+    "Müller",
+    "Rossi",
+    "Dubois",
+    "Kowalski",
+    "Ivanenko",
+    "Tanaka",
+    "Okafor",
+    "Nguyen",
+    "Jensen",
+    "Silva",
+    "O'Brien",
+    "Haddad",
 ]
 PLACES = [  # country, city, region, postal code, language, time zone
     ("US", "New York", "NY", "10001", "en", "America/New_York"),
@@ -42,7 +73,10 @@ PLACES = [  # country, city, region, postal code, language, time zone
 ]
 GROUPS = ["Newsletter Subscribers", "VIP", "Event attendees", "Trial users"]
 MAILING_LISTS = ["Weekly digest", "Product news", "Offers"]
-CUSTOM_FIELDS = [("loyaltyLevel", CustomFieldType.STRING), ("lifetimeValue", CustomFieldType.NUMBER)]
+CUSTOM_FIELDS = [
+    ("loyaltyLevel", CustomFieldType.STRING),
+    ("lifetimeValue", CustomFieldType.NUMBER),
+]
 LOYALTY_LEVELS = ["Bronze", "Silver", "Gold", "Platinum"]
 BATCH = 2000
 
@@ -114,7 +148,9 @@ def _children(contact: Contact, rng: random.Random, groups, lists, fields) -> It
     )
     if rng.random() < 0.2:
         yield ExternalUrl(
-            contact=contact, ref="crm", label="CRM",
+            contact=contact,
+            ref="crm",
+            label="CRM",
             url=f"https://crm.example.com/c/{contact.external_id}",
         )
 

@@ -32,14 +32,42 @@ class ContactForm(forms.ModelForm):
 
     class Meta:
         model = Contact
-        fields = "__all__"
+        fields = [  # groups are edited inline, through GroupMembership
+            "first_name",
+            "last_name",
+            "email",
+            "phone",
+            "external_id",
+            "language",
+            "time_zone",
+            "birth_date",
+            "gender",
+            "user_group",
+            "tags",
+            "address_line",
+            "city",
+            "region",
+            "postal_code",
+            "country",
+            "email_status",
+            "sms_status",
+            "privacy_consent",
+            "gdpr_marketing_consent",
+            "terms_accepted",
+            "consent_date",
+            "consent_ip",
+            "last_latitude",
+            "last_longitude",
+        ]
 
     def clean_email(self):
         email = self.cleaned_data["email"].strip()
         if email:
             # Repeats the unique index's expression and condition, so the index answers.
-            others = Contact.objects.exclude(email="").annotate(email_ci=Lower("email")).filter(
-                email_ci=email.lower()
+            others = (
+                Contact.objects.exclude(email="")
+                .annotate(email_ci=Lower("email"))
+                .filter(email_ci=email.lower())
             )
             if self.instance.pk:
                 others = others.exclude(pk=self.instance.pk)

@@ -62,7 +62,9 @@ class Contact(models.Model):
         max_length=2, blank=True, choices=validators.language_choices, help_text="ISO 639-1"
     )
     time_zone = models.CharField(
-        max_length=64, blank=True, validators=[validators.validate_time_zone],
+        max_length=64,
+        blank=True,
+        validators=[validators.validate_time_zone],
         help_text="IANA name, e.g. Europe/London",
     )
     address_line = models.CharField(max_length=255, blank=True)
@@ -78,8 +80,11 @@ class Contact(models.Model):
         max_length=20, choices=EmailStatus.choices, default=EmailStatus.SUBSCRIBED, db_index=True
     )
     sms_status = models.CharField(
-        "SMS status", max_length=20, choices=SmsStatus.choices,
-        default=SmsStatus.NO_MARKETING, db_index=True,
+        "SMS status",
+        max_length=20,
+        choices=SmsStatus.choices,
+        default=SmsStatus.NO_MARKETING,
+        db_index=True,
     )
     privacy_consent = models.BooleanField(default=False)
     gdpr_marketing_consent = models.BooleanField("GDPR marketing consent", default=False)
@@ -88,11 +93,17 @@ class Contact(models.Model):
     consent_ip = models.GenericIPAddressField("consent IP", null=True, blank=True)
     tags = models.JSONField(default=list, blank=True)
     last_latitude = models.DecimalField(
-        max_digits=9, decimal_places=6, null=True, blank=True,
+        max_digits=9,
+        decimal_places=6,
+        null=True,
+        blank=True,
         validators=[MinValueValidator(-90), MaxValueValidator(90)],
     )
     last_longitude = models.DecimalField(
-        max_digits=9, decimal_places=6, null=True, blank=True,
+        max_digits=9,
+        decimal_places=6,
+        null=True,
+        blank=True,
         validators=[MinValueValidator(-180), MaxValueValidator(180)],
     )
     user_group = models.CharField(max_length=100, blank=True)
@@ -275,9 +286,7 @@ class MailingListSubscription(ContactChild):
 
     class Meta:
         constraints = [
-            models.UniqueConstraint(
-                fields=["contact", "mailing_list"], name="subscription_unique"
-            )
+            models.UniqueConstraint(fields=["contact", "mailing_list"], name="subscription_unique")
         ]
 
     def __str__(self):
@@ -290,9 +299,7 @@ MAX_EXTERNAL_URLS = 3  # iVvy: "a maximum of 3 objects allowed"
 class ExternalUrl(ContactChild):
     contact = models.ForeignKey(Contact, on_delete=models.CASCADE, related_name="external_urls")
     ref = models.CharField(max_length=100)
-    url = models.CharField(
-        "URL", max_length=500, validators=[validators.validate_https_url]
-    )
+    url = models.CharField("URL", max_length=500, validators=[validators.validate_https_url])
     label = models.CharField(max_length=100, blank=True)
 
     class Meta:

@@ -16,7 +16,8 @@ class PushActionForm(helpers.ActionForm):
     """The contact list's action bar, with the destination to push to and a force switch."""
 
     destination = forms.ModelChoiceField(
-        queryset=Destination.objects.filter(enabled=True), required=False,
+        queryset=Destination.objects.filter(enabled=True),
+        required=False,
         empty_label="All enabled destinations",
     )
     force = forms.BooleanField(required=False, label="Force (push unchanged contacts too)")
@@ -31,17 +32,25 @@ def _chosen_destination(request):
 @admin.action(description="Push selected contacts", permissions=["push"])
 def push_selected(modeladmin, request, queryset):
     destination, force = _chosen_destination(request)
-    run = services.contacts_push_selected(contacts=queryset, destination=destination,
-                                          trigger=Trigger.ACTION, user_id=request.user.pk,
-                                          force=force)
+    run = services.contacts_push_selected(
+        contacts=queryset,
+        destination=destination,
+        trigger=Trigger.ACTION,
+        user_id=request.user.pk,
+        force=force,
+    )
     where = destination.name if destination else "every enabled destination"
     count = run.total - run.unchanged
-    modeladmin.message_user(request, ngettext(
-        "%(count)d push queued for %(where)s (run %(run)s, %(unchanged)d unchanged).",
-        "%(count)d pushes queued for %(where)s (run %(run)s, %(unchanged)d unchanged).",
-        count,
-    ) % {"count": count, "where": where, "run": run.pk, "unchanged": run.unchanged},
-        messages.SUCCESS)
+    modeladmin.message_user(
+        request,
+        ngettext(
+            "%(count)d push queued for %(where)s (run %(run)s, %(unchanged)d unchanged).",
+            "%(count)d pushes queued for %(where)s (run %(run)s, %(unchanged)d unchanged).",
+            count,
+        )
+        % {"count": count, "where": where, "run": run.pk, "unchanged": run.unchanged},
+        messages.SUCCESS,
+    )
 
 
 @admin.action(description="Retry failed pushes of selected contacts", permissions=["push"])
@@ -53,18 +62,31 @@ def retry_failed(modeladmin, request, queryset):
     queued = 0
     for destination in Destination.objects.filter(pk__in=by_destination, enabled=True):
         ids = by_destination[destination.pk]
-        run = services.run_start(trigger=Trigger.RETRY, user_id=request.user.pk,
-                                 destination=destination, total=len(ids))
-        queued += services.contacts_enqueue_push(contact_ids=ids, destinations=[destination],
-                                                 trigger=Trigger.RETRY, user_id=request.user.pk,
-                                                 run=run)
+        run = services.run_start(
+            trigger=Trigger.RETRY, user_id=request.user.pk, destination=destination, total=len(ids)
+        )
+        queued += services.contacts_enqueue_push(
+            contact_ids=ids,
+            destinations=[destination],
+            trigger=Trigger.RETRY,
+            user_id=request.user.pk,
+            run=run,
+        )
     if not queued:
-        modeladmin.message_user(request, "None of the selected contacts has a failed push.",
-                                messages.WARNING)
+        modeladmin.message_user(
+            request, "None of the selected contacts has a failed push.", messages.WARNING
+        )
         return
-    modeladmin.message_user(request, ngettext(
-        "%(count)d failed push queued again.", "%(count)d failed pushes queued again.", queued,
-    ) % {"count": queued}, messages.SUCCESS)
+    modeladmin.message_user(
+        request,
+        ngettext(
+            "%(count)d failed push queued again.",
+            "%(count)d failed pushes queued again.",
+            queued,
+        )
+        % {"count": queued},
+        messages.SUCCESS,
+    )
 
 
 @admin.action(description="Preview payloads (sends nothing)", permissions=["view"])

@@ -52,8 +52,9 @@ class RemoteChoiceWidget(forms.TextInput):
 
     def render(self, name, value, attrs=None, renderer=None):
         html = super().render(name, value, attrs, renderer)
-        items = format_html_join("", '<option value="{}">{}</option>',
-                                 ((o.remote_id, o.label) for o in self.options))
+        items = format_html_join(
+            "", '<option value="{}">{}</option>', ((o.remote_id, o.label) for o in self.options)
+        )
         return format_html('{}<datalist id="{}">{}</datalist>', html, self.list_id, items)
 
 
@@ -67,8 +68,9 @@ class _RemoteOptionsInline(admin.TabularInline):
         options = list(obj.options.filter(kind=self.option_kind)) if obj else []
         field = formset.form.base_fields[self.remote_field_name]
         if options:
-            choices = [("", "---------")] + [(o.remote_id, f"{o.label} ({o.remote_id})")
-                                             for o in options]
+            choices = [("", "---------")] + [
+                (o.remote_id, f"{o.label} ({o.remote_id})") for o in options
+            ]
             field.widget = forms.Select(choices=choices)
         field.help_text = "" if options else "Press “Refresh from platform” to pick from a list."
         return formset
@@ -104,9 +106,16 @@ def refresh_options(modeladmin, request, queryset):
         except (ConnectorError, ConnectorConfigurationError) as err:
             modeladmin.message_user(request, f"{destination}: {err}", messages.ERROR)
             continue
-        modeladmin.message_user(request, ngettext(
-            "%(dest)s: %(count)d field or list fetched.", "%(dest)s: %(count)d fields and lists fetched.",
-            count) % {"dest": destination, "count": count}, messages.SUCCESS)
+        modeladmin.message_user(
+            request,
+            ngettext(
+                "%(dest)s: %(count)d field or list fetched.",
+                "%(dest)s: %(count)d fields and lists fetched.",
+                count,
+            )
+            % {"dest": destination, "count": count},
+            messages.SUCCESS,
+        )
 
 
 @admin.register(Destination)
@@ -119,8 +128,18 @@ class DestinationAdmin(admin.ModelAdmin):
     fieldsets = [
         (None, {"fields": ["name", "platform", "enabled", "push_on_save", "health"]}),
         ("Account", {"fields": ["base_url", "region", "account_id", "key_env", "secret_env"]}),
-        ("Behaviour", {"fields": ["marketing_consent_only", "delete_on_platform",
-                                  "update_if_exists", "rate_limit", "timeout"]}),
+        (
+            "Behaviour",
+            {
+                "fields": [
+                    "marketing_consent_only",
+                    "delete_on_platform",
+                    "update_if_exists",
+                    "rate_limit",
+                    "timeout",
+                ]
+            },
+        ),
         ("Mappings", {"fields": ["unmapped_fields", "options_refreshed_at"]}),
     ]
     change_form_template = "admin/sync/destination/change_form.html"
@@ -128,10 +147,15 @@ class DestinationAdmin(admin.ModelAdmin):
     @admin.display(description="status")
     def health(self, obj):
         if obj.paused_at:
-            return format_html('<span class="sync-badge sync-failed" title="{}">Paused: {}</span>',
-                               obj.pause_error, obj.pause_error)
-        return format_html('<span class="sync-badge sync-synced">{}</span>',
-                           "Active" if obj.enabled else "Disabled")
+            return format_html(
+                '<span class="sync-badge sync-failed" title="{}">Paused: {}</span>',
+                obj.pause_error,
+                obj.pause_error,
+            )
+        return format_html(
+            '<span class="sync-badge sync-synced">{}</span>',
+            "Active" if obj.enabled else "Disabled",
+        )
 
     @admin.display(description="URL")
     def effective_url(self, obj):
@@ -144,13 +168,21 @@ class DestinationAdmin(admin.ModelAdmin):
         mapping = selectors.destination_mapping(obj)
         from contacts.models import CustomFieldDefinition, Group, MailingList
 
-        missing = [f"custom field “{d.name}”" for d in CustomFieldDefinition.objects.all()
-                   if f"custom:{d.name}" not in mapping.fields]
-        missing += [f"{STANDARD_FIELDS[name]}" for name in obj.connector_class.mappable_standard_fields
-                    if name in STANDARD_FIELDS and name not in mapping.fields]
+        missing = [
+            f"custom field “{d.name}”"
+            for d in CustomFieldDefinition.objects.all()
+            if f"custom:{d.name}" not in mapping.fields
+        ]
+        missing += [
+            f"{STANDARD_FIELDS[name]}"
+            for name in obj.connector_class.mappable_standard_fields
+            if name in STANDARD_FIELDS and name not in mapping.fields
+        ]
         missing += [f"group “{g.name}”" for g in Group.objects.exclude(pk__in=mapping.groups)]
-        missing += [f"mailing list “{m.name}”"
-                    for m in MailingList.objects.exclude(pk__in=mapping.mailing_lists)]
+        missing += [
+            f"mailing list “{m.name}”"
+            for m in MailingList.objects.exclude(pk__in=mapping.mailing_lists)
+        ]
         return ", ".join(missing) or "Everything is mapped."
 
     def change_view(self, request, object_id, form_url="", extra_context=None):
@@ -175,8 +207,16 @@ class DestinationAdmin(admin.ModelAdmin):
 
 @admin.register(ContactSyncState)
 class ContactSyncStateAdmin(ReadOnlyAdmin):
-    list_display = ["contact", "destination", "status", "remote_id", "short_error",
-                    "attempts", "next_attempt_at", "last_success_at"]
+    list_display = [
+        "contact",
+        "destination",
+        "status",
+        "remote_id",
+        "short_error",
+        "attempts",
+        "next_attempt_at",
+        "last_success_at",
+    ]
     list_filter = ["destination", "status"]
     search_fields = ["contact__email", "contact__external_id", "remote_id"]
     list_select_related = ["contact", "destination"]
@@ -189,8 +229,17 @@ class ContactSyncStateAdmin(ReadOnlyAdmin):
 
 @admin.register(SyncAttempt)
 class SyncAttemptAdmin(ReadOnlyAdmin):
-    list_display = ["started_at", "destination", "external_id", "trigger", "outcome",
-                    "http_status", "duration_ms", "short_error", "user"]
+    list_display = [
+        "started_at",
+        "destination",
+        "external_id",
+        "trigger",
+        "outcome",
+        "http_status",
+        "duration_ms",
+        "short_error",
+        "user",
+    ]
     list_filter = ["destination", "outcome", "trigger"]
     search_fields = ["external_id", "error"]
     list_select_related = ["destination", "user"]
@@ -211,8 +260,12 @@ class FailedAttemptInline(admin.TabularInline):
     can_delete = False
 
     def get_queryset(self, request):
-        return super().get_queryset(request).filter(
-            outcome=SyncAttempt.Outcome.FAILED).select_related("destination")
+        return (
+            super()
+            .get_queryset(request)
+            .filter(outcome=SyncAttempt.Outcome.FAILED)
+            .select_related("destination")
+        )
 
     def has_add_permission(self, request, obj=None):
         return False
@@ -227,8 +280,21 @@ def cancel_runs(modeladmin, request, queryset):
 
 @admin.register(SyncRun)
 class SyncRunAdmin(ReadOnlyAdmin):
-    list_display = ["pk", "trigger", "destination", "user", "state", "started_at", "finished_at",
-                    "progress", "created", "updated", "unchanged", "failed", "skipped"]
+    list_display = [
+        "pk",
+        "trigger",
+        "destination",
+        "user",
+        "state",
+        "started_at",
+        "finished_at",
+        "progress",
+        "created",
+        "updated",
+        "unchanged",
+        "failed",
+        "skipped",
+    ]
     list_filter = ["state", "trigger", "destination"]
     list_select_related = ["destination", "user"]
     inlines = [FailedAttemptInline]
@@ -246,9 +312,14 @@ class SyncRunAdmin(ReadOnlyAdmin):
 
 
 BADGE_TEXT = {
-    SyncStatus.SYNCED: "synced", SyncStatus.UNCHANGED: "unchanged", SyncStatus.PENDING: "pending",
-    SyncStatus.IN_PROGRESS: "pushing", SyncStatus.WAITING: "waiting", SyncStatus.SKIPPED: "skipped",
-    SyncStatus.FAILED: "failed", SyncStatus.NEVER: "never",
+    SyncStatus.SYNCED: "synced",
+    SyncStatus.UNCHANGED: "unchanged",
+    SyncStatus.PENDING: "pending",
+    SyncStatus.IN_PROGRESS: "pushing",
+    SyncStatus.WAITING: "waiting",
+    SyncStatus.SKIPPED: "skipped",
+    SyncStatus.FAILED: "failed",
+    SyncStatus.NEVER: "never",
 }
 
 
@@ -304,8 +375,12 @@ class SyncStatusFilter(admin.SimpleListFilter):
 class SyncedContactAdmin(ContactAdmin):
     action_form = actions.PushActionForm
     actions = [actions.push_selected, actions.preview_payloads, actions.retry_failed]
-    list_filter = [*ContactAdmin.list_filter, SyncDestinationFilter, SyncStatusFilter,
-                   SyncErrorFilter]
+    list_filter = [
+        *ContactAdmin.list_filter,
+        SyncDestinationFilter,
+        SyncStatusFilter,
+        SyncErrorFilter,
+    ]
     change_form_template = "admin/contacts/contact/sync_change_form.html"
 
     def get_list_display(self, request):
@@ -314,9 +389,10 @@ class SyncedContactAdmin(ContactAdmin):
         @admin.display(description="sync")
         def sync_badges(obj):
             states = {s.destination_id: s for s in obj.sync_states.all()}
-            return render_to_string("admin/sync/badges.html", {
-                "badges": [_badge(d, states.get(d.pk)) for d in destinations]
-            })
+            return render_to_string(
+                "admin/sync/badges.html",
+                {"badges": [_badge(d, states.get(d.pk)) for d in destinations]},
+            )
 
         name, *rest = super().get_list_display(request)
         return [name, sync_badges, *rest]  # near the name: the list is wide
@@ -325,8 +401,8 @@ class SyncedContactAdmin(ContactAdmin):
         states = ContactSyncState.objects.only(
             "contact_id", "destination_id", "status", "remote_id", "last_error"
         )
-        return super().get_queryset(request).prefetch_related(
-            Prefetch("sync_states", queryset=states)
+        return (
+            super().get_queryset(request).prefetch_related(Prefetch("sync_states", queryset=states))
         )
 
     def destinations(self, request):
@@ -337,8 +413,9 @@ class SyncedContactAdmin(ContactAdmin):
     def get_readonly_fields(self, request, obj=None):
         fields = list(super().get_readonly_fields(request, obj))
         if obj is not None:
-            held = obj.sync_states.filter(~Q(remote_id="") | Q(status__in=[
-                SyncStatus.SYNCED, SyncStatus.UNCHANGED])).exists()
+            held = obj.sync_states.filter(
+                ~Q(remote_id="") | Q(status__in=[SyncStatus.SYNCED, SyncStatus.UNCHANGED])
+            ).exists()
             if held:
                 fields.append("external_id")  # changing it would make a duplicate there
         return fields
@@ -348,8 +425,10 @@ class SyncedContactAdmin(ContactAdmin):
 
     def get_urls(self):
         view = self.admin_site.admin_view(self.sync_panel_view)
-        return [path("<int:contact_id>/sync-panel/", view, name="contacts_contact_sync_panel"),
-                *super().get_urls()]
+        return [
+            path("<int:contact_id>/sync-panel/", view, name="contacts_contact_sync_panel"),
+            *super().get_urls(),
+        ]
 
     def sync_panel_view(self, request, contact_id):
         contact = get_object_or_404(Contact, pk=contact_id)
@@ -357,8 +436,9 @@ class SyncedContactAdmin(ContactAdmin):
             from django.core.exceptions import PermissionDenied
 
             raise PermissionDenied
-        return TemplateResponse(request, "admin/sync/contact_sync_panel.html",
-                                selectors.contact_sync_panel(contact))
+        return TemplateResponse(
+            request, "admin/sync/contact_sync_panel.html", selectors.contact_sync_panel(contact)
+        )
 
     def render_change_form(self, request, context, add=False, change=False, form_url="", obj=None):
         if obj is not None:

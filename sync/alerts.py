@@ -18,9 +18,12 @@ SYNC_ADMINS_GROUP = "Sync admins"
 
 def notify_sync_admins(subject: str, body: str) -> int:
     recipients = list(
-        get_user_model().objects.filter(is_active=True)
+        get_user_model()
+        .objects.filter(is_active=True)
         .filter(Q(groups__name=SYNC_ADMINS_GROUP) | Q(is_superuser=True))
-        .exclude(email="").values_list("email", flat=True).distinct()
+        .exclude(email="")
+        .values_list("email", flat=True)
+        .distinct()
     )
     if not recipients:
         return 0
@@ -46,9 +49,12 @@ def failure_rates_check(now=None) -> None:
     now = now or timezone.now()
     hour_ago = now - timedelta(hours=1)
     for destination in Destination.objects.filter(enabled=True):
-        stats = SyncAttempt.objects.filter(destination=destination, started_at__gte=hour_ago) \
-            .aggregate(total=Count("id", filter=~Q(outcome__in=["unchanged", "skipped"])),
-                       failed=Count("id", filter=Q(outcome__in=["failed", "retry"])))
+        stats = SyncAttempt.objects.filter(
+            destination=destination, started_at__gte=hour_ago
+        ).aggregate(
+            total=Count("id", filter=~Q(outcome__in=["unchanged", "skipped"])),
+            failed=Count("id", filter=Q(outcome__in=["failed", "retry"])),
+        )
         total, failed = stats["total"], stats["failed"]
         rate = failed / total if total >= settings.SYNC_ALERT_MIN_ATTEMPTS else 0.0
         failing = rate > settings.SYNC_ALERT_FAILURE_RATE

@@ -53,9 +53,21 @@ logger = logging.getLogger(__name__)
 Outcome = SyncAttempt.Outcome
 WORKER_NAME = f"{socket.gethostname()}:{os.getpid()}"
 STATE_FIELDS = [
-    "remote_id", "status", "skip_reason", "last_error", "next_attempt_at", "attempts",
-    "last_attempt_at", "last_success_at", "payload_hash", "accepted_content_version",
-    "accepted_config_version", "accepted_email_status", "claimed_at", "claimed_by", "run",
+    "remote_id",
+    "status",
+    "skip_reason",
+    "last_error",
+    "next_attempt_at",
+    "attempts",
+    "last_attempt_at",
+    "last_success_at",
+    "payload_hash",
+    "accepted_content_version",
+    "accepted_config_version",
+    "accepted_email_status",
+    "claimed_at",
+    "claimed_by",
+    "run",
     "updated_at",
 ]
 CHECK_EVERY = 1.0  # seconds between checks for a cancelled run or a paused destination
@@ -73,8 +85,9 @@ class PushContext:
     worker: str = WORKER_NAME
 
 
-def destination_connector(*, destination: Destination, quick_retries: int = 0,
-                          throttle: bool = True) -> BaseConnector:
+def destination_connector(
+    *, destination: Destination, quick_retries: int = 0, throttle: bool = True
+) -> BaseConnector:
     """A connector for the destination, credentials read from the environment, requests
     throttled by the destination's shared rate limit.
 
@@ -85,14 +98,17 @@ def destination_connector(*, destination: Destination, quick_retries: int = 0,
     except ValidationError as err:
         raise ConnectorConfigurationError(f"{destination}: {err.messages[0]}") from err
     env_names = {name: getattr(destination, field) for name, field in cls.credentials.items()}
-    limiter = DatabaseRateLimiter(destination.pk, destination.effective_rate_limit) \
-        if throttle else None
+    limiter = (
+        DatabaseRateLimiter(destination.pk, destination.effective_rate_limit) if throttle else None
+    )
     return cls(
         base_url=destination.effective_base_url,
         credentials=cls.read_credentials(env_names),
         mapping=selectors.destination_mapping(destination),
-        options={"account_id": destination.account_id,
-                 "update_if_exists": destination.update_if_exists},
+        options={
+            "account_id": destination.account_id,
+            "update_if_exists": destination.update_if_exists,
+        },
         timeout=destination.timeout,
         rate_limiter=limiter,
         quick_retries=quick_retries,
@@ -109,8 +125,10 @@ def payload_hash(payload: dict, record: ContactRecord) -> str:
 
 def retry_delay(*, attempts: int, retry_after: float | None) -> float:
     """Exponential backoff with jitter, never shorter than the platform's Retry-After."""
-    ceiling = min(settings.SYNC_RETRY_MAX_SECONDS,
-                  settings.SYNC_RETRY_BASE_SECONDS * 2 ** max(0, attempts - 1))
+    ceiling = min(
+        settings.SYNC_RETRY_MAX_SECONDS,
+        settings.SYNC_RETRY_BASE_SECONDS * 2 ** max(0, attempts - 1),
+    )
     return max(random.uniform(ceiling / 2, ceiling), retry_after or 0.0)
 
 
@@ -154,8 +172,9 @@ class _Decide:
 
     def waiting(self, message, exchanges=()):
         self.state.last_error = message
-        return self._result(SyncStatus.WAITING, Outcome.WAITING, None, error=message,
-                            exchanges=exchanges)
+        return self._result(
+            SyncStatus.WAITING, Outcome.WAITING, None, error=message, exchanges=exchanges
+        )
 
     def error(self, err: ConnectorError, exchanges=()):
         if err.destination_wide:
@@ -166,10 +185,12 @@ class _Decide:
         if err.retryable and state.attempts < settings.SYNC_MAX_ATTEMPTS:
             delay = retry_delay(attempts=state.attempts, retry_after=err.retry_after)
             state.next_attempt_at = self.now + timedelta(seconds=delay)
-            return self._result(SyncStatus.PENDING, Outcome.RETRY, None, error=str(err),
-                                exchanges=exchanges)
-        return self._result(SyncStatus.FAILED, Outcome.FAILED, "failed", error=str(err),
-                            exchanges=exchanges)
+            return self._result(
+                SyncStatus.PENDING, Outcome.RETRY, None, error=str(err), exchanges=exchanges
+            )
+        return self._result(
+            SyncStatus.FAILED, Outcome.FAILED, "failed", error=str(err), exchanges=exchanges
+        )
 
     def _accept(self, digest):
         state, record = self.state, self.record
@@ -219,17 +240,25 @@ def _save_states(states: list[ContactSyncState]) -> None:
         ", ".join(f"{connection.ops.quote_name(f.column)} = %s" for f in fields),
         connection.ops.quote_name(ContactSyncState._meta.pk.column),
     )
-    rows = [[f.get_db_prep_save(getattr(state, f.attname), connection) for f in fields]
-            + [state.pk] for state in states]
+    rows = [
+        [f.get_db_prep_save(getattr(state, f.attname), connection) for f in fields] + [state.pk]
+        for state in states
+    ]
     with connection.cursor() as cursor:
         cursor.executemany(sql, rows)
 
 
 def _attempt(result: _Result, destination, context, now) -> SyncAttempt:
     return SyncAttempt(
-        destination=destination, contact_id=result.state.contact_id,
-        external_id=result.external_id, run_id=context.run_id, trigger=context.trigger,
-        user_id=context.user_id, started_at=now, outcome=result.outcome, error=result.error,
+        destination=destination,
+        contact_id=result.state.contact_id,
+        external_id=result.external_id,
+        run_id=context.run_id,
+        trigger=context.trigger,
+        user_id=context.user_id,
+        started_at=now,
+        outcome=result.outcome,
+        error=result.error,
         **exchange_fields(result.exchanges),
     )
 
@@ -250,15 +279,17 @@ def exchange_fields(exchanges: list[Exchange]) -> dict:
 # -------------------------------------------------------------------------------- claim
 
 
-def _claim(contact_ids: list[int], destination, context,
-           queued: bool) -> dict[int, ContactSyncState]:
+def _claim(
+    contact_ids: list[int], destination, context, queued: bool
+) -> dict[int, ContactSyncState]:
     """Mark the contacts in progress for this worker. Left out: contacts another live worker
     holds (it re-pushes when it sees a newer version) and, for queued work, contacts no longer
     pending (already pushed by a copy of this task, or put back by a cancel)."""
     now = timezone.now()
     stale = now - timedelta(seconds=settings.SYNC_LEASE_SECONDS)
-    candidates = ContactSyncState.objects.filter(destination=destination,
-                                                 contact_id__in=contact_ids)
+    candidates = ContactSyncState.objects.filter(
+        destination=destination, contact_id__in=contact_ids
+    )
     if queued:  # the states were made when the work was queued
         candidates = candidates.filter(status=SyncStatus.PENDING)
     else:
@@ -268,16 +299,22 @@ def _claim(contact_ids: list[int], destination, context,
         )
     with transaction.atomic():
         states = list(
-            candidates.select_for_update(skip_locked=True)
-            .exclude(Q(status=SyncStatus.IN_PROGRESS, claimed_at__gt=stale)
-                     & ~Q(claimed_by=context.worker))
+            candidates.select_for_update(skip_locked=True).exclude(
+                Q(status=SyncStatus.IN_PROGRESS, claimed_at__gt=stale)
+                & ~Q(claimed_by=context.worker)
+            )
         )
         for state in states:
             state.status, state.claimed_at, state.claimed_by = (
-                SyncStatus.IN_PROGRESS, now, context.worker)
+                SyncStatus.IN_PROGRESS,
+                now,
+                context.worker,
+            )
             state.next_attempt_at = None
         ContactSyncState.objects.filter(pk__in=[s.pk for s in states]).update(
-            status=SyncStatus.IN_PROGRESS, claimed_at=now, claimed_by=context.worker,
+            status=SyncStatus.IN_PROGRESS,
+            claimed_at=now,
+            claimed_by=context.worker,
             next_attempt_at=None,
         )
     return {state.contact_id: state for state in states}
@@ -293,8 +330,12 @@ def _prepare(record, state, destination, context, connector):
     if destination.marketing_consent_only and not record.gdpr_marketing_consent:
         return decide.skipped("no GDPR marketing consent"), None, None
     held = bool(state.payload_hash)  # the platform accepted a version of this contact
-    if not context.force and held and state.accepted_content_version == record.content_version \
-            and state.accepted_config_version == destination.config_version:
+    if (
+        not context.force
+        and held
+        and state.accepted_content_version == record.content_version
+        and state.accepted_config_version == destination.config_version
+    ):
         return decide.unchanged(state.payload_hash), None, None
     remote = RemoteState(state.remote_id or None, state.accepted_email_status or None)
     try:
@@ -328,7 +369,8 @@ def _push_one(record, state, destination, context, connector) -> _Result:
     after = RemoteState(pushed.remote_id or state.remote_id or None, record.email_status)
     digest = payload_hash(connector.build_payload(record, after), record)
     return _Decide(state, destination, record).accepted(
-        pushed.remote_id, pushed.created, digest, connector.drain_exchanges())
+        pushed.remote_id, pushed.created, digest, connector.drain_exchanges()
+    )
 
 
 def _push_bulk(prepared, destination, context, connector) -> list[_Result]:
@@ -366,15 +408,29 @@ def _own_part(connector, calls: list[Exchange], payload: dict, contacts: int) ->
     call's status and answer, its share of the time (not the whole batch's body)."""
     if not calls:
         return []
-    last = calls[-1]
+    sent = next((c for c in calls if c.request_body), calls[-1])  # the call that carried data
     body = json.dumps(payload, ensure_ascii=False, default=str)
-    return [Exchange(last.method, last.url, last.status, connector.redact_body(body),
-                     last.response_excerpt, sum(c.duration_ms for c in calls) // max(contacts, 1))]
+    return [
+        Exchange(
+            sent.method,
+            sent.url,
+            sent.status,
+            connector.redact_body(body),
+            calls[-1].response_excerpt,
+            sum(c.duration_ms for c in calls) // max(contacts, 1),
+        )
+    ]
 
 
-def contacts_push(*, contact_ids: list[int], destination: Destination, context: PushContext,
-                  connector: BaseConnector | None = None, quick_retries: int = 0,
-                  queued: bool = False) -> list:
+def contacts_push(
+    *,
+    contact_ids: list[int],
+    destination: Destination,
+    context: PushContext,
+    connector: BaseConnector | None = None,
+    quick_retries: int = 0,
+    queued: bool = False,
+) -> list:
     """Push contacts to one destination through one connector (one HTTP session), in the
     platform's batch calls when it has them; record every outcome. Returns the states as
     written (contacts held by another worker, or deleted, are left out).
@@ -385,8 +441,9 @@ def contacts_push(*, contact_ids: list[int], destination: Destination, context: 
     if destination.is_paused:
         return _all_waiting(contact_ids, destination, context, queued)
     try:
-        connector = connector or destination_connector(destination=destination,
-                                                       quick_retries=quick_retries)
+        connector = connector or destination_connector(
+            destination=destination, quick_retries=quick_retries
+        )
     except ConnectorConfigurationError as err:
         destination_pause(destination=destination, error=str(err))
         return _all_waiting(contact_ids, destination, context, queued)
@@ -407,8 +464,9 @@ def contacts_push(*, contact_ids: list[int], destination: Destination, context: 
 def _push_chunk_in_bulk(records, states, destination, context, connector):
     results, prepared = [], []
     for record in records:
-        result, digest, payload = _prepare(record, states[record.id], destination, context,
-                                           connector)
+        result, digest, payload = _prepare(
+            record, states[record.id], destination, context, connector
+        )
         if result is not None:
             results.append(result)
         else:
@@ -448,15 +506,17 @@ def _push_chunk_one_by_one(records, states, destination, context, connector):
 def _renew_claims(states, context) -> None:
     """Keep this worker's claims fresh while it works, so that only a dead worker's claims
     grow stale and are taken back by the scheduler."""
-    ContactSyncState.objects.filter(pk__in=[s.pk for s in states], claimed_by=context.worker,
-                                    status=SyncStatus.IN_PROGRESS).update(
-        claimed_at=timezone.now())
+    ContactSyncState.objects.filter(
+        pk__in=[s.pk for s in states], claimed_by=context.worker, status=SyncStatus.IN_PROGRESS
+    ).update(claimed_at=timezone.now())
 
 
 def _should_stop(destination, context) -> bool:
     destination.refresh_from_db(fields=["paused_at", "pause_error", "config_version"])
-    cancelled = context.run_id and SyncRun.objects.filter(
-        pk=context.run_id, state=SyncRun.State.CANCELLED).exists()
+    cancelled = (
+        context.run_id
+        and SyncRun.objects.filter(pk=context.run_id, state=SyncRun.State.CANCELLED).exists()
+    )
     return bool(cancelled or destination.is_paused)
 
 
@@ -474,9 +534,9 @@ def _release(states, destination):
     """Give back contacts claimed but not reached: waiting when the destination is paused,
     else as they were before the run."""
     status = Value(SyncStatus.WAITING) if destination.is_paused else status_before_push()
-    ContactSyncState.objects.filter(pk__in=[s.pk for s in states],
-                                    status=SyncStatus.IN_PROGRESS).update(
-        status=status, claimed_at=None, claimed_by="")
+    ContactSyncState.objects.filter(
+        pk__in=[s.pk for s in states], status=SyncStatus.IN_PROGRESS
+    ).update(status=status, claimed_at=None, claimed_by="")
 
 
 def _release_deleted(states, found_ids):
@@ -507,18 +567,28 @@ def _repush_if_changed_meanwhile(records, destination, context):
     from sync.services import contacts_enqueue_push
 
     pushed = {r.id: r.content_version for r in records}
-    newer = [cid for cid, version in Contact.objects.filter(pk__in=pushed).values_list(
-        "pk", "content_version") if version > pushed[cid]]
+    newer = [
+        cid
+        for cid, version in Contact.objects.filter(pk__in=pushed).values_list(
+            "pk", "content_version"
+        )
+        if version > pushed[cid]
+    ]
     if newer:
-        contacts_enqueue_push(contact_ids=newer, destinations=[destination],
-                              trigger=context.trigger, user_id=context.user_id)
+        contacts_enqueue_push(
+            contact_ids=newer,
+            destinations=[destination],
+            trigger=context.trigger,
+            user_id=context.user_id,
+        )
 
 
 def destination_pause(*, destination: Destination, error: str) -> None:
     """Credentials refused: stop pushing to this destination until a connection test passes."""
     now = timezone.now()
     updated = Destination.objects.filter(pk=destination.pk, paused_at__isnull=True).update(
-        paused_at=now, pause_error=error)
+        paused_at=now, pause_error=error
+    )
     destination.paused_at = destination.paused_at or now
     destination.pause_error = error
     if updated:
@@ -528,10 +598,16 @@ def destination_pause(*, destination: Destination, error: str) -> None:
         alerts.destination_paused(destination, error)
 
 
-def contact_push(*, contact_id: int, destination: Destination, context: PushContext,
-                 connector: BaseConnector | None = None) -> ContactSyncState | None:
+def contact_push(
+    *,
+    contact_id: int,
+    destination: Destination,
+    context: PushContext,
+    connector: BaseConnector | None = None,
+) -> ContactSyncState | None:
     """Push one contact to one destination (one try); the state as written, or None when
     another worker holds the contact or it no longer exists."""
-    states = contacts_push(contact_ids=[contact_id], destination=destination, context=context,
-                           connector=connector)
+    states = contacts_push(
+        contact_ids=[contact_id], destination=destination, context=context, connector=connector
+    )
     return states[0] if states else None

@@ -11,7 +11,6 @@ from contacts.models import CustomFieldDefinition, Group, MailingList
 from sync import connectors
 from sync.connectors.records import STANDARD_FIELDS
 
-
 LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1"}
 
 
@@ -34,23 +33,29 @@ class Destination(models.Model):
     name = models.CharField(max_length=100, unique=True)
     platform = models.CharField(max_length=20, choices=connectors.as_choices)
     base_url = models.URLField(
-        "base URL", blank=True,
+        "base URL",
+        blank=True,
         help_text="Leave blank for the platform's production URL (or the region's).",
     )
     region = models.CharField(
-        max_length=20, blank=True,
+        max_length=20,
+        blank=True,
         help_text="iVvy: au, us or uk. Cendyn CRM: eu or us. Ignored when a base URL is set.",
     )
     account_id = models.CharField(
         "account ID", max_length=100, blank=True, help_text="Cendyn CRM's account ID (not secret)."
     )
     key_env = models.CharField(
-        "API key variable", max_length=100, blank=True,
+        "API key variable",
+        max_length=100,
+        blank=True,
         help_text="Name of the environment variable holding the API key (Yespo, Loops), "
         "the API key (iVvy) or the account secret (Cendyn CRM).",
     )
     secret_env = models.CharField(
-        "API secret variable", max_length=100, blank=True,
+        "API secret variable",
+        max_length=100,
+        blank=True,
         help_text="iVvy only: name of the environment variable holding the API secret.",
     )
     enabled = models.BooleanField(default=True)
@@ -72,11 +77,13 @@ class Destination(models.Model):
     timeout = models.FloatField(default=10.0, help_text="Seconds to wait for an answer.")
     options_refreshed_at = models.DateTimeField(null=True, blank=True, editable=False)
     config_version = models.PositiveIntegerField(
-        default=1, editable=False,
+        default=1,
+        editable=False,
         help_text="Rises when the destination or its mappings change what is sent.",
     )
     alerted_failing = models.BooleanField(
-        default=False, editable=False,
+        default=False,
+        editable=False,
         help_text="An alert about the failure rate was sent and the rate has not recovered.",
     )
     paused_at = models.DateTimeField(null=True, blank=True, editable=False)
@@ -187,7 +194,10 @@ class FieldMapping(MappingPart):
         max_length=40, blank=True, choices=list(STANDARD_FIELDS.items())
     )
     custom_field = models.ForeignKey(
-        CustomFieldDefinition, null=True, blank=True, on_delete=models.CASCADE,
+        CustomFieldDefinition,
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
         related_name="mappings",
     )
     remote_field = models.CharField(
@@ -337,7 +347,11 @@ class SyncRun(models.Model):
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
     )
     destination = models.ForeignKey(
-        Destination, null=True, blank=True, on_delete=models.SET_NULL, related_name="runs",
+        Destination,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="runs",
         help_text="Blank: every enabled destination.",
     )
     state = models.CharField(max_length=20, choices=State.choices, default=State.RUNNING)
@@ -375,11 +389,12 @@ class SyncAttempt(models.Model):
         SKIPPED = "skipped", "Skipped"
         DELETED = "deleted", "Deleted"
 
-    destination = models.ForeignKey(
-        Destination, on_delete=models.CASCADE, related_name="attempts"
-    )
+    destination = models.ForeignKey(Destination, on_delete=models.CASCADE, related_name="attempts")
     contact = models.ForeignKey(
-        "contacts.Contact", null=True, blank=True, on_delete=models.SET_NULL,
+        "contacts.Contact",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
         related_name="sync_attempts",
     )
     external_id = models.CharField("external ID", max_length=100, blank=True)
@@ -417,6 +432,9 @@ class RateLimitSlot(models.Model):
         Destination, on_delete=models.CASCADE, primary_key=True, related_name="rate_slot"
     )
     next_at = models.FloatField(default=0.0, help_text="Unix time of the next free slot.")
+
+    def __str__(self):
+        return f"next slot of {self.destination_id} at {self.next_at:.3f}"
 
 
 class WorkerHeartbeat(models.Model):

@@ -23,8 +23,11 @@ class DatabaseRateLimiter:
         self.interval = SAFETY_MARGIN / rate if rate and rate > 0 else 0.0
         # Slots reserved per transaction: one at ordinary rates; at high rates a block worth
         # at most RESERVE_SECONDS, so the database is not asked once per request.
-        self.block = max(1, min(MAX_BLOCK, int(RESERVE_SECONDS / self.interval))) \
-            if self.interval else MAX_BLOCK
+        self.block = (
+            max(1, min(MAX_BLOCK, int(RESERVE_SECONDS / self.interval)))
+            if self.interval
+            else MAX_BLOCK
+        )
         self._slots: list[float] = []
         RateLimitSlot.objects.get_or_create(destination_id=destination_id)
 

@@ -1,8 +1,13 @@
 """The three roles, as groups with permissions (created by a data migration, kept in code so
 tests and the migration agree)."""
 
-CONTACT_CHILDREN = ["channel", "customfieldvalue", "groupmembership", "mailinglistsubscription",
-                    "externalurl"]
+CONTACT_CHILDREN = [
+    "channel",
+    "customfieldvalue",
+    "groupmembership",
+    "mailinglistsubscription",
+    "externalurl",
+]
 CATALOGUES = ["customfielddefinition", "group", "mailinglist"]
 SYNC_LOGS = ["contactsyncstate", "syncattempt", "syncrun"]
 DESTINATION_PARTS = ["destination", "fieldmapping", "listmapping", "remoteoption"]
@@ -20,8 +25,11 @@ ROLES = {
         *_perms("sync", ["destination"], ["view"]),
     ],
     "Sync admins": [
-        *_perms("contacts", ["contact", *CONTACT_CHILDREN, *CATALOGUES],
-                ["view", "add", "change", "delete"]),
+        *_perms(
+            "contacts",
+            ["contact", *CONTACT_CHILDREN, *CATALOGUES],
+            ["view", "add", "change", "delete"],
+        ),
         *_perms("sync", DESTINATION_PARTS, ["view", "add", "change", "delete"]),
         *_perms("sync", SYNC_LOGS, ["view"]),
         ("sync", "push_contacts"),
@@ -46,6 +54,8 @@ def sync_roles(apps) -> None:
     Permission = apps.get_model("auth", "Permission")
     for name, codes in ROLES.items():
         group, _ = Group.objects.get_or_create(name=name)
-        perms = [Permission.objects.get(content_type__app_label=app, codename=code)
-                 for app, code in codes]
+        perms = [
+            Permission.objects.get(content_type__app_label=app, codename=code)
+            for app, code in codes
+        ]
         group.permissions.set(perms)

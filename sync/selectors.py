@@ -2,7 +2,6 @@
 
 from collections.abc import Iterable
 
-
 from contacts.models import (
     Channel,
     Contact,
@@ -21,10 +20,31 @@ from sync.connectors.records import (
 from sync.models import Destination
 
 RECORD_FIELDS = [
-    "id", "external_id", "first_name", "last_name", "email", "phone", "language", "time_zone",
-    "address_line", "city", "region", "country", "postal_code", "birth_date", "gender",
-    "email_status", "sms_status", "privacy_consent", "gdpr_marketing_consent", "terms_accepted",
-    "consent_date", "consent_ip", "last_latitude", "last_longitude", "user_group",
+    "id",
+    "external_id",
+    "first_name",
+    "last_name",
+    "email",
+    "phone",
+    "language",
+    "time_zone",
+    "address_line",
+    "city",
+    "region",
+    "country",
+    "postal_code",
+    "birth_date",
+    "gender",
+    "email_status",
+    "sms_status",
+    "privacy_consent",
+    "gdpr_marketing_consent",
+    "terms_accepted",
+    "consent_date",
+    "consent_ip",
+    "last_latitude",
+    "last_longitude",
+    "user_group",
     "content_version",
 ]
 
@@ -41,19 +61,39 @@ def contact_records(contact_ids: Iterable[int]) -> list[ContactRecord]:
         for contact_id, *values in rows:
             grouped.setdefault(contact_id, []).append(values)
 
-    group("channels", Channel.objects.filter(contact_id__in=ids).order_by("pk")
-          .values_list("contact_id", "type", "value"))
-    group("custom", CustomFieldValue.objects.filter(contact_id__in=ids).order_by("pk")
-          .values_list("contact_id", "definition__name", "definition__type", "value"))
-    group("groups", GroupMembership.objects.filter(contact_id__in=ids)
-          .values_list("contact_id", "group_id"))
-    group("lists", MailingListSubscription.objects.filter(contact_id__in=ids)
-          .values_list("contact_id", "mailing_list_id", "subscribed"))
-    group("urls", ExternalUrl.objects.filter(contact_id__in=ids).order_by("pk")
-          .values_list("contact_id", "ref", "url", "label"))
+    group(
+        "channels",
+        Channel.objects.filter(contact_id__in=ids)
+        .order_by("pk")
+        .values_list("contact_id", "type", "value"),
+    )
+    group(
+        "custom",
+        CustomFieldValue.objects.filter(contact_id__in=ids)
+        .order_by("pk")
+        .values_list("contact_id", "definition__name", "definition__type", "value"),
+    )
+    group(
+        "groups",
+        GroupMembership.objects.filter(contact_id__in=ids).values_list("contact_id", "group_id"),
+    )
+    group(
+        "lists",
+        MailingListSubscription.objects.filter(contact_id__in=ids).values_list(
+            "contact_id", "mailing_list_id", "subscribed"
+        ),
+    )
+    group(
+        "urls",
+        ExternalUrl.objects.filter(contact_id__in=ids)
+        .order_by("pk")
+        .values_list("contact_id", "ref", "url", "label"),
+    )
     rows = Contact.objects.filter(pk__in=ids).order_by("pk").values(*RECORD_FIELDS, "tags")
-    return [_record(row, {name: by_id.get(row["id"], []) for name, by_id in children.items()})
-            for row in rows]
+    return [
+        _record(row, {name: by_id.get(row["id"], []) for name, by_id in children.items()})
+        for row in rows
+    ]
 
 
 def _record(row: dict, children: dict[str, list]) -> ContactRecord:
@@ -93,8 +133,13 @@ def contact_sync_panel(contact: Contact) -> dict:
     states = {s.destination_id: s for s in ContactSyncState.objects.filter(contact=contact)}
     recent = (
         SyncAttempt.objects.filter(contact=contact)
-        .annotate(rank=Window(RowNumber(), partition_by=[F("destination_id")],
-                              order_by=[F("started_at").desc(), F("id").desc()]))
+        .annotate(
+            rank=Window(
+                RowNumber(),
+                partition_by=[F("destination_id")],
+                order_by=[F("started_at").desc(), F("id").desc()],
+            )
+        )
         .filter(rank__lte=5)
         .order_by("destination_id", "-started_at", "-id")
     )
@@ -105,9 +150,7 @@ def contact_sync_panel(contact: Contact) -> dict:
         {"destination": d, "state": states.get(d.pk), "attempts": attempts.get(d.pk, [])}
         for d in destinations
     ]
-    active = any(
-        row["state"] and row["state"].status in ("pending", "in_progress") for row in rows
-    )
+    active = any(row["state"] and row["state"].status in ("pending", "in_progress") for row in rows)
     return {"contact": contact, "rows": rows, "active": active}
 
 
@@ -131,37 +174,62 @@ def dashboard(now=None) -> dict:
 
     now = now or timezone.now()
     last_push = SyncAttempt.objects.filter(destination=OuterRef("pk")).order_by("-started_at")
-    destinations = list(Destination.objects.order_by("name").annotate(
-        last_push=Subquery(last_push.values("started_at")[:1])))
+    destinations = list(
+        Destination.objects.order_by("name").annotate(
+            last_push=Subquery(last_push.values("started_at")[:1])
+        )
+    )
     total_contacts = Contact.objects.count()
     counts: dict[int, dict[str, int]] = {}
     for row in ContactSyncState.objects.values("destination_id", "status").annotate(n=Count("id")):
         counts.setdefault(row["destination_id"], {})[row["status"]] = row["n"]
     day_ago, week_ago = now - timedelta(hours=24), now - timedelta(days=7)
     outcomes: dict[int, dict[str, int]] = {}
-    for row in (SyncAttempt.objects.filter(started_at__gte=day_ago)
-                .values("destination_id", "outcome").annotate(n=Count("id"))):
+    for row in (
+        SyncAttempt.objects.filter(started_at__gte=day_ago)
+        .values("destination_id", "outcome")
+        .annotate(n=Count("id"))
+    ):
         outcomes.setdefault(row["destination_id"], {})[row["outcome"]] = row["n"]
     hourly: dict[int, dict] = {}
-    for row in (SyncAttempt.objects.filter(started_at__gte=week_ago)
-                .exclude(outcome__in=["unchanged", "skipped", "waiting"])
-                .annotate(hour=TruncHour("started_at"))
-                .values("destination_id", "hour").annotate(n=Count("id"))):
+    for row in (
+        SyncAttempt.objects.filter(started_at__gte=week_ago)
+        .exclude(outcome__in=["unchanged", "skipped", "waiting"])
+        .annotate(hour=TruncHour("started_at"))
+        .values("destination_id", "hour")
+        .annotate(n=Count("id"))
+    ):
         hourly.setdefault(row["destination_id"], {})[row["hour"]] = row["n"]
     errors: dict[int, list] = {}
-    for row in (ContactSyncState.objects.filter(status="failed").values("destination_id", "last_error")
-                .annotate(n=Count("id")).order_by("-n")[:200]):
+    for row in (
+        ContactSyncState.objects.filter(status="failed")
+        .values("destination_id", "last_error")
+        .annotate(n=Count("id"))
+        .order_by("-n")[:200]
+    ):
         errors.setdefault(row["destination_id"], [])
         if len(errors[row["destination_id"]]) < 5:
             errors[row["destination_id"]].append({"message": row["last_error"], "count": row["n"]})
-    rows = [_destination_row(d, counts.get(d.pk, {}), outcomes.get(d.pk, {}),
-                             hourly.get(d.pk, {}), errors.get(d.pk, []), total_contacts, now)
-            for d in destinations]
+    rows = [
+        _destination_row(
+            d,
+            counts.get(d.pk, {}),
+            outcomes.get(d.pk, {}),
+            hourly.get(d.pk, {}),
+            errors.get(d.pk, []),
+            total_contacts,
+            now,
+        )
+        for d in destinations
+    ]
     return {
         "rows": rows,
         "paused": [d for d in destinations if d.paused_at],
-        "runs": list(SyncRun.objects.filter(state=SyncRun.State.RUNNING)
-                     .select_related("destination", "user")),
+        "runs": list(
+            SyncRun.objects.filter(state=SyncRun.State.RUNNING).select_related(
+                "destination", "user"
+            )
+        ),
         "queue_depth": DBTaskResult.objects.filter(status=TaskResultStatus.READY).count(),
         "workers": list(WorkerHeartbeat.objects.order_by("-last_seen")[:20]),
         "now": now,
@@ -182,8 +250,9 @@ def _destination_row(destination, counts, outcomes, hourly, errors, total_contac
     per_hour = [hourly.get(h, 0) for h in hours]
     today = this_hour.replace(hour=0)
     days = [today - timedelta(days=d) for d in range(6, -1, -1)]
-    per_day = [sum(n for h, n in hourly.items() if day <= h < day + timedelta(days=1))
-               for day in days]
+    per_day = [
+        sum(n for h, n in hourly.items() if day <= h < day + timedelta(days=1)) for day in days
+    ]
     return {
         "destination": destination,
         "synced": counts.get("synced", 0),
@@ -204,9 +273,21 @@ def _bars(values: list[int], labels: list[str]) -> dict:
     """Geometry of a server-drawn SVG bar chart."""
     top = max(values) or 1
     width = CHART_WIDTH / len(values)
-    bars = [{"x": round(i * width, 1), "w": round(width * 0.8, 1),
-             "h": round(CHART_HEIGHT * v / top, 1), "y": round(CHART_HEIGHT - CHART_HEIGHT * v / top, 1),
-             "value": v, "label": label}
-            for i, (v, label) in enumerate(zip(values, labels, strict=True))]
-    return {"bars": bars, "max": top, "total": sum(values), "width": CHART_WIDTH,
-            "height": CHART_HEIGHT}
+    bars = [
+        {
+            "x": round(i * width, 1),
+            "w": round(width * 0.8, 1),
+            "h": round(CHART_HEIGHT * v / top, 1),
+            "y": round(CHART_HEIGHT - CHART_HEIGHT * v / top, 1),
+            "value": v,
+            "label": label,
+        }
+        for i, (v, label) in enumerate(zip(values, labels, strict=True))
+    ]
+    return {
+        "bars": bars,
+        "max": top,
+        "total": sum(values),
+        "width": CHART_WIDTH,
+        "height": CHART_HEIGHT,
+    }

@@ -7,8 +7,8 @@ only code that calls connectors and writes sync state.
 
 import json
 import logging
-from dataclasses import dataclass
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import timedelta
 
 from django.conf import settings
@@ -50,19 +50,28 @@ def destinations_for_save() -> list[Destination]:
     return list(Destination.objects.filter(enabled=True, push_on_save=True))
 
 
-def contacts_push_chunk(*, destination_id: int, contact_ids: list[int],
-                        context: PushContext) -> None:
+def contacts_push_chunk(
+    *, destination_id: int, contact_ids: list[int], context: PushContext
+) -> None:
     """A worker's share of a push: one chunk, one destination, short in-worker retries."""
     destination = Destination.objects.filter(pk=destination_id, enabled=True).first()
     if destination is None:
         return
-    if context.run_id and SyncRun.objects.filter(pk=context.run_id,
-                                                 state=SyncRun.State.CANCELLED).exists():
+    if (
+        context.run_id
+        and SyncRun.objects.filter(pk=context.run_id, state=SyncRun.State.CANCELLED).exists()
+    ):
         return
-    WorkerHeartbeat.objects.update_or_create(name=context.worker,
-                                             defaults={"last_seen": timezone.now()})
-    contacts_push(contact_ids=contact_ids, destination=destination, context=context,
-                  quick_retries=2, queued=True)
+    WorkerHeartbeat.objects.update_or_create(
+        name=context.worker, defaults={"last_seen": timezone.now()}
+    )
+    contacts_push(
+        contact_ids=contact_ids,
+        destination=destination,
+        context=context,
+        quick_retries=2,
+        queued=True,
+    )
     _finish_run_if_done(context.run_id)
 
 
@@ -94,9 +103,15 @@ def _chunks(ids: Iterable[int], size: int):
         yield chunk
 
 
-def contacts_enqueue_push(*, contact_ids: list[int], destinations: list[Destination],
-                          trigger: str, user_id: int | None = None, run: SyncRun | None = None,
-                          force: bool = False) -> int:
+def contacts_enqueue_push(
+    *,
+    contact_ids: list[int],
+    destinations: list[Destination],
+    trigger: str,
+    user_id: int | None = None,
+    run: SyncRun | None = None,
+    force: bool = False,
+) -> int:
     """Mark the contacts pending on each destination and queue their push, in chunks.
     Returns the number of (contact, destination) pushes queued."""
     from sync import tasks  # tasks import this module
@@ -106,8 +121,12 @@ def contacts_enqueue_push(*, contact_ids: list[int], destinations: list[Destinat
         for chunk in _chunks(contact_ids, chunk_size_for(destination)):
             _mark_pending(chunk, destination, run)
             tasks.push_contacts.enqueue(
-                destination_id=destination.pk, contact_ids=chunk, trigger=trigger,
-                user_id=user_id, run_id=run.pk if run else None, force=force,
+                destination_id=destination.pk,
+                contact_ids=chunk,
+                trigger=trigger,
+                user_id=user_id,
+                run_id=run.pk if run else None,
+                force=force,
             )
             queued += len(chunk)
     return queued
@@ -126,10 +145,17 @@ def _mark_pending(contact_ids, destination, run):
     ).update(**updates)
 
 
-def run_start(*, trigger: str, user_id: int | None, destination: Destination | None,
-              total: int, force: bool = False) -> SyncRun:
-    return SyncRun.objects.create(trigger=trigger, user_id=user_id, destination=destination,
-                                  total=total, force=force)
+def run_start(
+    *,
+    trigger: str,
+    user_id: int | None,
+    destination: Destination | None,
+    total: int,
+    force: bool = False,
+) -> SyncRun:
+    return SyncRun.objects.create(
+        trigger=trigger, user_id=user_id, destination=destination, total=total, force=force
+    )
 
 
 @dataclass
@@ -146,15 +172,26 @@ class PushPlan:
                 yield destination, chunk
 
 
-def push_plan(*, contacts: QuerySet[Contact], destination: Destination | None, trigger: str,
-              user_id: int | None, force: bool = False) -> PushPlan:
+def push_plan(
+    *,
+    contacts: QuerySet[Contact],
+    destination: Destination | None,
+    trigger: str,
+    user_id: int | None,
+    force: bool = False,
+) -> PushPlan:
     """Start a run over the chosen destinations (all enabled ones when None).
 
     Contacts whose content and destination configuration are what the platform last accepted
     are settled in SQL as unchanged (no payload built, no request, no task), unless `force`."""
     destinations = [destination] if destination else list(Destination.objects.filter(enabled=True))
-    run = run_start(trigger=trigger, user_id=user_id, destination=destination,
-                    total=contacts.count() * len(destinations), force=force)
+    run = run_start(
+        trigger=trigger,
+        user_id=user_id,
+        destination=destination,
+        total=contacts.count() * len(destinations),
+        force=force,
+    )
     targets = []
     for target in destinations:
         to_push = contacts
@@ -162,19 +199,27 @@ def push_plan(*, contacts: QuerySet[Contact], destination: Destination | None, t
             settled = _settle_unchanged(contacts, target, run)
             if settled:
                 SyncRun.objects.filter(pk=run.pk).update(unchanged=F("unchanged") + settled)
-            to_push = contacts.exclude(Exists(_accepted_states(target).filter(
-                contact_id=OuterRef("pk"))))
+            to_push = contacts.exclude(
+                Exists(_accepted_states(target).filter(contact_id=OuterRef("pk")))
+            )
         targets.append((target, to_push.order_by("pk").values_list("pk", flat=True)))
     _finish_run_if_done(run.pk)
     run.refresh_from_db()
     return PushPlan(run, targets)
 
 
-def contacts_push_selected(*, contacts: QuerySet[Contact], destination: Destination | None,
-                           trigger: str, user_id: int | None, force: bool = False) -> SyncRun:
+def contacts_push_selected(
+    *,
+    contacts: QuerySet[Contact],
+    destination: Destination | None,
+    trigger: str,
+    user_id: int | None,
+    force: bool = False,
+) -> SyncRun:
     """An admin action: plan the run and queue it for the workers."""
-    plan = push_plan(contacts=contacts, destination=destination, trigger=trigger,
-                     user_id=user_id, force=force)
+    plan = push_plan(
+        contacts=contacts, destination=destination, trigger=trigger, user_id=user_id, force=force
+    )
     plan_enqueue(plan)
     return plan.run
 
@@ -186,9 +231,14 @@ def plan_enqueue(plan: PushPlan) -> int:
     run, queued = plan.run, 0
     for target, chunk in plan.chunks():
         _mark_pending(chunk, target, run)
-        tasks.push_contacts.enqueue(destination_id=target.pk, contact_ids=chunk,
-                                    trigger=run.trigger, user_id=run.user_id, run_id=run.pk,
-                                    force=run.force)
+        tasks.push_contacts.enqueue(
+            destination_id=target.pk,
+            contact_ids=chunk,
+            trigger=run.trigger,
+            user_id=run.user_id,
+            run_id=run.pk,
+            force=run.force,
+        )
         queued += len(chunk)
     return queued
 
@@ -197,8 +247,7 @@ def plan_run_here(plan: PushPlan, *, on_chunk=None) -> None:
     """Push a plan's chunks in this process (the `push_contacts` command), then close the
     run. `on_chunk(run)` is called after each chunk, for progress."""
     run = plan.run
-    context = PushContext(trigger=run.trigger, user_id=run.user_id, run_id=run.pk,
-                          force=run.force)
+    context = PushContext(trigger=run.trigger, user_id=run.user_id, run_id=run.pk, force=run.force)
     for target, chunk in plan.chunks():
         _mark_pending(chunk, target, run)
         contacts_push_chunk(destination_id=target.pk, contact_ids=chunk, context=context)
@@ -215,14 +264,16 @@ def count_unchanged(contacts: QuerySet[Contact], destination: Destination) -> in
 def run_finish(*, run: SyncRun) -> None:
     """Close a run pushed in-process (contacts held by another worker are not counted)."""
     SyncRun.objects.filter(pk=run.pk, state=SyncRun.State.RUNNING).update(
-        state=SyncRun.State.FINISHED, finished_at=timezone.now())
+        state=SyncRun.State.FINISHED, finished_at=timezone.now()
+    )
 
 
 def _accepted_states(destination: Destination):
     """States whose contact is exactly as the platform last accepted it."""
     content_version = Contact.objects.filter(pk=OuterRef("contact_id")).values("content_version")
     return ContactSyncState.objects.filter(
-        destination=destination, accepted_config_version=destination.config_version,
+        destination=destination,
+        accepted_config_version=destination.config_version,
         accepted_content_version=Subquery(content_version[:1]),
     ).exclude(status__in=[SyncStatus.IN_PROGRESS, SyncStatus.WAITING, SyncStatus.SKIPPED])
 
@@ -230,8 +281,15 @@ def _accepted_states(destination: Destination):
 def _settle_unchanged(contacts, destination, run) -> int:
     if destination.is_paused:
         return 0
-    return _accepted_states(destination).filter(contact__in=contacts.values("pk")).update(
-        status=SyncStatus.UNCHANGED, run=run, last_attempt_at=timezone.now(), last_error="",
+    return (
+        _accepted_states(destination)
+        .filter(contact__in=contacts.values("pk"))
+        .update(
+            status=SyncStatus.UNCHANGED,
+            run=run,
+            last_attempt_at=timezone.now(),
+            last_error="",
+        )
     )
 
 
@@ -240,10 +298,9 @@ def run_cancel(*, run: SyncRun) -> None:
     SyncRun.objects.filter(pk=run.pk, state=SyncRun.State.RUNNING).update(
         state=SyncRun.State.CANCELLED, finished_at=timezone.now()
     )
-    ContactSyncState.objects.filter(run=run, status=SyncStatus.PENDING,
-                                    next_attempt_at__isnull=True).update(
-        status=status_before_push()
-    )
+    ContactSyncState.objects.filter(
+        run=run, status=SyncStatus.PENDING, next_attempt_at__isnull=True
+    ).update(status=status_before_push())
 
 
 # ----------------------------------------------------------------------- on save
@@ -265,8 +322,12 @@ def contacts_changed(*, contact_ids: set[int], user_id: int | None) -> None:
             except Exception:  # never fail the user's save: log, and let a retry pick it up
                 logger.exception("push of contact %s to %s failed", contact_id, destination)
         return
-    contacts_enqueue_push(contact_ids=sorted(contact_ids), destinations=destinations,
-                          trigger=Trigger.SAVE, user_id=user_id)
+    contacts_enqueue_push(
+        contact_ids=sorted(contact_ids),
+        destinations=destinations,
+        trigger=Trigger.SAVE,
+        user_id=user_id,
+    )
 
 
 def contact_deleted(*, external_id: str, remote_ids: dict[int, str], user_id: int | None) -> None:
@@ -275,17 +336,27 @@ def contact_deleted(*, external_id: str, remote_ids: dict[int, str], user_id: in
     from sync import tasks
 
     for destination in Destination.objects.filter(enabled=True, delete_on_platform=True):
-        tasks.delete_contact.enqueue(destination_id=destination.pk, external_id=external_id,
-                                     remote_id=remote_ids.get(destination.pk, ""), user_id=user_id)
+        tasks.delete_contact.enqueue(
+            destination_id=destination.pk,
+            external_id=external_id,
+            remote_id=remote_ids.get(destination.pk, ""),
+            user_id=user_id,
+        )
 
 
-def contact_delete_remote(*, destination_id: int, external_id: str, remote_id: str,
-                          user_id: int | None) -> None:
+def contact_delete_remote(
+    *, destination_id: int, external_id: str, remote_id: str, user_id: int | None
+) -> None:
     destination = Destination.objects.filter(pk=destination_id).first()
     if destination is None:
         return
-    attempt = SyncAttempt(destination=destination, external_id=external_id, trigger=Trigger.DELETE,
-                          user_id=user_id, started_at=timezone.now())
+    attempt = SyncAttempt(
+        destination=destination,
+        external_id=external_id,
+        trigger=Trigger.DELETE,
+        user_id=user_id,
+        started_at=timezone.now(),
+    )
     connector = None
     try:
         connector = destination_connector(destination=destination, quick_retries=2)
@@ -324,15 +395,20 @@ def destination_resume(*, destination: Destination) -> int | None:
     """Lift a pause (read from the database: a worker may have paused it meanwhile) and queue
     the contacts that waited. Returns how many, or None when it was not paused."""
     resumed = Destination.objects.filter(pk=destination.pk, paused_at__isnull=False).update(
-        paused_at=None, pause_error="")
+        paused_at=None, pause_error=""
+    )
     destination.paused_at, destination.pause_error = None, ""
     if not resumed:
         return None
-    waiting = list(ContactSyncState.objects.filter(
-        destination=destination, status=SyncStatus.WAITING
-    ).values_list("contact_id", flat=True))
+    waiting = list(
+        ContactSyncState.objects.filter(
+            destination=destination, status=SyncStatus.WAITING
+        ).values_list("contact_id", flat=True)
+    )
     if waiting:
-        contacts_enqueue_push(contact_ids=waiting, destinations=[destination], trigger=Trigger.RETRY)
+        contacts_enqueue_push(
+            contact_ids=waiting, destinations=[destination], trigger=Trigger.RETRY
+        )
     return len(waiting)
 
 
@@ -344,11 +420,18 @@ def destination_refresh_options(*, destination: Destination) -> int:
     options = connector.fetch_options()
     with transaction.atomic():
         RemoteOption.objects.filter(destination=destination).delete()
-        RemoteOption.objects.bulk_create([
-            RemoteOption(destination=destination, kind=o.kind, remote_id=o.remote_id,
-                         label=o.label, type=o.type)
-            for o in options
-        ])
+        RemoteOption.objects.bulk_create(
+            [
+                RemoteOption(
+                    destination=destination,
+                    kind=o.kind,
+                    remote_id=o.remote_id,
+                    label=o.label,
+                    type=o.type,
+                )
+                for o in options
+            ]
+        )
         Destination.objects.filter(pk=destination.pk).update(options_refreshed_at=timezone.now())
     return len(options)
 
@@ -364,12 +447,19 @@ def contact_preview_payloads(*, contact_ids: list[int]) -> list[dict]:
     for record in selectors.contact_records(contact_ids):
         for destination in destinations:
             state = states.get((record.id, destination.pk))
-            remote = RemoteState(state.remote_id or None, state.accepted_email_status or None) \
-                if state else RemoteState()
+            remote = (
+                RemoteState(state.remote_id or None, state.accepted_email_status or None)
+                if state
+                else RemoteState()
+            )
             try:
                 connector = destination_connector(destination=destination)
-                body = json.dumps(connector.build_payload(record, remote), indent=2,
-                                  ensure_ascii=False, default=str)
+                body = json.dumps(
+                    connector.build_payload(record, remote),
+                    indent=2,
+                    ensure_ascii=False,
+                    default=str,
+                )
             except (ConnectorConfigurationError, PermanentError) as err:
                 body = f"Cannot build: {err}"
             previews.append({"record": record, "destination": destination, "payload": body})
@@ -391,17 +481,26 @@ def retries_enqueue_due(*, now=None, limit: int = 5000) -> int:
     with transaction.atomic():
         due = list(
             ContactSyncState.objects.select_for_update(skip_locked=True)
-            .filter(status=SyncStatus.PENDING, next_attempt_at__lte=now,
-                    destination__enabled=True, destination__paused_at__isnull=True)
+            .filter(
+                status=SyncStatus.PENDING,
+                next_attempt_at__lte=now,
+                destination__enabled=True,
+                destination__paused_at__isnull=True,
+            )
             .values_list("pk", "contact_id", "destination_id")[:limit]
         )
-        ContactSyncState.objects.filter(pk__in=[pk for pk, _, _ in due]).update(next_attempt_at=None)
+        ContactSyncState.objects.filter(pk__in=[pk for pk, _, _ in due]).update(
+            next_attempt_at=None
+        )
     by_destination: dict[int, list[int]] = {}
     for _, contact_id, destination_id in due:
         by_destination.setdefault(destination_id, []).append(contact_id)
     for destination in Destination.objects.filter(pk__in=by_destination):
-        contacts_enqueue_push(contact_ids=by_destination[destination.pk], destinations=[destination],
-                              trigger=Trigger.RETRY)
+        contacts_enqueue_push(
+            contact_ids=by_destination[destination.pk],
+            destinations=[destination],
+            trigger=Trigger.RETRY,
+        )
     return len(due)
 
 
@@ -410,8 +509,9 @@ def attempts_prune(*, days: int, batch: int = 5000) -> int:
     cutoff = timezone.now() - timedelta(days=days)
     deleted = 0
     while True:
-        ids = list(SyncAttempt.objects.filter(started_at__lt=cutoff)
-                   .values_list("pk", flat=True)[:batch])
+        ids = list(
+            SyncAttempt.objects.filter(started_at__lt=cutoff).values_list("pk", flat=True)[:batch]
+        )
         if not ids:
             return deleted
         deleted += SyncAttempt.objects.filter(pk__in=ids).delete()[0]

@@ -59,18 +59,20 @@ def child_changed(sender, instance, raw=False, **kwargs):
 
 def contact_deleting(sender, instance, **kwargs):
     """Before the cascade removes its sync states: keep what the remote delete needs."""
-    instance._remote_ids = dict(instance.sync_states.exclude(remote_id="").values_list(
-        "destination_id", "remote_id"
-    ))
+    instance._remote_ids = dict(
+        instance.sync_states.exclude(remote_id="").values_list("destination_id", "remote_id")
+    )
 
 
 def contact_deleted(sender, instance, **kwargs):
     remote_ids = getattr(instance, "_remote_ids", {})
     user_id = current_user_id.get()
     external_id = instance.external_id
-    transaction.on_commit(lambda: services.contact_deleted(
-        external_id=external_id, remote_ids=remote_ids, user_id=user_id
-    ))
+    transaction.on_commit(
+        lambda: services.contact_deleted(
+            external_id=external_id, remote_ids=remote_ids, user_id=user_id
+        )
+    )
 
 
 def register_signal_handlers() -> None:

@@ -14,8 +14,12 @@ PUSH_PERMISSION = "sync.push_contacts"
 
 
 def _context(request, admin_site):
-    return {**admin_site.each_context(request), "title": "Sync dashboard",
-            "can_push": request.user.has_perm(PUSH_PERMISSION), **selectors.dashboard()}
+    return {
+        **admin_site.each_context(request),
+        "title": "Sync dashboard",
+        "can_push": request.user.has_perm(PUSH_PERMISSION),
+        **selectors.dashboard(),
+    }
 
 
 def dashboard(request, admin_site):
@@ -32,20 +36,31 @@ def dashboard_runs(request, admin_site):
         from django.core.exceptions import PermissionDenied
 
         raise PermissionDenied
-    return TemplateResponse(request, "admin/sync/dashboard_runs.html", _context(request, admin_site))
+    return TemplateResponse(
+        request, "admin/sync/dashboard_runs.html", _context(request, admin_site)
+    )
 
 
 @require_POST
 @permission_required(PUSH_PERMISSION, raise_exception=True)
 def retry_failed(request, destination_id):
     destination = get_object_or_404(Destination, pk=destination_id, enabled=True)
-    ids = list(ContactSyncState.objects.filter(destination=destination, status=SyncStatus.FAILED)
-               .values_list("contact_id", flat=True))
+    ids = list(
+        ContactSyncState.objects.filter(
+            destination=destination, status=SyncStatus.FAILED
+        ).values_list("contact_id", flat=True)
+    )
     if ids:
-        run = services.run_start(trigger=Trigger.RETRY, user_id=request.user.pk,
-                                 destination=destination, total=len(ids))
-        services.contacts_enqueue_push(contact_ids=ids, destinations=[destination],
-                                       trigger=Trigger.RETRY, user_id=request.user.pk, run=run)
+        run = services.run_start(
+            trigger=Trigger.RETRY, user_id=request.user.pk, destination=destination, total=len(ids)
+        )
+        services.contacts_enqueue_push(
+            contact_ids=ids,
+            destinations=[destination],
+            trigger=Trigger.RETRY,
+            user_id=request.user.pk,
+            run=run,
+        )
     messages.success(request, f"{destination}: {len(ids)} failed contacts queued again.")
     return redirect("sync_dashboard")
 

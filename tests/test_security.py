@@ -30,8 +30,11 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 def role_client(client, django_user_model):
     def login(role):
         user = django_user_model.objects.create_user(
-            role.lower().replace(" ", "-"), f"{role[:3]}@example.com", "pw-role-123456",
-            is_staff=True)
+            role.lower().replace(" ", "-"),
+            f"{role[:3]}@example.com",
+            "pw-role-123456",
+            is_staff=True,
+        )
         user.groups.add(Group.objects.get(name=role))
         client.force_login(user)
         return client
@@ -82,11 +85,16 @@ def objects(sandbox_destination):
     destination = sandbox_destination("loops")
     seed_demo_contacts(2)
     contact = Contact.objects.first()
-    state = ContactSyncState.objects.create(contact=contact, destination=destination,
-                                            status=SyncStatus.FAILED, last_error="x")
-    attempt = SyncAttempt.objects.create(destination=destination, contact=contact,
-                                         trigger="save", outcome="failed",
-                                         started_at=timezone.now())
+    state = ContactSyncState.objects.create(
+        contact=contact, destination=destination, status=SyncStatus.FAILED, last_error="x"
+    )
+    attempt = SyncAttempt.objects.create(
+        destination=destination,
+        contact=contact,
+        trigger="save",
+        outcome="failed",
+        started_at=timezone.now(),
+    )
     run = SyncRun.objects.create(trigger="action", total=1)
     return contact, destination, attempt, run, state
 
@@ -106,10 +114,12 @@ def test_every_admin_page_as_each_role(role_client, client, objects, role):
                 assert "/login/" in response.url or response.url.endswith("/admin/"), name
 
 
-@pytest.mark.parametrize("role, can_push", [("Marketing staff", False), ("Managers", False),
-                                            ("Sync admins", True)])
-def test_push_actions_and_buttons_need_the_push_permission(role_client, objects, role, can_push,
-                                                           sandbox):
+@pytest.mark.parametrize(
+    "role, can_push", [("Marketing staff", False), ("Managers", False), ("Sync admins", True)]
+)
+def test_push_actions_and_buttons_need_the_push_permission(
+    role_client, objects, role, can_push, sandbox
+):
     contact, destination, _, run, _ = objects
     http = role_client(role)
     dashboard = http.get(reverse("sync_dashboard")).content.decode()
@@ -118,8 +128,10 @@ def test_push_actions_and_buttons_need_the_push_permission(role_client, objects,
     actions = [value for value, _ in page.context["action_form"].fields["action"].choices]
     assert ("push_selected" in actions) is can_push
     assert ("retry_failed" in actions) is can_push
-    http.post(reverse("admin:contacts_contact_changelist"),
-              {"action": "push_selected", "_selected_action": [contact.pk]})
+    http.post(
+        reverse("admin:contacts_contact_changelist"),
+        {"action": "push_selected", "_selected_action": [contact.pk]},
+    )
     assert SyncRun.objects.filter(trigger="action").exclude(pk=run.pk).exists() is can_push
     retry = http.post(reverse("sync_retry_failed", args=[destination.pk]))
     cancel = http.post(reverse("sync_cancel_run", args=[run.pk]))
@@ -133,9 +145,10 @@ def test_managers_change_nothing(role_client, objects):
     page = http.get(reverse("admin:contacts_contact_change", args=[contact.pk])).content.decode()
     assert 'name="_save"' not in page and "Add contact" not in page
     before = contact.first_name
-    response = http.post(reverse("admin:contacts_contact_change", args=[contact.pk]),
-                         contact_post(contact, first_name="Hacked",
-                                      external_id=contact.external_id))
+    response = http.post(
+        reverse("admin:contacts_contact_change", args=[contact.pk]),
+        contact_post(contact, first_name="Hacked", external_id=contact.external_id),
+    )
     assert response.status_code == 403
     contact.refresh_from_db()
     assert contact.first_name == before
@@ -154,8 +167,13 @@ def test_repeated_failed_logins_are_throttled(client, django_user_model, setting
 
 
 def test_no_secret_anywhere_after_pushes_failures_and_tests(
-    admin_client_logged, django_capture_on_commit_callbacks, all_destinations, sandbox,
-    sandbox_env, caplog, settings
+    admin_client_logged,
+    django_capture_on_commit_callbacks,
+    all_destinations,
+    sandbox,
+    sandbox_env,
+    caplog,
+    settings,
 ):
     settings.SYNC_ON_SAVE_MODE = "immediate"
     caplog.set_level(logging.DEBUG)
@@ -167,8 +185,11 @@ def test_no_secret_anywhere_after_pushes_failures_and_tests(
         services.destination_refresh_options(destination=destination)
     requests.post(f"{sandbox.url}/_sandbox/faults", json={"platform": "*", "revoked": True})
     for destination in all_destinations:
-        services.contact_push(contact_id=contact.pk, destination=destination,
-                              context=services.PushContext(trigger="action", force=True))
+        services.contact_push(
+            contact_id=contact.pk,
+            destination=destination,
+            context=services.PushContext(trigger="action", force=True),
+        )
 
     import base64
 
@@ -192,13 +213,15 @@ def _database_dump() -> str:
 
 
 def _every_admin_page(contact) -> dict:
+    from django.contrib import admin
+
     pages = {}
-    for model, model_admin in __import__("django.contrib.admin").contrib.admin.site._registry.items():
-        info = (model._meta.app_label, model._meta.model_name)
-        pages[f"{info} list"] = reverse("admin:%s_%s_changelist" % info)
+    for model in admin.site._registry:
+        app, name = model._meta.app_label, model._meta.model_name
+        pages[f"{app}.{name} list"] = reverse(f"admin:{app}_{name}_changelist")
         first = model._default_manager.first()
         if first is not None:
-            pages[f"{info} page"] = reverse("admin:%s_%s_change" % info, args=[first.pk])
+            pages[f"{app}.{name} page"] = reverse(f"admin:{app}_{name}_change", args=[first.pk])
     pages["dashboard"] = reverse("sync_dashboard")
     return pages
 
@@ -211,21 +234,31 @@ def test_platform_error_with_html_is_escaped_everywhere(admin_client_logged, san
     seed_demo_contacts(1)
     contact = Contact.objects.get()
     hostile = 'Loops HTTP 400: <script>alert("owned")</script><img src=x onerror=alert(1)>'
-    ContactSyncState.objects.create(contact=contact, destination=destination,
-                                    status=SyncStatus.FAILED, last_error=hostile)
-    attempt = SyncAttempt.objects.create(destination=destination, contact=contact, trigger="save",
-                                         outcome="failed", error=hostile,
-                                         response_excerpt=hostile, started_at=timezone.now())
-    Destination.objects.filter(pk=destination.pk).update(paused_at=timezone.now(),
-                                                        pause_error=hostile)
-    for url in [reverse("admin:contacts_contact_change", args=[contact.pk]),
-                reverse("admin:contacts_contact_changelist"),
-                reverse("sync_dashboard"),
-                reverse("admin:sync_syncattempt_changelist"),
-                reverse("admin:sync_syncattempt_change", args=[attempt.pk]),
-                reverse("admin:sync_contactsyncstate_changelist"),
-                reverse("admin:sync_destination_change", args=[destination.pk]),
-                reverse("admin:sync_destination_changelist")]:
+    ContactSyncState.objects.create(
+        contact=contact, destination=destination, status=SyncStatus.FAILED, last_error=hostile
+    )
+    attempt = SyncAttempt.objects.create(
+        destination=destination,
+        contact=contact,
+        trigger="save",
+        outcome="failed",
+        error=hostile,
+        response_excerpt=hostile,
+        started_at=timezone.now(),
+    )
+    Destination.objects.filter(pk=destination.pk).update(
+        paused_at=timezone.now(), pause_error=hostile
+    )
+    for url in [
+        reverse("admin:contacts_contact_change", args=[contact.pk]),
+        reverse("admin:contacts_contact_changelist"),
+        reverse("sync_dashboard"),
+        reverse("admin:sync_syncattempt_changelist"),
+        reverse("admin:sync_syncattempt_change", args=[attempt.pk]),
+        reverse("admin:sync_contactsyncstate_changelist"),
+        reverse("admin:sync_destination_change", args=[destination.pk]),
+        reverse("admin:sync_destination_changelist"),
+    ]:
         page = admin_client_logged.get(url).content.decode()
         assert "<script>alert" not in page and "<img src=x" not in page, url
         assert "&lt;script&gt;" in page or "&amp;lt;script" in page, url
@@ -248,11 +281,20 @@ def test_redirects_are_not_followed():
 
 
 def test_production_check_deploy_passes():
-    env = {**os.environ, "DJANGO_ENV": "production", "SECRET_KEY": secrets.token_urlsafe(60),
-           "ALLOWED_HOSTS": "contacts.example.com", "DATABASE_URL": ""}
-    result = subprocess.run([sys.executable, "manage.py", "check", "--deploy",
-                             "--fail-level", "WARNING"], cwd=ROOT, env=env,
-                            capture_output=True, text=True)
+    env = {
+        **os.environ,
+        "DJANGO_ENV": "production",
+        "SECRET_KEY": secrets.token_urlsafe(60),
+        "ALLOWED_HOSTS": "contacts.example.com",
+        "DATABASE_URL": "",
+    }
+    result = subprocess.run(
+        [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "no issues" in result.stdout
 
@@ -260,8 +302,9 @@ def test_production_check_deploy_passes():
 def test_production_refuses_to_start_without_a_secret_key():
     env = {**os.environ, "DJANGO_ENV": "production", "ALLOWED_HOSTS": "x"}
     env.pop("SECRET_KEY", None)
-    result = subprocess.run([sys.executable, "manage.py", "check"], cwd=ROOT, env=env,
-                            capture_output=True, text=True)
+    result = subprocess.run(
+        [sys.executable, "manage.py", "check"], cwd=ROOT, env=env, capture_output=True, text=True
+    )
     assert result.returncode != 0 and "SECRET_KEY" in result.stderr
 
 

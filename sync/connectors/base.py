@@ -44,8 +44,15 @@ class ConnectorError(Exception):
     retryable = False
     destination_wide = False
 
-    def __init__(self, platform: str, message: str, *, status: int | None = None,
-                 body: str = "", retry_after: float | None = None):
+    def __init__(
+        self,
+        platform: str,
+        message: str,
+        *,
+        status: int | None = None,
+        body: str = "",
+        retry_after: float | None = None,
+    ):
         self.platform = platform
         self.message = message
         self.status = status
@@ -152,9 +159,18 @@ class BaseConnector:
     # The root an error body's message is read from (see `error_message`).
     quick_retries_in_worker: ClassVar[int] = 2
 
-    def __init__(self, *, base_url: str, credentials: dict[str, str], mapping: MappingRecord,
-                 options: dict[str, Any] | None = None, timeout: float = 10.0,
-                 rate_limiter=None, quick_retries: int = 0, session: requests.Session | None = None):
+    def __init__(
+        self,
+        *,
+        base_url: str,
+        credentials: dict[str, str],
+        mapping: MappingRecord,
+        options: dict[str, Any] | None = None,
+        timeout: float = 10.0,
+        rate_limiter=None,
+        quick_retries: int = 0,
+        session: requests.Session | None = None,
+    ):
         self.base_url = base_url.rstrip("/") + "/"
         self.secrets = credentials
         self.mapping = mapping
@@ -225,8 +241,15 @@ class BaseConnector:
     def sign(self, method: str, url: str, body: bytes, headers: dict[str, str]) -> None:
         """Add authentication headers in place. Subclasses override."""
 
-    def request(self, method: str, path: str, *, json_body: Any = None,
-                params: dict | None = None, expect_json: bool = True) -> tuple[int, Any]:
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        json_body: Any = None,
+        params: dict | None = None,
+        expect_json: bool = True,
+    ) -> tuple[int, Any]:
         """Send one call and return `(status, parsed body)`.
 
         2xx with a JSON body (or any body when `expect_json` is False) is returned; everything
@@ -235,8 +258,9 @@ class BaseConnector:
         attempt = 0
         while True:
             try:
-                return self._send_once(method, path, json_body=json_body, params=params,
-                                       expect_json=expect_json)
+                return self._send_once(
+                    method, path, json_body=json_body, params=params, expect_json=expect_json
+                )
             except RetryableError as err:
                 if err.retry_after and self.rate_limiter is not None:
                     # The platform asked the whole account to wait: hold every worker back.
@@ -253,16 +277,18 @@ class BaseConnector:
         headers = {"Accept": "application/json"}
         if json_body is not None:
             headers["Content-Type"] = "application/json"
-        prepared = requests.Request(method, url, params=params, data=body or None,
-                                    headers=headers).prepare()
+        prepared = requests.Request(
+            method, url, params=params, data=body or None, headers=headers
+        ).prepare()
         self.sign(method, prepared.path_url, body, prepared.headers)
         if self.rate_limiter is not None:
             self.rate_limiter.acquire()
         started = time.monotonic()
         response = None
         try:
-            response = self.session.send(prepared, timeout=(min(5.0, self.timeout), self.timeout),
-                                         allow_redirects=False)
+            response = self.session.send(
+                prepared, timeout=(min(5.0, self.timeout), self.timeout), allow_redirects=False
+            )
         except requests.Timeout as err:
             raise RetryableError(self.label, f"timed out after {self.timeout:g} s") from err
         except requests.ConnectionError as err:
@@ -272,14 +298,16 @@ class BaseConnector:
         return response.status_code, self._parse(response, expect_json)
 
     def _record(self, method, prepared, body, response, started):
-        self.exchanges.append(Exchange(
-            method=method,
-            url=self.redact_url(prepared.url),
-            status=response.status_code if response is not None else None,
-            request_body=self.redact_body(body.decode(errors="replace")),
-            response_excerpt=response.text[:BODY_EXCERPT] if response is not None else "",
-            duration_ms=int((time.monotonic() - started) * 1000),
-        ))
+        self.exchanges.append(
+            Exchange(
+                method=method,
+                url=self.redact_url(prepared.url),
+                status=response.status_code if response is not None else None,
+                request_body=self.redact_body(body.decode(errors="replace")),
+                response_excerpt=response.text[:BODY_EXCERPT] if response is not None else "",
+                duration_ms=int((time.monotonic() - started) * 1000),
+            )
+        )
 
     def _parse(self, response: requests.Response, expect_json: bool):
         status, text = response.status_code, response.text
@@ -319,8 +347,12 @@ class BaseConnector:
         """The id from a success body, or a PermanentError carrying the body."""
         value = data.get(key) if isinstance(data, dict) else None
         if value in (None, ""):
-            raise PermanentError(self.label, f"the answer has no {key!r}", status=status,
-                                 body=json.dumps(data)[:BODY_EXCERPT] if data is not None else "")
+            raise PermanentError(
+                self.label,
+                f"the answer has no {key!r}",
+                status=status,
+                body=json.dumps(data)[:BODY_EXCERPT] if data is not None else "",
+            )
         return str(value)
 
     # -- redaction: nothing secret reaches the attempt log

@@ -125,11 +125,15 @@ class LoopsConnector(BaseConnector):
     @classmethod
     def remote_field_problem(cls, remote_field: str) -> str:
         if remote_field in RESERVED_PROPERTIES:
-            return (f"{remote_field!r}, a reserved Loops property name (id, listId, "
-                    f"softDeleteAt, teamId, updatedAt): map it to another property")
+            return (
+                f"{remote_field!r}, a reserved Loops property name (id, listId, "
+                f"softDeleteAt, teamId, updatedAt): map it to another property"
+            )
         if remote_field in NATIVE_KEYS:
-            return (f"{remote_field!r} is a Loops contact field, not a custom property: map "
-                    f"it to a custom property")
+            return (
+                f"{remote_field!r} is a Loops contact field, not a custom property: map "
+                f"it to a custom property"
+            )
         if len(remote_field) > MAX_LENGTH:
             return f"a Loops property name has at most {MAX_LENGTH} characters"
         return ""

@@ -69,7 +69,9 @@ class ContactRecord:
         """Every value of one channel type, the primary email or phone first."""
         primary = {"email": self.email, "sms": self.phone}.get(channel_type)
         values = [primary] if primary else []
-        values += [c.value for c in self.channels if c.type == channel_type and c.value not in values]
+        values += [
+            c.value for c in self.channels if c.type == channel_type and c.value not in values
+        ]
         return values
 
 

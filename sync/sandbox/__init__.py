@@ -9,9 +9,7 @@ from sync.sandbox.yespo import YespoEmulator
 
 
 def build_sandbox(*, seed: int | None = None) -> Sandbox:
-    return Sandbox(
-        [YespoEmulator(), IvvyEmulator(), CendynEmulator(), LoopsEmulator()], seed=seed
-    )
+    return Sandbox([YespoEmulator(), IvvyEmulator(), CendynEmulator(), LoopsEmulator()], seed=seed)
 
 
 def start_sandbox(*, port: int = 0) -> SandboxServer:

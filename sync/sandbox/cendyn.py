@@ -545,7 +545,7 @@ class CendynEmulator(PlatformEmulator):
     def _bulk_one(self, index: int, body: Any, match: bool) -> dict | None:
         """Apply one bulk contact; its failure entry when it is refused."""
         user_id = body.get("user_id") if isinstance(body, dict) else None
-        existing = self.by_user_id.get(user_id) if match and user_id is not None else None
+        existing = self.by_user_id.get(user_id) if match and isinstance(user_id, str) else None
         try:
             self._check_contact(body, creating=not existing)
         except BadRequest as err:

@@ -68,7 +68,9 @@ class SandboxResponse:
             return json.dumps(self.body).encode(), "application/json"
         if isinstance(self.body, bytes):
             return self.body, "application/octet-stream"
-        return str(self.body).encode(), self.headers.pop("Content-Type", "text/plain; charset=utf-8")
+        return str(self.body).encode(), self.headers.pop(
+            "Content-Type", "text/plain; charset=utf-8"
+        )
 
 
 @dataclass
@@ -202,10 +204,15 @@ class Sandbox:
     def _count(self, slug, request, status):
         with self.lock:
             self.counts[(slug, status)] += 1
-            self.log.append({
-                "t": time.time(), "platform": slug, "method": request.method,
-                "path": request.path, "status": status,
-            })
+            self.log.append(
+                {
+                    "t": time.time(),
+                    "platform": slug,
+                    "method": request.method,
+                    "path": request.path,
+                    "status": status,
+                }
+            )
 
     def _answer(self, emulator, faults, request):
         if faults.latency_ms:
@@ -240,8 +247,11 @@ class Sandbox:
     @staticmethod
     def _malformed(emulator, kind, response):
         if kind == "html":
-            return SandboxResponse(response.status, "<html><body>Gateway says hi</body></html>",
-                                   {"Content-Type": "text/html"})
+            return SandboxResponse(
+                response.status,
+                "<html><body>Gateway says hi</body></html>",
+                {"Content-Type": "text/html"},
+            )
         if kind == "empty":
             return SandboxResponse(response.status, None)
         return SandboxResponse(response.status, emulator.no_id_body())

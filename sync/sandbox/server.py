@@ -1,12 +1,12 @@
 """The sandbox's HTTP server: one port, a path prefix per platform, control under /_sandbox/.
 
-    /yespo/...  /ivvy/...  /cendyn/...  /loops/...   the platforms' contracts
-    GET  /_sandbox/store[/<platform>]   what each platform holds now
-    GET  /_sandbox/stats                request counts by platform and status
-    GET  /_sandbox/log[?platform=…]     every request: time, platform, method, path, status
-    POST /_sandbox/faults               {"platform": "loops" | "*", <fault>: <value>, …}
-    POST /_sandbox/rate-limit           {"platform": "loops", "limit": 10 | null}
-    POST /_sandbox/reset                empty every store, clear faults, limits and counts
+/yespo/...  /ivvy/...  /cendyn/...  /loops/...   the platforms' contracts
+GET  /_sandbox/store[/<platform>]   what each platform holds now
+GET  /_sandbox/stats                request counts by platform and status
+GET  /_sandbox/log[?platform=…]     every request: time, platform, method, path, status
+POST /_sandbox/faults               {"platform": "loops" | "*", <fault>: <value>, …}
+POST /_sandbox/rate-limit           {"platform": "loops", "limit": 10 | null}
+POST /_sandbox/reset                empty every store, clear faults, limits and counts
 """
 
 import json

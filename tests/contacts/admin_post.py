@@ -55,7 +55,11 @@ def contact_post(contact=None, **rows_and_fields):
             data[f"{prefix}-{i}-id"] = str(obj.pk)
             data[f"{prefix}-{i}-contact"] = str(contact.pk)
             for field in fields:
-                value = getattr(obj, f"{field}_id", None) if field in ("definition", "group", "mailing_list") else getattr(obj, field)
+                value = (
+                    getattr(obj, f"{field}_id", None)
+                    if field in ("definition", "group", "mailing_list")
+                    else getattr(obj, field)
+                )
                 if value is True:
                     value = "on"
                 if value is not False:

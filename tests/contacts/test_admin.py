@@ -75,8 +75,11 @@ def test_content_version_rises_with_children(admin_client_logged, catalogues):
     url = reverse("admin:contacts_contact_change", args=[contact.pk])
     admin_client_logged.post(
         url,
-        contact_post(contact, external_id=contact.external_id,
-                     memberships=[{"group": catalogues["group"].pk}]),
+        contact_post(
+            contact,
+            external_id=contact.external_id,
+            memberships=[{"group": catalogues["group"].pk}],
+        ),
     )
     contact.refresh_from_db()
     assert contact.content_version > before
@@ -163,7 +166,10 @@ def test_bad_channel_value_is_refused_on_its_row(admin_client_logged, row, messa
 
 
 def test_third_channel_of_a_type_counts_the_primary_email(admin_client_logged):
-    rows = [{"type": "email", "value": "a@example.com"}, {"type": "email", "value": "b@example.com"}]
+    rows = [
+        {"type": "email", "value": "a@example.com"},
+        {"type": "email", "value": "b@example.com"},
+    ]
     response = admin_client_logged.post(ADD_URL, contact_post(channels=rows))
     _, non_form = _inline_errors(response, "channels")
     assert "At most 2 channels of one type" in str(non_form)

@@ -38,7 +38,9 @@ def test_change_page_queries_do_not_grow_with_inline_rows(admin_client_logged):
     for i in range(3):
         ExternalUrl.objects.create(contact=many, ref=f"r{i}", url=f"https://example.com/{i}")
     change = "admin:contacts_contact_change"
-    _count_queries(admin_client_logged, reverse(change, args=[few.pk]))  # warms the content-type cache
+    _count_queries(
+        admin_client_logged, reverse(change, args=[few.pk])
+    )  # warms the content-type cache
     q_few = _count_queries(admin_client_logged, reverse(change, args=[few.pk]))
     q_many = _count_queries(admin_client_logged, reverse(change, args=[many.pk]))
     assert q_few == q_many, (q_few, q_many)

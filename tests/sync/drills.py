@@ -16,15 +16,28 @@ from sync.models import ContactSyncState, Destination, SyncAttempt, SyncStatus
 from tests.sync.processes import manage, process_env
 
 # Where each platform keeps our external ID and the first name, as the sandbox stores them.
-EXTERNAL_ID_KEY = {"yespo": "externalCustomerId", "ivvy": "externalId", "cendyn": "user_id",
-                   "loops": "userId"}
-FIRST_NAME_KEY = {"yespo": "firstName", "ivvy": "firstName", "cendyn": "name_first",
-                  "loops": "firstName"}
+EXTERNAL_ID_KEY = {
+    "yespo": "externalCustomerId",
+    "ivvy": "externalId",
+    "cendyn": "user_id",
+    "loops": "userId",
+}
+FIRST_NAME_KEY = {
+    "yespo": "firstName",
+    "ivvy": "firstName",
+    "cendyn": "name_first",
+    "loops": "firstName",
+}
 SETTLED = {SyncStatus.SYNCED, SyncStatus.UNCHANGED, SyncStatus.FAILED, SyncStatus.SKIPPED}
 # Workers retry soon, so drills end in seconds. The lease stays longer than a bulk call under
 # a fault (quick retries, import polling): only a dead worker's claims may go stale.
-WORKER_SETTINGS = {"SYNC_RETRY_BASE_SECONDS": 0.3, "SYNC_RETRY_MAX_SECONDS": 2,
-                   "SYNC_LEASE_SECONDS": 20, "SYNC_CHUNK_SIZE": 20, "SYNC_BULK_CHUNK_SIZE": 50}
+WORKER_SETTINGS = {
+    "SYNC_RETRY_BASE_SECONDS": 0.3,
+    "SYNC_RETRY_MAX_SECONDS": 2,
+    "SYNC_LEASE_SECONDS": 20,
+    "SYNC_CHUNK_SIZE": 20,
+    "SYNC_BULK_CHUNK_SIZE": 50,
+}
 
 
 @dataclass
@@ -39,10 +52,12 @@ class DrillReport:
     seconds: float = 0.0
 
     def line(self, name: str) -> str:
-        return (f"{name}: {self.contacts} contacts, {self.synced} synced, {self.failed} failed, "
-                f"{self.on_platform} on the platform, {self.duplicates} duplicates, "
-                f"{self.stale} stale; requests by status {dict(sorted(self.requests.items()))}; "
-                f"{self.seconds:.1f} s")
+        return (
+            f"{name}: {self.contacts} contacts, {self.synced} synced, {self.failed} failed, "
+            f"{self.on_platform} on the platform, {self.duplicates} duplicates, "
+            f"{self.stale} stale; requests by status {dict(sorted(self.requests.items()))}; "
+            f"{self.seconds:.1f} s"
+        )
 
 
 class Drill:
@@ -58,13 +73,15 @@ class Drill:
         self.started = time.monotonic()
 
     def fault(self, **switches):
-        response = requests.post(f"{self.url}/_sandbox/faults",
-                                 json={"platform": self.platform, **switches}, timeout=10)
+        response = requests.post(
+            f"{self.url}/_sandbox/faults", json={"platform": self.platform, **switches}, timeout=10
+        )
         response.raise_for_status()
 
     def clear_faults(self):
-        self.fault(latency_ms=0, error_rate=0, outage="", storm_seconds=0, malformed="",
-                   revoked=False)
+        self.fault(
+            latency_ms=0, error_rate=0, outage="", storm_seconds=0, malformed="", revoked=False
+        )
 
     def push_all(self):
         from django.test import override_settings
@@ -72,9 +89,12 @@ class Drill:
         # small chunks, as the workers use: faults land in the middle of the push
         chunks = {k: WORKER_SETTINGS[k] for k in ("SYNC_CHUNK_SIZE", "SYNC_BULK_CHUNK_SIZE")}
         with override_settings(**chunks):
-            return services.contacts_push_selected(contacts=Contact.objects.all(),
-                                                   destination=self.destination,
-                                                   trigger="action", user_id=None)
+            return services.contacts_push_selected(
+                contacts=Contact.objects.all(),
+                destination=self.destination,
+                trigger="action",
+                user_id=None,
+            )
 
     def answered(self, status) -> int:
         stats = requests.get(f"{self.url}/_sandbox/stats", timeout=10).json()["requests"]
@@ -85,13 +105,22 @@ class Drill:
         `status` ("refused" for dropped connections)."""
         before = self.answered(status)
         self.fault(**switches)
-        self.wait_until(lambda: self.answered(status) >= before + count, timeout=30,
-                        scheduler=False)
+        self.wait_until(
+            lambda: self.answered(status) >= before + count, timeout=30, scheduler=False
+        )
 
     def start_workers(self):
         self.workers = [
-            manage("db_worker", "--no-startup-delay", "--no-reload", "--interval", "0.1",
-                   env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            manage(
+                "db_worker",
+                "--no-startup-delay",
+                "--no-reload",
+                "--interval",
+                "0.1",
+                env=self.env,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
             for _ in range(self.worker_count)
         ]
 
@@ -103,8 +132,9 @@ class Drill:
         self.workers = []
 
     def synced_count(self) -> int:
-        return ContactSyncState.objects.filter(destination=self.destination,
-                                               status=SyncStatus.SYNCED).count()
+        return ContactSyncState.objects.filter(
+            destination=self.destination, status=SyncStatus.SYNCED
+        ).count()
 
     def wait_until(self, predicate, timeout=90, scheduler=True):
         """Poll until `predicate()` holds, running scheduler passes meanwhile."""
@@ -120,12 +150,20 @@ class Drill:
             time.sleep(0.2)
 
     def settled(self) -> bool:
-        return not ContactSyncState.objects.filter(destination=self.destination).exclude(
-            status__in=SETTLED).exists()
+        return (
+            not ContactSyncState.objects.filter(destination=self.destination)
+            .exclude(status__in=SETTLED)
+            .exists()
+        )
 
     def statuses(self) -> dict:
-        return dict(Counter(ContactSyncState.objects.filter(destination=self.destination)
-                            .values_list("status", flat=True)))
+        return dict(
+            Counter(
+                ContactSyncState.objects.filter(destination=self.destination).values_list(
+                    "status", flat=True
+                )
+            )
+        )
 
     def records(self) -> list[dict]:
         store = requests.get(f"{self.url}/_sandbox/store/{self.platform}", timeout=30).json()
@@ -144,8 +182,9 @@ class Drill:
             failed=statuses.get(SyncStatus.FAILED, 0),
             on_platform=len(per_id),
             duplicates=sum(n - 1 for n in per_id.values() if n > 1),
-            stale=sum(1 for r in records
-                      if r.get(key) in latest and r.get(name_key) != latest[r.get(key)]),
+            stale=sum(
+                1 for r in records if r.get(key) in latest and r.get(name_key) != latest[r.get(key)]
+            ),
             requests=stats.get(self.platform, {}),
             seconds=time.monotonic() - self.started,
         )
@@ -182,8 +221,12 @@ def requests_before_retry_after(d: Drill, in_flight: float = 0.15) -> tuple[int,
     Requests already on the wire when a 429 came back may arrive just after it."""
     log = requests.get(f"{d.url}/_sandbox/log?platform={d.platform}", timeout=10).json()
     refusals = [(e["t"], 1.0) for e in log if e["status"] == 429]
-    early = {i for i, e in enumerate(log) for t, wait in refusals
-             if t + in_flight < e["t"] < t + wait - 0.05}
+    early = {
+        i
+        for i, e in enumerate(log)
+        for t, wait in refusals
+        if t + in_flight < e["t"] < t + wait - 0.05
+    }
     return len(refusals), len(early)
 
 
@@ -195,8 +238,11 @@ def bursts_timeouts_refusals(d: Drill) -> DrillReport:
     d.fault_until(500, count=3, error_rate=0.3, error_status=500)
     d.fault_until(503, count=3, error_status=503)
     d.fault(error_rate=0, latency_ms=800)  # the destination's timeout is shorter: read timeouts
-    d.wait_until(lambda: SyncAttempt.objects.filter(error__contains="timed out").exists(),
-                 timeout=30, scheduler=False)
+    d.wait_until(
+        lambda: SyncAttempt.objects.filter(error__contains="timed out").exists(),
+        timeout=30,
+        scheduler=False,
+    )
     d.fault(latency_ms=30)
     d.fault_until("refused", outage="refuse")
     d.clear_faults()
@@ -221,9 +267,13 @@ def revoked_401(d: Drill) -> DrillReport:
     d.wait_until(lambda: d.synced_count() >= d.contact_count // 10, scheduler=False)
     d.fault(revoked=True)
     d.wait_until(lambda: Destination.objects.get(pk=d.destination.pk).paused_at, scheduler=False)
-    d.wait_until(lambda: not ContactSyncState.objects.filter(
-        destination=d.destination,
-        status__in=[SyncStatus.PENDING, SyncStatus.IN_PROGRESS]).exists())
+    d.wait_until(
+        lambda: (
+            not ContactSyncState.objects.filter(
+                destination=d.destination, status__in=[SyncStatus.PENDING, SyncStatus.IN_PROGRESS]
+            ).exists()
+        )
+    )
     d.paused_report = d.report()
     d.fault(revoked=False)
     ok, message = services.destination_test_connection(destination=d.destination)
@@ -237,14 +287,18 @@ def malformed_200(d: Drill, kind: str) -> DrillReport:
     d.push_all()
     d.start_workers()
     d.wait_until(d.settled)
-    d.failed_under_fault = list(ContactSyncState.objects.filter(
-        destination=d.destination, status=SyncStatus.FAILED).values_list("last_error", flat=True))
+    d.failed_under_fault = list(
+        ContactSyncState.objects.filter(
+            destination=d.destination, status=SyncStatus.FAILED
+        ).values_list("last_error", flat=True)
+    )
     d.clear_faults()
-    ids = list(ContactSyncState.objects.filter(destination=d.destination,
-                                               status=SyncStatus.FAILED)
-               .values_list("contact_id", flat=True))
-    services.contacts_enqueue_push(contact_ids=ids, destinations=[d.destination],
-                                   trigger="retry")
+    ids = list(
+        ContactSyncState.objects.filter(
+            destination=d.destination, status=SyncStatus.FAILED
+        ).values_list("contact_id", flat=True)
+    )
+    services.contacts_enqueue_push(contact_ids=ids, destinations=[d.destination], trigger="retry")
     d.wait_until(d.settled)
     return d.report()
 
@@ -278,9 +332,12 @@ def saves_during_push(d: Drill, people=("Alice", "Beatriz"), edited=20) -> Drill
         thread.join()
 
     def caught_up():
-        return d.settled() and not ContactSyncState.objects.filter(
-            destination=d.destination).exclude(
-            accepted_content_version=F("contact__content_version")).exists()
+        return (
+            d.settled()
+            and not ContactSyncState.objects.filter(destination=d.destination)
+            .exclude(accepted_content_version=F("contact__content_version"))
+            .exists()
+        )
 
     d.wait_until(caught_up)
     return d.report()

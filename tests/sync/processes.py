@@ -18,20 +18,36 @@ def database_url() -> str:
 
 
 def process_env(**extra) -> dict:
-    env = {**os.environ, "DATABASE_URL": database_url(), "DJANGO_SETTINGS_MODULE": "config.settings"}
+    env = {
+        **os.environ,
+        "DATABASE_URL": database_url(),
+        "DJANGO_SETTINGS_MODULE": "config.settings",
+    }
     env.update({k: str(v) for k, v in extra.items()})
     return env
 
 
 def manage(*args, env=None, **popen) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, str(ROOT / "manage.py"), *args], cwd=ROOT,
-                            env=env or process_env(), **popen)
+    return subprocess.Popen(
+        [sys.executable, str(ROOT / "manage.py"), *args],
+        cwd=ROOT,
+        env=env or process_env(),
+        **popen,
+    )
 
 
 def run_worker_until_idle(env=None, timeout=120) -> str:
     """Run `db_worker --batch`: it processes every queued task, then exits."""
-    proc = manage("db_worker", "--batch", "--no-startup-delay", "--no-reload", env=env,
-                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = manage(
+        "db_worker",
+        "--batch",
+        "--no-startup-delay",
+        "--no-reload",
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     out, _ = proc.communicate(timeout=timeout)
     assert proc.returncode == 0, out
     return out

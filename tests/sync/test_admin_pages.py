@@ -31,15 +31,27 @@ def _messages(response):
 
 def _destination_post(destination, **changes):
     data = {
-        "name": destination.name, "platform": destination.platform,
-        "base_url": destination.base_url, "region": destination.region,
-        "account_id": destination.account_id, "key_env": destination.key_env,
-        "secret_env": destination.secret_env, "enabled": "on", "push_on_save": "on",
-        "rate_limit": "", "timeout": "10",
+        "name": destination.name,
+        "platform": destination.platform,
+        "base_url": destination.base_url,
+        "region": destination.region,
+        "account_id": destination.account_id,
+        "key_env": destination.key_env,
+        "secret_env": destination.secret_env,
+        "enabled": "on",
+        "push_on_save": "on",
+        "rate_limit": "",
+        "timeout": "10",
     }
     for prefix in ("field_mappings", "list_mappings"):
-        data.update({f"{prefix}-TOTAL_FORMS": "0", f"{prefix}-INITIAL_FORMS": "0",
-                     f"{prefix}-MIN_NUM_FORMS": "0", f"{prefix}-MAX_NUM_FORMS": "1000"})
+        data.update(
+            {
+                f"{prefix}-TOTAL_FORMS": "0",
+                f"{prefix}-INITIAL_FORMS": "0",
+                f"{prefix}-MIN_NUM_FORMS": "0",
+                f"{prefix}-MAX_NUM_FORMS": "1000",
+            }
+        )
     data.update(changes)
     return data
 
@@ -82,26 +94,39 @@ def test_mapping_to_a_reserved_loops_property_is_refused_in_the_form(
     definition = CustomFieldDefinition.objects.create(name="plan")
     url = reverse("admin:sync_destination_change", args=[destination.pk])
     for reserved in ("id", "listId", "softDeleteAt", "teamId", "updatedAt"):
-        response = admin_client_logged.post(url, _destination_post(destination, **{
-            "field_mappings-TOTAL_FORMS": "1", "field_mappings-0-custom_field": definition.pk,
-            "field_mappings-0-standard_field": "", "field_mappings-0-remote_field": reserved,
-        }))
+        response = admin_client_logged.post(
+            url,
+            _destination_post(
+                destination,
+                **{
+                    "field_mappings-TOTAL_FORMS": "1",
+                    "field_mappings-0-custom_field": definition.pk,
+                    "field_mappings-0-standard_field": "",
+                    "field_mappings-0-remote_field": reserved,
+                },
+            ),
+        )
         assert response.status_code == 200
         assert "reserved Loops property name" in response.content.decode()
     assert not FieldMapping.objects.exists()
 
 
-@pytest.mark.parametrize("url, allowed, message", [
-    ("http://api.example.com/", True, "https://"),
-    ("http://127.0.0.1:8765/loops/", False, "Loopback"),
-])
-def test_destination_url_rules(admin_client_logged, sandbox_destination, settings, url, allowed,
-                               message):
+@pytest.mark.parametrize(
+    "url, allowed, message",
+    [
+        ("http://api.example.com/", True, "https://"),
+        ("http://127.0.0.1:8765/loops/", False, "Loopback"),
+    ],
+)
+def test_destination_url_rules(
+    admin_client_logged, sandbox_destination, settings, url, allowed, message
+):
     settings.SYNC_ALLOW_LOOPBACK = allowed
     destination = sandbox_destination("loops")
     response = admin_client_logged.post(
         reverse("admin:sync_destination_change", args=[destination.pk]),
-        _destination_post(destination, base_url=url))
+        _destination_post(destination, base_url=url),
+    )
     assert response.status_code == 200
     assert message in str(response.context["adminform"].form.errors["base_url"])
 
@@ -112,11 +137,17 @@ def test_contact_list_badges_filters_and_constant_queries(admin_client_logged, a
 
     def add_states():
         for destination in all_destinations:
-            ContactSyncState.objects.bulk_create([
-                ContactSyncState(contact=c, destination=destination, status=SyncStatus.SYNCED,
-                                 remote_id=f"R{c.pk}-{destination.pk}")
-                for c in Contact.objects.exclude(sync_states__destination=destination)
-            ])
+            ContactSyncState.objects.bulk_create(
+                [
+                    ContactSyncState(
+                        contact=c,
+                        destination=destination,
+                        status=SyncStatus.SYNCED,
+                        remote_id=f"R{c.pk}-{destination.pk}",
+                    )
+                    for c in Contact.objects.exclude(sync_states__destination=destination)
+                ]
+            )
 
     add_states()
     admin_client_logged.get(url)
@@ -131,9 +162,11 @@ def test_contact_list_badges_filters_and_constant_queries(admin_client_logged, a
     assert len(small.captured_queries) == len(big.captured_queries)
 
     ContactSyncState.objects.filter(contact=first, destination=all_destinations[0]).update(
-        status=SyncStatus.FAILED, last_error="nope")
-    filtered = admin_client_logged.get(url, {"sync_status": "failed",
-                                             "sync_dest": all_destinations[0].pk})
+        status=SyncStatus.FAILED, last_error="nope"
+    )
+    filtered = admin_client_logged.get(
+        url, {"sync_status": "failed", "sync_dest": all_destinations[0].pk}
+    )
     assert list(filtered.context["cl"].result_list) == [first]
 
 
@@ -141,9 +174,15 @@ def test_push_action_queues_and_answers_at_once(admin_client_logged, sandbox_des
     loops = sandbox_destination("loops")
     seed_demo_contacts(25)
     ids = list(Contact.objects.values_list("pk", flat=True))
-    response = admin_client_logged.post(reverse("admin:contacts_contact_changelist"), {
-        "action": "push_selected", "_selected_action": ids, "destination": loops.pk,
-    }, follow=True)
+    response = admin_client_logged.post(
+        reverse("admin:contacts_contact_changelist"),
+        {
+            "action": "push_selected",
+            "_selected_action": ids,
+            "destination": loops.pk,
+        },
+        follow=True,
+    )
     assert "25 pushes queued for loops sandbox" in " ".join(_messages(response))
     assert sandbox_requests(sandbox) == 0  # nothing sent inside the admin's request
     assert ContactSyncState.objects.filter(status=SyncStatus.PENDING).count() == 25
@@ -151,12 +190,15 @@ def test_push_action_queues_and_answers_at_once(admin_client_logged, sandbox_des
     assert run.total == 25 and run.user is not None
 
 
-def test_preview_shows_the_exact_json_and_sends_nothing(admin_client_logged, all_destinations,
-                                                        sandbox):
+def test_preview_shows_the_exact_json_and_sends_nothing(
+    admin_client_logged, all_destinations, sandbox
+):
     seed_demo_contacts(3)
     ids = list(Contact.objects.values_list("pk", flat=True))
-    response = admin_client_logged.post(reverse("admin:contacts_contact_changelist"), {
-        "action": "preview_payloads", "_selected_action": ids})
+    response = admin_client_logged.post(
+        reverse("admin:contacts_contact_changelist"),
+        {"action": "preview_payloads", "_selected_action": ids},
+    )
     page = response.content.decode()
     contact = Contact.objects.get(pk=ids[0])
     assert page.count("sync-payload") == 3 * 4
@@ -168,22 +210,37 @@ def test_preview_shows_the_exact_json_and_sends_nothing(admin_client_logged, all
 def test_preview_refuses_more_than_20(admin_client_logged, all_destinations):
     seed_demo_contacts(21)
     ids = list(Contact.objects.values_list("pk", flat=True))
-    response = admin_client_logged.post(reverse("admin:contacts_contact_changelist"), {
-        "action": "preview_payloads", "_selected_action": ids}, follow=True)
+    response = admin_client_logged.post(
+        reverse("admin:contacts_contact_changelist"),
+        {"action": "preview_payloads", "_selected_action": ids},
+        follow=True,
+    )
     assert "at most 20" in " ".join(_messages(response))
 
 
-def test_retry_failed_action_queues_only_failed(admin_client_logged, sandbox_destination,
-                                                immediate_tasks, sandbox):
+def test_retry_failed_action_queues_only_failed(
+    admin_client_logged, sandbox_destination, immediate_tasks, sandbox
+):
     loops = sandbox_destination("loops")
     seed_demo_contacts(4)
     failed, synced = list(Contact.objects.order_by("pk"))[:2]
-    ContactSyncState.objects.create(contact=failed, destination=loops, status=SyncStatus.FAILED,
-                                    last_error="Loops HTTP 500: boom")
-    ContactSyncState.objects.create(contact=synced, destination=loops, status=SyncStatus.SYNCED,
-                                    payload_hash="x", accepted_content_version=1)
-    admin_client_logged.post(reverse("admin:contacts_contact_changelist"), {
-        "action": "retry_failed", "_selected_action": [failed.pk, synced.pk]})
+    ContactSyncState.objects.create(
+        contact=failed,
+        destination=loops,
+        status=SyncStatus.FAILED,
+        last_error="Loops HTTP 500: boom",
+    )
+    ContactSyncState.objects.create(
+        contact=synced,
+        destination=loops,
+        status=SyncStatus.SYNCED,
+        payload_hash="x",
+        accepted_content_version=1,
+    )
+    admin_client_logged.post(
+        reverse("admin:contacts_contact_changelist"),
+        {"action": "retry_failed", "_selected_action": [failed.pk, synced.pk]},
+    )
     assert ContactSyncState.objects.get(contact=failed).status == SyncStatus.SYNCED
     assert SyncAttempt.objects.filter(contact=synced).count() == 0
 
@@ -194,13 +251,29 @@ def test_contact_page_panel_lists_last_five_attempts(admin_client_logged, sandbo
     loops = sandbox_destination("loops")
     seed_demo_contacts(1)
     contact = Contact.objects.get()
-    ContactSyncState.objects.create(contact=contact, destination=loops, status=SyncStatus.FAILED,
-                                    remote_id="cl-123", last_error="Loops HTTP 400: bad email")
-    SyncAttempt.objects.bulk_create([
-        SyncAttempt(destination=loops, contact=contact, trigger="save", outcome="failed",
-                    started_at=timezone.now(), http_status=400 + i) for i in range(7)])
+    ContactSyncState.objects.create(
+        contact=contact,
+        destination=loops,
+        status=SyncStatus.FAILED,
+        remote_id="cl-123",
+        last_error="Loops HTTP 400: bad email",
+    )
+    SyncAttempt.objects.bulk_create(
+        [
+            SyncAttempt(
+                destination=loops,
+                contact=contact,
+                trigger="save",
+                outcome="failed",
+                started_at=timezone.now(),
+                http_status=400 + i,
+            )
+            for i in range(7)
+        ]
+    )
     page = admin_client_logged.get(
-        reverse("admin:contacts_contact_change", args=[contact.pk])).content.decode()
+        reverse("admin:contacts_contact_change", args=[contact.pk])
+    ).content.decode()
     assert "cl-123" in page and "Loops HTTP 400: bad email" in page
     assert len(re.findall(r"/admin/sync/syncattempt/\d+/change/", page)) == 5
 
@@ -213,15 +286,23 @@ def test_dashboard_shows_counts_chart_errors_and_runs(admin_client_logged, sandb
     seed_demo_contacts(10)
     contacts = list(Contact.objects.order_by("pk"))
     for c in contacts[:3]:
-        ContactSyncState.objects.create(contact=c, destination=loops, status=SyncStatus.FAILED,
-                                        last_error="Loops HTTP 400: <b>bad</b> email")
+        ContactSyncState.objects.create(
+            contact=c,
+            destination=loops,
+            status=SyncStatus.FAILED,
+            last_error="Loops HTTP 400: <b>bad</b> email",
+        )
     for c in contacts[3:8]:
         ContactSyncState.objects.create(contact=c, destination=loops, status=SyncStatus.SYNCED)
-    SyncAttempt.objects.bulk_create([
-        SyncAttempt(destination=loops, trigger="action", outcome=o, started_at=timezone.now())
-        for o in ["created"] * 6 + ["failed"] * 2])
-    Destination.objects.filter(pk=cendyn.pk).update(paused_at=timezone.now(),
-                                                   pause_error="Cendyn CRM HTTP 401: no")
+    SyncAttempt.objects.bulk_create(
+        [
+            SyncAttempt(destination=loops, trigger="action", outcome=o, started_at=timezone.now())
+            for o in ["created"] * 6 + ["failed"] * 2
+        ]
+    )
+    Destination.objects.filter(pk=cendyn.pk).update(
+        paused_at=timezone.now(), pause_error="Cendyn CRM HTTP 401: no"
+    )
     run = SyncRun.objects.create(trigger="action", destination=loops, total=40, created=10)
 
     url = reverse("sync_dashboard")
@@ -237,26 +318,38 @@ def test_dashboard_shows_counts_chart_errors_and_runs(admin_client_logged, sandb
     queries = len(ctx.captured_queries)
 
     seed_demo_contacts(40)
-    SyncAttempt.objects.bulk_create([
-        SyncAttempt(destination=cendyn, trigger="retry", outcome="updated",
-                    started_at=timezone.now()) for _ in range(50)])
+    SyncAttempt.objects.bulk_create(
+        [
+            SyncAttempt(
+                destination=cendyn, trigger="retry", outcome="updated", started_at=timezone.now()
+            )
+            for _ in range(50)
+        ]
+    )
     with CaptureQueriesContext(connection) as ctx:
         admin_client_logged.get(url)
     assert len(ctx.captured_queries) == queries
 
-    link = admin_client_logged.get(reverse("admin:contacts_contact_changelist"), {
-        "sync_dest": loops.pk, "sync_status": "failed",
-        "sync_error": "Loops HTTP 400: <b>bad</b> email"})
+    link = admin_client_logged.get(
+        reverse("admin:contacts_contact_changelist"),
+        {
+            "sync_dest": loops.pk,
+            "sync_status": "failed",
+            "sync_error": "Loops HTTP 400: <b>bad</b> email",
+        },
+    )
     assert sorted(link.context["cl"].result_list, key=lambda c: c.pk) == contacts[:3]
 
 
-def test_dashboard_retry_and_cancel_buttons(admin_client_logged, sandbox_destination,
-                                            immediate_tasks, sandbox):
+def test_dashboard_retry_and_cancel_buttons(
+    admin_client_logged, sandbox_destination, immediate_tasks, sandbox
+):
     loops = sandbox_destination("loops")
     seed_demo_contacts(2)
     contact = Contact.objects.first()
-    ContactSyncState.objects.create(contact=contact, destination=loops, status=SyncStatus.FAILED,
-                                    last_error="x")
+    ContactSyncState.objects.create(
+        contact=contact, destination=loops, status=SyncStatus.FAILED, last_error="x"
+    )
     admin_client_logged.post(reverse("sync_retry_failed", args=[loops.pk]))
     assert ContactSyncState.objects.get(contact=contact).status == SyncStatus.SYNCED
 
@@ -266,8 +359,9 @@ def test_dashboard_retry_and_cancel_buttons(admin_client_logged, sandbox_destina
     assert run.state == SyncRun.State.CANCELLED
 
 
-def test_alerts_once_per_change_of_state(sandbox_destination, mailoutbox, settings,
-                                         django_user_model):
+def test_alerts_once_per_change_of_state(
+    sandbox_destination, mailoutbox, settings, django_user_model
+):
     from django.contrib.auth.models import Group
     from django.utils import timezone
 
@@ -282,9 +376,12 @@ def test_alerts_once_per_change_of_state(sandbox_destination, mailoutbox, settin
     assert mailoutbox[0].to == ["ops@example.com"]
 
     settings.SYNC_ALERT_MIN_ATTEMPTS = 10
-    SyncAttempt.objects.bulk_create([
-        SyncAttempt(destination=loops, trigger="action", outcome=o, started_at=timezone.now())
-        for o in ["failed"] * 6 + ["created"] * 4])
+    SyncAttempt.objects.bulk_create(
+        [
+            SyncAttempt(destination=loops, trigger="action", outcome=o, started_at=timezone.now())
+            for o in ["failed"] * 6 + ["created"] * 4
+        ]
+    )
     alerts.failure_rates_check()
     alerts.failure_rates_check()
     assert len(mailoutbox) == 2 and "60%" in mailoutbox[1].subject

@@ -21,8 +21,9 @@ def test_bulk_push_with_partial_failures(sandbox_destination, sandbox, platform,
     bad = list(Contact.objects.order_by("pk").values_list("pk", flat=True)[:3])
     for pk in bad:  # past our form, as an old import might have written them
         Contact.objects.filter(pk=pk).update(email=f"broken-{pk}@")
-    plan = services.push_plan(contacts=Contact.objects.all(), destination=destination,
-                              trigger="command", user_id=None)
+    plan = services.push_plan(
+        contacts=Contact.objects.all(), destination=destination, trigger="command", user_id=None
+    )
     services.plan_run_here(plan)
 
     failed = ContactSyncState.objects.filter(status=SyncStatus.FAILED)
@@ -40,7 +41,12 @@ def test_bulk_push_with_partial_failures(sandbox_destination, sandbox, platform,
 
     # pushed again: nothing changed, nothing sent
     before = requests
-    services.plan_run_here(services.push_plan(contacts=Contact.objects.exclude(pk__in=bad),
-                                              destination=destination, trigger="command",
-                                              user_id=None))
+    services.plan_run_here(
+        services.push_plan(
+            contacts=Contact.objects.exclude(pk__in=bad),
+            destination=destination,
+            trigger="command",
+            user_id=None,
+        )
+    )
     assert sum(sandbox.sandbox.stats()["requests"][platform].values()) == before

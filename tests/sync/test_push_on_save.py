@@ -4,7 +4,7 @@ import pytest
 import requests
 from django.urls import reverse
 
-from contacts.models import Contact, CustomFieldDefinition, ExternalUrl, Group
+from contacts.models import Contact, CustomFieldDefinition
 from sync import services
 from sync.models import ContactSyncState, Destination, FieldMapping, SyncAttempt, SyncStatus
 from tests.contacts.admin_post import contact_post
@@ -26,13 +26,15 @@ def test_immediate_save_shows_remote_ids_and_sends_inline_rows(
 ):
     settings.SYNC_ON_SAVE_MODE = "immediate"
     contact = _save_contact(
-        admin_client_logged, django_capture_on_commit_callbacks,
+        admin_client_logged,
+        django_capture_on_commit_callbacks,
         tags="vip, newsletter",
         external_urls=[{"ref": "crm", "url": "https://crm.example.com/c/1", "label": "CRM"}],
     )
     states = {s.destination.platform: s for s in contact.sync_states.select_related("destination")}
     assert {p: states[p].status for p in PLATFORMS} == {p: SyncStatus.SYNCED for p in PLATFORMS}, {
-        p: states[p].last_error for p in states}
+        p: states[p].last_error for p in states
+    }
     page = admin_client_logged.get(reverse("admin:contacts_contact_change", args=[contact.pk]))
     html = page.content.decode()
     for platform in PLATFORMS:
@@ -81,10 +83,12 @@ def test_platform_400_message_shows_on_contact_page(
 ):
     loops = sandbox_destination("loops")
     definition = CustomFieldDefinition.objects.create(name="nickname", type="string")
-    FieldMapping.objects.create(destination=loops, custom_field=definition,
-                                remote_field="propertyThatDoesNotExist")
+    FieldMapping.objects.create(
+        destination=loops, custom_field=definition, remote_field="propertyThatDoesNotExist"
+    )
     contact = _save_contact(
-        admin_client_logged, django_capture_on_commit_callbacks,
+        admin_client_logged,
+        django_capture_on_commit_callbacks,
         custom_values=[{"definition": definition.pk, "value": "Johnny"}],
     )
     state = contact.sync_states.get()
@@ -95,8 +99,12 @@ def test_platform_400_message_shows_on_contact_page(
 
 
 def test_outage_during_save_keeps_contact_and_retries(
-    admin_client_logged, django_capture_on_commit_callbacks, sandbox_destination, sandbox,
-    settings, immediate_tasks,
+    admin_client_logged,
+    django_capture_on_commit_callbacks,
+    sandbox_destination,
+    sandbox,
+    settings,
+    immediate_tasks,
 ):
     loops = sandbox_destination("loops")
     requests.post(f"{sandbox.url}/_sandbox/faults", json={"platform": "loops", "outage": "503"})
@@ -116,14 +124,19 @@ def test_outage_during_save_keeps_contact_and_retries(
 
 
 def test_revoked_key_pauses_destination_until_test_connection(
-    admin_client_logged, django_capture_on_commit_callbacks, sandbox_destination, sandbox,
-    settings, immediate_tasks,
+    admin_client_logged,
+    django_capture_on_commit_callbacks,
+    sandbox_destination,
+    sandbox,
+    settings,
+    immediate_tasks,
 ):
     cendyn = sandbox_destination("cendyn")
     requests.post(f"{sandbox.url}/_sandbox/faults", json={"platform": "cendyn", "revoked": True})
     first = _save_contact(admin_client_logged, django_capture_on_commit_callbacks)
-    second = _save_contact(admin_client_logged, django_capture_on_commit_callbacks,
-                           email="second@example.com")
+    second = _save_contact(
+        admin_client_logged, django_capture_on_commit_callbacks, email="second@example.com"
+    )
     cendyn.refresh_from_db()
     assert cendyn.paused_at is not None and "401" in cendyn.pause_error
     assert {first.sync_states.get().status, second.sync_states.get().status} == {SyncStatus.WAITING}
@@ -164,7 +177,10 @@ def test_marketing_consent_only_skips_with_reason(
 
 
 def test_deleting_a_contact_deletes_it_remotely_or_says_why(
-    admin_client_logged, django_capture_on_commit_callbacks, sandbox_destination, sandbox,
+    admin_client_logged,
+    django_capture_on_commit_callbacks,
+    sandbox_destination,
+    sandbox,
     immediate_tasks,
 ):
     loops = sandbox_destination("loops", delete_on_platform=True)
@@ -172,8 +188,9 @@ def test_deleting_a_contact_deletes_it_remotely_or_says_why(
     contact = _save_contact(admin_client_logged, django_capture_on_commit_callbacks)
     assert len(sandbox_store(sandbox, "loops")["contacts"]) == 1
     with django_capture_on_commit_callbacks(execute=True):
-        admin_client_logged.post(reverse("admin:contacts_contact_delete", args=[contact.pk]),
-                                 {"post": "yes"})
+        admin_client_logged.post(
+            reverse("admin:contacts_contact_delete", args=[contact.pk]), {"post": "yes"}
+        )
     assert not Contact.objects.exists()
     assert sandbox_store(sandbox, "loops")["contacts"] == []
     deleted = SyncAttempt.objects.get(destination=loops, trigger="delete")

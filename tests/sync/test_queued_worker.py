@@ -19,9 +19,14 @@ def test_admin_action_queues_and_a_worker_pushes_each_contact_once(
     loops = sandbox_destination("loops", rate_limit=200)
     seed_demo_contacts(50)
     ids = list(Contact.objects.values_list("pk", flat=True))
-    response = admin_client_logged.post(reverse("admin:contacts_contact_changelist"), {
-        "action": "push_selected", "_selected_action": ids, "destination": loops.pk,
-    })
+    response = admin_client_logged.post(
+        reverse("admin:contacts_contact_changelist"),
+        {
+            "action": "push_selected",
+            "_selected_action": ids,
+            "destination": loops.pk,
+        },
+    )
     assert response.status_code == 302
     assert ContactSyncState.objects.filter(status=SyncStatus.PENDING).count() == 50
 

@@ -40,15 +40,20 @@ NAMES = {  # where each platform keeps the first name, last name and city
 def test_hostile_and_international_values_round_trip(sandbox_destination, sandbox, platform):
     destination = sandbox_destination(platform)
     note = CustomFieldDefinition.objects.create(name="note", type="string")
-    FieldMapping.objects.create(destination=destination, custom_field=note,
-                                remote_field=NOTE_FIELD[platform])
-    contact = Contact.objects.create(first_name=FIRST, last_name=LAST, city=CITY,
-                                     email="jose.emilie@example.com", country="CH")
+    FieldMapping.objects.create(
+        destination=destination, custom_field=note, remote_field=NOTE_FIELD[platform]
+    )
+    contact = Contact.objects.create(
+        first_name=FIRST, last_name=LAST, city=CITY, email="jose.emilie@example.com", country="CH"
+    )
     CustomFieldValue.objects.create(contact=contact, definition=note, value=LONG)
     destination.refresh_from_db()
 
-    state = services.contact_push(contact_id=contact.pk, destination=destination,
-                                  context=services.PushContext(trigger="action"))
+    state = services.contact_push(
+        contact_id=contact.pk,
+        destination=destination,
+        context=services.PushContext(trigger="action"),
+    )
     assert state.status == SyncStatus.SYNCED, state.last_error
     (record,) = sandbox_store(sandbox, platform)["contacts"]
     first, last, city = NAMES[platform](record)

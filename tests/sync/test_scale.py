@@ -35,8 +35,13 @@ print(json.dumps(stamps))
 def test_shared_limiter_keeps_two_processes_under_the_rate(sandbox_destination):
     destination = sandbox_destination("loops", rate_limit=20)
     procs = [
-        subprocess.Popen([sys.executable, "-c", LIMITER_SCRIPT, str(destination.pk), "20", "30"],
-                         cwd=ROOT, env=process_env(), stdout=subprocess.PIPE, text=True)
+        subprocess.Popen(
+            [sys.executable, "-c", LIMITER_SCRIPT, str(destination.pk), "20", "30"],
+            cwd=ROOT,
+            env=process_env(),
+            stdout=subprocess.PIPE,
+            text=True,
+        )
         for _ in range(2)
     ]
     stamps = sorted(t for p in procs for t in json.loads(p.communicate(timeout=60)[0]))
@@ -56,11 +61,17 @@ def test_worker_killed_mid_run_loses_nothing_and_duplicates_nothing(
     requests.post(f"{sandbox.url}/_sandbox/faults", json={"platform": "loops", "latency_ms": 20})
     loops = sandbox_destination("loops", rate_limit=500)
     seed_demo_contacts(200)
-    run = services.contacts_push_selected(contacts=Contact.objects.all(), destination=loops,
-                                          trigger="action", user_id=None)
-    worker = manage("db_worker", "--no-startup-delay", "--no-reload",
-                    env=process_env(**sandbox_env), stdout=subprocess.DEVNULL,
-                    stderr=subprocess.DEVNULL)
+    run = services.contacts_push_selected(
+        contacts=Contact.objects.all(), destination=loops, trigger="action", user_id=None
+    )
+    worker = manage(
+        "db_worker",
+        "--no-startup-delay",
+        "--no-reload",
+        env=process_env(**sandbox_env),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.monotonic() + 60
     while ContactSyncState.objects.filter(status=SyncStatus.SYNCED).count() < 30:
         assert time.monotonic() < deadline, "the worker made no progress"
@@ -75,9 +86,11 @@ def test_worker_killed_mid_run_loses_nothing_and_duplicates_nothing(
     assert services.retries_enqueue_due() >= 0  # takes back the dead task and its contacts
     run_worker_until_idle(process_env(**sandbox_env))
 
-    assert list(ContactSyncState.objects.values_list("status", flat=True).distinct()) \
-        in ([SyncStatus.SYNCED], [SyncStatus.SYNCED, SyncStatus.UNCHANGED],
-            [SyncStatus.UNCHANGED, SyncStatus.SYNCED])
+    assert list(ContactSyncState.objects.values_list("status", flat=True).distinct()) in (
+        [SyncStatus.SYNCED],
+        [SyncStatus.SYNCED, SyncStatus.UNCHANGED],
+        [SyncStatus.UNCHANGED, SyncStatus.SYNCED],
+    )
     stored = sandbox_store(sandbox, "loops")["contacts"]
     assert len(stored) == 200 == len({c["userId"] for c in stored})
     run.refresh_from_db()
@@ -88,8 +101,9 @@ def test_worker_killed_mid_run_loses_nothing_and_duplicates_nothing(
 def test_cancelled_run_leaves_unsent_contacts_as_they_were(sandbox_destination, sandbox):
     loops = sandbox_destination("loops")
     seed_demo_contacts(30)
-    run = services.contacts_push_selected(contacts=Contact.objects.all(), destination=loops,
-                                          trigger="action", user_id=None)
+    run = services.contacts_push_selected(
+        contacts=Contact.objects.all(), destination=loops, trigger="action", user_id=None
+    )
     assert ContactSyncState.objects.filter(status=SyncStatus.PENDING).count() == 30
     services.run_cancel(run=run)
     run.refresh_from_db()
@@ -97,9 +111,11 @@ def test_cancelled_run_leaves_unsent_contacts_as_they_were(sandbox_destination, 
     assert ContactSyncState.objects.filter(status=SyncStatus.NEVER).count() == 30
     # the queued chunk finds its run cancelled and sends nothing
     context = services.PushContext(trigger="action", run_id=run.pk)
-    services.contacts_push_chunk(destination_id=loops.pk,
-                                 contact_ids=list(Contact.objects.values_list("pk", flat=True)),
-                                 context=context)
+    services.contacts_push_chunk(
+        destination_id=loops.pk,
+        contact_ids=list(Contact.objects.values_list("pk", flat=True)),
+        context=context,
+    )
     assert sandbox.sandbox.stats()["requests"] == {}
 
 
@@ -132,10 +148,16 @@ def test_prune_attempts_removes_old_rows_only(sandbox_destination):
 
     destination = sandbox_destination("loops")
     now = timezone.now()
-    SyncAttempt.objects.bulk_create([
-        SyncAttempt(destination=destination, trigger="save", outcome="updated",
-                    started_at=now - timedelta(days=age))
-        for age in (1, 89, 91, 400)
-    ])
+    SyncAttempt.objects.bulk_create(
+        [
+            SyncAttempt(
+                destination=destination,
+                trigger="save",
+                outcome="updated",
+                started_at=now - timedelta(days=age),
+            )
+            for age in (1, 89, 91, 400)
+        ]
+    )
     call_command("prune_attempts")
     assert sorted((now - a.started_at).days for a in SyncAttempt.objects.all()) == [1, 89]

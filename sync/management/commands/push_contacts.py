@@ -20,13 +20,19 @@ class Command(BaseCommand):
         which = parser.add_mutually_exclusive_group(required=True)
         which.add_argument("--all", action="store_true", help="Every contact.")
         which.add_argument("--failed", action="store_true", help="Contacts whose push failed.")
-        which.add_argument("--changed", action="store_true",
-                           help="Contacts changed since the platform last accepted them.")
+        which.add_argument(
+            "--changed",
+            action="store_true",
+            help="Contacts changed since the platform last accepted them.",
+        )
         which.add_argument("--ids", nargs="+", type=int, help="These contact ids.")
         parser.add_argument("--dry-run", action="store_true", help="Count, send nothing.")
         parser.add_argument("--force", action="store_true", help="Push unchanged contacts too.")
-        parser.add_argument("--queue", action="store_true",
-                            help="Queue for db_worker processes instead of pushing here.")
+        parser.add_argument(
+            "--queue",
+            action="store_true",
+            help="Queue for db_worker processes instead of pushing here.",
+        )
 
     def handle(self, *args, destination, dry_run, force, queue, **options):
         target = Destination.objects.filter(name=destination).first()
@@ -36,8 +42,13 @@ class Command(BaseCommand):
         contacts = self._selection(target, options)
         if dry_run:
             return self._dry_run(contacts, target, force)
-        plan = services.push_plan(contacts=contacts, destination=target, trigger=Trigger.COMMAND,
-                                  user_id=None, force=force)
+        plan = services.push_plan(
+            contacts=contacts,
+            destination=target,
+            trigger=Trigger.COMMAND,
+            user_id=None,
+            force=force,
+        )
         progress = _Progress(self.stderr, plan.run.total)
         try:
             if queue:
@@ -65,8 +76,10 @@ class Command(BaseCommand):
     def _dry_run(self, contacts, target, force):
         total = contacts.count()
         unchanged = 0 if force else services.count_unchanged(contacts, target)
-        self.stdout.write(f"Dry run on {target}: {total} selected, {total - unchanged} would be "
-                          f"pushed, {unchanged} unchanged. Nothing was sent.")
+        self.stdout.write(
+            f"Dry run on {target}: {total} selected, {total - unchanged} would be "
+            f"pushed, {unchanged} unchanged. Nothing was sent."
+        )
 
     def _push_here(self, plan, progress):
         services.plan_run_here(plan, on_chunk=progress.show)
@@ -104,7 +117,9 @@ class _Progress:
         rate = done / self.elapsed() if self.elapsed() > 0 else 0.0
         eta = (self.total - done) / rate if rate else 0.0
         filled = int(30 * done / self.total)
-        line = (f"\r[{'#' * filled}{'.' * (30 - filled)}] {done}/{run.total} done, "
-                f"{run.failed} failed, {rate:.1f}/s, ETA {eta:.0f} s ")
+        line = (
+            f"\r[{'#' * filled}{'.' * (30 - filled)}] {done}/{run.total} done, "
+            f"{run.failed} failed, {rate:.1f}/s, ETA {eta:.0f} s "
+        )
         self.stream.write(line, ending="\n" if final else "")
         self.stream.flush()

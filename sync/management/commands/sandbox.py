@@ -9,8 +9,11 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("--port", type=int, default=8765)
-        parser.add_argument("--no-rate-limits", action="store_true",
-                            help="Serve without the platforms' rate limits (benchmarks).")
+        parser.add_argument(
+            "--no-rate-limits",
+            action="store_true",
+            help="Serve without the platforms' rate limits (benchmarks).",
+        )
 
     def handle(self, *args, port, no_rate_limits, **options):
         sandbox = build_sandbox()
@@ -18,8 +21,10 @@ class Command(BaseCommand):
             for slug in sandbox.emulators:
                 sandbox.set_rate_limit(slug, None)
         server = SandboxServer(sandbox, port=port)
-        self.stdout.write(f"Sandbox on {server.url}/{{yespo,ivvy,cendyn,loops}}/  "
-                          f"(control: {server.url}/_sandbox/)")
+        self.stdout.write(
+            f"Sandbox on {server.url}/{{yespo,ivvy,cendyn,loops}}/  "
+            f"(control: {server.url}/_sandbox/)"
+        )
         try:
             server.serve_forever()
         except KeyboardInterrupt:

@@ -5,10 +5,18 @@ from sync.sandbox import accounts
 
 SANDBOX_DESTINATIONS = [
     {"platform": "yespo", "name": "Yespo (sandbox)", "key_env": "YESPO_API_KEY"},
-    {"platform": "ivvy", "name": "iVvy (sandbox)", "key_env": "IVVY_API_KEY",
-     "secret_env": "IVVY_API_SECRET"},
-    {"platform": "cendyn", "name": "Cendyn CRM (sandbox)", "key_env": "CENDYN_SECRET",
-     "account_id": accounts.CENDYN_ACCOUNT_ID},
+    {
+        "platform": "ivvy",
+        "name": "iVvy (sandbox)",
+        "key_env": "IVVY_API_KEY",
+        "secret_env": "IVVY_API_SECRET",
+    },
+    {
+        "platform": "cendyn",
+        "name": "Cendyn CRM (sandbox)",
+        "key_env": "CENDYN_SECRET",
+        "account_id": accounts.CENDYN_ACCOUNT_ID,
+    },
     {"platform": "loops", "name": "Loops (sandbox)", "key_env": "LOOPS_API_KEY"},
 ]
 

@@ -1,11 +1,11 @@
 """The shared harness for connector unit tests: a mocked transport.
 
-    transport = MockTransport()
-    connector = make_connector(YespoConnector, transport, mapping=...)
-    transport.add(200, {"id": 1})          # queued answers, in order
-    transport.add_error(requests.ConnectTimeout())
-    connector.push(record, RemoteState())
-    transport.calls[0].json                 # what was sent
+transport = MockTransport()
+connector = make_connector(YespoConnector, transport, mapping=...)
+transport.add(200, {"id": 1})          # queued answers, in order
+transport.add_error(requests.ConnectTimeout())
+connector.push(record, RemoteState())
+transport.calls[0].json                 # what was sent
 """
 
 import json
@@ -77,11 +77,26 @@ class MockTransport(BaseAdapter):
         pass
 
 
-def make_connector(cls, transport: MockTransport, *, mapping=None, credentials=None,
-                   options=None, base_url="https://platform.test/", quick_retries=0):
+def make_connector(
+    cls,
+    transport: MockTransport,
+    *,
+    mapping=None,
+    credentials=None,
+    options=None,
+    base_url="https://platform.test/",
+    quick_retries=0,
+):
     session = requests.Session()
     session.mount("https://", transport)
     session.mount("http://", transport)
     creds = credentials or {name: f"test-{name}-value" for name in cls.credentials}
-    return cls(base_url=base_url, credentials=creds, mapping=mapping or MappingRecord(),
-               options=options or {}, timeout=5, quick_retries=quick_retries, session=session)
+    return cls(
+        base_url=base_url,
+        credentials=creds,
+        mapping=mapping or MappingRecord(),
+        options=options or {},
+        timeout=5,
+        quick_retries=quick_retries,
+        session=session,
+    )

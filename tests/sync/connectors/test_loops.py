@@ -30,7 +30,9 @@ from tests.sync.connectors.harness import MockTransport, make_connector
 FILES = Path(__file__).resolve().parents[2] / "files" / "loops"
 # The vendor's OpenAPI file, read from shared/ beside the checkout (it is the vendor's text,
 # under no licence that lets us copy it into this repository).
-SHARED_SPEC = Path(__file__).resolve().parents[4] / "shared" / "specs" / "loops" / "loops-openapi-1.21.7.json"
+SHARED_SPEC = (
+    Path(__file__).resolve().parents[4] / "shared" / "specs" / "loops" / "loops-openapi-1.21.7.json"
+)
 PRODUCT_UPDATES = "cm06f5v0e45nf0ml5754o9cix"
 NEWSLETTER = "cm16k73gq014h0mmj5b6jdi9r"
 OK = {"success": True, "id": "cll6b3i8901a9jx0oyktl2m4u"}

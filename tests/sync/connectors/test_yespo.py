@@ -34,7 +34,9 @@ from tests.sync.connectors.harness import MockTransport, make_connector
 FILES = Path(__file__).resolve().parents[2] / "files" / "yespo"
 # The vendor's OpenAPI file, read from shared/ beside the checkout (it is the vendor's text,
 # under no licence that lets us copy it into this repository).
-SHARED_SPEC = Path(__file__).resolve().parents[4] / "shared" / "specs" / "yespo" / "yespo-openapi.json"
+SHARED_SPEC = (
+    Path(__file__).resolve().parents[4] / "shared" / "specs" / "yespo" / "yespo-openapi.json"
+)
 BASE = "https://platform.test/"
 NEWSLETTER, VIP = "200400", "200401"
 
