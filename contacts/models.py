@@ -224,7 +224,9 @@ class CustomFieldValue(ContactChild):
     definition = models.ForeignKey(
         CustomFieldDefinition, on_delete=models.PROTECT, related_name="values", verbose_name="field"
     )
-    value = models.CharField(max_length=1000)
+    # 500: the longest value Loops takes ("Some body key or value is longer than allowable");
+    # refused here, on the field, rather than by the platform after the save.
+    value = models.CharField(max_length=500)
 
     class Meta:
         constraints = [

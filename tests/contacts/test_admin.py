@@ -242,3 +242,11 @@ def test_bad_inline_row_saves_nothing_even_with_a_valid_contact(admin_client_log
     assert response.status_code == 200
     assert Contact.objects.count() == 0
     assert Group.objects.get().memberships.count() == 0
+
+
+def test_custom_value_over_500_characters_is_refused_on_its_row(admin_client_logged, catalogues):
+    row = {"definition": catalogues["loyalty"].pk, "value": "x" * 501}
+    response = admin_client_logged.post(ADD_URL, contact_post(custom_values=[row]))
+    errors, _ = _inline_errors(response, "custom_values")
+    assert "at most 500 characters" in " ".join(errors[0]["value"])
+    _assert_nothing_saved()
