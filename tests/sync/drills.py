@@ -36,7 +36,7 @@ WORKER_SETTINGS = {
     "SYNC_RETRY_MAX_SECONDS": 2,
     "SYNC_LEASE_SECONDS": 20,
     "SYNC_CHUNK_SIZE": 20,
-    "SYNC_BULK_CHUNK_SIZE": 50,
+    "SYNC_BULK_CHUNK_SIZE": 20,
 }
 
 
@@ -105,9 +105,7 @@ class Drill:
         `status` ("refused" for dropped connections)."""
         before = self.answered(status)
         self.fault(**switches)
-        self.wait_until(
-            lambda: self.answered(status) >= before + count, timeout=30, scheduler=False
-        )
+        self.wait_until(lambda: self.answered(status) >= before + count, timeout=30)
 
     def start_workers(self):
         self.workers = [
@@ -195,7 +193,9 @@ class Drill:
 
 
 def outage_mid_push(d: Drill) -> DrillReport:
-    d.fault(latency_ms=30)
+    # A bulk platform sends a few calls per chunk: slower answers keep the push running long
+    # enough for the outage to land in its middle.
+    d.fault(latency_ms=150 if d.destination.connector_class.batch_size else 30)
     d.push_all()
     d.start_workers()
     d.wait_until(lambda: d.synced_count() >= d.contact_count // 10, scheduler=False)
