@@ -78,8 +78,9 @@ def _fill(connection, *, attempts):
             INSERT INTO sync_contactsyncstate (contact_id, destination_id, remote_id, status,
                 skip_reason, last_error, attempts, payload_hash, accepted_email_status,
                 claimed_by, updated_at)
-            SELECT c.id, d.id, 'R' || c.id, CASE WHEN c.id % 20 = 0 THEN 'failed' ELSE 'synced' END,
-                '', CASE WHEN c.id % 20 = 0 THEN 'HTTP 400: error ' || (c.id % 7) ELSE '' END,
+            SELECT c.id, d.id, 'R' || c.id,
+                CASE WHEN mod(c.id, 20) = 0 THEN 'failed' ELSE 'synced' END,
+                '', CASE WHEN mod(c.id, 20) = 0 THEN 'HTTP 400: error ' || mod(c.id, 7) ELSE '' END,
                 0, '', '', '', now()
             FROM contacts_contact c CROSS JOIN sync_destination d
             WHERE NOT EXISTS (SELECT 1 FROM sync_contactsyncstate s
@@ -90,10 +91,10 @@ def _fill(connection, *, attempts):
             INSERT INTO sync_syncattempt (destination_id, contact_id, external_id, trigger,
                 started_at, duration_ms, http_status, request_body, response_excerpt, outcome,
                 error)
-            SELECT (SELECT min(id) FROM sync_destination) + (g % 4), NULL, 'ct-' || g, 'action',
-                now() - (g % (30 * 24 * 60)) * interval '1 minute', 12, 200, '{}', '{}',
-                CASE WHEN g % 25 = 0 THEN 'failed' ELSE 'updated' END,
-                CASE WHEN g % 25 = 0 THEN 'HTTP 400: error ' || (g % 7) ELSE '' END
+            SELECT (SELECT min(id) FROM sync_destination) + mod(g, 4), NULL, 'ct-' || g, 'action',
+                now() - mod(g, 30 * 24 * 60) * interval '1 minute', 12, 200, '{}', '{}',
+                CASE WHEN mod(g, 25) = 0 THEN 'failed' ELSE 'updated' END,
+                CASE WHEN mod(g, 25) = 0 THEN 'HTTP 400: error ' || mod(g, 7) ELSE '' END
             FROM generate_series(1, %s) AS g
         """,
             [attempts],
