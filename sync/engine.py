@@ -367,7 +367,8 @@ def _push_one(record, state, destination, context, connector) -> _Result:
     # gave and the status it just accepted (iVvy's payload carries the id, Loops' depends on
     # the accepted status).
     after = RemoteState(pushed.remote_id or state.remote_id or None, record.email_status)
-    digest = payload_hash(connector.build_payload(record, after), record)
+    if after != remote:  # the payload is a pure function of the record and this state
+        digest = payload_hash(connector.build_payload(record, after), record)
     return _Decide(state, destination, record).accepted(
         pushed.remote_id, pushed.created, digest, connector.drain_exchanges()
     )

@@ -438,32 +438,43 @@ def destination_refresh_options(*, destination: Destination) -> int:
 
 def contact_preview_payloads(*, contact_ids: list[int]) -> list[dict]:
     """What each enabled destination would receive for each contact; sends nothing."""
-    destinations = list(Destination.objects.filter(enabled=True))
+    connectors = {}
+    for destination in Destination.objects.filter(enabled=True):
+        try:
+            connectors[destination] = destination_connector(destination=destination, throttle=False)
+        except ConnectorConfigurationError as err:
+            connectors[destination] = err
     states = {
         (s.contact_id, s.destination_id): s
         for s in ContactSyncState.objects.filter(contact_id__in=contact_ids)
     }
     previews = []
     for record in selectors.contact_records(contact_ids):
-        for destination in destinations:
+        for destination, connector in connectors.items():
             state = states.get((record.id, destination.pk))
             remote = (
                 RemoteState(state.remote_id or None, state.accepted_email_status or None)
                 if state
                 else RemoteState()
             )
-            try:
-                connector = destination_connector(destination=destination)
-                body = json.dumps(
-                    connector.build_payload(record, remote),
-                    indent=2,
-                    ensure_ascii=False,
-                    default=str,
-                )
-            except (ConnectorConfigurationError, PermanentError) as err:
-                body = f"Cannot build: {err}"
-            previews.append({"record": record, "destination": destination, "payload": body})
+            previews.append(
+                {
+                    "record": record,
+                    "destination": destination,
+                    "payload": _preview(connector, record, remote),
+                }
+            )
     return previews
+
+
+def _preview(connector, record, remote) -> str:
+    if isinstance(connector, ConnectorConfigurationError):
+        return f"Cannot build: {connector}"
+    try:
+        payload = connector.build_payload(record, remote)
+    except PermanentError as err:
+        return f"Cannot build: {err}"
+    return json.dumps(payload, indent=2, ensure_ascii=False, default=str)
 
 
 # ----------------------------------------------------------------------- retries
