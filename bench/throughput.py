@@ -85,16 +85,15 @@ def _engine_run(destination, contact_ids, *, single=False, recorder=None):
 
 
 def measure_platform(platform, sandbox, count):
-    import requests
-
     from contacts.models import Contact
+    from sync.connectors.base import outbound_session
 
     ids = list(Contact.objects.order_by("pk").values_list("pk", flat=True)[:count])
     recorder = RecordingAdapter()
     _engine_run(_fresh(platform, sandbox), ids, single=True, recorder=recorder)  # records
     engine_seconds = _engine_run(_fresh(platform, sandbox), ids, single=True)
     sandbox.control("reset", {})
-    session = requests.Session()
+    session = outbound_session()  # configured as the engine's: no per-call environment scan
     started = time.perf_counter()
     for prepared in recorder.requests:
         _ = session.send(prepared, timeout=10).content  # read the whole answer, as we do

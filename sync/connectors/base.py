@@ -141,6 +141,22 @@ class LocalRateLimiter:
 # ------------------------------------------------------------------------------ connector
 
 
+def outbound_session() -> requests.Session:
+    """A session configured from settings, not re-read from the environment on every request:
+    requests scans every environment variable for proxies per call when `trust_env` is on,
+    which cost more than the request itself on loopback. A proxy and a CA bundle, when needed,
+    are set with SYNC_HTTPS_PROXY and SYNC_CA_BUNDLE."""
+    from django.conf import settings
+
+    session = requests.Session()
+    session.trust_env = False
+    if settings.SYNC_HTTPS_PROXY:
+        session.proxies = {"https": settings.SYNC_HTTPS_PROXY, "http": settings.SYNC_HTTPS_PROXY}
+    if settings.SYNC_CA_BUNDLE:
+        session.verify = settings.SYNC_CA_BUNDLE
+    return session
+
+
 class BaseConnector:
     """One destination's connector. Subclasses set the class attributes and implement the
     platform's calls; `request` is the only way they reach the network."""
@@ -178,7 +194,7 @@ class BaseConnector:
         self.timeout = timeout
         self.rate_limiter = rate_limiter
         self.quick_retries = quick_retries
-        self.session = session or requests.Session()
+        self.session = session or outbound_session()
         self.exchanges: list[Exchange] = []
 
     # -- configuration
