@@ -18,6 +18,7 @@ import logging
 import os
 import random
 import socket
+import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -82,7 +83,8 @@ class PushContext:
     user_id: int | None = None
     run_id: int | None = None
     force: bool = False
-    worker: str = WORKER_NAME
+    # the claimant: a process, and a thread in it (web servers push from several threads)
+    worker: str = field(default_factory=lambda: f"{WORKER_NAME}:{threading.get_ident()}")
 
 
 def destination_connector(
