@@ -87,15 +87,8 @@ class SandboxProcess:
 def sandbox_credentials_env() -> dict:
     from sync.sandbox import accounts
 
-    values = {
-        "YESPO_API_KEY": accounts.YESPO_API_KEY,
-        "IVVY_API_KEY": accounts.IVVY_API_KEY,
-        "IVVY_API_SECRET": accounts.IVVY_API_SECRET,
-        "CENDYN_SECRET": accounts.CENDYN_SECRET,
-        "LOOPS_API_KEY": accounts.LOOPS_API_KEY,
-    }
-    os.environ.update(values)
-    return values
+    os.environ.update(accounts.ENVIRONMENT)
+    return dict(accounts.ENVIRONMENT)
 
 
 def make_destination(platform: str, sandbox_url: str, **fields):

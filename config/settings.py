@@ -198,8 +198,17 @@ SYNC_SCHEDULER_INTERVAL = env.float("SYNC_SCHEDULER_INTERVAL", default=5.0)
 # connectors do not read HTTPS_PROXY or REQUESTS_CA_BUNDLE from the environment per call).
 SYNC_HTTPS_PROXY = env.str("SYNC_HTTPS_PROXY", default="")
 SYNC_CA_BUNDLE = env.str("SYNC_CA_BUNDLE", default="")
-# Plain-http destinations on this machine's loopback (the sandbox). Off in production.
+# Plain-http destinations on this machine's loopback (the sandbox). Off in production; a
+# system check warns when it is on there (bench/production.py turns it on for the sandbox).
 SYNC_ALLOW_LOOPBACK = env.bool("SYNC_ALLOW_LOOPBACK", default=not IS_PRODUCTION)
+# What a destination may name and reach (sync/policy.py). Credential variables: names with
+# this prefix, or listed explicitly; never SECRET_KEY, DATABASE_URL, EMAIL_* and the like.
+SYNC_CREDENTIAL_PREFIX = env.str("SYNC_CREDENTIAL_PREFIX", default="SYNC_CREDENTIAL_")
+SYNC_CREDENTIAL_NAMES = env.list("SYNC_CREDENTIAL_NAMES", default=[])
+# Hosts beyond those each platform serves (a platform's new domain, a private relay), and
+# the private networks a connection may land on (CIDRs, for a private deployment).
+SYNC_EXTRA_HOSTS = env.list("SYNC_EXTRA_HOSTS", default=[])
+SYNC_ALLOWED_PRIVATE_NETWORKS = env.list("SYNC_ALLOWED_PRIVATE_NETWORKS", default=[])
 SYNC_ATTEMPT_RETENTION_DAYS = env.int("SYNC_ATTEMPT_RETENTION_DAYS", default=90)
 # Sync admins get an email when a destination's failure rate over the last hour passes this
 # (counted once at least SYNC_ALERT_MIN_ATTEMPTS pushes were tried in that hour).

@@ -1,15 +1,109 @@
-"""Admin actions: thin adapters over sync.services."""
+"""Admin actions, and the buttons on an object's page: thin adapters over sync.services.
+
+List actions are Django's `@admin.action(permissions=[…])`. A button on an object's page is a
+method declared with `@object_action(description=…, permissions=[…])` and named in its
+admin's `object_actions`: it gets its own POST-only URL, checked like a list action (each
+permission `p` asks the admin's `has_p_permission(request, obj)`), and is shown only to users
+who pass. This is the shape of django-unfold's `actions_detail` with `@action(permissions=…)`.
+"""
+
+from dataclasses import dataclass
 
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
+from django.core.exceptions import PermissionDenied
+from django.http import Http404, HttpResponseNotAllowed
+from django.shortcuts import redirect
 from django.template.response import TemplateResponse
+from django.urls import path, reverse
 from django.utils.translation import ngettext
 
 from sync import services
 from sync.models import ContactSyncState, Destination, SyncStatus, Trigger
 
 PREVIEW_LIMIT = 20
+
+
+@dataclass(frozen=True)
+class ObjectAction:
+    name: str
+    description: str
+    permissions: tuple[str, ...]
+
+    @property
+    def url_path(self) -> str:
+        return self.name.replace("_", "-")
+
+
+def object_action(*, description: str, permissions: list[str]):
+    """Declare an admin method `(self, request, obj)` as a button on the object's page. It
+    runs only on POST and only for users with every permission; it may return a response,
+    else the object's page is shown again."""
+    if not permissions:
+        raise ValueError("an object action must name the permissions it needs")
+
+    def declare(method):
+        method.object_action = ObjectAction(method.__name__, description, tuple(permissions))
+        return method
+
+    return declare
+
+
+class ObjectActionsMixin:
+    """Serves and shows the buttons named in `object_actions` (see the module docstring)."""
+
+    object_actions: tuple[str, ...] = ()
+
+    def declared_object_actions(self) -> list[ObjectAction]:
+        return [getattr(self, name).object_action for name in self.object_actions]
+
+    def object_action_allowed(self, request, action: ObjectAction, obj) -> bool:
+        return all(getattr(self, f"has_{p}_permission")(request, obj) for p in action.permissions)
+
+    def object_action_url_name(self, action: ObjectAction) -> str:
+        opts = self.model._meta
+        return f"{opts.app_label}_{opts.model_name}_{action.name}"
+
+    def get_urls(self):
+        urls = [
+            path(
+                f"<path:object_id>/{action.url_path}/",
+                self.admin_site.admin_view(self._object_action_view(action)),
+                name=self.object_action_url_name(action),
+            )
+            for action in self.declared_object_actions()
+        ]
+        return urls + super().get_urls()
+
+    def _object_action_view(self, action: ObjectAction):
+        def view(request, object_id):
+            if request.method != "POST":
+                return HttpResponseNotAllowed(["POST"])
+            obj = self.get_object(request, object_id)
+            if obj is None:
+                raise Http404
+            if not self.object_action_allowed(request, action, obj):
+                raise PermissionDenied
+            response = getattr(self, action.name)(request, obj)
+            opts = self.model._meta
+            return response or redirect(
+                reverse(f"admin:{opts.app_label}_{opts.model_name}_change", args=[obj.pk])
+            )
+
+        return view
+
+    def render_change_form(self, request, context, add=False, change=False, form_url="", obj=None):
+        if obj is not None:
+            context["object_actions"] = [
+                (
+                    action,
+                    reverse(f"admin:{self.object_action_url_name(action)}", args=[obj.pk]),
+                )
+                for action in self.declared_object_actions()
+                if self.object_action_allowed(request, action, obj)
+            ]
+        return super().render_change_form(request, context, add, change, form_url, obj)
 
 
 class PushActionForm(helpers.ActionForm):

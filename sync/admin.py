@@ -10,10 +10,12 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 from django.utils.translation import ngettext
+from simple_history.admin import SimpleHistoryAdmin
 
 from contacts.admin import ContactAdmin
 from contacts.models import Contact
-from sync import actions, selectors, services
+from sync import actions, connectors, selectors, services
+from sync.actions import ObjectActionsMixin, object_action
 from sync.connectors.base import ConnectorConfigurationError, ConnectorError
 from sync.connectors.records import STANDARD_FIELDS
 from sync.models import (
@@ -90,7 +92,7 @@ class ListMappingInline(_RemoteOptionsInline):
     fields = ["group", "mailing_list", "remote_list"]
 
 
-@admin.action(description="Test connection")
+@admin.action(description="Test connection", permissions=["change"])
 def test_connection(modeladmin, request, queryset):
     for destination in queryset:
         ok, message = services.destination_test_connection(destination=destination)
@@ -98,7 +100,7 @@ def test_connection(modeladmin, request, queryset):
         modeladmin.message_user(request, f"{destination}: {message}", level)
 
 
-@admin.action(description="Refresh fields and lists from platform")
+@admin.action(description="Refresh fields and lists from platform", permissions=["change"])
 def refresh_options(modeladmin, request, queryset):
     for destination in queryset:
         try:
@@ -119,14 +121,20 @@ def refresh_options(modeladmin, request, queryset):
 
 
 @admin.register(Destination)
-class DestinationAdmin(admin.ModelAdmin):
+class DestinationAdmin(ObjectActionsMixin, SimpleHistoryAdmin):
     list_display = ["name", "platform", "enabled", "push_on_save", "health", "effective_url"]
     list_filter = ["platform", "enabled"]
     actions = [test_connection, refresh_options]
+    object_actions = ("test_connection_button", "refresh_options_button")
+    # The history page lists who changed the platform, URL or credential variables.
+    history_list_display = ["platform", "base_url", "region", "key_env", "secret_env"]
     inlines = [FieldMappingInline, ListMappingInline]
-    readonly_fields = ["health", "unmapped_fields", "options_refreshed_at"]
+    readonly_fields = ["health", "platform_notes", "unmapped_fields", "options_refreshed_at"]
     fieldsets = [
-        (None, {"fields": ["name", "platform", "enabled", "push_on_save", "health"]}),
+        (
+            None,
+            {"fields": ["name", "platform", "enabled", "push_on_save", "health", "platform_notes"]},
+        ),
         ("Account", {"fields": ["base_url", "region", "account_id", "key_env", "secret_env"]}),
         (
             "Behaviour",
@@ -161,6 +169,13 @@ class DestinationAdmin(admin.ModelAdmin):
     def effective_url(self, obj):
         return obj.effective_base_url
 
+    @admin.display(description="About this platform")
+    def platform_notes(self, obj):
+        if obj is None or obj.platform not in connectors.CONNECTORS:
+            return "-"
+        notes = getattr(obj.connector_class, "notes", ())
+        return format_html_join("", "<p>{}</p>", ((note,) for note in notes)) or "-"
+
     @admin.display(description="Not sent (unmapped)")
     def unmapped_fields(self, obj):
         if obj is None or obj.pk is None:
@@ -185,21 +200,24 @@ class DestinationAdmin(admin.ModelAdmin):
         ]
         return ", ".join(missing) or "Everything is mapped."
 
-    def change_view(self, request, object_id, form_url="", extra_context=None):
-        if request.method == "POST" and "_test_connection" in request.POST:
-            destination = get_object_or_404(Destination, pk=object_id)
-            test_connection(self, request, Destination.objects.filter(pk=destination.pk))
-            return self._redirect_to(destination)
-        if request.method == "POST" and "_refresh_options" in request.POST:
-            destination = get_object_or_404(Destination, pk=object_id)
-            refresh_options(self, request, Destination.objects.filter(pk=destination.pk))
-            return self._redirect_to(destination)
-        return super().change_view(request, object_id, form_url, extra_context)
+    object_history_template = "admin/sync/destination/object_history.html"
 
-    def _redirect_to(self, destination):
-        from django.shortcuts import redirect
+    def history_view(self, request, object_id, extra_context=None):
+        mapping_history = (
+            selectors.destination_mapping_history(destination_id=int(object_id))
+            if object_id.isdigit()
+            else []
+        )
+        extra_context = {**(extra_context or {}), "mapping_history": mapping_history}
+        return super().history_view(request, object_id, extra_context)
 
-        return redirect(reverse("admin:sync_destination_change", args=[destination.pk]))
+    @object_action(description="Test connection", permissions=["change"])
+    def test_connection_button(self, request, obj):
+        test_connection(self, request, Destination.objects.filter(pk=obj.pk))
+
+    @object_action(description="Refresh from platform", permissions=["change"])
+    def refresh_options_button(self, request, obj):
+        refresh_options(self, request, Destination.objects.filter(pk=obj.pk))
 
 
 # ------------------------------------------------------------------ state, attempts, runs

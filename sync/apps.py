@@ -7,6 +7,8 @@ class SyncConfig(AppConfig):
     verbose_name = "Sync"
 
     def ready(self):
+        from sync import checks  # noqa: F401  (registers the system checks)
         from sync.signals import register_signal_handlers
 
         register_signal_handlers()
+        checks.warn_at_start_up()

@@ -25,7 +25,6 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 
 from django.conf import settings
-from django.core.exceptions import ValidationError
 from django.db import connection, reset_queries, transaction
 from django.db.models import Case, F, Q, Value, When
 from django.utils import timezone
@@ -46,7 +45,6 @@ from sync.models import (
     SyncAttempt,
     SyncRun,
     SyncStatus,
-    check_destination_url,
 )
 from sync.ratelimit import DatabaseRateLimiter
 
@@ -95,10 +93,9 @@ def destination_connector(
 
     Raises ConnectorConfigurationError naming the variable when a credential is missing."""
     cls = destination.connector_class
-    try:
-        check_destination_url(destination.effective_base_url)
-    except ValidationError as err:
-        raise ConnectorConfigurationError(f"{destination}: {err.messages[0]}") from err
+    problem = destination.policy_problem()  # rows saved under an older or wider policy
+    if problem:
+        raise ConnectorConfigurationError(f"{destination}: {problem}")
     env_names = {name: getattr(destination, field) for name, field in cls.credentials.items()}
     limiter = (
         DatabaseRateLimiter(destination.pk, destination.effective_rate_limit) if throttle else None

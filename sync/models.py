@@ -1,29 +1,15 @@
 """Destinations (one account on one platform) and their mappings."""
 
-from urllib.parse import urlsplit
-
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import F
 
 from contacts.models import CustomFieldDefinition, Group, MailingList
-from sync import connectors
+from simple_history.models import HistoricalRecords
+
+from sync import connectors, policy
 from sync.connectors.records import STANDARD_FIELDS
-
-LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1"}
-
-
-def check_destination_url(url: str) -> None:
-    """https only; plain http only to this machine's loopback, and only where the setting
-    SYNC_ALLOW_LOOPBACK allows it (the sandbox; off in production). Raises ValidationError."""
-    parts = urlsplit(url)
-    host = (parts.hostname or "").lower()
-    loopback = host in LOOPBACK_HOSTS or host.startswith("127.")
-    if loopback and not settings.SYNC_ALLOW_LOOPBACK:
-        raise ValidationError("Loopback destinations (the sandbox) are not allowed here.")
-    if parts.scheme != "https" and not (loopback and parts.scheme == "http"):
-        raise ValidationError("A destination URL must use https://.")
 
 
 class Destination(models.Model):
@@ -90,6 +76,11 @@ class Destination(models.Model):
     pause_error = models.TextField(
         blank=True, editable=False, help_text="Why the platform refused our credentials."
     )
+    # Who changed the platform, host or credential variables, when, and from what: a changed
+    # URL or variable decides where a credential goes.
+    history = HistoricalRecords(
+        excluded_fields=["config_version", "alerted_failing", "options_refreshed_at"]
+    )
 
     class Meta:
         ordering = ["name"]
@@ -122,23 +113,34 @@ class Destination(models.Model):
     def effective_rate_limit(self) -> float:
         return self.rate_limit or self.connector_class.default_rate_limit
 
+    @property
+    def credential_names(self) -> dict[str, str]:
+        """Destination field -> the environment variable it names, for each credential the
+        platform needs."""
+        return {f: getattr(self, f) for f in self.connector_class.credentials.values()}
+
+    def policy_problem(self) -> str:
+        """Why this destination may not be used as stored ("" when it may): rows saved before
+        the outbound policy, or under a wider one, are refused at push time."""
+        problems = policy.destination_problems(
+            connector_class=self.connector_class,
+            base_url=self.effective_base_url,
+            credential_names=self.credential_names,
+        )
+        return " ".join(problems.values())
+
     def clean(self):
         if self.platform not in connectors.CONNECTORS:
             return
-        if self.base_url:
-            try:
-                check_destination_url(self.base_url)
-            except ValidationError as err:
-                raise ValidationError({"base_url": err.messages}) from err
         cls = self.connector_class
+        problems = policy.destination_problems(
+            connector_class=cls, base_url=self.base_url, credential_names=self.credential_names
+        )
         if self.region and self.region not in cls.regions:
             allowed = ", ".join(cls.regions) or "none"
-            raise ValidationError({"region": f"{cls.label} regions: {allowed}."})
-        missing = [f for f in cls.credentials.values() if not getattr(self, f)]
-        if missing:
-            raise ValidationError(
-                {f: "Name the environment variable that holds this credential." for f in missing}
-            )
+            problems["region"] = f"{cls.label} regions: {allowed}."
+        if problems:
+            raise ValidationError(problems)
         if self.platform == "cendyn" and not self.account_id:
             raise ValidationError({"account_id": "Cendyn CRM needs the account ID."})
 
@@ -186,6 +188,8 @@ class MappingPart(models.Model):
 
 class FieldMapping(MappingPart):
     """One of our fields -> the platform's field. Unmapped fields are not sent."""
+
+    history = HistoricalRecords()
 
     destination = models.ForeignKey(
         Destination, on_delete=models.CASCADE, related_name="field_mappings"
@@ -237,6 +241,8 @@ class FieldMapping(MappingPart):
 
 class ListMapping(MappingPart):
     """One of our groups or mailing lists -> the platform's list of its own kind."""
+
+    history = HistoricalRecords()
 
     destination = models.ForeignKey(
         Destination, on_delete=models.CASCADE, related_name="list_mappings"

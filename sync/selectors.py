@@ -291,3 +291,43 @@ def _bars(values: list[int], labels: list[str]) -> dict:
         "width": CHART_WIDTH,
         "height": CHART_HEIGHT,
     }
+
+
+MAPPING_HISTORY_LIMIT = 100
+
+
+def destination_mapping_history(*, destination_id: int, limit: int = MAPPING_HISTORY_LIMIT):
+    """The latest changes to a destination's field and list mappings, newest first: who,
+    when, what kind of change and the mapping as it was then. Two queries."""
+    from sync.models import FieldMapping, ListMapping
+
+    records = []
+    for model in (FieldMapping, ListMapping):
+        records += list(
+            model.history.filter(destination_id=destination_id)
+            .select_related("history_user")
+            .order_by("-history_date")[:limit]
+        )
+    records.sort(key=lambda record: record.history_date, reverse=True)
+    return [
+        {
+            "date": r.history_date,
+            "user": r.history_user,
+            "change_type": r.get_history_type_display(),
+            "kind": r.instance_type._meta.verbose_name,
+            "mapping": _mapping_text(r),
+        }
+        for r in records[:limit]
+    ]
+
+
+def _mapping_text(record) -> str:
+    if hasattr(record, "remote_field"):
+        source = record.standard_field or f"custom field #{record.custom_field_id}"
+        return f"{source} -> {record.remote_field}"
+    source = (
+        f"group #{record.group_id}"
+        if record.group_id
+        else f"mailing list #{record.mailing_list_id}"
+    )
+    return f"{source} -> {record.remote_list}"

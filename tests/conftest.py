@@ -55,32 +55,23 @@ def sandbox_env(monkeypatch):
     """The sandbox account's credentials in the environment, as .env.example sets them."""
     from sync.sandbox import accounts
 
-    values = {
-        "YESPO_API_KEY": accounts.YESPO_API_KEY,
-        "IVVY_API_KEY": accounts.IVVY_API_KEY,
-        "IVVY_API_SECRET": accounts.IVVY_API_SECRET,
-        "CENDYN_SECRET": accounts.CENDYN_SECRET,
-        "LOOPS_API_KEY": accounts.LOOPS_API_KEY,
-    }
-    for name, value in values.items():
+    for name, value in accounts.ENVIRONMENT.items():
         monkeypatch.setenv(name, value)
-    return values
+    return dict(accounts.ENVIRONMENT)
 
 
 @pytest.fixture
 def sandbox_destination(db, sandbox, sandbox_env):
     """make(platform, **fields) -> a Destination pointing at the running sandbox."""
+    from sync.management.commands.sandbox_destinations import SANDBOX_DESTINATIONS
     from sync.models import Destination
-    from sync.sandbox import accounts
 
     def make(platform, **fields):
+        spec = next(s for s in SANDBOX_DESTINATIONS if s["platform"] == platform)
         defaults = {
+            **spec,
             "name": f"{platform} sandbox",
-            "platform": platform,
             "base_url": f"{sandbox.url}/{platform}/",
-            "key_env": f"{platform.upper()}_API_KEY" if platform != "cendyn" else "CENDYN_SECRET",
-            "secret_env": "IVVY_API_SECRET" if platform == "ivvy" else "",
-            "account_id": accounts.CENDYN_ACCOUNT_ID if platform == "cendyn" else "",
         }
         return Destination.objects.create(**{**defaults, **fields})
 

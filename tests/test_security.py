@@ -194,7 +194,11 @@ def test_no_secret_anywhere_after_pushes_failures_and_tests(
     import base64
 
     needles = set(sandbox_env.values())
-    needles.add(base64.b64encode(f"contact-sync:{sandbox_env['YESPO_API_KEY']}".encode()).decode())
+    needles.add(
+        base64.b64encode(
+            f"contact-sync:{sandbox_env['SYNC_CREDENTIAL_YESPO_API_KEY']}".encode()
+        ).decode()
+    )
     texts = {"database": _database_dump(), "logs": caplog.text}
     for name, url in _every_admin_page(contact).items():
         texts[name] = admin_client_logged.get(url).content.decode()

@@ -8,6 +8,7 @@ through `self.request(...)`, which signs, throttles, times, classifies and recor
 
 import json
 import os
+import socket
 import threading
 import time
 from dataclasses import dataclass, field
@@ -16,7 +17,11 @@ from typing import Any, ClassVar
 from urllib.parse import urljoin, urlsplit
 
 import requests
+from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
+from requests.adapters import HTTPAdapter
+from urllib3.connection import HTTPConnection, HTTPSConnection
+from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
 from sync.connectors.records import (
     ContactRecord,
@@ -24,10 +29,10 @@ from sync.connectors.records import (
     RemoteOption,
     RemoteState,
 )
+from sync.connectors.redaction import Redactor, scrub
+from sync.policy import address_problem, credential_name_problem
 
 BODY_EXCERPT = 500  # characters of a response body kept in errors and in the attempt log
-REDACTED = "[redacted]"
-SECRET_HEADERS = ("authorization", "x-api-authorization")
 
 
 # ---------------------------------------------------------------------------------- errors
@@ -54,9 +59,10 @@ class ConnectorError(Exception):
         retry_after: float | None = None,
     ):
         self.platform = platform
-        self.message = message
+        # What the platform said may echo a credential: nothing secret is kept (redaction.py).
+        self.message = scrub(message)
         self.status = status
-        self.body = (body or "")[:BODY_EXCERPT]
+        self.body = scrub((body or "")[:BODY_EXCERPT])
         self.retry_after = retry_after
         super().__init__(str(self))
 
@@ -78,6 +84,13 @@ class PermanentError(ConnectorError):
 
 class AuthenticationError(ConnectorError):
     """401/403: the credentials are bad or revoked; the whole destination must wait."""
+
+    destination_wide = True
+
+
+class UntrustedAddressError(ConnectorError):
+    """The destination's host resolved to an address we never send credentials to (a
+    private, link-local or loopback one; sync/policy.py): the whole destination must wait."""
 
     destination_wide = True
 
@@ -141,17 +154,67 @@ class LocalRateLimiter:
 # ------------------------------------------------------------------------------ connector
 
 
+class _ForbiddenPeer(Exception):
+    """Raised from inside urllib3 when a connection lands on an address policy refuses; not an
+    OSError, so neither urllib3 nor requests retries or rewraps it."""
+
+
+def _checked(sock: socket.socket) -> socket.socket:
+    problem = address_problem(sock.getpeername()[0])
+    if problem:
+        sock.close()
+        raise _ForbiddenPeer(problem)
+    return sock
+
+
+class _CheckedHTTPConnection(HTTPConnection):
+    def _new_conn(self):
+        return _checked(super()._new_conn())
+
+
+class _CheckedHTTPSConnection(HTTPSConnection):
+    def _new_conn(self):
+        return _checked(super()._new_conn())
+
+
+class _CheckedHTTPPool(HTTPConnectionPool):
+    ConnectionCls = _CheckedHTTPConnection
+
+
+class _CheckedHTTPSPool(HTTPSConnectionPool):
+    ConnectionCls = _CheckedHTTPSConnection
+
+
+class AddressCheckingAdapter(HTTPAdapter):
+    """Checks the address every new connection actually reached, after DNS and before a byte
+    is sent, so that a name resolving to an internal address (now or after a DNS change)
+    never receives a credential."""
+
+    def init_poolmanager(self, *args, **kwargs):
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = {
+            "http": _CheckedHTTPPool,
+            "https": _CheckedHTTPSPool,
+        }
+
+
 def outbound_session() -> requests.Session:
     """A session configured from settings, not re-read from the environment on every request:
     requests scans every environment variable for proxies per call when `trust_env` is on,
     which cost more than the request itself on loopback. A proxy and a CA bundle, when needed,
-    are set with SYNC_HTTPS_PROXY and SYNC_CA_BUNDLE."""
-    from django.conf import settings
+    are set with SYNC_HTTPS_PROXY and SYNC_CA_BUNDLE.
 
+    Without a proxy every connection's address is checked (AddressCheckingAdapter). Behind
+    SYNC_HTTPS_PROXY we never resolve the destination ourselves: the proxy does, and the check
+    is the proxy's to make."""
     session = requests.Session()
     session.trust_env = False
     if settings.SYNC_HTTPS_PROXY:
         session.proxies = {"https": settings.SYNC_HTTPS_PROXY, "http": settings.SYNC_HTTPS_PROXY}
+    else:
+        adapter = AddressCheckingAdapter()
+        session.mount("https://", adapter)
+        session.mount("http://", adapter)
     if settings.SYNC_CA_BUNDLE:
         session.verify = settings.SYNC_CA_BUNDLE
     return session
@@ -164,6 +227,9 @@ class BaseConnector:
     slug: ClassVar[str]
     label: ClassVar[str]
     default_base_url: ClassVar[str]
+    # The hosts the platform serves (shared/platforms.md part B): a destination's URL must
+    # name one of them, or a host the operator allows (sync/policy.py).
+    hosts: ClassVar[frozenset[str]] = frozenset()
     regions: ClassVar[dict[str, str]] = {}  # region code -> base URL
     default_rate_limit: ClassVar[float]  # requests per second
     supports_delete: ClassVar[bool] = False
@@ -189,6 +255,7 @@ class BaseConnector:
     ):
         self.base_url = base_url.rstrip("/") + "/"
         self.secrets = credentials
+        self.redact = Redactor(credentials.values())
         self.mapping = mapping
         self.options = options or {}
         self.timeout = timeout
@@ -201,15 +268,20 @@ class BaseConnector:
 
     @classmethod
     def read_credentials(cls, env_names: dict[str, str]) -> dict[str, str]:
-        """Read each credential from the environment variable named for it.
+        """Read each credential from the environment variable named for it, if the outbound
+        policy allows that name (sync/policy.py).
 
-        Raises ConnectorConfigurationError naming the variable when it is unset or empty."""
+        Raises ConnectorConfigurationError for a name the policy refuses (saying nothing of
+        whether such a variable exists), and naming the variable when it is unset or empty."""
         values = {}
         for credential, env_name in env_names.items():
             if not env_name:
                 raise ConnectorConfigurationError(
                     f"{cls.label}: no environment variable is named for the {credential}."
                 )
+            problem = credential_name_problem(env_name)
+            if problem:
+                raise ConnectorConfigurationError(f"{cls.label}: the {credential}: {problem}")
             value = os.environ.get(env_name, "")
             if not value:
                 raise ConnectorConfigurationError(
@@ -296,7 +368,11 @@ class BaseConnector:
         prepared = requests.Request(
             method, url, params=params, data=body or None, headers=headers
         ).prepare()
+        unsigned = dict(prepared.headers)
         self.sign(method, prepared.path_url, body, prepared.headers)
+        for name, value in prepared.headers.items():
+            if unsigned.get(name) != value and name.lower() not in ("content-type", "accept"):
+                self.redact.add_header(value)  # an echoed signature is as good as the key
         if self.rate_limiter is not None:
             self.rate_limiter.acquire()
         started = time.monotonic()
@@ -308,7 +384,12 @@ class BaseConnector:
         except requests.Timeout as err:
             raise RetryableError(self.label, f"timed out after {self.timeout:g} s") from err
         except requests.ConnectionError as err:
-            raise RetryableError(self.label, f"connection failed: {_root_cause(err)}") from err
+            cause = self.redact(_root_cause(err))
+            raise RetryableError(self.label, f"connection failed: {cause}") from err
+        except _ForbiddenPeer as err:
+            raise UntrustedAddressError(
+                self.label, f"refused to connect to {urlsplit(url).hostname}: {err}"
+            ) from None
         finally:
             self._record(method, prepared, body, response, started)
         return response.status_code, self._parse(response, expect_json)
@@ -320,7 +401,9 @@ class BaseConnector:
                 url=self.redact_url(prepared.url),
                 status=response.status_code if response is not None else None,
                 request_body=self.redact_body(body.decode(errors="replace")),
-                response_excerpt=response.text[:BODY_EXCERPT] if response is not None else "",
+                response_excerpt=self.redact(response.text)[:BODY_EXCERPT]
+                if response is not None
+                else "",
                 duration_ms=int((time.monotonic() - started) * 1000),
             )
         )
@@ -335,17 +418,22 @@ class BaseConnector:
                 data = None
         if 200 <= status < 300:
             if expect_json and data is None:
-                raise PermanentError(self.label, "the answer is not JSON", status=status, body=text)
+                raise PermanentError(
+                    self.label, "the answer is not JSON", status=status, body=self.redact(text)
+                )
             return data if data is not None else text
         message = self.error_message(data) or text.strip()[:200] or response.reason or "no message"
-        kwargs = {"status": status, "body": text}
+        message = self.redact(message)
+        kwargs = {"status": status, "body": self.redact(text[: BODY_EXCERPT * 4])}
         if status in (401, 403):
             raise AuthenticationError(self.label, message, **kwargs)
         if status == 429 or status >= 500:
             raise RetryableError(self.label, message, retry_after=_retry_after(response), **kwargs)
         if 300 <= status < 400:
             location = response.headers.get("Location", "")
-            raise PermanentError(self.label, f"redirect to {location} not followed", **kwargs)
+            raise PermanentError(
+                self.label, f"redirect to {self.redact(location)} not followed", **kwargs
+            )
         raise PermanentError(self.label, message, **kwargs)
 
     def error_message(self, data: Any) -> str:
@@ -367,20 +455,17 @@ class BaseConnector:
                 self.label,
                 f"the answer has no {key!r}",
                 status=status,
-                body=json.dumps(data)[:BODY_EXCERPT] if data is not None else "",
+                body=self.redact(json.dumps(data))[:BODY_EXCERPT] if data is not None else "",
             )
         return str(value)
 
     # -- redaction: nothing secret reaches the attempt log
 
     def redact_body(self, text: str) -> str:
-        for secret in self.secrets.values():
-            if secret:
-                text = text.replace(secret, REDACTED)
-        return text
+        return self.redact(text)
 
     def redact_url(self, url: str) -> str:
-        return self.redact_body(url)
+        return self.redact(url)
 
     def drain_exchanges(self) -> list[Exchange]:
         exchanges, self.exchanges = self.exchanges, []

@@ -83,6 +83,8 @@ class CendynConnector(BaseConnector):
     label = "Cendyn CRM"
     default_base_url = EU_BASE_URL
     regions = {"eu": EU_BASE_URL, "us": US_BASE_URL}
+    # The two regions' hosts and the legacy PUSHTech host (part B, Base URL).
+    hosts = frozenset({"api.eu.cendyncrm.com", "api.us.cendyncrm.com", "www.pushtech.com"})
     default_rate_limit = 10.0  # none published: part A's default
     supports_delete = True
     batch_size = BULK_LIMIT

@@ -29,6 +29,7 @@ import hmac
 import json
 from collections.abc import Mapping
 from typing import Any
+from urllib.parse import urlsplit
 
 from sync.connectors.base import (
     AuthenticationError,
@@ -107,6 +108,7 @@ class IvvyConnector(BaseConnector):
         "us": "https://api.us-west-2.ivvy.com/",
         "uk": "https://api.eu-west-2.ivvy.com/",
     }
+    hosts = frozenset(urlsplit(url).hostname for url in regions.values())  # part B, hosts by region
     default_rate_limit = 5.0  # not published (part B); part A's default
     supports_delete = False  # no delete-contact call (part B)
     batch_size = 0

@@ -50,6 +50,7 @@ class LoopsConnector(BaseConnector):
     slug = "loops"
     label = "Loops"
     default_base_url = "https://app.loops.so/api/"
+    hosts = frozenset({"app.loops.so"})  # the OpenAPI file's server (part B)
     default_rate_limit = 10.0  # "10 requests per second per team" (API intro page)
     supports_delete = True
     batch_size = 0

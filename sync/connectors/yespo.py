@@ -70,6 +70,9 @@ class YespoConnector(BaseConnector):
     slug = "yespo"
     label = "Yespo"
     default_base_url = "https://api.yespo.io/"
+    # The API host, the spec's and official plugin's `yespo.io`, and the legacy eSputnik host
+    # (shared/platforms.md part B, Yespo base URL).
+    hosts = frozenset({"api.yespo.io", "yespo.io", "esputnik.com"})
     default_rate_limit = 200.0  # "200 requests per 1 second" (spec, 429; rate-limits page)
     supports_delete = True
     batch_size = BULK_LIMIT

@@ -61,13 +61,17 @@ def test_test_connection_button_shows_success_then_the_platforms_error(
     admin_client_logged, sandbox_destination, sandbox, platform
 ):
     destination = sandbox_destination(platform)
-    url = reverse("admin:sync_destination_change", args=[destination.pk])
-    response = admin_client_logged.post(url, {"_test_connection": "1"}, follow=True)
+    page = admin_client_logged.get(
+        reverse("admin:sync_destination_change", args=[destination.pk])
+    ).content.decode()
+    url = reverse("admin:sync_destination_test_connection_button", args=[destination.pk])
+    assert f'action="{url}"' in page  # the button posts to its own, checked URL
+    response = admin_client_logged.post(url, follow=True)
     assert any(m.startswith(f"{destination}: ") for m in _messages(response)), _messages(response)
     assert "sync-banner" not in response.content.decode()
 
     requests.post(f"{sandbox.url}/_sandbox/faults", json={"platform": platform, "revoked": True})
-    response = admin_client_logged.post(url, {"_test_connection": "1"}, follow=True)
+    response = admin_client_logged.post(url, follow=True)
     (message,) = _messages(response)
     assert "401" in message or "403" in message, message
 
@@ -77,7 +81,9 @@ def test_refresh_from_platform_offers_the_platforms_fields_and_lists(
 ):
     destination = sandbox_destination("loops")
     url = reverse("admin:sync_destination_change", args=[destination.pk])
-    admin_client_logged.post(url, {"_refresh_options": "1"}, follow=True)
+    admin_client_logged.post(
+        reverse("admin:sync_destination_refresh_options_button", args=[destination.pk])
+    )
     fields = RemoteOption.objects.filter(destination=destination, kind="field")
     lists = RemoteOption.objects.filter(destination=destination, kind="list")
     assert fields.exists() and lists.exists()

@@ -4,20 +4,20 @@ from sync.models import Destination
 from sync.sandbox import accounts
 
 SANDBOX_DESTINATIONS = [
-    {"platform": "yespo", "name": "Yespo (sandbox)", "key_env": "YESPO_API_KEY"},
+    {"platform": "yespo", "name": "Yespo (sandbox)", "key_env": "SYNC_CREDENTIAL_YESPO_API_KEY"},
     {
         "platform": "ivvy",
         "name": "iVvy (sandbox)",
-        "key_env": "IVVY_API_KEY",
-        "secret_env": "IVVY_API_SECRET",
+        "key_env": "SYNC_CREDENTIAL_IVVY_API_KEY",
+        "secret_env": "SYNC_CREDENTIAL_IVVY_API_SECRET",
     },
     {
         "platform": "cendyn",
         "name": "Cendyn CRM (sandbox)",
-        "key_env": "CENDYN_SECRET",
+        "key_env": "SYNC_CREDENTIAL_CENDYN_SECRET",
         "account_id": accounts.CENDYN_ACCOUNT_ID,
     },
-    {"platform": "loops", "name": "Loops (sandbox)", "key_env": "LOOPS_API_KEY"},
+    {"platform": "loops", "name": "Loops (sandbox)", "key_env": "SYNC_CREDENTIAL_LOOPS_API_KEY"},
 ]
 
 

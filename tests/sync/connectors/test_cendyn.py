@@ -401,9 +401,11 @@ def test_class_attributes_and_registry():
 
 
 def test_missing_secret_names_the_environment_variable(monkeypatch):
-    monkeypatch.delenv("CENDYN_SECRET_NOT_SET", raising=False)
-    with pytest.raises(ConnectorConfigurationError, match="CENDYN_SECRET_NOT_SET"):
-        CendynConnector.read_credentials({"secret": "CENDYN_SECRET_NOT_SET"})
+    monkeypatch.delenv("SYNC_CREDENTIAL_CENDYN_NOT_SET", raising=False)
+    with pytest.raises(
+        ConnectorConfigurationError, match="SYNC_CREDENTIAL_CENDYN_NOT_SET.*not set"
+    ):
+        CendynConnector.read_credentials({"secret": "SYNC_CREDENTIAL_CENDYN_NOT_SET"})
 
 
 def test_missing_account_id_is_a_configuration_error():

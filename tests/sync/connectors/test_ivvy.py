@@ -590,11 +590,14 @@ def test_non_json_body_is_permanent():
 
 
 def test_missing_credentials_name_the_variable(monkeypatch):
-    monkeypatch.delenv("IVVY_TEST_UNSET_SECRET", raising=False)
-    monkeypatch.setenv("IVVY_TEST_KEY", "k")
-    with pytest.raises(ConnectorConfigurationError, match="IVVY_TEST_UNSET_SECRET"):
+    monkeypatch.delenv("SYNC_CREDENTIAL_IVVY_TEST_UNSET_SECRET", raising=False)
+    monkeypatch.setenv("SYNC_CREDENTIAL_IVVY_TEST_KEY", "k")
+    with pytest.raises(ConnectorConfigurationError, match="SYNC_CREDENTIAL_IVVY_TEST_UNSET_SECRET"):
         IvvyConnector.read_credentials(
-            {"api_key": "IVVY_TEST_KEY", "api_secret": "IVVY_TEST_UNSET_SECRET"}
+            {
+                "api_key": "SYNC_CREDENTIAL_IVVY_TEST_KEY",
+                "api_secret": "SYNC_CREDENTIAL_IVVY_TEST_UNSET_SECRET",
+            }
         )
 
 
