@@ -4,10 +4,9 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import F
-
-from contacts.models import CustomFieldDefinition, Group, MailingList
 from simple_history.models import HistoricalRecords
 
+from contacts.models import CustomFieldDefinition, Group, MailingList
 from sync import connectors, policy
 from sync.connectors.records import STANDARD_FIELDS
 
