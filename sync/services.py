@@ -18,7 +18,12 @@ from django.utils import timezone
 
 from contacts.models import Contact
 from sync import selectors
-from sync.connectors.base import ConnectorConfigurationError, ConnectorError, PermanentError
+from sync.connectors.base import (
+    ConnectorConfigurationError,
+    ConnectorError,
+    PartialOptionsError,
+    PermanentError,
+)
 from sync.connectors.records import RemoteState
 from sync.engine import (  # noqa: F401  (re-exported for adapters)
     PushContext,
@@ -413,13 +418,22 @@ def destination_resume(*, destination: Destination) -> int | None:
 
 
 def destination_refresh_options(*, destination: Destination) -> int:
-    """Fetch the platform's fields and lists for the mapping choices; returns how many."""
+    """Fetch the platform's fields and lists for the mapping choices; returns how many.
+
+    When one of the platform's lists fails, the others are stored all the same, the stored
+    options of the failed kind are kept, and the PartialOptionsError naming the failed part is
+    raised afterwards. Other ConnectorErrors leave every stored option as it was."""
     from sync.models import RemoteOption
 
     connector = destination_connector(destination=destination)
-    options = connector.fetch_options()
+    partial = None
+    try:
+        options = connector.fetch_options()
+    except PartialOptionsError as err:
+        partial, options = err, err.options
+    failed_kinds = {failure.kind for failure in partial.failures} if partial else set()
     with transaction.atomic():
-        RemoteOption.objects.filter(destination=destination).delete()
+        RemoteOption.objects.filter(destination=destination).exclude(kind__in=failed_kinds).delete()
         RemoteOption.objects.bulk_create(
             [
                 RemoteOption(
@@ -430,9 +444,14 @@ def destination_refresh_options(*, destination: Destination) -> int:
                     type=o.type,
                 )
                 for o in options
-            ]
+            ],
+            update_conflicts=True,  # an option of a failed kind may still be stored
+            unique_fields=["destination", "kind", "remote_id"],
+            update_fields=["label", "type"],
         )
         Destination.objects.filter(pk=destination.pk).update(options_refreshed_at=timezone.now())
+    if partial is not None:
+        raise partial
     return len(options)
 
 

@@ -11,6 +11,7 @@ import os
 import socket
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
 from typing import Any, ClassVar
@@ -93,6 +94,34 @@ class UntrustedAddressError(ConnectorError):
     private, link-local or loopback one; sync/policy.py): the whole destination must wait."""
 
     destination_wide = True
+
+
+@dataclass
+class OptionsPartFailure:
+    """One of a platform's option lists that could not be fetched: `part` names it for the
+    admin (e.g. "subscription groups (getSubscriptionGroupList)"), `kind` is the kind of option
+    it provides ("field" | "list")."""
+
+    part: str
+    kind: str
+    error: ConnectorError
+
+
+class PartialOptionsError(ConnectorError):
+    """Some of the platform's option lists failed: `options` holds those that were fetched,
+    `failures` says which parts failed and why. Retryable when every failure is."""
+
+    def __init__(self, platform: str, options: list, failures: list[OptionsPartFailure]):
+        self.options = options
+        self.failures = failures
+        self.retryable = all(f.error.retryable for f in failures)
+        failed = "; ".join(
+            f"{f.part} failed ({f'HTTP {f.error.status}: ' if f.error.status else ''}"
+            f"{f.error.message})"
+            for f in failures
+        )
+        count = "1 field or list" if len(options) == 1 else f"{len(options)} fields and lists"
+        super().__init__(platform, f"{failed}; fetched from the other parts: {count}")
 
 
 # ------------------------------------------------------------------------------- results
@@ -238,6 +267,9 @@ class BaseConnector:
     mappable_standard_fields: ClassVar[tuple[str, ...]] = ()
     # Credential names -> the Destination field holding the environment variable's name.
     credentials: ClassVar[dict[str, str]] = {"api_key": "key_env"}
+    # Facts about the platform an admin should read on its destination page (what it does not
+    # hold, what is never sent), one sentence each.
+    notes: ClassVar[tuple[str, ...]] = ()
     # The root an error body's message is read from (see `error_message`).
     quick_retries_in_worker: ClassVar[int] = 2
 
@@ -321,8 +353,30 @@ class BaseConnector:
         raise NotImplementedError
 
     def fetch_options(self) -> list[RemoteOption]:
-        """The fields and lists the platform offers, for the mapping choices."""
+        """The fields and lists the platform offers, for the mapping choices.
+
+        Raises PartialOptionsError, carrying the options that were fetched, when some of the
+        platform's lists failed (see `fetch_option_parts`), other ConnectorErrors otherwise."""
         raise NotImplementedError
+
+    def fetch_option_parts(
+        self, parts: list[tuple[str, str, Callable[[], list[RemoteOption]]]]
+    ) -> list[RemoteOption]:
+        """Run each `(part, kind, fetch)` in turn and return every option fetched, so that one
+        failed list never discards the others. Raises PartialOptionsError naming the parts
+        that failed; an AuthenticationError at once (every other part would fail the same)."""
+        options: list[RemoteOption] = []
+        failures: list[OptionsPartFailure] = []
+        for part, kind, fetch in parts:
+            try:
+                options += fetch()
+            except AuthenticationError:
+                raise
+            except ConnectorError as err:
+                failures.append(OptionsPartFailure(part, kind, err))
+        if failures:
+            raise PartialOptionsError(self.label, options, failures)
+        return options
 
     # -- transport
 

@@ -17,6 +17,10 @@ GitBook source of developer.ivvy.com): `contact/add-or-update-contact.md`,
   custom fields the destination maps them to; unmapped ones are not sent. iVvy has one email
   and one phone: extra channel rows (Yespo's) are not sent. An empty value is not sent, so a
   value cleared here stays on iVvy.
+- SMS status: not sent. iVvy removed `smsStatus` from addOrUpdateContact and getContact
+  effective 30 June 2026 ("Requests to addOrUpdateContact containing `smsStatus` will no longer
+  be supported", `announcements/contact/contact-sms-marketing.md`); our SMS status stays for the
+  other platforms, and `notes` tells the destination page that iVvy holds none.
 - Refused before any request: no first name, last name or email when creating, more than three
   external URLs or one that is not https, a status iVvy has no code for, a mapping to a
   field or group id that is not a whole number. Nothing is truncated.
@@ -45,7 +49,6 @@ DATE_FORMAT = "%Y-%m-%d %H:%M:%S"  # "yyyy-mm-dd HH:mm:ss", always UTC (timestam
 CONTACT = f"api/{API_VERSION}/contact?action="
 PING = f"api/{API_VERSION}/test?action=ping"
 EMAIL_STATUS = {"subscribed": 1, "unsubscribed": 2, "bounced": 3, "no_marketing": 5}
-SMS_STATUS = {"subscribed": 1, "unsubscribed": 2, "failed": 3, "no_marketing": 4}
 MAX_EXTERNAL_URLS = 3  # "a maximum of 3 objects allowed" (add-or-update-contact.md)
 # errorCode 462 "Session Expired" and 463 "Key Revoked" (exceptions.md) are credential
 # failures that may arrive as HTTP statuses of their own: they pause the destination as 401 does.
@@ -63,11 +66,13 @@ FIELD_TYPES = {
     8: "whole number",
 }
 STATIC_TEXT = 7  # "Values cannot be set for this type": not a mapping target
-GROUPS_PER_PAGE = 100
-MAX_PAGES = 100
-NATIVE_STANDARD_FIELDS = frozenset({"phone", "email_status", "sms_status", "privacy_consent"})
+NATIVE_STANDARD_FIELDS = frozenset({"phone", "email_status", "privacy_consent"})
+# iVvy holds no SMS status since 30 June 2026 (contact-sms-marketing.md): nothing to map it to.
+NOT_HELD_STANDARD_FIELDS = frozenset({"sms_status"})
 MAPPABLE_STANDARD_FIELDS = tuple(
-    name for name in STANDARD_FIELDS if name not in NATIVE_STANDARD_FIELDS
+    name
+    for name in STANDARD_FIELDS
+    if name not in NATIVE_STANDARD_FIELDS | NOT_HELD_STANDARD_FIELDS
 )
 
 
@@ -114,6 +119,7 @@ class IvvyConnector(BaseConnector):
     batch_size = 0
     mappable_standard_fields = MAPPABLE_STANDARD_FIELDS
     credentials = {"api_key": "key_env", "api_secret": "secret_env"}
+    notes = ("iVvy holds no SMS status since 30 June 2026: our SMS status is not sent to iVvy.",)
 
     # -- transport
 
@@ -187,7 +193,6 @@ class IvvyConnector(BaseConnector):
                 # iVvy matches on name + email only "when id parameter is missing"
                 payload["updateIfExists"] = True
         payload["status"] = self._status(EMAIL_STATUS, record.email_status, "email")
-        payload["smsStatus"] = self._status(SMS_STATUS, record.sms_status, "SMS")
         payload["privacyConsent"] = bool(record.privacy_consent)
         custom_fields = self._custom_fields(record)
         if custom_fields:
@@ -331,9 +336,20 @@ class IvvyConnector(BaseConnector):
         return "Connected to iVvy (ping answered)"
 
     def fetch_options(self) -> list[RemoteOption]:
-        """Custom field definitions (a bare array) and subscription groups (a collection)."""
+        """Custom field definitions and subscription groups, each fetched on its own: one
+        failing raises PartialOptionsError carrying the other's options."""
+        return self.fetch_option_parts(
+            [
+                ("custom field definitions (getCustomFieldDefinition)", "field", self._fields),
+                ("subscription groups (getSubscriptionGroupList)", "list", self._groups_offered),
+            ]
+        )
+
+    def _fields(self) -> list[RemoteOption]:
+        """getCustomFieldDefinition: no parameters, a bare array of definitions
+        (get-custom-field-definition.md); static text takes no value, so it is left out."""
         status, definitions = self.request("POST", CONTACT + "getCustomFieldDefinition")
-        options = [
+        return [
             RemoteOption(
                 "field",
                 str(d["fieldId"]),
@@ -343,30 +359,18 @@ class IvvyConnector(BaseConnector):
             for d in self._items(definitions, "fieldId", status)
             if d.get("fieldType") != STATIC_TEXT
         ]
-        options += [
-            RemoteOption(
-                "list",
-                str(g["id"]),
-                g.get("groupName") or g.get("name") or str(g["id"]),
-                "subscription group",
-            )
-            for g in self._subscription_groups()
-        ]
-        return options
 
-    def _subscription_groups(self) -> list[dict]:
-        groups: list[dict] = []
-        for page in range(MAX_PAGES):
-            body = {"perPage": GROUPS_PER_PAGE, "start": page * GROUPS_PER_PAGE}
-            status, data = self.request(
-                "POST", CONTACT + "getSubscriptionGroupList", json_body=body
+    def _groups_offered(self) -> list[RemoteOption]:
+        """getSubscriptionGroupList: documented with no parameters, answering an array of
+        `{id, groupName, memberCount, tagColour}` (get-subscription-group-list.md); no paging
+        is documented, so none is asked for."""
+        status, data = self.request("POST", CONTACT + "getSubscriptionGroupList")
+        return [
+            RemoteOption(
+                "list", str(g["id"]), g.get("groupName") or str(g["id"]), "subscription group"
             )
-            items = self._items(data, "id", status)
-            groups += items
-            total = data.get("meta", {}).get("totalResults") if isinstance(data, dict) else None
-            if not isinstance(total, int) or len(items) < GROUPS_PER_PAGE or len(groups) >= total:
-                break
-        return groups
+            for g in self._items(data, "id", status)
+        ]
 
     # -- answers
 

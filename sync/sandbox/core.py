@@ -3,11 +3,16 @@ the request log. Each platform's emulator (one module each) subclasses `Platform
 
 Faults, per platform (or "*" for all), switched on and off over HTTP while the server runs:
 - `latency_ms`: added before every answer;
-- `error_rate` with `error_status` (default 500): that fraction of calls fail;
+- `error_rate` with `error_status` (default 500): that fraction of calls fail; with
+  `error_path`, only calls whose path and query string contain that text (one call of a
+  platform failing while the others answer);
 - `outage`: "refuse" (the connection is closed without an answer) or "503";
 - `storm_seconds` with `retry_after`: every call answers 429 with `Retry-After` until then;
 - `malformed`: "html", "empty" or "noid": a 2xx answer's body is replaced by that;
 - `revoked`: the credentials are refused (401 in the platform's own shape).
+
+An emulator may declare switches of its own in `switch_defaults` (iVvy's `legacy_sms_status`):
+they are set through the same control call and cleared by a reset.
 """
 
 import json
@@ -16,7 +21,7 @@ import threading
 import time
 from collections import Counter, deque
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import parse_qs
 
 
@@ -78,6 +83,7 @@ class Faults:
     latency_ms: int = 0
     error_rate: float = 0.0
     error_status: int = 500
+    error_path: str = ""  # "" = every call
     outage: str = ""  # "" | "refuse" | "503"
     storm_until: float = 0.0
     retry_after: int = 1
@@ -128,11 +134,25 @@ class PlatformEmulator:
 
     slug: str = ""
     default_rate_limit: float | None = None
+    # The platform's own switches, name -> default (a behaviour of the platform that a test
+    # may turn back, such as a call the vendor has since withdrawn).
+    switch_defaults: ClassVar[dict[str, Any]] = {}
 
     def __init__(self):
         self.lock = threading.RLock()
         self.limiter = SlidingWindowLimiter(self.default_rate_limit)
+        self.switches = dict(self.switch_defaults)
         self.reset()
+
+    def set_switches(self, changes: dict) -> None:
+        """Set declared switches; raises BadRequest for a value of the wrong type."""
+        for key, value in changes.items():
+            if type(value) is not type(self.switch_defaults[key]):
+                raise BadRequest(
+                    f"{self.slug} switch {key!r} takes a "
+                    f"{type(self.switch_defaults[key]).__name__}, not {value!r}"
+                )
+            self.switches[key] = value
 
     def reset(self) -> None:
         """Empty the store (subclasses call super and set up their sample fields and lists)."""
@@ -185,6 +205,7 @@ class Sandbox:
             with emulator.lock:
                 emulator.reset()
             emulator.limiter = SlidingWindowLimiter(emulator.default_rate_limit)
+            emulator.switches = dict(emulator.switch_defaults)
             self.faults[slug] = Faults()
         with self.lock:
             self.counts.clear()
@@ -233,7 +254,11 @@ class Sandbox:
             response = emulator.rate_limited_response(1)
             emulator.decorate(response, 0)
             return response
-        if faults.error_rate and self.random.random() < faults.error_rate:
+        if (
+            faults.error_rate
+            and faults.error_path in request.raw_path
+            and self.random.random() < faults.error_rate
+        ):
             return emulator.error(faults.error_status, "Injected failure")
         try:
             response = emulator.route(request)
@@ -259,12 +284,23 @@ class Sandbox:
     # -- control, served under /_sandbox/
 
     def set_faults(self, platform: str, changes: dict) -> dict:
+        """Set faults, and the switches the targeted emulators declare (with "*", a switch
+        goes to the platforms that have it). Raises BadRequest for an unknown name."""
         targets = list(self.faults) if platform == "*" else [platform]
         for slug in targets:
             if slug not in self.faults:
                 raise BadRequest(f"unknown platform {slug!r}")
-            self.faults[slug].update(changes)
-        return {slug: self.faults[slug].as_dict() for slug in targets}
+        declared = {key for slug in targets for key in self.emulators[slug].switch_defaults}
+        for slug in targets:
+            emulator = self.emulators[slug]
+            switches = {k: v for k, v in changes.items() if k in emulator.switch_defaults}
+            with emulator.lock:
+                emulator.set_switches(switches)
+            self.faults[slug].update({k: v for k, v in changes.items() if k not in declared})
+        return {
+            slug: {**self.faults[slug].as_dict(), **self.emulators[slug].switches}
+            for slug in targets
+        }
 
     def set_rate_limit(self, platform: str, limit: float | None) -> None:
         self.emulators[platform].limiter = SlidingWindowLimiter(limit)

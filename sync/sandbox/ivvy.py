@@ -8,6 +8,15 @@ no more than 5 minutes off (401, specificCode 23005 "Request is stale"). Errors 
 shape `{"errorCode", "message", "specificCode", "additionalMessages"}`; 23016 (does not
 validate), 23017 (required) and 24096 (unable to find contact) are iVvy's documented codes,
 the authentication and routing codes below are the sandbox's own (iVvy publishes none).
+
+`smsStatus` was removed from addOrUpdateContact and getContact effective 30 June 2026 ("fully
+removed from the API schema", "Requests to addOrUpdateContact containing `smsStatus` will no
+longer be supported", `announcements/contact/contact-sms-marketing.md`): it is refused as any
+unknown parameter is (400, 23016) and no contact answer carries it. The switch
+`legacy_sms_status` (POST /_sandbox/faults) restores the behaviour from before that date.
+`getSubscriptionGroupList` is documented with no parameters, answering an array of
+`{id, groupName, memberCount, tagColour}` (`contact/get-subscription-group-list.md`): any
+parameter is refused.
 """
 
 import datetime
@@ -42,7 +51,6 @@ CONTACT_KEYS = frozenset(
         "customFields",
         "companies",
         "status",
-        "smsStatus",
         "updateIfExists",
         "externalUrls",
         "privacyConsent",
@@ -50,7 +58,8 @@ CONTACT_KEYS = frozenset(
 )
 TEXT_KEYS = ("externalId", "firstName", "lastName", "email", "phone")
 EMAIL_STATUSES = frozenset({1, 2, 3, 5})  # 4 "Registering" was removed here (commit RB-3571)
-SMS_STATUSES = frozenset({1, 2, 3, 4})
+SMS_STATUSES = frozenset({1, 2, 3, 4})  # only with the legacy_sms_status switch
+SMS_STATUS_KEY = "smsStatus"
 MAX_EXTERNAL_URLS = 3
 URL_KEYS = frozenset({"ref", "url", "label"})
 LIST_FILTERS = frozenset(
@@ -76,6 +85,7 @@ def _whole(value: Any) -> bool:
 class IvvyEmulator(PlatformEmulator):
     slug = "ivvy"
     default_rate_limit = 5  # not published; part A's default
+    switch_defaults = {"legacy_sms_status": False}
 
     def reset(self) -> None:
         self.contacts: dict[int, dict] = {}
@@ -221,8 +231,9 @@ class IvvyEmulator(PlatformEmulator):
     def _field_definitions(self, params: dict) -> list:
         return [dict(d) for d in self.field_definitions]
 
-    def _group_list(self, params: dict) -> dict:
-        start, per_page = self._page(params, required=False)
+    def _group_list(self, params: dict) -> list:
+        if params:
+            raise _not_valid(sorted(params)[0], "Unknown parameter")
         groups = []
         for group in self.groups.values():
             members = sum(
@@ -231,7 +242,7 @@ class IvvyEmulator(PlatformEmulator):
                 if any(g["groupId"] == group["id"] for g in c["groups"])
             )
             groups.append({**group, "memberCount": members})
-        return _collection(groups, start, per_page)
+        return groups
 
     def _get_contact(self, params: dict) -> dict:
         contact_id = params.get("id")
@@ -239,13 +250,13 @@ class IvvyEmulator(PlatformEmulator):
             raise IvvyError(400, "'id' is required", REQUIRED)
         if not _whole(contact_id):
             raise _not_valid("id", "Value must be a whole number")
-        return _copy(self._existing(contact_id))
+        return self._shown(self._existing(contact_id))
 
     def _get_contact_list(self, params: dict) -> dict:
         unknown = set(params) - {"perPage", "start", "filter"}
         if unknown:
             raise _not_valid(sorted(unknown)[0], "Unknown parameter")
-        start, per_page = self._page(params, required=True)
+        start, per_page = self._page(params)
         filters = params.get("filter") or {}
         if not isinstance(filters, dict):
             raise _not_valid("filter", "Value must be an object")
@@ -259,19 +270,18 @@ class IvvyEmulator(PlatformEmulator):
             found = list(self.contacts.values())
         for key, value in filters.items():
             found = [c for c in found if _passes(c, key, value)]
-        return _collection(found, start, per_page, convert=_copy)
+        return _collection(found, start, per_page, convert=self._shown)
 
     @staticmethod
-    def _page(params: dict, *, required: bool) -> tuple[int, int]:
+    def _page(params: dict) -> tuple[int, int]:
         for key in ("perPage", "start"):
-            if key not in params and required:
+            if key not in params:
                 raise IvvyError(400, f"'{key}' is required", REQUIRED)
-            if key in params and not (_whole(params[key]) and params[key] >= 0):
+            if not (_whole(params[key]) and params[key] >= 0):
                 raise _not_valid(key, "Value must be a whole number")
-        per_page = params.get("perPage", 100)
-        if not 1 <= per_page <= 100:
+        if not 1 <= params["perPage"] <= 100:
             raise _not_valid("perPage", "Value must be between 1 and 100")
-        return params.get("start", 0), per_page
+        return params["start"], params["perPage"]
 
     # -- addOrUpdateContact
 
@@ -291,8 +301,18 @@ class IvvyEmulator(PlatformEmulator):
         self.by_external_id.setdefault(contact["externalId"], set()).add(contact["id"])
         return {"success": True, "id": contact["id"]}
 
+    def _shown(self, contact: dict) -> dict:
+        """A contact as getContact, getContactList and the store answer it."""
+        shown = _copy(contact)
+        if not self.switches["legacy_sms_status"]:
+            shown.pop(SMS_STATUS_KEY, None)
+        return shown
+
     def _validate_contact(self, params: dict) -> None:
-        unknown = sorted(set(params) - CONTACT_KEYS)
+        keys = (
+            CONTACT_KEYS | {SMS_STATUS_KEY} if self.switches["legacy_sms_status"] else CONTACT_KEYS
+        )
+        unknown = sorted(set(params) - keys)
         if unknown:
             raise _not_valid(unknown[0], "Unknown parameter")
         if "id" in params and not _whole(params["id"]):
@@ -306,7 +326,7 @@ class IvvyEmulator(PlatformEmulator):
                     raise IvvyError(400, f"'{key}' is required", REQUIRED)
         if "email" in params and not EMAIL.fullmatch(params["email"]):
             raise _not_valid("email", "Value must be a valid email address")
-        for key, allowed in (("status", EMAIL_STATUSES), ("smsStatus", SMS_STATUSES)):
+        for key, allowed in (("status", EMAIL_STATUSES), (SMS_STATUS_KEY, SMS_STATUSES)):
             if key in params and not (_whole(params[key]) and params[key] in allowed):
                 raise _not_valid(key, f"Value must be one of {sorted(allowed)}")
         for key in ("updateIfExists", "privacyConsent"):
@@ -386,7 +406,7 @@ class IvvyEmulator(PlatformEmulator):
             "phone": "",
             "externalId": "",
             "status": 1,
-            "smsStatus": 4,
+            SMS_STATUS_KEY: 4,  # held only for the legacy_sms_status switch
             "privacyConsent": False,
             "privacyConsentData": None,
             "customFields": [],
@@ -400,7 +420,7 @@ class IvvyEmulator(PlatformEmulator):
         if "externalUrls" in params:  # merged first: it may still refuse the call
             urls = _merge_urls(contact["externalUrls"], params["externalUrls"])
             contact["externalUrls"] = urls
-        for key in (*TEXT_KEYS, "status", "smsStatus", "companies"):
+        for key in (*TEXT_KEYS, "status", SMS_STATUS_KEY, "companies"):
             if key in params:
                 contact[key] = params[key]
         if "privacyConsent" in params:
@@ -423,7 +443,7 @@ class IvvyEmulator(PlatformEmulator):
 
     def snapshot(self) -> Any:
         return {
-            "contacts": [_copy(self.contacts[i]) for i in sorted(self.contacts)],
+            "contacts": [self._shown(self.contacts[i]) for i in sorted(self.contacts)],
             "customFields": [dict(d) for d in self.field_definitions],
             "groups": [dict(g) for g in self.groups.values()],
         }

@@ -13,6 +13,7 @@ import requests
 from sync.connectors.base import (
     AuthenticationError,
     ConnectorConfigurationError,
+    PartialOptionsError,
     PermanentError,
     RetryableError,
 )
@@ -245,18 +246,21 @@ def test_email_status_codes(ours, code):
     assert payload["status"] == code
 
 
-@pytest.mark.parametrize(
-    "ours, code",
-    [
-        ("subscribed", 1),
-        ("unsubscribed", 2),
-        ("failed", 3),
-        ("no_marketing", 4),
-    ],
-)
-def test_sms_status_codes(ours, code):
-    payload = connector().build_payload(bobby(sms_status=ours), RemoteState())
-    assert payload["smsStatus"] == code
+@pytest.mark.parametrize("sms_status", ["subscribed", "unsubscribed", "failed", "no_marketing"])
+@pytest.mark.parametrize("remote_id", [None, "33884"])
+def test_sms_status_is_never_sent(sms_status, remote_id):
+    """iVvy removed smsStatus on 30 June 2026 (announcements/contact/contact-sms-marketing.md)."""
+    payload = connector().build_payload(bobby(sms_status=sms_status), RemoteState(remote_id))
+    assert "smsStatus" not in payload
+    assert payload["status"] == 1  # the email status still goes out
+
+
+def test_the_destination_page_is_told_ivvy_holds_no_sms_status():
+    (note,) = IvvyConnector.notes
+    assert note == (
+        "iVvy holds no SMS status since 30 June 2026: our SMS status is not sent to iVvy."
+    )
+    assert "sms_status" not in IvvyConnector.mappable_standard_fields
 
 
 @pytest.mark.parametrize("consent", [True, False])
@@ -612,6 +616,10 @@ def test_secrets_stay_out_of_the_exchange_log():
 # ------------------------------------------------------------------------------- options
 
 
+FIELD_DEFINITIONS = "/api/1.0/contact?action=getCustomFieldDefinition"
+GROUP_LIST = "/api/1.0/contact?action=getSubscriptionGroupList"
+
+
 def test_fetch_options_reads_field_definitions_and_subscription_groups():
     transport = MockTransport()
     transport.add(
@@ -622,40 +630,88 @@ def test_fetch_options_reads_field_definitions_and_subscription_groups():
             {"fieldId": 33447, "fieldType": 7, "displayName": "Terms (read only)"},
         ],
     )
+    # get-subscription-group-list.md: "An array with the following properties"
     transport.add(
         200,
-        {
-            "meta": {"totalResults": 2, "start": 0, "perPage": 100, "count": 2},
-            "results": [{"id": 10, "groupName": "Newsletter"}, {"id": 11, "name": "VIP guests"}],
-        },
+        [
+            {"id": 10, "groupName": "Newsletter", "memberCount": 3, "tagColour": "#1e88e5"},
+            {"id": 11, "groupName": "", "memberCount": 0, "tagColour": "#f4511e"},
+        ],
     )
     options = connector(transport).fetch_options()
     assert [(o.kind, o.remote_id, o.label, o.type) for o in options] == [
         ("field", "33443", "Newsletter opt-in", "small text"),
         ("field", "33444", "Birth date", "date"),
         ("list", "10", "Newsletter", "subscription group"),
-        ("list", "11", "VIP guests", "subscription group"),
+        ("list", "11", "11", "subscription group"),
     ]
-    assert urls(transport.calls) == [
-        "/api/1.0/contact?action=getCustomFieldDefinition",
-        "/api/1.0/contact?action=getSubscriptionGroupList",
-    ]
-    assert transport.calls[1].json == {"perPage": 100, "start": 0}
+    assert urls(transport.calls) == [FIELD_DEFINITIONS, GROUP_LIST]
 
 
-def test_fetch_options_pages_through_subscription_groups():
+def test_fetch_options_sends_no_parameters():
+    """Both calls are documented without parameters: nothing goes in the body."""
+    transport = MockTransport().add(200, []).add(200, [])
+    connector(transport).fetch_options()
+    assert [call.body for call in transport.calls] == [b"", b""]
+
+
+def test_fetch_options_also_reads_groups_answered_as_a_collection():
     transport = MockTransport().add(200, [])
-    first = [{"id": i, "groupName": f"g{i}"} for i in range(100)]
-    transport.add(200, {"meta": {"totalResults": 101}, "results": first})
-    transport.add(200, {"meta": {"totalResults": 101}, "results": [{"id": 100, "groupName": "x"}]})
+    transport.add(200, {"meta": {"totalResults": 1}, "results": [{"id": 12, "groupName": "x"}]})
     options = connector(transport).fetch_options()
-    assert len(options) == 101
-    assert transport.calls[2].json == {"perPage": 100, "start": 100}
+    assert [(o.kind, o.remote_id) for o in options] == [("list", "12")]
+    assert len(transport.calls) == 2
+
+
+def test_a_failed_group_list_keeps_the_field_definitions():
+    transport = MockTransport()
+    transport.add(200, [{"fieldId": 33443, "fieldType": 0, "displayName": "Newsletter opt-in"}])
+    transport.add(
+        400,
+        {
+            "errorCode": 400,
+            "message": "'perPage' does not validate",
+            "specificCode": 23016,
+            "additionalMessages": ["Unknown parameter"],
+        },
+    )
+    with pytest.raises(PartialOptionsError) as caught:
+        connector(transport).fetch_options()
+    err = caught.value
+    assert [(o.kind, o.remote_id) for o in err.options] == [("field", "33443")]
+    ((part, kind, failure),) = [(f.part, f.kind, f.error) for f in err.failures]
+    assert (part, kind) == ("subscription groups (getSubscriptionGroupList)", "list")
+    assert isinstance(failure, PermanentError) and failure.status == 400
+    assert str(err) == (
+        "iVvy: subscription groups (getSubscriptionGroupList) failed (HTTP 400: 'perPage' does "
+        "not validate (Unknown parameter) [specificCode 23016]); fetched from the other parts: "
+        "1 field or list"
+    )
+    assert not err.retryable
+
+
+def test_a_failed_field_list_keeps_the_groups_and_is_retryable_when_the_failure_is():
+    transport = MockTransport()
+    transport.add(500, {"errorCode": 500, "message": "Internal Server Error"})
+    transport.add(200, [{"id": 10, "groupName": "Newsletter"}])
+    with pytest.raises(PartialOptionsError) as caught:
+        connector(transport).fetch_options()
+    assert [(o.kind, o.remote_id) for o in caught.value.options] == [("list", "10")]
+    assert [f.kind for f in caught.value.failures] == ["field"]
+    assert "custom field definitions (getCustomFieldDefinition) failed" in str(caught.value)
+    assert caught.value.retryable
+
+
+def test_fetch_options_stops_at_refused_credentials():
+    transport = MockTransport().add(401, {"errorCode": 401, "message": "Invalid API key"})
+    with pytest.raises(AuthenticationError, match="Invalid API key"):
+        connector(transport).fetch_options()
+    assert urls(transport.calls) == [FIELD_DEFINITIONS]
 
 
 def test_fetch_options_refuses_items_without_ids():
-    transport = MockTransport().add(200, [{"displayName": "no id"}])
-    with pytest.raises(PermanentError, match="without 'fieldId'"):
+    transport = MockTransport().add(200, [{"displayName": "no id"}]).add(200, [])
+    with pytest.raises(PartialOptionsError, match="without 'fieldId'"):
         connector(transport).fetch_options()
 
 

@@ -10,12 +10,17 @@ import pytest
 import requests
 
 from contacts.models import Group
-from sync.connectors.base import AuthenticationError, PermanentError, RetryableError
+from sync.connectors.base import (
+    AuthenticationError,
+    PartialOptionsError,
+    PermanentError,
+    RetryableError,
+)
 from sync.connectors.ivvy import signature, string_to_sign
 from sync.connectors.records import ContactRecord, ExternalUrlRecord, RemoteState
-from sync.models import FieldMapping, ListMapping
+from sync.models import FieldMapping, ListMapping, RemoteOption
 from sync.sandbox import accounts
-from sync.services import destination_connector
+from sync.services import destination_connector, destination_refresh_options
 
 pytestmark = pytest.mark.django_db
 
@@ -147,6 +152,69 @@ def test_fetch_options_lists_the_sample_fields_and_groups(sandbox, sandbox_desti
         ("list", "11"): ("VIP guests", "subscription group"),
         ("list", "12"): ("Events", "subscription group"),
     }
+
+
+@pytest.mark.parametrize("sms_status", ["subscribed", "unsubscribed", "failed", "no_marketing"])
+def test_pushes_succeed_whatever_our_sms_status(sandbox, mapped, sms_status):
+    """The default sandbox refuses smsStatus, as iVvy does since 30 June 2026."""
+    connector, group_id = mapped
+    first = connector.push(contact(group_id, sms_status=sms_status), RemoteState())
+    again = connector.push(contact(group_id, sms_status=sms_status), RemoteState(first.remote_id))
+    assert again.remote_id == first.remote_id
+    (record,) = stored(sandbox)
+    assert "smsStatus" not in record
+
+
+def test_refresh_from_platform_sends_no_parameters_and_stores_everything(
+    sandbox, sandbox_destination
+):
+    destination = sandbox_destination("ivvy")
+    assert destination_refresh_options(destination=destination) == 7
+    stored_options = set(destination.options.values_list("kind", "remote_id"))
+    assert {("list", "10"), ("list", "11"), ("list", "12"), ("field", "33443")} <= stored_options
+    connector = destination_connector(destination=destination)
+    connector.fetch_options()
+    assert [(e.url.rsplit("=", 1)[1], e.request_body) for e in connector.drain_exchanges()] == [
+        ("getCustomFieldDefinition", ""),
+        ("getSubscriptionGroupList", ""),
+    ]
+
+
+def test_refresh_with_the_group_list_failing_still_stores_the_custom_fields(
+    sandbox, sandbox_destination
+):
+    destination = sandbox_destination("ivvy")
+    destination_refresh_options(destination=destination)
+    RemoteOption.objects.filter(destination=destination, kind="field").delete()
+    faults(sandbox, error_rate=1.0, error_status=400, error_path="getSubscriptionGroupList")
+    with pytest.raises(PartialOptionsError) as caught:
+        destination_refresh_options(destination=destination)
+    message = str(caught.value)
+    assert "subscription groups (getSubscriptionGroupList) failed (HTTP 400: Injected failure" in (
+        message
+    )
+    assert "fetched from the other parts: 4 fields and lists" in message
+    assert "getCustomFieldDefinition" not in message
+    options = set(destination.options.values_list("kind", "remote_id"))
+    assert options == {
+        ("field", "33443"),
+        ("field", "33444"),
+        ("field", "33445"),
+        ("field", "33446"),
+        ("list", "10"),  # the failed kind keeps what the last refresh stored
+        ("list", "11"),
+        ("list", "12"),
+    }
+
+
+def test_refresh_with_every_call_failing_keeps_what_was_stored(sandbox, sandbox_destination):
+    destination = sandbox_destination("ivvy")
+    destination_refresh_options(destination=destination)
+    before = set(destination.options.values_list("kind", "remote_id", "label"))
+    faults(sandbox, error_rate=1.0, error_status=400)
+    with pytest.raises(PartialOptionsError, match="getCustomFieldDefinition.*getSubscription"):
+        destination_refresh_options(destination=destination)
+    assert set(destination.options.values_list("kind", "remote_id", "label")) == before
 
 
 def test_update_if_exists_lets_ivvy_match_on_name_and_email(sandbox, sandbox_destination):
@@ -293,7 +361,6 @@ def test_unknown_or_misspelt_key_is_refused(raw, key):
     [
         {"status": 4},
         {"status": "1"},
-        {"smsStatus": 5},
         {"privacyConsent": "yes"},
         {"email": "not-an-email"},
         {"id": "33884"},
@@ -305,6 +372,69 @@ def test_unknown_or_misspelt_key_is_refused(raw, key):
 )
 def test_bad_values_are_refused(raw, extra):
     refusal(raw("contact?action=addOrUpdateContact", {**NEW, **extra}), 400, 23016)
+
+
+def test_sms_status_is_refused_as_an_unknown_parameter(raw):
+    """Removed from the API schema on 30 June 2026 (announcements/contact/contact-sms-marketing.md):
+    refused the way iVvy refuses any parameter it does not take."""
+    body = refusal(raw("contact?action=addOrUpdateContact", {**NEW, "smsStatus": 4}), 400, 23016)
+    assert body["message"] == "'smsStatus' does not validate"
+    assert body["additionalMessages"] == ["Unknown parameter"]
+
+
+def test_contacts_are_answered_without_sms_status(raw, sandbox):
+    new_id = raw("contact?action=addOrUpdateContact", {**NEW, "externalId": "e-1"}).json()["id"]
+    assert "smsStatus" not in raw("contact?action=getContact", {"id": new_id}).json()
+    listed = raw(
+        "contact?action=getContactList", {"perPage": 1, "start": 0, "filter": {"externalId": "e-1"}}
+    ).json()["results"]
+    assert [c["id"] for c in listed] == [new_id] and "smsStatus" not in listed[0]
+    assert "smsStatus" not in stored(sandbox)[0]
+
+
+def test_the_legacy_switch_restores_sms_status(raw, sandbox):
+    faults(sandbox, legacy_sms_status=True)
+    created = raw("contact?action=addOrUpdateContact", {**NEW, "smsStatus": 1})
+    assert created.status_code == 200, created.text
+    contact_body = raw("contact?action=getContact", {"id": created.json()["id"]}).json()
+    assert contact_body["smsStatus"] == 1
+    refusal(raw("contact?action=addOrUpdateContact", {**NEW, "smsStatus": 5}), 400, 23016)
+    faults(sandbox, legacy_sms_status=False)
+    refusal(raw("contact?action=addOrUpdateContact", {**NEW, "smsStatus": 1}), 400, 23016)
+
+
+def test_the_legacy_switch_takes_a_boolean_and_a_reset_clears_it(sandbox):
+    answer = requests.post(
+        f"{sandbox.url}/_sandbox/faults", json={"platform": "ivvy", "legacy_sms_status": "yes"}
+    )
+    assert answer.status_code == 400 and "legacy_sms_status" in answer.json()["error"]
+    faults(sandbox, legacy_sms_status=True)
+    everyone = requests.post(f"{sandbox.url}/_sandbox/faults", json={"legacy_sms_status": True})
+    assert everyone.status_code == 200 and everyone.json()["ivvy"]["legacy_sms_status"] is True
+    assert "legacy_sms_status" not in everyone.json()["loops"]
+    requests.post(f"{sandbox.url}/_sandbox/reset")
+    assert sandbox.sandbox.emulators["ivvy"].switches == {"legacy_sms_status": False}
+
+
+def test_subscription_group_list_takes_no_parameters_and_answers_an_array(raw):
+    groups = raw("contact?action=getSubscriptionGroupList").json()
+    assert [(g["id"], g["groupName"]) for g in groups] == [
+        (10, "Newsletter"),
+        (11, "VIP guests"),
+        (12, "Events"),
+    ]
+    assert set(groups[0]) == {"id", "groupName", "memberCount", "tagColour"}
+    assert raw("contact?action=getSubscriptionGroupList", {}).status_code == 200
+    body = refusal(
+        raw("contact?action=getSubscriptionGroupList", {"perPage": 100, "start": 0}), 400, 23016
+    )
+    assert body["message"] == "'perPage' does not validate"
+
+
+def test_an_error_path_fails_only_that_call(raw, sandbox):
+    faults(sandbox, error_rate=1.0, error_status=503, error_path="getSubscriptionGroupList")
+    refusal(raw("contact?action=getSubscriptionGroupList"), 503, None)
+    assert raw("contact?action=getCustomFieldDefinition").status_code == 200
 
 
 def test_unknown_contact_id_is_404(raw):
