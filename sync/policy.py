@@ -132,7 +132,7 @@ def _resolved_problem(host: str, port: int) -> str:
     for info in infos:
         problem = address_problem(info[4][0])
         if problem:
-            return f"{host} resolves to {problem}"
+            return f"{host} resolves to an address we never connect to: {problem}"
     return ""
 
 
