@@ -394,3 +394,13 @@ def test_alerts_once_per_change_of_state(
     SyncAttempt.objects.filter(outcome="failed").update(outcome="created")
     alerts.failure_rates_check()  # recovered: re-armed, no mail
     assert len(mailoutbox) == 2
+
+
+def test_the_ivvy_destination_page_says_ivvy_holds_no_sms_status(
+    admin_client_logged, sandbox_destination
+):
+    destination = sandbox_destination("ivvy")
+    page = admin_client_logged.get(
+        reverse("admin:sync_destination_change", args=[destination.pk])
+    ).content.decode()
+    assert "iVvy holds no SMS status since 30 June 2026" in page
