@@ -16,6 +16,12 @@ from contacts.admin import ContactAdmin
 from contacts.models import Contact
 from sync import actions, connectors, selectors, services
 from sync.actions import ObjectActionsMixin, object_action
+from sync.forms import (
+    credential_field_names,
+    destination_form_for,
+    platform_of,
+    setting_field_names,
+)
 from sync.connectors.base import ConnectorConfigurationError, ConnectorError
 from sync.connectors.records import STANDARD_FIELDS
 from sync.models import (
@@ -127,30 +133,47 @@ class DestinationAdmin(ObjectActionsMixin, SimpleHistoryAdmin):
     actions = [test_connection, refresh_options]
     object_actions = ("test_connection_button", "refresh_options_button")
     # The history page lists who changed the platform, URL or credential variables.
-    history_list_display = ["platform", "base_url", "region", "key_env", "secret_env"]
+    history_list_display = ["platform", "base_url", "key_env", "secret_env", "settings"]
     inlines = [FieldMappingInline, ListMappingInline]
     readonly_fields = ["health", "platform_notes", "unmapped_fields", "options_refreshed_at"]
-    fieldsets = [
-        (
-            None,
-            {"fields": ["name", "platform", "enabled", "push_on_save", "health", "platform_notes"]},
-        ),
-        ("Account", {"fields": ["base_url", "region", "account_id", "key_env", "secret_env"]}),
-        (
-            "Behaviour",
-            {
-                "fields": [
-                    "marketing_consent_only",
-                    "delete_on_platform",
-                    "update_if_exists",
-                    "rate_limit",
-                    "timeout",
-                ]
-            },
-        ),
-        ("Mappings", {"fields": ["unmapped_fields", "options_refreshed_at"]}),
-    ]
     change_form_template = "admin/sync/destination/change_form.html"
+
+    def get_fieldsets(self, request, obj=None):
+        """The neutral columns, and the credential variables and settings the platform's
+        connector declares (sync/forms.py)."""
+        slug = platform_of(request, obj)
+        cls = connectors.CONNECTORS.get(slug)
+        account = ["base_url", *credential_field_names(cls), *setting_field_names(cls)]
+        return [
+            (
+                None,
+                {
+                    "fields": ["name", "platform", "enabled", "push_on_save", "health"]
+                    + (["platform_notes"] if obj is not None else []),
+                    "description": ""
+                    if cls
+                    else "Choose the platform: its own settings then appear below.",
+                },
+            ),
+            ("Account", {"fields": account}),
+            (
+                "Behaviour",
+                {
+                    "fields": [
+                        "marketing_consent_only",
+                        "delete_on_platform",
+                        "rate_limit",
+                        "timeout",
+                    ]
+                },
+            ),
+            ("Mappings", {"fields": ["unmapped_fields", "options_refreshed_at"]}),
+        ]
+
+    def get_form(self, request, obj=None, change=False, **kwargs):
+        cls = connectors.CONNECTORS.get(platform_of(request, obj))
+        kwargs["form"] = destination_form_for(cls)
+        return super().get_form(request, obj, change=change, **kwargs)
 
     @admin.display(description="status")
     def health(self, obj):

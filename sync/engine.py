@@ -96,18 +96,14 @@ def destination_connector(
     problem = destination.policy_problem()  # rows saved under an older or wider policy
     if problem:
         raise ConnectorConfigurationError(f"{destination}: {problem}")
-    env_names = {name: getattr(destination, field) for name, field in cls.credentials.items()}
     limiter = (
         DatabaseRateLimiter(destination.pk, destination.effective_rate_limit) if throttle else None
     )
     return cls(
         base_url=destination.effective_base_url,
-        credentials=cls.read_credentials(env_names),
+        credentials=cls.read_credentials(destination.credential_variables),
         mapping=selectors.destination_mapping(destination),
-        options={
-            "account_id": destination.account_id,
-            "update_if_exists": destination.update_if_exists,
-        },
+        options=dict(destination.settings or {}),
         timeout=destination.timeout,
         rate_limiter=limiter,
         quick_retries=quick_retries,

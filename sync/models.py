@@ -8,6 +8,7 @@ from simple_history.models import HistoricalRecords
 
 from contacts.models import CustomFieldDefinition, Group, MailingList
 from sync import connectors, policy
+from sync.connectors.declarations import clean_settings
 from sync.connectors.records import STANDARD_FIELDS
 
 
@@ -22,26 +23,25 @@ class Destination(models.Model):
         blank=True,
         help_text="Leave blank for the platform's production URL (or the region's).",
     )
-    region = models.CharField(
-        max_length=20,
-        blank=True,
-        help_text="iVvy: au, us or uk. Cendyn CRM: eu or us. Ignored when a base URL is set.",
-    )
-    account_id = models.CharField(
-        "account ID", max_length=100, blank=True, help_text="Cendyn CRM's account ID (not secret)."
-    )
+    # The platform's connector says what these two mean (its `credentials`) and which of
+    # them it needs; the admin labels them so.
     key_env = models.CharField(
-        "API key variable",
+        "credential variable",
         max_length=100,
         blank=True,
-        help_text="Name of the environment variable holding the API key (Yespo, Loops), "
-        "the API key (iVvy) or the account secret (Cendyn CRM).",
+        help_text="Name of the environment variable holding the platform's key or secret.",
     )
     secret_env = models.CharField(
-        "API secret variable",
+        "second credential variable",
         max_length=100,
         blank=True,
-        help_text="iVvy only: name of the environment variable holding the API secret.",
+        help_text="Name of the environment variable holding a second secret, where the "
+        "platform needs one.",
+    )
+    settings = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text="The platform's own settings, as its connector declares them.",
     )
     enabled = models.BooleanField(default=True)
     push_on_save = models.BooleanField(default=True)
@@ -50,11 +50,6 @@ class Destination(models.Model):
     )
     marketing_consent_only = models.BooleanField(
         "only contacts with GDPR marketing consent", default=False
-    )
-    update_if_exists = models.BooleanField(
-        default=False,
-        help_text="iVvy only: let iVvy match a contact without an id by first name, last name "
-        "and email (updateIfExists).",
     )
     rate_limit = models.FloatField(
         null=True, blank=True, help_text="Requests per second. Blank: the platform's default."
@@ -105,8 +100,7 @@ class Destination(models.Model):
 
     @property
     def effective_base_url(self) -> str:
-        cls = self.connector_class
-        return self.base_url or cls.regions.get(self.region) or cls.default_base_url
+        return self.base_url or self.connector_class.base_url_for(self.settings or {})
 
     @property
     def effective_rate_limit(self) -> float:
@@ -116,7 +110,14 @@ class Destination(models.Model):
     def credential_names(self) -> dict[str, str]:
         """Destination field -> the environment variable it names, for each credential the
         platform needs."""
-        return {f: getattr(self, f) for f in self.connector_class.credentials.values()}
+        return {c.field: getattr(self, c.field) for c in self.connector_class.credentials.values()}
+
+    @property
+    def credential_variables(self) -> dict[str, str]:
+        """The connector's credential name -> the environment variable named for it."""
+        return {
+            name: getattr(self, c.field) for name, c in self.connector_class.credentials.items()
+        }
 
     def policy_problem(self) -> str:
         """Why this destination may not be used as stored ("" when it may): rows saved before
@@ -135,13 +136,21 @@ class Destination(models.Model):
         problems = policy.destination_problems(
             connector_class=cls, base_url=self.base_url, credential_names=self.credential_names
         )
-        if self.region and self.region not in cls.regions:
-            allowed = ", ".join(cls.regions) or "none"
-            problems["region"] = f"{cls.label} regions: {allowed}."
         if problems:
             raise ValidationError(problems)
-        if self.platform == "cendyn" and not self.account_id:
-            raise ValidationError({"account_id": "Cendyn CRM needs the account ID."})
+
+    def clean_fields(self, exclude=None):
+        """The settings are checked against what the platform's connector declares. A form
+        that shows them as fields of their own (sync/forms.py) checks them there and leaves
+        `settings` out of the model's checks."""
+        super().clean_fields(exclude=exclude)
+        if (exclude and "settings" in exclude) or self.platform not in connectors.CONNECTORS:
+            return
+        try:
+            self.settings = clean_settings(self.connector_class.destination_settings, self.settings)
+        except ValidationError as err:
+            messages = [m for problem in err.message_dict.values() for m in problem]
+            raise ValidationError({"settings": messages}) from err
 
 
 class RemoteOption(models.Model):

@@ -24,14 +24,15 @@ from requests.adapters import HTTPAdapter
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
+from sync.connectors.declarations import Credential, Setting
 from sync.connectors.records import (
     ContactRecord,
     MappingRecord,
     RemoteOption,
     RemoteState,
 )
-from sync.connectors.redaction import Redactor, scrub
 from sync.policy import address_problem, credential_name_problem
+from sync.redaction import Redactor, scrub
 
 BODY_EXCERPT = 500  # characters of a response body kept in errors and in the attempt log
 
@@ -265,8 +266,12 @@ class BaseConnector:
     batch_size: ClassVar[int] = 0  # > 0 when the platform has a bulk endpoint
     # Standard fields the platform has no native slot for: the destination may map them.
     mappable_standard_fields: ClassVar[tuple[str, ...]] = ()
-    # Credential names -> the Destination field holding the environment variable's name.
-    credentials: ClassVar[dict[str, str]] = {"api_key": "key_env"}
+    # The secrets the platform needs, by the name the connector reads them under (`secrets`).
+    credentials: ClassVar[dict[str, Credential]] = {
+        "api_key": Credential("key_env", "API key variable")
+    }
+    # The non-secret settings of a destination on this platform (Destination.settings).
+    destination_settings: ClassVar[tuple[Setting, ...]] = ()
     # Facts about the platform an admin should read on its destination page (what it does not
     # hold, what is never sent), one sentence each.
     notes: ClassVar[tuple[str, ...]] = ()
@@ -297,6 +302,12 @@ class BaseConnector:
         self.exchanges: list[Exchange] = []
 
     # -- configuration
+
+    @classmethod
+    def base_url_for(cls, settings: dict) -> str:
+        """The platform's URL for a destination with these settings and no URL of its own:
+        its region's where it has regions, else the default."""
+        return cls.regions.get(settings.get("region", "")) or cls.default_base_url
 
     @classmethod
     def read_credentials(cls, env_names: dict[str, str]) -> dict[str, str]:

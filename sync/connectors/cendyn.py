@@ -44,6 +44,7 @@ from sync.connectors.base import (
     PushResult,
     RetryableError,
 )
+from sync.connectors.declarations import Credential, Setting
 from sync.connectors.records import STANDARD_FIELDS, ContactRecord, RemoteOption, RemoteState
 
 EU_BASE_URL = "https://api.eu.cendyncrm.com/"
@@ -89,7 +90,28 @@ class CendynConnector(BaseConnector):
     supports_delete = True
     batch_size = BULK_LIMIT
     mappable_standard_fields = MAPPABLE_STANDARD_FIELDS
-    credentials = {"secret": "key_env"}
+    credentials = {
+        "secret": Credential(
+            "key_env",
+            "Account secret variable",
+            "The environment variable holding the account secret (or master secret).",
+        )
+    }
+    destination_settings = (
+        Setting(
+            "account_id",
+            "Account ID",
+            "Cendyn CRM's account ID (not secret): every path holds it.",
+            required=True,
+        ),
+        Setting(
+            "region",
+            "Region",
+            "The account's region (blank: EU). An account lives in exactly one. Ignored when a "
+            "base URL is set.",
+            choices=(("eu", "EU"), ("us", "US")),
+        ),
+    )
     bulk_poll_delays = (0.05, 0.1, 0.2, 0.4, 0.8, 1.0)  # seconds; the last one repeats
     bulk_poll_timeout = 60.0
 

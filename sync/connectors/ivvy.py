@@ -41,6 +41,7 @@ from sync.connectors.base import (
     PermanentError,
     PushResult,
 )
+from sync.connectors.declarations import Credential, Setting
 from sync.connectors.records import STANDARD_FIELDS, ContactRecord, RemoteOption, RemoteState
 
 API_VERSION = "1.0"  # the only version iVvy serves (method-uri-header.md)
@@ -118,7 +119,31 @@ class IvvyConnector(BaseConnector):
     supports_delete = False  # no delete-contact call (part B)
     batch_size = 0
     mappable_standard_fields = MAPPABLE_STANDARD_FIELDS
-    credentials = {"api_key": "key_env", "api_secret": "secret_env"}
+    credentials = {
+        "api_key": Credential(
+            "key_env", "API key variable", "The environment variable holding the API key."
+        ),
+        "api_secret": Credential(
+            "secret_env",
+            "API secret variable",
+            "The environment variable holding the API secret (it signs every request).",
+        ),
+    }
+    destination_settings = (
+        Setting(
+            "region",
+            "Region",
+            "The account's region (blank: Australia). Ignored when a base URL is set.",
+            choices=(("au", "Australia"), ("us", "United States"), ("uk", "United Kingdom")),
+        ),
+        Setting(
+            "update_if_exists",
+            "Update if exists",
+            "Let iVvy match a contact without an id by first name, last name and email "
+            "(updateIfExists).",
+            boolean=True,
+        ),
+    )
     notes = ("iVvy holds no SMS status since 30 June 2026: our SMS status is not sent to iVvy.",)
 
     # -- transport

@@ -19,6 +19,7 @@ import json
 from typing import Any
 
 from sync.connectors.base import BaseConnector, PermanentError, PushResult
+from sync.connectors.declarations import Credential
 from sync.connectors.records import (
     STANDARD_FIELDS,
     ContactRecord,
@@ -55,7 +56,11 @@ class LoopsConnector(BaseConnector):
     supports_delete = True
     batch_size = 0
     mappable_standard_fields = MAPPABLE_STANDARD_FIELDS
-    credentials = {"api_key": "key_env"}
+    credentials = {
+        "api_key": Credential(
+            "key_env", "API key variable", "The environment variable holding the API key."
+        )
+    }
 
     def sign(self, method, url, body, headers):
         headers["Authorization"] = f"Bearer {self.secrets['api_key']}"

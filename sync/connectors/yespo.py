@@ -33,6 +33,7 @@ from sync.connectors.base import (
     PushResult,
     RetryableError,
 )
+from sync.connectors.declarations import Credential
 from sync.connectors.records import STANDARD_FIELDS, ContactRecord, RemoteOption, RemoteState
 
 # "enter any value as a username; enter the API key value as a password" (getting-started page)
@@ -77,7 +78,11 @@ class YespoConnector(BaseConnector):
     supports_delete = True
     batch_size = BULK_LIMIT
     mappable_standard_fields = MAPPABLE_STANDARD_FIELDS
-    credentials = {"api_key": "key_env"}
+    credentials = {
+        "api_key": Credential(
+            "key_env", "API key variable", "The environment variable holding the API key."
+        )
+    }
     poll_timeout = 60.0  # seconds to wait for a bulk import session to finish
 
     def sign(self, method, url, body, headers):

@@ -34,8 +34,7 @@ def _destination_post(destination, **changes):
         "name": destination.name,
         "platform": destination.platform,
         "base_url": destination.base_url,
-        "region": destination.region,
-        "account_id": destination.account_id,
+        **{f"setting_{name}": value for name, value in destination.settings.items()},
         "key_env": destination.key_env,
         "secret_env": destination.secret_env,
         "enabled": "on",
@@ -404,3 +403,44 @@ def test_the_ivvy_destination_page_says_ivvy_holds_no_sms_status(
         reverse("admin:sync_destination_change", args=[destination.pk])
     ).content.decode()
     assert "iVvy holds no SMS status since 30 June 2026" in page
+
+
+def test_the_form_shows_and_checks_what_the_platform_declares(admin_client_logged, sandbox_env):
+    add = reverse("admin:sync_destination_add")
+    page = admin_client_logged.get(f"{add}?platform=cendyn&name=Live").content.decode()
+    assert 'name="setting_account_id"' in page and 'name="setting_region"' in page
+    assert "Account secret variable" in page and 'name="secret_env"' not in page
+    assert 'value="Live"' in page
+    assert (
+        'name="setting_account_id"'
+        not in admin_client_logged.get(f"{add}?platform=loops").content.decode()
+    )
+
+    form = {
+        "name": "Cendyn live",
+        "platform": "cendyn",
+        "base_url": "",
+        "key_env": "SYNC_CREDENTIAL_CENDYN_SECRET",
+        "setting_account_id": "",
+        "setting_region": "mars",
+        "enabled": "on",
+        "rate_limit": "",
+        "timeout": "10",
+        **{
+            f"{prefix}-{key}": value
+            for prefix in ("field_mappings", "list_mappings")
+            for key, value in (("TOTAL_FORMS", "0"), ("INITIAL_FORMS", "0"))
+        },
+    }
+    response = admin_client_logged.post(add, form)
+    errors = response.context["adminform"].form.errors
+    assert "setting_account_id" in errors and "setting_region" in errors
+    assert not Destination.objects.exists()
+
+    response = admin_client_logged.post(
+        add, {**form, "setting_account_id": " acct-7 ", "setting_region": "us"}
+    )
+    assert response.status_code == 302
+    destination = Destination.objects.get()
+    assert destination.settings == {"account_id": "acct-7", "region": "us"}
+    assert destination.effective_base_url == "https://api.us.cendyncrm.com/"

@@ -40,8 +40,6 @@ def _add_form(**changes):
         "name": "Exfiltration",
         "platform": "loops",
         "base_url": "",
-        "region": "",
-        "account_id": "",
         "key_env": "SYNC_CREDENTIAL_LOOPS_API_KEY",
         "secret_env": "",
         "enabled": "on",
@@ -174,7 +172,7 @@ def test_each_platforms_own_hosts_and_regions_are_accepted(settings, platform):
             name=f"{platform} live",
             platform=platform,
             base_url=url,
-            account_id="acct",
+            settings={s.name: "acct" for s in cls.destination_settings if s.required},
             **{
                 field: f"SYNC_CREDENTIAL_{platform.upper()}_{field.upper()}"
                 for field in ("key_env", "secret_env")

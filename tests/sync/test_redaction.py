@@ -15,7 +15,7 @@ from django.urls import reverse
 from contacts.demo import seed_demo_contacts
 from contacts.models import Contact
 from sync import alerts, services
-from sync.connectors.redaction import REDACTED, Redactor, ScrubSecretsFilter, scrub
+from sync.redaction import REDACTED, Redactor, ScrubSecretsFilter, scrub
 from sync.models import Destination
 from tests.conftest import PLATFORMS
 from tests.sync.listener import Listener

@@ -15,7 +15,7 @@ SANDBOX_DESTINATIONS = [
         "platform": "cendyn",
         "name": "Cendyn CRM (sandbox)",
         "key_env": "SYNC_CREDENTIAL_CENDYN_SECRET",
-        "account_id": accounts.CENDYN_ACCOUNT_ID,
+        "settings": {"account_id": accounts.CENDYN_ACCOUNT_ID},
     },
     {"platform": "loops", "name": "Loops (sandbox)", "key_env": "SYNC_CREDENTIAL_LOOPS_API_KEY"},
 ]

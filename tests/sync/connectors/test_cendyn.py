@@ -397,7 +397,8 @@ def test_class_attributes_and_registry():
     }
     assert CendynConnector.default_rate_limit == 10
     assert CendynConnector.batch_size == 5000 and CendynConnector.supports_delete
-    assert CendynConnector.credentials == {"secret": "key_env"}
+    assert {n: c.field for n, c in CendynConnector.credentials.items()} == {"secret": "key_env"}
+    assert [s.name for s in CendynConnector.destination_settings if s.required] == ["account_id"]
 
 
 def test_missing_secret_names_the_environment_variable(monkeypatch):

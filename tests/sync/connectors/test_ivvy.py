@@ -722,7 +722,10 @@ def test_class_attributes_follow_the_contract():
         "us": "https://api.us-west-2.ivvy.com/",
         "uk": "https://api.eu-west-2.ivvy.com/",
     }
-    assert IvvyConnector.credentials == {"api_key": "key_env", "api_secret": "secret_env"}
+    assert {n: c.field for n, c in IvvyConnector.credentials.items()} == {
+        "api_key": "key_env",
+        "api_secret": "secret_env",
+    }
     assert (IvvyConnector.default_rate_limit, IvvyConnector.batch_size) == (5.0, 0)
     assert "birth_date" in IvvyConnector.mappable_standard_fields
     assert not {"phone", "email_status", "sms_status", "privacy_consent"} & set(

@@ -219,7 +219,7 @@ def test_refresh_with_every_call_failing_keeps_what_was_stored(sandbox, sandbox_
 
 def test_update_if_exists_lets_ivvy_match_on_name_and_email(sandbox, sandbox_destination):
     connector = destination_connector(
-        destination=sandbox_destination("ivvy", update_if_exists=True)
+        destination=sandbox_destination("ivvy", settings={"update_if_exists": True})
     )
     first = connector.push(contact(), RemoteState())
     other = connector.push(contact(external_id="ext-ivvy-2"), RemoteState())
