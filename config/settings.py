@@ -151,7 +151,7 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     # No credential reaches a log line, whatever an exception or a platform's answer held.
-    "filters": {"scrub_secrets": {"()": "sync.connectors.redaction.ScrubSecretsFilter"}},
+    "filters": {"scrub_secrets": {"()": "sync.redaction.ScrubSecretsFilter"}},
     "handlers": {
         "console": {"class": "logging.StreamHandler", "filters": ["scrub_secrets"]},
     },

@@ -16,14 +16,14 @@ from contacts.admin import ContactAdmin
 from contacts.models import Contact
 from sync import actions, connectors, selectors, services
 from sync.actions import ObjectActionsMixin, object_action
+from sync.connectors.base import ConnectorConfigurationError, ConnectorError
+from sync.connectors.records import STANDARD_FIELDS
 from sync.forms import (
     credential_field_names,
     destination_form_for,
     platform_of,
     setting_field_names,
 )
-from sync.connectors.base import ConnectorConfigurationError, ConnectorError
-from sync.connectors.records import STANDARD_FIELDS
 from sync.models import (
     ContactSyncState,
     Destination,

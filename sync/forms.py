@@ -39,7 +39,19 @@ class DestinationForm(forms.ModelForm):
 
     class Meta:
         model = Destination
-        exclude = ["settings"]
+        fields = [  # `settings` is shown as the platform's own fields (see below)
+            "name",
+            "platform",
+            "enabled",
+            "push_on_save",
+            "base_url",
+            "key_env",
+            "secret_env",
+            "marketing_consent_only",
+            "delete_on_platform",
+            "rate_limit",
+            "timeout",
+        ]
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)

@@ -15,8 +15,8 @@ from django.urls import reverse
 from contacts.demo import seed_demo_contacts
 from contacts.models import Contact
 from sync import alerts, services
-from sync.redaction import REDACTED, Redactor, ScrubSecretsFilter, scrub
 from sync.models import Destination
+from sync.redaction import REDACTED, Redactor, ScrubSecretsFilter, scrub
 from tests.conftest import PLATFORMS
 from tests.sync.listener import Listener
 
