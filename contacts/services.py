@@ -213,4 +213,6 @@ def _rows(dataset: tablib.Dataset, start: int, stop: int) -> tablib.Dataset:
 
 
 def _megabytes(size: int) -> str:
+    if size < 1024 * 1024:
+        return f"{size:,} bytes"
     return f"{size / (1024 * 1024):.1f} MB"
