@@ -152,8 +152,8 @@ LOGGING = {
 }
 
 # -- CSV import and export of contacts (django-import-export; contacts/resources.py)
-# One transaction per import: the push-on-save receivers then push each contact once, after
-# the commit, however many of its rows and memberships the import wrote.
+# A confirmed import is written in chunks of IMPORT_CHUNK_ROWS rows, one transaction each, and
+# the preview writes nothing (contacts/services.py); pushes wait until the last chunk.
 IMPORT_EXPORT_USE_TRANSACTIONS = True
 # Import needs the permission to add contacts (Marketing staff, Sync admins); export the
 # permission to view them (Managers too). See sync/roles.py.
