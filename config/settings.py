@@ -159,8 +159,8 @@ LOGGING = {
 }
 
 # -- CSV import and export of contacts (django-import-export; contacts/resources.py)
-# One transaction per import: the push-on-save receivers then push each contact once, after
-# the commit, however many of its rows and memberships the import wrote.
+# A confirmed import is written in chunks of IMPORT_CHUNK_ROWS rows, one transaction each, and
+# the preview writes nothing (contacts/services.py); pushes wait until the last chunk.
 IMPORT_EXPORT_USE_TRANSACTIONS = True
 # Import needs the permission to add contacts (Marketing staff, Sync admins); export the
 # permission to view them (Managers too). See sync/roles.py.
@@ -174,6 +174,11 @@ IMPORT_EXPORT_ESCAPE_FORMULAE_ON_EXPORT = False
 IMPORT_EXPORT_TMP_STORAGE_CLASS = env.str(
     "IMPORT_EXPORT_TMP_STORAGE_CLASS", default="import_export.tmp_storages.TempFolderStorage"
 )
+# Bounds of one import file (larger files are refused before they are read), and the rows
+# written per transaction: each chunk holds SQLite's write lock well under a second.
+IMPORT_MAX_BYTES = env.int("IMPORT_MAX_BYTES", default=50 * 1024 * 1024)
+IMPORT_MAX_ROWS = env.int("IMPORT_MAX_ROWS", default=200_000)
+IMPORT_CHUNK_ROWS = env.int("IMPORT_CHUNK_ROWS", default=200)
 
 # -- History of contacts and their children (django-simple-history)
 # Reverting would write an old content_version back, and the sync engine would take the

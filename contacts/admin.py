@@ -5,10 +5,19 @@ their own pages."""
 import datetime
 from dataclasses import dataclass, field
 
-from django.contrib import admin
+from django import forms as django_forms
+from django.conf import settings
+from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
+from django.http import HttpResponseRedirect
+from django.template.response import TemplateResponse
+from django.urls import reverse
+from django.utils.decorators import method_decorator
+from django.views.decorators.http import require_POST
 from import_export.admin import ExportActionMixin, ImportMixin
 from import_export.formats.base_formats import CSV
+from import_export.forms import ConfirmImportForm, ImportForm
+from import_export.signals import post_import
 from simple_history.admin import SimpleHistoryAdmin
 
 from contacts import forms
@@ -25,6 +34,13 @@ from contacts.models import (
     MailingListSubscription,
 )
 from contacts.resources import ContactResource
+from contacts.services import (
+    ImportOutcome,
+    ImportRefused,
+    contacts_import,
+    contacts_import_dataset,
+    import_file_check_size,
+)
 
 # Per child model: the field that names a row, then the fields whose changes are listed.
 CHILD_HISTORY_FIELDS = {
@@ -170,14 +186,44 @@ class ExternalUrlInline(admin.TabularInline):
     max_num = MAX_EXTERNAL_URLS
 
 
+class ContactCSV(CSV):
+    """CSV read by `contacts_import_dataset`: bounded, its delimiter detected, its header
+    checked (the library's reader takes any header and any number of rows)."""
+
+    def create_dataset(self, in_stream, **kwargs):
+        if isinstance(in_stream, bytes):
+            in_stream = in_stream.decode(self.encoding or "utf-8-sig")
+        return contacts_import_dataset(text=in_stream)
+
+
+class ContactImportForm(ImportForm):
+    def clean_import_file(self):
+        import_file = self.cleaned_data["import_file"]
+        try:
+            import_file_check_size(size=import_file.size)  # before a byte of it is read
+        except ImportRefused as err:
+            raise django_forms.ValidationError(str(err)) from err
+        return import_file
+
+
+class ContactConfirmImportForm(ConfirmImportForm):
+    # Set when a confirmed import failed part-way: the rows before it are saved.
+    start_row = django_forms.IntegerField(
+        widget=django_forms.HiddenInput, min_value=1, initial=1, required=False
+    )
+
+
 @admin.register(Contact)
 class ContactAdmin(ImportMixin, ExportActionMixin, SimpleHistoryAdmin):
-    """Contacts with their children inline; CSV import (a preview first, then the confirmed
-    import in one transaction), the "Export selected" action, and the history page."""
+    """Contacts with their children inline; CSV import (a preview that writes nothing, then
+    the confirmed import in short transactions: `contacts.services`), the "Export selected"
+    action, and the history page."""
 
     form = forms.ContactForm
     resource_classes = [ContactResource]
-    formats = [CSV]
+    formats = [ContactCSV]
+    import_form_class = ContactImportForm
+    confirm_form_class = ContactConfirmImportForm
     # The import-export change list extends this one, which links the sync styles.
     change_list_template = "admin/contacts/contact/change_list.html"
     import_template_name = "admin/contacts/contact/import.html"
@@ -233,6 +279,95 @@ class ContactAdmin(ImportMixin, ExportActionMixin, SimpleHistoryAdmin):
         ("Location", {"fields": ["last_latitude", "last_longitude"]}),
         ("Record", {"fields": ["created_at", "updated_at"]}),
     ]
+
+    def get_import_context_data(self, **kwargs):
+        return {
+            **super().get_import_context_data(**kwargs),
+            "import_max_rows": f"{settings.IMPORT_MAX_ROWS:,}",
+            "import_max_megabytes": f"{settings.IMPORT_MAX_BYTES / (1024 * 1024):g}",
+        }
+
+    def add_data_read_fail_error_to_form(self, form, e):
+        if isinstance(e, ImportRefused):
+            form.add_error("import_file", str(e))
+        else:
+            super().add_data_read_fail_error_to_form(form, e)
+
+    @method_decorator(require_POST)
+    def process_import(self, request, **kwargs):
+        """The confirmed import: `contacts_import` validates every row, then writes them in
+        chunks. A failure part-way shows the page again, with a button to resume."""
+        if not self.has_import_permission(request):
+            raise PermissionDenied
+        confirm_form = self.create_confirm_form(request)
+        if not confirm_form.is_valid():
+            return super().process_import(request, **kwargs)  # shows the form's errors
+        format_index = int(confirm_form.cleaned_data["format"])
+        input_format = self.get_import_formats()[format_index](encoding=self.from_encoding)
+        tmp_storage = self.get_tmp_storage_class()(
+            name=confirm_form.cleaned_data["import_file_name"],
+            encoding=self.from_encoding,
+            read_mode=input_format.get_read_mode(),
+            **self.get_tmp_storage_class_kwargs(),
+        )
+        try:
+            dataset = input_format.create_dataset(tmp_storage.read())
+        except (ImportRefused, OSError) as err:
+            self.message_user(request, f"The file was not imported: {err}", messages.ERROR)
+            return HttpResponseRedirect(reverse("admin:contacts_contact_import"))
+        outcome = contacts_import(
+            dataset=dataset,
+            user=request.user,
+            start_row=confirm_form.cleaned_data["start_row"] or 1,
+            after_chunk=lambda result: self.generate_log_entries(result, request),
+        )
+        if outcome.failed_row is not None:
+            return self._import_failed_page(request, confirm_form, outcome)
+        tmp_storage.remove()
+        if outcome.validation is not None:
+            context = {**self._import_page_context(request), "result": outcome.validation}
+            return TemplateResponse(request, [self.import_template_name], context)
+        self._import_finished_message(request, outcome)
+        post_import.send(sender=None, model=self.model)
+        return HttpResponseRedirect(reverse("admin:contacts_contact_changelist"))
+
+    def _import_page_context(self, request):
+        return {
+            **self.get_import_context_data(),
+            **self.admin_site.each_context(request),
+            "title": "Import",
+            "opts": self.model._meta,
+            "form": self.create_import_form(request),
+        }
+
+    def _import_failed_page(self, request, confirm_form, outcome: ImportOutcome):
+        """The rows before the failed chunk are saved; the file waits to be resumed."""
+        resume_form = self.get_confirm_form_class(request)(
+            initial={**confirm_form.cleaned_data, "start_row": outcome.resume_row}
+        )
+        self.message_user(
+            request,
+            f"Row {outcome.failed_row} could not be saved: {outcome.failure}. "
+            f"{outcome.written_rows:,} of {outcome.total_rows:,} rows are saved; nothing "
+            f"from row {outcome.resume_row} on. Correct the cause and resume, or import a "
+            "corrected file.",
+            messages.ERROR,
+        )
+        context = {
+            **self._import_page_context(request),
+            "confirm_form": resume_form,
+            "resume_row": outcome.resume_row,
+        }
+        return TemplateResponse(request, [self.import_template_name], context)
+
+    def _import_finished_message(self, request, outcome: ImportOutcome):
+        totals = outcome.totals
+        self.message_user(
+            request,
+            f"Import finished: {totals['new']:,} new, {totals['update']:,} updated and "
+            f"{totals['skip']:,} skipped contacts.",
+            messages.SUCCESS,
+        )
 
     def get_valid_export_item_pks(self, request):
         # Only the posted ids are checked, not every contact's id loaded (the library's

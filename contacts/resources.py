@@ -68,20 +68,34 @@ COLUMNS = [
 
 
 def neutralise_formula(text: str) -> str:
-    """Prefix a cell that a spreadsheet would read as a formula with an apostrophe.
+    """Prefix a cell that a spreadsheet would read as a formula with one apostrophe.
 
     OWASP's recommendation: the cell shows as text, and the value stays readable, which
-    matters for phone numbers (`+441632960961` is exported as `'+441632960961`). An import
-    takes the apostrophe off again (`restore_formula`), so an exported file imports as is.
-    """
-    return f"'{text}" if text.startswith(FORMULA_TRIGGERS) else text
+    matters for phone numbers (`+441632960961` is exported as `'+441632960961`). The guard
+    looks past leading blanks (spreadsheets ignore them: `" =1+1"` is a formula too).
+
+    A value that already starts with an apostrophe gets one more (`'hello` -> `''hello`), so
+    that `restore_formula` can tell our guard from an apostrophe a person typed: every
+    exported value comes back exactly as it was stored."""
+    return f"'{text}" if _needs_guard(text) else text
 
 
 def restore_formula(text: str) -> str:
-    """The inverse of `neutralise_formula`: `'+44…` -> `+44…`; any other text unchanged."""
-    if text.startswith("'") and text[1:].startswith(FORMULA_TRIGGERS):
+    """The inverse of `neutralise_formula`: one leading apostrophe is removed when what
+    follows is a value the export would have guarded (its first non-blank character is a
+    formula trigger, or it starts with tab, carriage return or another apostrophe).
+
+    `'+44…` -> `+44…`, `''=x` -> `'=x`, `' =1` -> ` =1`; `'hello` and any other text are
+    unchanged. A lone `'=x` written by hand becomes `=x`, which is what a spreadsheet means
+    by it too (there a leading apostrophe only marks a cell as text); the person's `=x` is
+    then guarded again on its next export."""
+    if text.startswith("'") and _needs_guard(text[1:]):
         return text[1:]
     return text
+
+
+def _needs_guard(text: str) -> bool:
+    return text.startswith(("\t", "\r", "'")) or text.lstrip().startswith(FORMULA_TRIGGERS)
 
 
 def split_list(value) -> list[str]:
@@ -214,6 +228,8 @@ class ContactResource(resources.ModelResource):
         super().__init__(**kwargs)
         self._duplicate_external_ids: dict[str, list[int]] = {}
         self._row_of_contact: dict[int, int] = {}  # contact pk -> the row that imported it
+        self._row_of_email: dict[str, int] = {}  # lowercased email -> its first row
+        self._validate_only = False
         self._row_number = 0
         self._looked_up_email: tuple[str, int | None] | None = None
 
@@ -228,6 +244,24 @@ class ContactResource(resources.ModelResource):
 
     # ------------------------------------------------------------------------- import
 
+    def import_data(self, dataset, dry_run=False, **kwargs):
+        """A dry run (the preview) validates every row and writes nothing: no transaction is
+        opened, so it never holds SQLite's write lock. (The library's own dry run saves every
+        row inside a transaction and rolls it back.) A real run is as the library's; see
+        `contacts.services.contacts_import_write` for the one that writes in chunks."""
+        if not dry_run:
+            return super().import_data(dataset, dry_run=False, **kwargs)
+        kwargs.pop("use_transactions", None)
+        self._validate_only = True
+        try:
+            return super().import_data(dataset, dry_run=False, use_transactions=False, **kwargs)
+        finally:
+            self._validate_only = False
+
+    def save_instance(self, instance, is_create, row, **kwargs):
+        if not self._validate_only:
+            super().save_instance(instance, is_create, row, **kwargs)
+
     def before_import(self, dataset, **kwargs):
         rows_by_id: dict[str, list[int]] = {}
         if "external_id" in (dataset.headers or []):
@@ -237,6 +271,7 @@ class ContactResource(resources.ModelResource):
                     rows_by_id.setdefault(external_id, []).append(number)
         self._duplicate_external_ids = {k: v for k, v in rows_by_id.items() if len(v) > 1}
         self._row_of_contact = {}
+        self._row_of_email = {}
         self.fields["groups"].widget.forget_groups()
 
     def before_import_row(self, row, **kwargs):
@@ -247,9 +282,16 @@ class ContactResource(resources.ModelResource):
 
         Raises ValidationError when the email belongs to a contact with another external ID
         (platforms match on it: changing it would make a duplicate there), or when an earlier
-        row of the file already imported the same contact."""
+        row of the file already imported the same contact or has the same email (checked on
+        the file itself: a validation pass writes nothing, so the earlier row is not in the
+        database yet)."""
         external_id = TextWidget().clean(row.get("external_id"))
         email = TextWidget().clean(row.get("email"))
+        if email:
+            earlier = self._row_of_email.setdefault(email.lower(), self._row_number)
+            if earlier != self._row_number:
+                message = f"Row {earlier} already imports this contact (the same email)."
+                raise ValidationError({"email": message})
         contact, field = None, "external_id"
         self._looked_up_email = None  # (lowercased email, pk of its contact or None)
         if external_id:

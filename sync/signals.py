@@ -15,8 +15,10 @@ from contacts.models import (
     GroupMembership,
     MailingListSubscription,
 )
+from contacts.signals import contacts_bulk_written, held_contact_ids
 from sync import services
 from sync.middleware import current_user_id
+from sync.models import Trigger
 
 CHILD_MODELS = (Channel, CustomFieldValue, ExternalUrl, GroupMembership, MailingListSubscription)
 
@@ -27,7 +29,12 @@ def _contact_touched(contact_id: int) -> None:
     """Remember the contact; the first one in a transaction registers the on-commit push.
 
     A rollback drops the registered callback from the connection's list: then the remembered
-    ids belong to a transaction that never happened, and a fresh set starts."""
+    ids belong to a transaction that never happened, and a fresh set starts. While a bulk
+    writer holds pushes back (`contacts.signals`), the id goes to its set instead."""
+    held = held_contact_ids.get()
+    if held is not None:
+        held.add(contact_id)
+        return
     flush = getattr(_pending, "flush", None)
     registered = [entry[1] for entry in transaction.get_connection().run_on_commit]
     if flush is None or flush not in registered:
@@ -75,7 +82,21 @@ def contact_deleted(sender, instance, **kwargs):
     )
 
 
+def contacts_written_in_bulk(sender, contact_ids, user_id=None, **kwargs):
+    """Queue each contact once (never pushed in the request, whatever SYNC_ON_SAVE_MODE)."""
+    existing = Contact.objects.filter(pk__in=contact_ids).values_list("pk", flat=True)
+    destinations = services.destinations_for_save()
+    if destinations and contact_ids:
+        services.contacts_enqueue_push(
+            contact_ids=sorted(existing),
+            destinations=destinations,
+            trigger=Trigger.SAVE,
+            user_id=user_id,
+        )
+
+
 def register_signal_handlers() -> None:
+    contacts_bulk_written.connect(contacts_written_in_bulk, dispatch_uid="sync_bulk_written")
     post_save.connect(contact_saved, sender=Contact, dispatch_uid="sync_contact_saved")
     pre_delete.connect(contact_deleting, sender=Contact, dispatch_uid="sync_contact_deleting")
     post_delete.connect(contact_deleted, sender=Contact, dispatch_uid="sync_contact_deleted")

@@ -5,16 +5,21 @@ import csv
 import io
 from collections import Counter
 from pathlib import Path
+from unittest.mock import patch
 
 import pytest
 import tablib
 from django.contrib.auth.models import Group as Role
 from django.core.files.uploadedfile import SimpleUploadedFile
+from django.db import connection
 from django.urls import reverse
 from django_tasks_db.models import DBTaskResult
 from import_export.formats.base_formats import CSV
 
 from contacts.models import Contact, Group, GroupMembership
+from contacts.resources import ContactResource, neutralise_formula, restore_formula
+from contacts.services import contacts_import, contacts_import_dataset
+from sync.models import SyncAttempt
 
 pytestmark = pytest.mark.django_db
 
@@ -225,6 +230,7 @@ def test_import_pushes_each_contact_once(
 ):
     """Rows, memberships and updates in one transaction: one queued push per contact."""
     settings.SYNC_ON_SAVE_MODE = "queued"
+    settings.IMPORT_CHUNK_ROWS = 60  # several chunks, still one push per contact
     sandbox_destination("loops")
     existing = Contact.objects.bulk_create(  # no save signals: nothing queued beforehand
         [Contact(external_id=f"OLD-{i}", email=f"old{i}@example.com") for i in range(20)]
@@ -369,3 +375,195 @@ def test_marketing_staff_and_sync_admins_can_import(client, django_user_model, r
     assert "sync/sync.css" in page  # the import-export list template extends ours
     _import(client, _csv(["email", "first_name"], ["ada@example.com", "Ada"]))
     assert Contact.objects.get().first_name == "Ada"
+
+
+# ------------------------------------------------------------------- bounded, checked files
+
+
+def _refusal(response) -> str:
+    assert response.status_code == 200
+    assert "confirm_form" not in response.context
+    return " ".join(response.context["form"].errors.get("import_file", []))
+
+
+def test_file_over_the_size_limit_is_refused_unread(admin_client_logged, settings):
+    settings.IMPORT_MAX_BYTES = 1000
+    content = _csv(["email"], *[[f"user{i}@example.com"] for i in range(100)])
+    message = _refusal(_upload(admin_client_logged, content))
+    assert "an import takes at most 1,000 bytes (IMPORT_MAX_BYTES)" in message
+    assert not Contact.objects.exists()
+
+
+def test_file_over_the_row_limit_is_refused(admin_client_logged, settings):
+    settings.IMPORT_MAX_ROWS = 5
+    content = _csv(["email"], *[[f"user{i}@example.com"] for i in range(6)])
+    assert "more than 5 rows" in _refusal(_upload(admin_client_logged, content))
+    assert "IMPORT_MAX_ROWS" in _refusal(_upload(admin_client_logged, content))
+    settings.IMPORT_MAX_ROWS = 6
+    _import(admin_client_logged, content)
+    assert Contact.objects.count() == 6
+
+
+def test_semicolon_file_is_read_with_its_delimiter(admin_client_logged):
+    content = (
+        "first_name;last_name;email;phone;country\r\n"
+        "Ada;Lovelace;ada@example.com;020 7946 0018;GB\r\n"
+    )
+    preview = _upload(admin_client_logged, content)
+    assert _row_errors(preview) == {}
+    _confirm(admin_client_logged, preview)
+    ada = Contact.objects.get()
+    assert (ada.first_name, ada.last_name, ada.email) == ("Ada", "Lovelace", "ada@example.com")
+    assert ada.phone == "+442079460018"
+
+
+@pytest.mark.parametrize(
+    "header, message",
+    [
+        ("name:mail:phone", "names no known column"),
+        ("email,first_name,nickname", "Unknown column 'nickname'"),
+        ("email,first_name,first_name", "'first_name' is in the header more than once"),
+        ("first_name,last_name", "needs an external_id or an email column"),
+    ],
+)
+def test_bad_header_is_refused_with_a_clear_message(admin_client_logged, header, message):
+    width = len(header.replace(":", ",").split(","))
+    content = header + "\n" + ",".join(["ada@example.com"] + ["Ada"] * (width - 1)) + "\n"
+    assert message in _refusal(_upload(admin_client_logged, content))
+    assert not Contact.objects.exists()
+
+
+def test_row_with_a_cell_too_many_is_refused(admin_client_logged):
+    content = "email,first_name\nada@example.com,Ada\nalan@example.com,Alan,Turing\n"
+    assert "Row 2 has 3 cells and the header 2 columns" in _refusal(
+        _upload(admin_client_logged, content)
+    )
+
+
+# -------------------------------------------------------------------------- formula guard
+
+
+@pytest.mark.parametrize("value", ["'=x", " =1+1", "=1", "'hello", "hello", "\t@x", "''"])
+def test_formula_guard_round_trips_exactly(value):
+    exported = neutralise_formula(value)
+    assert restore_formula(exported) == value
+    stripped = exported.lstrip(" '")
+    assert not stripped.startswith(("=", "+", "-", "@")) or exported.startswith("'")
+
+
+def test_export_guards_after_blanks_and_import_keeps_a_persons_apostrophe(
+    admin_client_logged,
+):
+    contact = Contact.objects.create(
+        external_id="EM-1", first_name=" =1+1", last_name="'=x", city="'hello"
+    )
+    (row,) = _export(admin_client_logged, [contact])
+    assert row["first_name"] == "' =1+1"
+    assert row["last_name"] == "''=x" and row["city"] == "''hello"
+    content = _csv(list(row), list(row.values()))
+    Contact.objects.all().delete()
+    _import(admin_client_logged, content)
+    back = Contact.objects.get()
+    assert (back.first_name, back.last_name, back.city) == (" =1+1", "'=x", "'hello")
+
+
+# ------------------------------------------------------------------ short write transactions
+
+
+def test_preview_writes_nothing_not_even_a_savepoint(admin_client_logged, groups):
+    Contact.objects.create(external_id="EM-2", email="grace@old.example.com")
+    statements = []
+
+    def record(execute, sql, params, many, context):
+        statements.append(sql.split(None, 1)[0].upper())
+        return execute(sql, params, many, context)
+
+    with connection.execute_wrapper(record):
+        preview = _upload(admin_client_logged, (FILES / "contacts.csv").read_text())
+    assert _row_errors(preview) == {}
+    assert set(statements) <= {"SELECT"}, Counter(statements)
+
+
+def test_write_stops_at_a_failed_chunk_keeps_earlier_chunks_and_resumes(settings):
+    settings.IMPORT_CHUNK_ROWS = 4
+    rows = [[f"E{i}", f"u{i}@example.com"] for i in range(1, 11)]
+    dataset = contacts_import_dataset(text=_csv(["external_id", "email"], *rows))
+    original = ContactResource.import_row
+
+    def import_row(self, row, instance_loader, **kwargs):
+        # Someone takes row 6's email between the validation and the write.
+        if row["email"] == "u6@example.com" and not self._validate_only:
+            Contact.objects.create(email="U6@example.com", external_id="OTHER")
+        return original(self, row, instance_loader, **kwargs)
+
+    with patch.object(ContactResource, "import_row", import_row):
+        outcome = contacts_import(dataset=dataset)
+    assert outcome.validation is None
+    assert (outcome.failed_row, outcome.written_rows, outcome.resume_row) == (6, 4, 5)
+    assert "external_id: The email u6@example.com belongs to" in outcome.failure
+    # rows 5 to 8 rolled back together (the other contact, made inside the chunk, too)
+    assert sorted(Contact.objects.values_list("external_id", flat=True)) == ["E1", "E2", "E3", "E4"]
+
+    resumed = contacts_import(dataset=dataset, start_row=outcome.resume_row)
+    assert resumed.failed_row is None and resumed.written_rows == 10
+    assert resumed.totals["new"] == 6
+    assert Contact.objects.count() == 10
+
+
+def test_a_row_error_anywhere_writes_nothing(settings):
+    settings.IMPORT_CHUNK_ROWS = 2
+    rows = [[f"u{i}@example.com"] for i in range(1, 8)] + [["not-an-email"]]
+    outcome = contacts_import(dataset=contacts_import_dataset(text=_csv(["email"], *rows)))
+    assert outcome.validation is not None and outcome.written_rows == 0
+    assert [row.number for row in outcome.validation.invalid_rows] == [8]
+    assert not Contact.objects.exists()
+
+
+def test_admin_offers_to_resume_after_a_failure_part_way(admin_client_logged, settings):
+    settings.IMPORT_CHUNK_ROWS = 2
+    content = _csv(["external_id", "email"], *[[f"E{i}", f"u{i}@example.com"] for i in range(1, 6)])
+    preview = _upload(admin_client_logged, content)
+    original = ContactResource.import_row
+
+    def import_row(self, row, instance_loader, **kwargs):
+        # Someone takes row 4's email after the validation, while rows are written.
+        if row["email"] == "u4@example.com" and not self._validate_only:
+            Contact.objects.create(email="U4@example.com", external_id="LATE")
+        return original(self, row, instance_loader, **kwargs)
+
+    with patch.object(ContactResource, "import_row", import_row):
+        response = _confirm(admin_client_logged, preview)
+    assert response.status_code == 200
+    page = response.content.decode()
+    assert "Row 4 could not be saved" in page and "2 of 5 rows are saved" in page
+    assert "Resume import from row 3" in page
+    assert Contact.objects.count() == 2  # rows 1 and 2; rows 3 and 4 rolled back together
+    resume = dict(response.context["confirm_form"].initial)
+    assert resume["start_row"] == 3
+    done = admin_client_logged.post(PROCESS_URL, resume)
+    assert done.status_code == 302
+    assert Contact.objects.count() == 5
+
+
+def test_rows_invalid_since_the_preview_are_shown_and_nothing_is_written(admin_client_logged):
+    content = _csv(["external_id", "email"], *[[f"E{i}", f"u{i}@example.com"] for i in range(1, 6)])
+    preview = _upload(admin_client_logged, content)
+    Contact.objects.create(email="U4@example.com", external_id="LATE")  # after the preview
+    response = _confirm(admin_client_logged, preview)
+    assert response.status_code == 200
+    assert response.context["result"].has_validation_errors()
+    assert set(_row_errors(response)) == {4}
+    assert list(Contact.objects.values_list("external_id", flat=True)) == ["LATE"]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_import_of_one_row_is_queued_not_pushed_in_the_request(
+    admin_client_logged, sandbox_destination, settings
+):
+    settings.SYNC_ON_SAVE_MODE = "immediate"
+    sandbox_destination("loops")
+    _import(admin_client_logged, _csv(["email", "first_name"], ["ada@example.com", "Ada"]))
+    contact = Contact.objects.get()
+    (task,) = DBTaskResult.objects.all()
+    assert task.args_kwargs["kwargs"]["contact_ids"] == [contact.pk]
+    assert not SyncAttempt.objects.exists()  # nothing pushed during the request
