@@ -325,6 +325,12 @@ class ContactAdmin(ImportMixin, ExportActionMixin, SimpleHistoryAdmin):
             return self._import_failed_page(request, confirm_form, outcome)
         tmp_storage.remove()
         if outcome.validation is not None:
+            self.message_user(
+                request,
+                "Nothing was imported: since the preview, some rows became invalid. "
+                "Their errors are shown below; correct the file and import it again.",
+                messages.ERROR,
+            )
             context = {**self._import_page_context(request), "result": outcome.validation}
             return TemplateResponse(request, [self.import_template_name], context)
         self._import_finished_message(request, outcome)

@@ -553,6 +553,7 @@ def test_rows_invalid_since_the_preview_are_shown_and_nothing_is_written(admin_c
     assert response.status_code == 200
     assert response.context["result"].has_validation_errors()
     assert set(_row_errors(response)) == {4}
+    assert "since the preview, some rows became invalid" in response.content.decode()
     assert list(Contact.objects.values_list("external_id", flat=True)) == ["LATE"]
 
 
