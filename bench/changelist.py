@@ -75,14 +75,13 @@ def main():
 
 
 def _destinations():
-    from sync.management.commands.sandbox_destinations import SANDBOX_DESTINATIONS
+    from sync import connectors
     from sync.models import Destination
+    from sync.sandbox import sandbox_destination_fields
 
     return [
-        Destination.objects.create(
-            **{**spec, "base_url": f"http://127.0.0.1:1/{spec['platform']}/"}
-        )
-        for spec in SANDBOX_DESTINATIONS
+        Destination.objects.create(**sandbox_destination_fields(slug, "http://127.0.0.1:1"))
+        for slug in connectors.CONNECTORS
     ]
 
 

@@ -85,19 +85,20 @@ class SandboxProcess:
 
 
 def sandbox_credentials_env() -> dict:
-    from sync.sandbox import accounts
+    from sync.sandbox import sandbox_environment
 
-    os.environ.update(accounts.ENVIRONMENT)
-    return dict(accounts.ENVIRONMENT)
+    values = sandbox_environment()
+    os.environ.update(values)
+    return values
 
 
 def make_destination(platform: str, sandbox_url: str, **fields):
-    from sync.management.commands.sandbox_destinations import SANDBOX_DESTINATIONS
     from sync.models import Destination
+    from sync.sandbox import sandbox_destination_fields
 
-    spec = next(s for s in SANDBOX_DESTINATIONS if s["platform"] == platform)
-    values = {**spec, "base_url": f"{sandbox_url}/{platform}/", **fields}
-    return Destination.objects.create(**values)
+    return Destination.objects.create(
+        **{**sandbox_destination_fields(platform, sandbox_url), **fields}
+    )
 
 
 def median(values):

@@ -27,13 +27,12 @@ def main():
     if connection.vendor != "postgresql":
         raise SystemExit("run under bin/with-postgres")
     from contacts.demo import seed_demo_contacts
-    from sync.management.commands.sandbox_destinations import SANDBOX_DESTINATIONS
+    from sync import connectors
     from sync.models import Destination
+    from sync.sandbox import sandbox_destination_fields
 
-    for spec in SANDBOX_DESTINATIONS:
-        Destination.objects.create(
-            **{**spec, "base_url": f"http://127.0.0.1:1/{spec['platform']}/"}
-        )
+    for slug in connectors.CONNECTORS:
+        Destination.objects.create(**sandbox_destination_fields(slug, "http://127.0.0.1:1"))
     client = Client()
     client.force_login(User.objects.create_superuser("bench", "b@example.com", "bench-123456"))
 

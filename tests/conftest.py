@@ -53,25 +53,24 @@ def sandbox(sandbox_server):
 @pytest.fixture
 def sandbox_env(monkeypatch):
     """The sandbox account's credentials in the environment, as .env.example sets them."""
-    from sync.sandbox import accounts
+    from sync.sandbox import sandbox_environment
 
-    for name, value in accounts.ENVIRONMENT.items():
+    values = sandbox_environment()
+    for name, value in values.items():
         monkeypatch.setenv(name, value)
-    return dict(accounts.ENVIRONMENT)
+    return values
 
 
 @pytest.fixture
 def sandbox_destination(db, sandbox, sandbox_env):
     """make(platform, **fields) -> a Destination pointing at the running sandbox."""
-    from sync.management.commands.sandbox_destinations import SANDBOX_DESTINATIONS
     from sync.models import Destination
+    from sync.sandbox import sandbox_destination_fields
 
     def make(platform, **fields):
-        spec = next(s for s in SANDBOX_DESTINATIONS if s["platform"] == platform)
         defaults = {
-            **spec,
+            **sandbox_destination_fields(platform, sandbox.url),
             "name": f"{platform} sandbox",
-            "base_url": f"{sandbox.url}/{platform}/",
         }
         return Destination.objects.create(**{**defaults, **fields})
 

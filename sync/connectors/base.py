@@ -272,6 +272,9 @@ class BaseConnector:
     }
     # The non-secret settings of a destination on this platform (Destination.settings).
     destination_settings: ClassVar[tuple[Setting, ...]] = ()
+    # The emulator of the platform in the sandbox (sync/sandbox/), as a dotted path: the
+    # sandbox, its destinations and the tests are built from the registry.
+    sandbox_emulator: ClassVar[str]
     # Facts about the platform an admin should read on its destination page (what it does not
     # hold, what is never sent), one sentence each.
     notes: ClassVar[tuple[str, ...]] = ()

@@ -81,6 +81,7 @@ BULK_FINISHED, BULK_FAILED = "finished", "failed"
 
 class CendynConnector(BaseConnector):
     slug = "cendyn"
+    sandbox_emulator = "sync.sandbox.cendyn.CendynEmulator"
     label = "Cendyn CRM"
     default_base_url = EU_BASE_URL
     regions = {"eu": EU_BASE_URL, "us": US_BASE_URL}

@@ -107,6 +107,7 @@ def signature(secret: str, text: str) -> str:
 
 class IvvyConnector(BaseConnector):
     slug = "ivvy"
+    sandbox_emulator = "sync.sandbox.ivvy.IvvyEmulator"
     label = "iVvy"
     default_base_url = "https://api.ap-southeast-2.ivvy.com/"
     regions = {

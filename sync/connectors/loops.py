@@ -49,6 +49,7 @@ MAPPABLE_STANDARD_FIELDS = tuple(
 
 class LoopsConnector(BaseConnector):
     slug = "loops"
+    sandbox_emulator = "sync.sandbox.loops.LoopsEmulator"
     label = "Loops"
     default_base_url = "https://app.loops.so/api/"
     hosts = frozenset({"app.loops.so"})  # the OpenAPI file's server (part B)

@@ -69,6 +69,7 @@ BOOLEAN_FIELDS = frozenset({"privacy_consent", "gdpr_marketing_consent", "terms_
 
 class YespoConnector(BaseConnector):
     slug = "yespo"
+    sandbox_emulator = "sync.sandbox.yespo.YespoEmulator"
     label = "Yespo"
     default_base_url = "https://api.yespo.io/"
     # The API host, the spec's and official plugin's `yespo.io`, and the legacy eSputnik host

@@ -26,7 +26,6 @@ import time
 import uuid
 from typing import Any
 
-from sync.sandbox import accounts
 from sync.sandbox.core import BadRequest, PlatformEmulator, SandboxRequest, SandboxResponse
 
 ROUTE = re.compile(r"^/v2/account/(?P<account>[^/]+)/(?P<rest>[^?]*?)/?$")
@@ -276,6 +275,8 @@ def _now() -> str:
 
 class CendynEmulator(PlatformEmulator):
     slug = "cendyn"
+    account_credentials = {"secret": "sandbox-cendyn-secret"}
+    account_settings = {"account_id": "sandbox-account"}
     default_rate_limit = 10  # none published: part A's default
 
     def reset(self) -> None:
@@ -316,8 +317,11 @@ class CendynEmulator(PlatformEmulator):
         if resolved is None:
             return None  # the router answers 404 before the account is checked
         account = resolved[0]
-        good = f"Token token={accounts.CENDYN_SECRET}"
-        if account != accounts.CENDYN_ACCOUNT_ID or request.headers.get("authorization") != good:
+        good = f"Token token={self.account_credentials['secret']}"
+        if (
+            account != self.account_settings["account_id"]
+            or request.headers.get("authorization") != good
+        ):
             return self.error(401, f"authorization failure for account: {account}")
         return None
 
@@ -325,7 +329,9 @@ class CendynEmulator(PlatformEmulator):
         return SandboxResponse(status, {"error": message}, {"x-request-id": str(uuid.uuid4())})
 
     def revoked_response(self) -> SandboxResponse:
-        return self.error(401, f"authorization failure for account: {accounts.CENDYN_ACCOUNT_ID}")
+        return self.error(
+            401, f"authorization failure for account: {self.account_settings['account_id']}"
+        )
 
     def rate_limited_response(self, retry_after: int | None) -> SandboxResponse:
         response = self.error(429, "Too many requests, slow down")

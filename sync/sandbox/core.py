@@ -134,6 +134,11 @@ class PlatformEmulator:
 
     slug: str = ""
     default_rate_limit: float | None = None
+    # The sandbox's one fake account: its credentials, by the name the platform's connector
+    # reads them under, and the destination settings that account needs. Public values: the
+    # sandbox destinations and `.env.example` use them (sync/sandbox/__init__.py).
+    account_credentials: ClassVar[dict[str, str]] = {}
+    account_settings: ClassVar[dict[str, Any]] = {}
     # The platform's own switches, name -> default (a behaviour of the platform that a test
     # may turn back, such as a call the vendor has since withdrawn).
     switch_defaults: ClassVar[dict[str, Any]] = {}

@@ -27,7 +27,6 @@ import time
 from email.utils import parsedate_to_datetime
 from typing import Any
 
-from sync.sandbox import accounts
 from sync.sandbox.core import BadRequest, PlatformEmulator, SandboxRequest, SandboxResponse
 
 API_PREFIX = "/api/1.0/"
@@ -84,6 +83,7 @@ def _whole(value: Any) -> bool:
 
 class IvvyEmulator(PlatformEmulator):
     slug = "ivvy"
+    account_credentials = {"api_key": "sandbox-ivvy-key", "api_secret": "sandbox-ivvy-secret"}
     default_rate_limit = 5  # not published; part A's default
     switch_defaults = {"legacy_sms_status": False}
 
@@ -154,7 +154,7 @@ class IvvyEmulator(PlatformEmulator):
                 "Expected 'IWS {key}:{signature}'",
             )
         key, sent = match.groups()
-        if not hmac.compare_digest(key, accounts.IVVY_API_KEY):
+        if not hmac.compare_digest(key, self.account_credentials["api_key"]):
             raise IvvyError(401, "Invalid API key", BAD_KEY)
         date = self._check_date(headers)
         md5 = hashlib.md5(request.body).hexdigest()
@@ -173,7 +173,7 @@ class IvvyEmulator(PlatformEmulator):
             + "&".join(f"{name}={value}" for name, value in ivvy)
         ).lower()
         expected = hmac.new(
-            accounts.IVVY_API_SECRET.encode(), text.encode(), hashlib.sha1
+            self.account_credentials["api_secret"].encode(), text.encode(), hashlib.sha1
         ).hexdigest()
         if not hmac.compare_digest(sent.lower(), expected):
             raise IvvyError(401, "Signature does not match", BAD_SIGNATURE)

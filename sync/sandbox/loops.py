@@ -16,7 +16,6 @@ import time
 import uuid
 from typing import Any
 
-from sync.sandbox import accounts
 from sync.sandbox.core import BadRequest, PlatformEmulator, SandboxRequest, SandboxResponse
 
 RESERVED_NAMES = frozenset({"id", "listId", "softDeleteAt", "teamId", "updatedAt"})
@@ -91,6 +90,7 @@ def _label(name: str) -> str:
 
 class LoopsEmulator(PlatformEmulator):
     slug = "loops"
+    account_credentials = {"api_key": "sandbox-loops-api-key"}
     default_rate_limit = 10  # "10 requests per second per team"
 
     def reset(self) -> None:
@@ -117,7 +117,7 @@ class LoopsEmulator(PlatformEmulator):
     # -- the platform's shapes
 
     def authenticate(self, request: SandboxRequest) -> SandboxResponse | None:
-        if request.headers.get("authorization") == f"Bearer {accounts.LOOPS_API_KEY}":
+        if request.headers.get("authorization") == f"Bearer {self.account_credentials['api_key']}":
             return None
         return self._invalid_key()
 

@@ -26,7 +26,6 @@ import re
 import time
 import uuid
 
-from sync.sandbox import accounts
 from sync.sandbox.core import (
     BadRequest,
     PlatformEmulator,
@@ -102,6 +101,7 @@ FIRST_ID = 23456789
 
 class YespoEmulator(PlatformEmulator):
     slug = "yespo"
+    account_credentials = {"api_key": "sandbox-yespo-api-key"}
     default_rate_limit = 200  # "More than 200 requests per 1 second" -> 429 (spec)
 
     def reset(self) -> None:
@@ -149,7 +149,7 @@ class YespoEmulator(PlatformEmulator):
             _, _, password = base64.b64decode(token, validate=True).decode().partition(":")
         except ValueError:
             password = ""
-        if scheme.lower() != "basic" or password != accounts.YESPO_API_KEY:
+        if scheme.lower() != "basic" or password != self.account_credentials["api_key"]:
             return self.error(401, "Unauthorized")
         return None
 

@@ -13,10 +13,12 @@ from sync import services
 from sync.connectors.base import AuthenticationError, RetryableError
 from sync.connectors.records import ContactRecord, CustomValueRecord, RemoteState
 from sync.models import ContactSyncState, FieldMapping, ListMapping, SyncStatus
-from sync.sandbox import accounts
+from sync.sandbox.cendyn import CendynEmulator
 from sync.services import destination_connector
 
 pytestmark = pytest.mark.django_db
+SECRET = CendynEmulator.account_credentials["secret"]
+ACCOUNT_ID = CendynEmulator.account_settings["account_id"]
 
 NEWSLETTER = "661f9a2be4b0a1c2d3e40001"
 VIP = "661f9a2be4b0a1c2d3e40002"
@@ -31,7 +33,7 @@ SAMPLE_FIELDS = [
     "room_preference",
 ]
 ROUTE_NOT_FOUND = "Route not found, please visit https://developers.cendyncrm.com/api/reference"
-GOOD_AUTH = f"Token token={accounts.CENDYN_SECRET}"
+GOOD_AUTH = f"Token token={SECRET}"
 
 
 def store(sandbox):
@@ -52,7 +54,7 @@ def call(
     body=None,
     *,
     auth=GOOD_AUTH,
-    account=accounts.CENDYN_ACCOUNT_ID,
+    account=ACCOUNT_ID,
     **kwargs,
 ):
     headers = {"Accept": "application/json"}
@@ -276,13 +278,11 @@ def test_engine_pushes_demo_contacts_in_bulk_then_singly(sandbox, sandbox_destin
 
 def test_test_connection_and_revoked_credentials(sandbox, sandbox_destination):
     cendyn = destination_connector(destination=sandbox_destination("cendyn"))
-    assert cendyn.test_connection() == (
-        f"Connected to account {accounts.CENDYN_ACCOUNT_ID} (7 custom fields)"
-    )
+    assert cendyn.test_connection() == (f"Connected to account {ACCOUNT_ID} (7 custom fields)")
     faults(sandbox, revoked=True)
     with pytest.raises(AuthenticationError) as err:
         cendyn.test_connection()
-    assert err.value.message == (f"authorization failure for account: {accounts.CENDYN_ACCOUNT_ID}")
+    assert err.value.message == (f"authorization failure for account: {ACCOUNT_ID}")
 
 
 def test_fetch_options_returns_the_sample_fields_and_lists(sandbox, sandbox_destination):
@@ -305,12 +305,10 @@ def test_fetch_options_returns_the_sample_fields_and_lists(sandbox, sandbox_dest
 def test_wrong_token_is_refused(sandbox):
     response = call(sandbox, "GET", "custom_fields", auth="Token token=wrong")
     assert response.status_code == 401
-    assert response.json() == {
-        "error": f"authorization failure for account: {accounts.CENDYN_ACCOUNT_ID}"
-    }
+    assert response.json() == {"error": f"authorization failure for account: {ACCOUNT_ID}"}
     assert response.headers["x-request-id"]
     assert call(sandbox, "GET", "custom_fields", auth=None).status_code == 401
-    bearer = call(sandbox, "GET", "custom_fields", auth=f"Bearer {accounts.CENDYN_SECRET}")
+    bearer = call(sandbox, "GET", "custom_fields", auth=f"Bearer {SECRET}")
     assert bearer.status_code == 401
 
 

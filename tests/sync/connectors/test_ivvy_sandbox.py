@@ -19,7 +19,7 @@ from sync.connectors.base import (
 from sync.connectors.ivvy import signature, string_to_sign
 from sync.connectors.records import ContactRecord, ExternalUrlRecord, RemoteState
 from sync.models import FieldMapping, ListMapping, RemoteOption
-from sync.sandbox import accounts
+from sync.sandbox.ivvy import IvvyEmulator
 from sync.services import destination_connector, destination_refresh_options
 
 pytestmark = pytest.mark.django_db
@@ -262,8 +262,8 @@ def raw(sandbox):
         call,
         body=None,
         *,
-        key=accounts.IVVY_API_KEY,
-        secret=accounts.IVVY_API_SECRET,
+        key=IvvyEmulator.account_credentials["api_key"],
+        secret=IvvyEmulator.account_credentials["api_secret"],
         age=0,
         md5=None,
         headers=None,

@@ -11,7 +11,7 @@ from contacts.models import CustomFieldDefinition, Group, MailingList
 from sync.connectors.base import AuthenticationError, PermanentError, RetryableError
 from sync.connectors.records import ContactRecord, CustomValueRecord, RemoteState
 from sync.models import FieldMapping, ListMapping
-from sync.sandbox import accounts
+from sync.sandbox.loops import LoopsEmulator
 from sync.services import destination_connector
 
 pytestmark = pytest.mark.django_db
@@ -39,7 +39,9 @@ def faults(sandbox, **changes):
     assert response.status_code == 200, response.text
 
 
-def call(sandbox, method, path, body=None, *, key=accounts.LOOPS_API_KEY, **kwargs):
+def call(
+    sandbox, method, path, body=None, *, key=LoopsEmulator.account_credentials["api_key"], **kwargs
+):
     headers = {"Authorization": f"Bearer {key}"} if key is not None else {}
     return requests.request(
         method, f"{sandbox.url}/loops/{path}", json=body, headers=headers, timeout=5, **kwargs

@@ -21,7 +21,6 @@ from sync.connectors.records import (
     RemoteState,
 )
 from sync.models import ContactSyncState, FieldMapping, ListMapping, SyncStatus
-from sync.sandbox import accounts
 from sync.sandbox.core import SandboxRequest
 from sync.sandbox.yespo import YespoEmulator
 
@@ -60,7 +59,9 @@ def faults(sandbox, **changes):
     assert response.status_code == 200
 
 
-def raw(sandbox, method, path, body=None, *, key=accounts.YESPO_API_KEY, **kwargs):
+def raw(
+    sandbox, method, path, body=None, *, key=YespoEmulator.account_credentials["api_key"], **kwargs
+):
     token = base64.b64encode(f"anyone:{key}".encode()).decode()
     headers = {"Authorization": f"Basic {token}", **kwargs.pop("headers", {})}
     return requests.request(
