@@ -51,3 +51,22 @@ def run_worker_until_idle(env=None, timeout=120) -> str:
     out, _ = proc.communicate(timeout=timeout)
     assert proc.returncode == 0, out
     return out
+
+
+def postgres_restart(timeout=60) -> None:
+    """Restart the throwaway cluster of bin/with-postgres (fast mode: every connection is
+    dropped), waiting until it accepts connections again. Skips the test elsewhere."""
+    import pytest
+
+    names = ("PG_BIN", "PGDATA", "PG_LOG", "PG_OWNER")
+    if not all(os.environ.get(name) for name in names):
+        pytest.skip("needs the cluster of bin/with-postgres (PG_BIN, PGDATA, PG_LOG, PG_OWNER)")
+    pg_ctl = "{}/pg_ctl -D {} -l {} -m fast -w restart".format(
+        os.environ["PG_BIN"], os.environ["PGDATA"], os.environ["PG_LOG"]
+    )
+    owner = os.environ["PG_OWNER"]
+    if os.getuid() == 0 and owner != "root":
+        command = ["su", owner, "-s", "/bin/bash", "-c", pg_ctl]
+    else:
+        command = ["bash", "-c", pg_ctl]
+    subprocess.run(command, check=True, timeout=timeout, stdout=subprocess.DEVNULL)
