@@ -27,6 +27,9 @@ T = TypeVar("T")
 
 ATTEMPTS = 8
 BASE_DELAY, MAX_DELAY = 0.2, 5.0  # seconds; about 20 s of waiting in all, besides busy timeouts
+# SQLSTATE classes and codes (PostgreSQL's appendix A): 08 connection exception, 57P01
+# admin_shutdown, 57P02 crash_shutdown, 57P03 cannot_connect_now
+PG_CONNECTION_LOST = ("08", "57P01", "57P02", "57P03")
 
 
 def is_database_locked(err: BaseException) -> bool:
@@ -35,15 +38,21 @@ def is_database_locked(err: BaseException) -> bool:
 
 
 def is_connection_lost(err: BaseException, using: str = DEFAULT_DB_ALIAS) -> bool:
-    """The database went away: the connection is closed, broken, or could not be made."""
+    """The database went away: the connection was dropped, or could not be made.
+
+    Told by the error, not by the connection: Django may already have reconnected while
+    cleaning up after it (a rollback that fails closes the connection, and leaving the
+    transaction turns autocommit back on, which connects again)."""
     if isinstance(err, InterfaceError):  # psycopg2: "connection already closed"
         return True
     if not isinstance(err, OperationalError):
         return False
-    conn = connections[using]
-    if conn.vendor == "sqlite":  # its OperationalError also means "no such table": a bug
+    if connections[using].vendor == "sqlite":  # its OperationalError also means a bug of ours
         return False
-    return conn.connection is None or not conn.is_usable()
+    # PostgreSQL: no SQLSTATE at all (the client lost the server), or one of its codes for a
+    # connection exception, a shutdown or "the database system is starting up"
+    code = getattr(err.__cause__, "pgcode", None) or ""
+    return code == "" or code.startswith(PG_CONNECTION_LOST)
 
 
 def is_transient(err: BaseException, using: str = DEFAULT_DB_ALIAS) -> bool:
