@@ -102,7 +102,7 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         {
             "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
             "transaction_mode": "IMMEDIATE",
-            "timeout": 20,
+            "timeout": env.float("SQLITE_BUSY_TIMEOUT", default=20.0),
         }
     )
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
@@ -222,6 +222,8 @@ SYNC_CREDENTIAL_NAMES = env.list("SYNC_CREDENTIAL_NAMES", default=[])
 SYNC_EXTRA_HOSTS = env.list("SYNC_EXTRA_HOSTS", default=[])
 SYNC_ALLOWED_PRIVATE_NETWORKS = env.list("SYNC_ALLOWED_PRIVATE_NETWORKS", default=[])
 SYNC_ATTEMPT_RETENTION_DAYS = env.int("SYNC_ATTEMPT_RETENTION_DAYS", default=90)
+# Finished rows of django-tasks-db's task table are pruned after this (the scheduler, daily).
+SYNC_TASK_RETENTION_DAYS = env.int("SYNC_TASK_RETENTION_DAYS", default=7)
 # Sync admins get an email when a destination's failure rate over the last hour passes this
 # (counted once at least SYNC_ALERT_MIN_ATTEMPTS pushes were tried in that hour).
 SYNC_ALERT_FAILURE_RATE = env.float("SYNC_ALERT_FAILURE_RATE", default=0.2)

@@ -39,6 +39,7 @@ from sync.connectors.base import (
     RetryableError,
 )
 from sync.connectors.records import ContactRecord, RemoteState
+from sync.dbretry import with_database_retry
 from sync.models import (
     ContactSyncState,
     Destination,
@@ -207,7 +208,9 @@ class _Decide:
 
 
 def _write(results: list[_Result], destination: Destination, context: PushContext) -> None:
-    """Write outcomes in one short transaction: states, attempt log, run counts."""
+    """Write outcomes in one short transaction: states, attempt log, run counts. Retried while
+    the database is locked or away (sync.dbretry); when it stays so, this raises and the
+    contacts stay claimed, for the scheduler to take back at lease expiry."""
     if not results:
         return
     now = timezone.now()
@@ -217,8 +220,12 @@ def _write(results: list[_Result], destination: Destination, context: PushContex
             result.state.run_id = context.run_id
     attempts = [_attempt(r, destination, context, now) for r in results]
     counts = Counter(r.counter for r in results if r.counter)
+    with_database_retry(_write_rows, [r.state for r in results], attempts, counts, context)
+
+
+def _write_rows(states, attempts, counts, context) -> None:
     with transaction.atomic():
-        _save_states([r.state for r in results])
+        _save_states(states)
         _insert_rows(SyncAttempt, attempts)
         if context.run_id and counts:
             SyncRun.objects.filter(pk=context.run_id).update(
@@ -463,7 +470,7 @@ def contacts_push(
     except ConnectorConfigurationError as err:
         destination_pause(destination=destination, error=str(err))
         return _all_waiting(contact_ids, destination, context, queued)
-    states = _claim(contact_ids, destination, context, queued)
+    states = with_database_retry(_claim, contact_ids, destination, context, queued)
     if not states:
         return []
     records = selectors.contact_records(states)
@@ -503,12 +510,13 @@ def _push_chunk_one_by_one(records, states, destination, context, connector):
         now = time.monotonic()
         if now >= next_check:
             next_check = now + CHECK_EVERY
-            _renew_claims([states[r.id] for r in records[index:]], context)
-            stop = _should_stop(destination, context)  # another worker may have paused it
+            with_database_retry(_renew_claims, [states[r.id] for r in records[index:]], context)
+            # another worker may have paused it
+            stop = with_database_retry(_should_stop, destination, context)
         else:
             stop = destination.is_paused  # paused by this chunk's own 401
         if stop:
-            _release([states[r.id] for r in records[index:]], destination)
+            with_database_retry(_release, [states[r.id] for r in records[index:]], destination)
             break
         unwritten.append(_push_one(record, states[record.id], destination, context, connector))
         if len(unwritten) >= WRITE_EVERY or now >= next_write:

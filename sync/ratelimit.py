@@ -4,13 +4,15 @@ Each request reserves the next free slot in one short transaction (a row lock on
 the write lock on SQLite), then sleeps until that slot outside the transaction. Slots are
 spaced by 1/rate seconds plus a small margin, so no window of one second ever holds more than
 the destination's rate, even when requests reach the platform with some jitter. Worker clocks
-are assumed to agree (NTP), as slots are wall-clock times.
+are assumed to agree (NTP), as slots are wall-clock times. Each transaction is retried while
+the database is locked or away (sync.dbretry): a request waits rather than fails.
 """
 
 import time
 
 from django.db import transaction
 
+from sync.dbretry import with_database_retry
 from sync.models import RateLimitSlot
 
 SAFETY_MARGIN = 1.03  # spacing 3 % wider than the nominal rate absorbs network jitter
@@ -29,12 +31,12 @@ class DatabaseRateLimiter:
             else MAX_BLOCK
         )
         self._slots: list[float] = []
-        RateLimitSlot.objects.get_or_create(destination_id=destination_id)
+        with_database_retry(RateLimitSlot.objects.get_or_create, destination_id=destination_id)
 
     def acquire(self) -> None:
         """Block until this process may send one request."""
         if not self._slots:
-            self._slots = self._reserve()
+            self._slots = with_database_retry(self._reserve)
         wait = self._slots.pop(0) - time.time()
         if wait > 0:
             time.sleep(wait)
@@ -42,7 +44,9 @@ class DatabaseRateLimiter:
     def defer(self, seconds: float) -> None:
         """No worker sends before `seconds` from now (the platform's Retry-After)."""
         self._slots = []
-        until = time.time() + seconds
+        with_database_retry(self._push_back, time.time() + seconds)
+
+    def _push_back(self, until: float) -> None:
         with transaction.atomic():
             row = RateLimitSlot.objects.select_for_update().get(destination_id=self.destination_id)
             if row.next_at < until:

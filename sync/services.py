@@ -15,6 +15,8 @@ from django.conf import settings
 from django.db import transaction
 from django.db.models import Exists, F, OuterRef, QuerySet, Subquery
 from django.utils import timezone
+from django_tasks import TaskResultStatus
+from django_tasks_db.models import DBTaskResult
 
 from contacts.models import Contact
 from sync import selectors
@@ -25,6 +27,7 @@ from sync.connectors.base import (
     PermanentError,
 )
 from sync.connectors.records import RemoteState
+from sync.dbretry import with_database_retry
 from sync.engine import (  # noqa: F401  (re-exported for adapters)
     PushContext,
     contact_push,
@@ -67,8 +70,10 @@ def contacts_push_chunk(
         and SyncRun.objects.filter(pk=context.run_id, state=SyncRun.State.CANCELLED).exists()
     ):
         return
-    WorkerHeartbeat.objects.update_or_create(
-        name=context.worker, defaults={"last_seen": timezone.now()}
+    with_database_retry(
+        WorkerHeartbeat.objects.update_or_create,
+        name=context.worker,
+        defaults={"last_seen": timezone.now()},
     )
     contacts_push(
         contact_ids=contact_ids,
@@ -77,7 +82,20 @@ def contacts_push_chunk(
         quick_retries=2,
         queued=True,
     )
-    _finish_run_if_done(context.run_id)
+    with_database_retry(_finish_run_if_done, context.run_id)
+
+
+def contacts_hand_back(*, destination_id: int, contact_ids: list[int]) -> int:
+    """After a chunk gave up on the database: make its contacts that still wait for this
+    chunk (pending, no retry time) due now, so the scheduler queues them again. Contacts the
+    chunk had claimed are left claimed: the scheduler takes them back at lease expiry.
+    Returns how many were handed back."""
+    return ContactSyncState.objects.filter(
+        destination_id=destination_id,
+        contact_id__in=contact_ids,
+        status=SyncStatus.PENDING,
+        next_attempt_at__isnull=True,
+    ).update(next_attempt_at=timezone.now())
 
 
 def _finish_run_if_done(run_id: int | None) -> None:
@@ -119,22 +137,30 @@ def contacts_enqueue_push(
 ) -> int:
     """Mark the contacts pending on each destination and queue their push, in chunks.
     Returns the number of (contact, destination) pushes queued."""
-    from sync import tasks  # tasks import this module
-
     queued = 0
     for destination in destinations:
         for chunk in _chunks(contact_ids, chunk_size_for(destination)):
-            _mark_pending(chunk, destination, run)
-            tasks.push_contacts.enqueue(
-                destination_id=destination.pk,
-                contact_ids=chunk,
-                trigger=trigger,
-                user_id=user_id,
-                run_id=run.pk if run else None,
-                force=force,
-            )
+            _queue_chunk(chunk, destination, run, trigger=trigger, user_id=user_id, force=force)
             queued += len(chunk)
     return queued
+
+
+def _queue_chunk(contact_ids, destination, run, *, trigger, user_id, force) -> None:
+    """Mark a chunk pending and queue its task in one transaction: a pending state with no
+    task would wait for ever, and a failed enqueue leaves the states as they were (for the
+    scheduler, due again after one lease)."""
+    from sync import tasks
+
+    with transaction.atomic():
+        _mark_pending(contact_ids, destination, run)
+        tasks.push_contacts.enqueue(
+            destination_id=destination.pk,
+            contact_ids=contact_ids,
+            trigger=trigger,
+            user_id=user_id,
+            run_id=run.pk if run else None,
+            force=force,
+        )
 
 
 def _mark_pending(contact_ids, destination, run):
@@ -231,19 +257,9 @@ def contacts_push_selected(
 
 def plan_enqueue(plan: PushPlan) -> int:
     """Queue a plan's chunks for the workers; returns how many pushes were queued."""
-    from sync import tasks
-
     run, queued = plan.run, 0
     for target, chunk in plan.chunks():
-        _mark_pending(chunk, target, run)
-        tasks.push_contacts.enqueue(
-            destination_id=target.pk,
-            contact_ids=chunk,
-            trigger=run.trigger,
-            user_id=run.user_id,
-            run_id=run.pk,
-            force=run.force,
-        )
+        _queue_chunk(chunk, target, run, trigger=run.trigger, user_id=run.user_id, force=run.force)
         queued += len(chunk)
     return queued
 
@@ -377,7 +393,7 @@ def contact_delete_remote(
     if connector is not None:
         for name, value in exchange_fields(connector.drain_exchanges()).items():
             setattr(attempt, name, value)
-    attempt.save()
+    with_database_retry(attempt.save)
 
 
 # ---------------------------------------------------------------- destination-wide
@@ -501,8 +517,10 @@ def _preview(connector, record, remote) -> str:
 
 def retries_enqueue_due(*, now=None, limit: int = 5000) -> int:
     """One pass of the scheduler: take back work held by dead workers and queue the retries
-    that are due. Safe to run on several machines at once (rows are claimed under lock).
-    Returns the number of pushes queued."""
+    that are due. Safe to run on several machines at once (rows are claimed under lock), and
+    to run again after a failed pass: a due state is held for one lease until its push is
+    queued, so one that a failed pass never queued comes due again. Returns the number of
+    pushes queued."""
     now = now or timezone.now()
     stale = now - timedelta(seconds=settings.SYNC_LEASE_SECONDS)
     ContactSyncState.objects.filter(status=SyncStatus.IN_PROGRESS, claimed_at__lt=stale).update(
@@ -520,7 +538,7 @@ def retries_enqueue_due(*, now=None, limit: int = 5000) -> int:
             .values_list("pk", "contact_id", "destination_id")[:limit]
         )
         ContactSyncState.objects.filter(pk__in=[pk for pk, _, _ in due]).update(
-            next_attempt_at=None
+            next_attempt_at=now + timedelta(seconds=settings.SYNC_LEASE_SECONDS)
         )
     by_destination: dict[int, list[int]] = {}
     for _, contact_id, destination_id in due:
@@ -545,3 +563,73 @@ def attempts_prune(*, days: int, batch: int = 5000) -> int:
         if not ids:
             return deleted
         deleted += SyncAttempt.objects.filter(pk__in=ids).delete()[0]
+
+
+# -------------------------------------------------------- django-tasks-db's task rows
+
+
+class TaskAbandoned(Exception):
+    """Recorded on a task row left running by a worker that died (killed, or its machine)."""
+
+
+TASK_ABANDONED_PATH = f"{TaskAbandoned.__module__}.{TaskAbandoned.__qualname__}"
+
+
+def tasks_fail_abandoned(*, now=None, limit: int = 500) -> int:
+    """Mark failed the task rows still RUNNING after the lease whose contacts nobody holds any
+    more (a worker killed with SIGKILL never finishes its row; its contacts' claims went stale
+    and were taken back by `retries_enqueue_due`). The reason goes in the row's traceback.
+    Returns how many rows were marked."""
+    now = now or timezone.now()
+    lease = settings.SYNC_LEASE_SECONDS
+    stale = now - timedelta(seconds=lease)
+    running = DBTaskResult.objects.filter(status=TaskResultStatus.RUNNING, started_at__lt=stale)
+    marked = 0
+    for row in running.order_by("started_at")[:limit]:
+        if _task_contacts_held(row, stale):
+            continue
+        reason = (
+            f"Abandoned: running since {row.started_at:%Y-%m-%d %H:%M:%S %Z}, longer than the "
+            f"lease (SYNC_LEASE_SECONDS={lease:g}), and none of its contacts is claimed any "
+            f"more. Its worker ({', '.join(row.worker_ids) or 'unknown'}) stopped without "
+            "finishing it; the scheduler took its contacts back and queues them again."
+        )
+        marked += DBTaskResult.objects.filter(pk=row.pk, status=TaskResultStatus.RUNNING).update(
+            status=TaskResultStatus.FAILED,
+            finished_at=now,
+            return_value=None,
+            exception_class_path=TASK_ABANDONED_PATH,
+            traceback=reason,
+        )
+        logger.warning("task %s (%s) marked failed. %s", row.pk, row.task_path, reason)
+    return marked
+
+
+def _task_contacts_held(row: DBTaskResult, stale) -> bool:
+    """Whether a live claim (fresher than the lease) holds one of a push task's contacts."""
+    kwargs = (row.args_kwargs or {}).get("kwargs", {})
+    if not kwargs.get("contact_ids"):
+        return False
+    return ContactSyncState.objects.filter(
+        destination_id=kwargs.get("destination_id"),
+        contact_id__in=kwargs["contact_ids"],
+        status=SyncStatus.IN_PROGRESS,
+        claimed_at__gte=stale,
+    ).exists()
+
+
+def tasks_prune(*, days: int, batch: int = 5000) -> int:
+    """Delete finished task rows (successful or failed) older than `days`, in batches (no long
+    lock; django-tasks-db's table slows down past a few hundred thousand rows). Returns how
+    many were deleted."""
+    cutoff = timezone.now() - timedelta(days=days)
+    finished = DBTaskResult.objects.filter(
+        status__in=[TaskResultStatus.SUCCESSFUL, TaskResultStatus.FAILED],
+        finished_at__lt=cutoff,
+    ).order_by()
+    deleted = 0
+    while True:
+        ids = list(finished.values_list("pk", flat=True)[:batch])
+        if not ids:
+            return deleted
+        deleted += DBTaskResult.objects.filter(pk__in=ids).delete()[0]

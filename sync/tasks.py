@@ -1,9 +1,25 @@
 """Django Tasks entry points: thin adapters over sync.services. Arguments are ids and plain
-values (they are stored as JSON by the database backend)."""
+values (they are stored as JSON by the database backend).
 
+A database that stays locked or away beyond our retries (sync.dbretry) ends the task quietly,
+with a log line, instead of raising. Raising would not help anyone: django-tasks-db's worker
+would record the failure on the same sick database, retrying for only a fraction of a second
+(and on SQLite's busy timeout, or PostgreSQL's dropped connection, that write fails too), and
+a failure there escapes its loop and ends `db_worker`, leaving the task RUNNING and the queue
+unserved. Nothing is lost by ending quietly: the contacts this chunk claimed are taken back by
+the scheduler at lease expiry, and those it never reached are handed back to the scheduler
+once the database answers again. The task waits for that before returning, so that the
+worker's own bookkeeping finds the database back.
+"""
+
+import logging
+
+from django.db import InterfaceError, OperationalError
 from django_tasks import task
 
-from sync import services
+from sync import dbretry, services
+
+logger = logging.getLogger(__name__)
 
 
 @task()
@@ -17,15 +33,53 @@ def push_contacts(
     force: bool = False,
 ):
     context = services.PushContext(trigger=trigger, user_id=user_id, run_id=run_id, force=force)
-    services.contacts_push_chunk(
-        destination_id=destination_id, contact_ids=contact_ids, context=context
-    )
+    try:
+        services.contacts_push_chunk(
+            destination_id=destination_id, contact_ids=contact_ids, context=context
+        )
+    except (OperationalError, InterfaceError) as err:
+        if not dbretry.is_transient(err):
+            raise
+        logger.exception(
+            "push of %d contacts to destination %s gave up on the database; the scheduler "
+            "takes them back",
+            len(contact_ids),
+            destination_id,
+        )
+        _after_database_loss(
+            services.contacts_hand_back, destination_id=destination_id, contact_ids=contact_ids
+        )
 
 
 @task()
 def delete_contact(
     *, destination_id: int, external_id: str, remote_id: str, user_id: int | None = None
 ):
-    services.contact_delete_remote(
-        destination_id=destination_id, external_id=external_id, remote_id=remote_id, user_id=user_id
-    )
+    try:
+        services.contact_delete_remote(
+            destination_id=destination_id,
+            external_id=external_id,
+            remote_id=remote_id,
+            user_id=user_id,
+        )
+    except (OperationalError, InterfaceError) as err:
+        if not dbretry.is_transient(err):
+            raise
+        # the local rows are gone: this log line is all that is left to tell of it
+        logger.exception(
+            "delete of %s on destination %s gave up on the database", external_id, destination_id
+        )
+        _after_database_loss()
+
+
+def _after_database_loss(hand_back=None, **kwargs) -> None:
+    """Wait for the database to answer, then hand the work back (logged when it cannot)."""
+    if not dbretry.wait_for_database():
+        logger.error("the database is still away; the scheduler takes the work back later")
+        return
+    if hand_back is None:
+        return
+    try:
+        dbretry.with_database_retry(hand_back, **kwargs)
+    except (OperationalError, InterfaceError):
+        logger.exception("handing back failed; the scheduler takes the work back later")

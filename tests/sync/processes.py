@@ -51,3 +51,31 @@ def run_worker_until_idle(env=None, timeout=120) -> str:
     out, _ = proc.communicate(timeout=timeout)
     assert proc.returncode == 0, out
     return out
+
+
+def postgres_restart(*, down_seconds: float = 3.0, timeout: float = 60) -> None:
+    """Stop the throwaway cluster of bin/with-postgres (fast mode: every connection is
+    dropped), keep it down for `down_seconds`, start it again and wait until it accepts
+    connections. Skips the test elsewhere."""
+    import time
+
+    import pytest
+
+    names = ("PG_BIN", "PGDATA", "PG_LOG", "PG_OPTIONS", "PG_OWNER")
+    if not all(os.environ.get(name) for name in names):
+        pytest.skip(f"needs the cluster of bin/with-postgres ({', '.join(names)})")
+    pg_ctl = "{}/pg_ctl -D {} -l {} -w".format(
+        os.environ["PG_BIN"], os.environ["PGDATA"], os.environ["PG_LOG"]
+    )
+    _as_cluster_owner(f"{pg_ctl} -m fast stop", timeout)
+    time.sleep(down_seconds)
+    _as_cluster_owner(f"{pg_ctl} start -o '{os.environ['PG_OPTIONS']}'", timeout)
+
+
+def _as_cluster_owner(command: str, timeout: float) -> None:
+    owner = os.environ["PG_OWNER"]
+    if os.getuid() == 0 and owner != "root":
+        argv = ["su", owner, "-s", "/bin/bash", "-c", command]
+    else:
+        argv = ["bash", "-c", command]
+    subprocess.run(argv, check=True, timeout=timeout, stdout=subprocess.DEVNULL)

@@ -6,12 +6,17 @@ from django.core.management.base import BaseCommand
 from django.db import close_old_connections
 
 from sync import alerts, services
+from sync.dbretry import with_database_retry
+
+DAY = 24 * 3600
+MAX_BACKOFF = 60.0  # seconds between passes while they keep failing
 
 
 class Command(BaseCommand):
     help = (
-        "Long-running: every few seconds, queue the retries that are due and take back work "
-        "left in progress by a worker that died. Safe to run on several machines at once."
+        "Long-running: every few seconds, queue the retries that are due, take back work left "
+        "in progress by a worker that died and mark its task failed; daily, prune the attempt "
+        "log and finished task rows. Safe to run on several machines at once."
     )
 
     def add_arguments(self, parser):
@@ -22,20 +27,32 @@ class Command(BaseCommand):
         signal.signal(signal.SIGTERM, self._stop)
         signal.signal(signal.SIGINT, self._stop)
         self.stdout.write(f"sync_scheduler: checking every {interval:g} s")
-        next_prune = 0.0
+        self.next_prune = 0.0
+        failures = 0
         while self.running:
             close_old_connections()
             try:
-                queued = services.retries_enqueue_due()
-                alerts.failure_rates_check()
-                if queued:
-                    self.stdout.write(f"{queued} pushes queued")
-                if time.monotonic() >= next_prune:  # daily; several schedulers may all prune
-                    next_prune = time.monotonic() + 24 * 3600
-                    services.attempts_prune(days=settings.SYNC_ATTEMPT_RETENTION_DAYS)
-            except Exception as err:  # a database hiccup must not end the scheduler
-                self.stderr.write(f"sync_scheduler pass failed: {err}")
-            self._sleep(interval)
+                self._pass()
+                failures = 0
+            except Exception as err:  # a database outage must not end the scheduler
+                failures += 1
+                self.stderr.write(f"sync_scheduler pass failed ({failures} in a row): {err}")
+            # back off while passes keep failing, so a sick database is not hammered
+            self._sleep(min(MAX_BACKOFF, interval * 2 ** max(0, failures - 1)))
+
+    def _pass(self):
+        """One pass; each step is retried while the database is locked or away."""
+        queued = with_database_retry(services.retries_enqueue_due)
+        if queued:
+            self.stdout.write(f"{queued} pushes queued")
+        abandoned = with_database_retry(services.tasks_fail_abandoned)
+        if abandoned:
+            self.stdout.write(f"{abandoned} abandoned tasks marked failed")
+        with_database_retry(alerts.failure_rates_check)
+        if time.monotonic() >= self.next_prune:  # daily; several schedulers may all prune
+            with_database_retry(services.attempts_prune, days=settings.SYNC_ATTEMPT_RETENTION_DAYS)
+            with_database_retry(services.tasks_prune, days=settings.SYNC_TASK_RETENTION_DAYS)
+            self.next_prune = time.monotonic() + DAY
 
     def _stop(self, signum, frame):
         self.running = False
