@@ -20,7 +20,7 @@ from django.urls import path, reverse
 from django.utils.translation import ngettext
 
 from sync import services
-from sync.models import ContactSyncState, Destination, SyncStatus, Trigger
+from sync.models import Destination, Trigger
 
 PREVIEW_LIMIT = 20
 
@@ -149,23 +149,7 @@ def push_selected(modeladmin, request, queryset):
 
 @admin.action(description="Retry failed pushes of selected contacts", permissions=["push"])
 def retry_failed(modeladmin, request, queryset):
-    states = ContactSyncState.objects.filter(contact__in=queryset, status=SyncStatus.FAILED)
-    by_destination: dict[int, list[int]] = {}
-    for contact_id, destination_id in states.values_list("contact_id", "destination_id"):
-        by_destination.setdefault(destination_id, []).append(contact_id)
-    queued = 0
-    for destination in Destination.objects.filter(pk__in=by_destination, enabled=True):
-        ids = by_destination[destination.pk]
-        run = services.run_start(
-            trigger=Trigger.RETRY, user_id=request.user.pk, destination=destination, total=len(ids)
-        )
-        queued += services.contacts_enqueue_push(
-            contact_ids=ids,
-            destinations=[destination],
-            trigger=Trigger.RETRY,
-            user_id=request.user.pk,
-            run=run,
-        )
+    queued = services.contacts_retry_failed(user_id=request.user.pk, contacts=queryset)
     if not queued:
         modeladmin.message_user(
             request, "None of the selected contacts has a failed push.", messages.WARNING

@@ -3,6 +3,7 @@ and the contact admin extended with badges, a sync panel and push actions."""
 
 from django import forms
 from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
 from django.db.models import Exists, OuterRef, Prefetch, Q
 from django.shortcuts import get_object_or_404
 from django.template.loader import render_to_string
@@ -13,7 +14,7 @@ from django.utils.translation import ngettext
 from simple_history.admin import SimpleHistoryAdmin
 
 from contacts.admin import ContactAdmin
-from contacts.models import Contact
+from contacts.models import Contact, CustomFieldDefinition, Group, MailingList
 from sync import actions, connectors, selectors, services
 from sync.actions import ObjectActionsMixin, object_action
 from sync.connectors.base import ConnectorConfigurationError, ConnectorError
@@ -204,7 +205,6 @@ class DestinationAdmin(ObjectActionsMixin, SimpleHistoryAdmin):
         if obj is None or obj.pk is None:
             return "-"
         mapping = selectors.destination_mapping(obj)
-        from contacts.models import CustomFieldDefinition, Group, MailingList
 
         missing = [
             f"custom field “{d.name}”"
@@ -474,8 +474,6 @@ class SyncedContactAdmin(ContactAdmin):
     def sync_panel_view(self, request, contact_id):
         contact = get_object_or_404(Contact, pk=contact_id)
         if not self.has_view_or_change_permission(request, contact):
-            from django.core.exceptions import PermissionDenied
-
             raise PermissionDenied
         return TemplateResponse(
             request, "admin/sync/contact_sync_panel.html", selectors.contact_sync_panel(contact)

@@ -30,7 +30,7 @@ from django.db.models import Case, F, Q, Value, When
 from django.utils import timezone
 
 from contacts.models import Contact
-from sync import selectors
+from sync import alerts, selectors
 from sync.connectors.base import (
     BaseConnector,
     ConnectorConfigurationError,
@@ -46,6 +46,8 @@ from sync.models import (
     SyncAttempt,
     SyncRun,
     SyncStatus,
+    Trigger,
+    WorkerHeartbeat,
 )
 from sync.ratelimit import DatabaseRateLimiter
 
@@ -315,10 +317,7 @@ def _claim(
     if queued:  # the states were made when the work was queued
         candidates = candidates.filter(status=SyncStatus.PENDING)
     else:
-        ContactSyncState.objects.bulk_create(
-            [ContactSyncState(contact_id=cid, destination=destination) for cid in contact_ids],
-            ignore_conflicts=True,
-        )
+        states_ensure(contact_ids=contact_ids, destination=destination)
     with transaction.atomic():
         states = list(
             candidates.select_for_update(skip_locked=True).exclude(
@@ -479,7 +478,7 @@ def contacts_push(
         results = _push_chunk_in_bulk(records, states, destination, context, connector)
     else:
         results = _push_chunk_one_by_one(records, states, destination, context, connector)
-    _repush_if_changed_meanwhile(records, destination, context)
+    _due_if_changed_meanwhile(records, destination)
     reset_queries()  # DEBUG keeps every query; a long push must not grow with it
     return [r.state for r in results]
 
@@ -571,11 +570,16 @@ def _release_deleted(states, found_ids):
             del states[cid]
 
 
-def _all_waiting(contact_ids, destination, context, queued):
+def states_ensure(*, contact_ids, destination) -> None:
+    """A sync state for each contact on the destination (as never pushed where it has none)."""
     ContactSyncState.objects.bulk_create(
         [ContactSyncState(contact_id=cid, destination=destination) for cid in contact_ids],
         ignore_conflicts=True,
     )
+
+
+def _all_waiting(contact_ids, destination, context, queued):
+    states_ensure(contact_ids=contact_ids, destination=destination)
     states = ContactSyncState.objects.filter(destination=destination, contact_id__in=contact_ids)
     if queued:
         states = states.filter(status=SyncStatus.PENDING)
@@ -585,11 +589,10 @@ def _all_waiting(contact_ids, destination, context, queued):
     return [r.state for r in results]
 
 
-def _repush_if_changed_meanwhile(records, destination, context):
-    """A save that landed while we held a contact was refused its own push: push the newer
-    version now, so the last saved values reach the platform."""
-    from sync.services import contacts_enqueue_push
-
+def _due_if_changed_meanwhile(records, destination) -> None:
+    """A save that landed while we held a contact was refused its own push: make the contact
+    due now, so that the scheduler's next pass pushes the newer version (the engine queues
+    nothing itself: sync.services does)."""
     pushed = {r.id: r.content_version for r in records}
     newer = [
         cid
@@ -599,11 +602,12 @@ def _repush_if_changed_meanwhile(records, destination, context):
         if version > pushed[cid]
     ]
     if newer:
-        contacts_enqueue_push(
-            contact_ids=newer,
-            destinations=[destination],
-            trigger=context.trigger,
-            user_id=context.user_id,
+        with_database_retry(
+            ContactSyncState.objects.filter(destination=destination, contact_id__in=newer)
+            .exclude(status=SyncStatus.IN_PROGRESS)
+            .update,
+            status=SyncStatus.PENDING,
+            next_attempt_at=timezone.now(),
         )
 
 
@@ -617,9 +621,23 @@ def destination_pause(*, destination: Destination, error: str) -> None:
     destination.pause_error = error
     if updated:
         logger.warning("destination %s paused: %s", destination, error)
-        from sync import alerts
-
         alerts.destination_paused(destination, error)
+
+
+def destination_resume(*, destination: Destination) -> list[int] | None:
+    """Lift a pause (read from the database: a worker may have paused it meanwhile). Returns
+    the contacts that waited, for the caller to queue, or None when it was not paused."""
+    resumed = Destination.objects.filter(pk=destination.pk, paused_at__isnull=False).update(
+        paused_at=None, pause_error=""
+    )
+    destination.paused_at, destination.pause_error = None, ""
+    if not resumed:
+        return None
+    return list(
+        ContactSyncState.objects.filter(
+            destination=destination, status=SyncStatus.WAITING
+        ).values_list("contact_id", flat=True)
+    )
 
 
 def contact_push(
@@ -635,3 +653,85 @@ def contact_push(
         contact_ids=[contact_id], destination=destination, context=context, connector=connector
     )
     return states[0] if states else None
+
+
+# ------------------------------------------------------------------ worker entry points
+
+
+def contacts_push_chunk(
+    *, destination_id: int, contact_ids: list[int], context: PushContext
+) -> None:
+    """A worker's share of a push: one chunk, one destination, short in-worker retries."""
+    destination = Destination.objects.filter(pk=destination_id, enabled=True).first()
+    if destination is None:
+        return
+    if (
+        context.run_id
+        and SyncRun.objects.filter(pk=context.run_id, state=SyncRun.State.CANCELLED).exists()
+    ):
+        return
+    with_database_retry(
+        WorkerHeartbeat.objects.update_or_create,
+        name=context.worker,
+        defaults={"last_seen": timezone.now()},
+    )
+    contacts_push(
+        contact_ids=contact_ids,
+        destination=destination,
+        context=context,
+        quick_retries=2,
+        queued=True,
+    )
+    with_database_retry(finish_run_if_done, context.run_id)
+
+
+def contacts_hand_back(*, destination_id: int, contact_ids: list[int]) -> int:
+    """After a chunk gave up on the database: make its contacts that still wait for this
+    chunk (pending, no retry time) due now, so the scheduler queues them again. Contacts the
+    chunk had claimed are left claimed: the scheduler takes them back at lease expiry.
+    Returns how many were handed back."""
+    return ContactSyncState.objects.filter(
+        destination_id=destination_id,
+        contact_id__in=contact_ids,
+        status=SyncStatus.PENDING,
+        next_attempt_at__isnull=True,
+    ).update(next_attempt_at=timezone.now())
+
+
+def finish_run_if_done(run_id: int | None) -> None:
+    if not run_id:
+        return
+    SyncRun.objects.filter(pk=run_id, state=SyncRun.State.RUNNING).filter(
+        total__lte=F("created") + F("updated") + F("unchanged") + F("failed") + F("skipped")
+    ).update(state=SyncRun.State.FINISHED, finished_at=timezone.now())
+
+
+def contact_delete_remote(
+    *, destination_id: int, external_id: str, remote_id: str, user_id: int | None
+) -> None:
+    destination = Destination.objects.filter(pk=destination_id).first()
+    if destination is None:
+        return
+    attempt = SyncAttempt(
+        destination=destination,
+        external_id=external_id,
+        trigger=Trigger.DELETE,
+        user_id=user_id,
+        started_at=timezone.now(),
+    )
+    connector = None
+    try:
+        connector = destination_connector(destination=destination, quick_retries=2)
+        if not connector.supports_delete:
+            attempt.outcome = Outcome.SKIPPED
+            attempt.error = f"{connector.label} has no delete call: the contact stays there."
+        else:
+            connector.delete(external_id=external_id, remote_id=remote_id or None)
+            attempt.outcome = Outcome.DELETED
+    except (ConnectorError, ConnectorConfigurationError) as err:
+        attempt.outcome = Outcome.FAILED
+        attempt.error = str(err)
+    if connector is not None:
+        for name, value in exchange_fields(connector.drain_exchanges()).items():
+            setattr(attempt, name, value)
+    with_database_retry(attempt.save)

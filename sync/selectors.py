@@ -1,6 +1,14 @@
-"""Reads for the sync engine: contacts as records, a destination's mappings."""
+"""Reads for the sync engine: contacts as records, a destination's mappings; and for people:
+the contact's sync panel, the dashboard, a destination's mapping history."""
 
 from collections.abc import Iterable
+from datetime import timedelta
+
+from django.db.models import Count, F, OuterRef, Subquery, Window
+from django.db.models.functions import RowNumber, TruncHour
+from django.utils import timezone
+from django_tasks import TaskResultStatus
+from django_tasks_db.models import DBTaskResult
 
 from contacts.models import (
     Channel,
@@ -17,7 +25,15 @@ from sync.connectors.records import (
     ExternalUrlRecord,
     MappingRecord,
 )
-from sync.models import Destination
+from sync.models import (
+    ContactSyncState,
+    Destination,
+    FieldMapping,
+    ListMapping,
+    SyncAttempt,
+    SyncRun,
+    WorkerHeartbeat,
+)
 
 RECORD_FIELDS = [
     "id",
@@ -124,11 +140,6 @@ def destination_mapping(destination: Destination) -> MappingRecord:
 
 def contact_sync_panel(contact: Contact) -> dict:
     """Per destination: the contact's sync state and its last five attempts (three queries)."""
-    from django.db.models import F, Window
-    from django.db.models.functions import RowNumber
-
-    from sync.models import ContactSyncState, SyncAttempt
-
     destinations = list(Destination.objects.order_by("name"))
     states = {s.destination_id: s for s in ContactSyncState.objects.filter(contact=contact)}
     recent = (
@@ -162,16 +173,6 @@ CHART_WIDTH, CHART_HEIGHT = 480, 90
 def dashboard(now=None) -> dict:
     """Everything the managers' dashboard shows, in a fixed number of aggregate queries
     (no query per contact or per attempt)."""
-    from datetime import timedelta
-
-    from django.db.models import Count, OuterRef, Subquery
-    from django.db.models.functions import TruncHour
-    from django.utils import timezone
-    from django_tasks import TaskResultStatus
-    from django_tasks_db.models import DBTaskResult
-
-    from sync.models import ContactSyncState, SyncAttempt, SyncRun, WorkerHeartbeat
-
     now = now or timezone.now()
     last_push = SyncAttempt.objects.filter(destination=OuterRef("pk")).order_by("-started_at")
     destinations = list(
@@ -237,10 +238,6 @@ def dashboard(now=None) -> dict:
 
 
 def _destination_row(destination, counts, outcomes, hourly, errors, total_contacts, now):
-    from datetime import timedelta
-
-    from django.utils import timezone
-
     known = sum(n for status, n in counts.items() if status != "never")
     succeeded = outcomes.get("created", 0) + outcomes.get("updated", 0)
     tried = succeeded + outcomes.get("failed", 0) + outcomes.get("retry", 0)
@@ -299,8 +296,6 @@ MAPPING_HISTORY_LIMIT = 100
 def destination_mapping_history(*, destination_id: int, limit: int = MAPPING_HISTORY_LIMIT):
     """The latest changes to a destination's field and list mappings, newest first: who,
     when, what kind of change and the mapping as it was then. Two queries."""
-    from sync.models import FieldMapping, ListMapping
-
     records = []
     for model in (FieldMapping, ListMapping):
         records += list(

@@ -19,7 +19,7 @@ from django_tasks import TaskResultStatus
 from django_tasks_db.models import DBTaskResult
 
 from contacts.models import Contact
-from sync import selectors
+from sync import engine, selectors, tasks
 from sync.connectors.base import (
     ConnectorConfigurationError,
     ConnectorError,
@@ -27,24 +27,26 @@ from sync.connectors.base import (
     PermanentError,
 )
 from sync.connectors.records import RemoteState
-from sync.dbretry import with_database_retry
 from sync.engine import (  # noqa: F401  (re-exported for adapters)
     PushContext,
+    contact_delete_remote,
     contact_push,
     contacts_push,
+    contacts_push_chunk,
     destination_connector,
     destination_pause,
-    exchange_fields,
+    finish_run_if_done,
+    states_ensure,
     status_before_push,
 )
 from sync.models import (
     ContactSyncState,
     Destination,
+    RemoteOption,
     SyncAttempt,
     SyncRun,
     SyncStatus,
     Trigger,
-    WorkerHeartbeat,
 )
 
 logger = logging.getLogger(__name__)
@@ -56,54 +58,6 @@ Outcome = SyncAttempt.Outcome
 
 def destinations_for_save() -> list[Destination]:
     return list(Destination.objects.filter(enabled=True, push_on_save=True))
-
-
-def contacts_push_chunk(
-    *, destination_id: int, contact_ids: list[int], context: PushContext
-) -> None:
-    """A worker's share of a push: one chunk, one destination, short in-worker retries."""
-    destination = Destination.objects.filter(pk=destination_id, enabled=True).first()
-    if destination is None:
-        return
-    if (
-        context.run_id
-        and SyncRun.objects.filter(pk=context.run_id, state=SyncRun.State.CANCELLED).exists()
-    ):
-        return
-    with_database_retry(
-        WorkerHeartbeat.objects.update_or_create,
-        name=context.worker,
-        defaults={"last_seen": timezone.now()},
-    )
-    contacts_push(
-        contact_ids=contact_ids,
-        destination=destination,
-        context=context,
-        quick_retries=2,
-        queued=True,
-    )
-    with_database_retry(_finish_run_if_done, context.run_id)
-
-
-def contacts_hand_back(*, destination_id: int, contact_ids: list[int]) -> int:
-    """After a chunk gave up on the database: make its contacts that still wait for this
-    chunk (pending, no retry time) due now, so the scheduler queues them again. Contacts the
-    chunk had claimed are left claimed: the scheduler takes them back at lease expiry.
-    Returns how many were handed back."""
-    return ContactSyncState.objects.filter(
-        destination_id=destination_id,
-        contact_id__in=contact_ids,
-        status=SyncStatus.PENDING,
-        next_attempt_at__isnull=True,
-    ).update(next_attempt_at=timezone.now())
-
-
-def _finish_run_if_done(run_id: int | None) -> None:
-    if not run_id:
-        return
-    SyncRun.objects.filter(pk=run_id, state=SyncRun.State.RUNNING).filter(
-        total__lte=F("created") + F("updated") + F("unchanged") + F("failed") + F("skipped")
-    ).update(state=SyncRun.State.FINISHED, finished_at=timezone.now())
 
 
 def chunk_size_for(destination: Destination) -> int:
@@ -149,8 +103,6 @@ def _queue_chunk(contact_ids, destination, run, *, trigger, user_id, force) -> N
     """Mark a chunk pending and queue its task in one transaction: a pending state with no
     task would wait for ever, and a failed enqueue leaves the states as they were (for the
     scheduler, due again after one lease)."""
-    from sync import tasks
-
     with transaction.atomic():
         _mark_pending(contact_ids, destination, run)
         tasks.push_contacts.enqueue(
@@ -164,10 +116,7 @@ def _queue_chunk(contact_ids, destination, run, *, trigger, user_id, force) -> N
 
 
 def _mark_pending(contact_ids, destination, run):
-    ContactSyncState.objects.bulk_create(
-        [ContactSyncState(contact_id=cid, destination=destination) for cid in contact_ids],
-        ignore_conflicts=True,
-    )
+    states_ensure(contact_ids=contact_ids, destination=destination)
     updates = {"status": SyncStatus.PENDING, "next_attempt_at": None}
     if run is not None:
         updates["run"] = run
@@ -234,7 +183,7 @@ def push_plan(
                 Exists(_accepted_states(target).filter(contact_id=OuterRef("pk")))
             )
         targets.append((target, to_push.order_by("pk").values_list("pk", flat=True)))
-    _finish_run_if_done(run.pk)
+    finish_run_if_done(run.pk)
     run.refresh_from_db()
     return PushPlan(run, targets)
 
@@ -354,8 +303,6 @@ def contacts_changed(*, contact_ids: set[int], user_id: int | None) -> None:
 def contact_deleted(*, external_id: str, remote_ids: dict[int, str], user_id: int | None) -> None:
     """Queue the remote delete on each destination that enables it. The values it needs are
     passed along: the local rows are gone by the time it runs."""
-    from sync import tasks
-
     for destination in Destination.objects.filter(enabled=True, delete_on_platform=True):
         tasks.delete_contact.enqueue(
             destination_id=destination.pk,
@@ -363,37 +310,6 @@ def contact_deleted(*, external_id: str, remote_ids: dict[int, str], user_id: in
             remote_id=remote_ids.get(destination.pk, ""),
             user_id=user_id,
         )
-
-
-def contact_delete_remote(
-    *, destination_id: int, external_id: str, remote_id: str, user_id: int | None
-) -> None:
-    destination = Destination.objects.filter(pk=destination_id).first()
-    if destination is None:
-        return
-    attempt = SyncAttempt(
-        destination=destination,
-        external_id=external_id,
-        trigger=Trigger.DELETE,
-        user_id=user_id,
-        started_at=timezone.now(),
-    )
-    connector = None
-    try:
-        connector = destination_connector(destination=destination, quick_retries=2)
-        if not connector.supports_delete:
-            attempt.outcome = Outcome.SKIPPED
-            attempt.error = f"{connector.label} has no delete call: the contact stays there."
-        else:
-            connector.delete(external_id=external_id, remote_id=remote_id or None)
-            attempt.outcome = Outcome.DELETED
-    except (ConnectorError, ConnectorConfigurationError) as err:
-        attempt.outcome = Outcome.FAILED
-        attempt.error = str(err)
-    if connector is not None:
-        for name, value in exchange_fields(connector.drain_exchanges()).items():
-            setattr(attempt, name, value)
-    with_database_retry(attempt.save)
 
 
 # ---------------------------------------------------------------- destination-wide
@@ -413,24 +329,14 @@ def destination_test_connection(*, destination: Destination) -> tuple[bool, str]
 
 
 def destination_resume(*, destination: Destination) -> int | None:
-    """Lift a pause (read from the database: a worker may have paused it meanwhile) and queue
-    the contacts that waited. Returns how many, or None when it was not paused."""
-    resumed = Destination.objects.filter(pk=destination.pk, paused_at__isnull=False).update(
-        paused_at=None, pause_error=""
-    )
-    destination.paused_at, destination.pause_error = None, ""
-    if not resumed:
-        return None
-    waiting = list(
-        ContactSyncState.objects.filter(
-            destination=destination, status=SyncStatus.WAITING
-        ).values_list("contact_id", flat=True)
-    )
+    """Lift a pause and queue the contacts that waited; how many, or None when it was not
+    paused."""
+    waiting = engine.destination_resume(destination=destination)
     if waiting:
         contacts_enqueue_push(
             contact_ids=waiting, destinations=[destination], trigger=Trigger.RETRY
         )
-    return len(waiting)
+    return None if waiting is None else len(waiting)
 
 
 def destination_refresh_options(*, destination: Destination) -> int:
@@ -439,8 +345,6 @@ def destination_refresh_options(*, destination: Destination) -> int:
     When one of the platform's lists fails, the others are stored all the same, the stored
     options of the failed kind are kept, and the PartialOptionsError naming the failed part is
     raised afterwards. Other ConnectorErrors leave every stored option as it was."""
-    from sync.models import RemoteOption
-
     connector = destination_connector(destination=destination)
     partial = None
     try:
@@ -540,16 +444,51 @@ def retries_enqueue_due(*, now=None, limit: int = 5000) -> int:
         ContactSyncState.objects.filter(pk__in=[pk for pk, _, _ in due]).update(
             next_attempt_at=now + timedelta(seconds=settings.SYNC_LEASE_SECONDS)
         )
-    by_destination: dict[int, list[int]] = {}
-    for _, contact_id, destination_id in due:
-        by_destination.setdefault(destination_id, []).append(contact_id)
-    for destination in Destination.objects.filter(pk__in=by_destination):
-        contacts_enqueue_push(
-            contact_ids=by_destination[destination.pk],
-            destinations=[destination],
-            trigger=Trigger.RETRY,
-        )
+    _enqueue_by_destination([(cid, did) for _, cid, did in due], trigger=Trigger.RETRY)
     return len(due)
+
+
+def contacts_retry_failed(
+    *,
+    user_id: int | None,
+    destination: Destination | None = None,
+    contacts: QuerySet[Contact] | None = None,
+) -> int:
+    """Queue again every failed push: of these contacts (all when None), to this destination
+    (every enabled one when None), under one run per destination. Returns how many."""
+    states = ContactSyncState.objects.filter(status=SyncStatus.FAILED, destination__enabled=True)
+    if destination is not None:
+        states = states.filter(destination=destination)
+    if contacts is not None:
+        states = states.filter(contact__in=contacts)
+    return _enqueue_by_destination(
+        states.values_list("contact_id", "destination_id"),
+        trigger=Trigger.RETRY,
+        user_id=user_id,
+        with_runs=True,
+    )
+
+
+def _enqueue_by_destination(
+    pairs: Iterable[tuple[int, int]], *, trigger: str, user_id=None, with_runs=False
+) -> int:
+    """Queue (contact id, destination id) pairs, destination by destination, each under a run
+    of its own when `with_runs`. Returns how many pushes were queued."""
+    by_destination: dict[int, list[int]] = {}
+    for contact_id, destination_id in pairs:
+        by_destination.setdefault(destination_id, []).append(contact_id)
+    queued = 0
+    for target in Destination.objects.filter(pk__in=by_destination):
+        ids = by_destination[target.pk]
+        run = (
+            run_start(trigger=trigger, user_id=user_id, destination=target, total=len(ids))
+            if with_runs
+            else None
+        )
+        queued += contacts_enqueue_push(
+            contact_ids=ids, destinations=[target], trigger=trigger, user_id=user_id, run=run
+        )
+    return queued
 
 
 def attempts_prune(*, days: int, batch: int = 5000) -> int:

@@ -1,5 +1,6 @@
-"""Django Tasks entry points: thin adapters over sync.services. Arguments are ids and plain
-values (they are stored as JSON by the database backend).
+"""Django Tasks entry points: thin adapters over the worker side of sync.engine (which queues
+nothing itself: sync.services alone enqueues, so no module here imports another in a circle).
+Arguments are ids and plain values (they are stored as JSON by the database backend).
 
 A database that stays locked or away beyond our retries (sync.dbretry) ends the task quietly,
 with a log line, instead of raising. Raising would not help anyone: django-tasks-db's worker
@@ -17,7 +18,7 @@ import logging
 from django.db import InterfaceError, OperationalError
 from django_tasks import task
 
-from sync import dbretry, services
+from sync import dbretry, engine
 
 logger = logging.getLogger(__name__)
 
@@ -32,9 +33,9 @@ def push_contacts(
     run_id: int | None = None,
     force: bool = False,
 ):
-    context = services.PushContext(trigger=trigger, user_id=user_id, run_id=run_id, force=force)
+    context = engine.PushContext(trigger=trigger, user_id=user_id, run_id=run_id, force=force)
     try:
-        services.contacts_push_chunk(
+        engine.contacts_push_chunk(
             destination_id=destination_id, contact_ids=contact_ids, context=context
         )
     except (OperationalError, InterfaceError) as err:
@@ -47,7 +48,7 @@ def push_contacts(
             destination_id,
         )
         _after_database_loss(
-            services.contacts_hand_back, destination_id=destination_id, contact_ids=contact_ids
+            engine.contacts_hand_back, destination_id=destination_id, contact_ids=contact_ids
         )
 
 
@@ -56,7 +57,7 @@ def delete_contact(
     *, destination_id: int, external_id: str, remote_id: str, user_id: int | None = None
 ):
     try:
-        services.contact_delete_remote(
+        engine.contact_delete_remote(
             destination_id=destination_id,
             external_id=external_id,
             remote_id=remote_id,

@@ -2,12 +2,13 @@
 
 from django.contrib import messages
 from django.contrib.auth.decorators import permission_required
+from django.core.exceptions import PermissionDenied
 from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
 from django.views.decorators.http import require_POST
 
 from sync import selectors, services
-from sync.models import ContactSyncState, Destination, SyncRun, SyncStatus, Trigger
+from sync.models import Destination, SyncRun
 
 VIEW_PERMISSION = "sync.view_contactsyncstate"
 PUSH_PERMISSION = "sync.push_contacts"
@@ -24,8 +25,6 @@ def _context(request, admin_site):
 
 def dashboard(request, admin_site):
     if not request.user.has_perm(VIEW_PERMISSION):
-        from django.core.exceptions import PermissionDenied
-
         raise PermissionDenied
     return TemplateResponse(request, "admin/sync/dashboard.html", _context(request, admin_site))
 
@@ -33,8 +32,6 @@ def dashboard(request, admin_site):
 def dashboard_runs(request, admin_site):
     """The running pushes alone, polled by the dashboard so their progress bars move."""
     if not request.user.has_perm(VIEW_PERMISSION):
-        from django.core.exceptions import PermissionDenied
-
         raise PermissionDenied
     return TemplateResponse(
         request, "admin/sync/dashboard_runs.html", _context(request, admin_site)
@@ -45,23 +42,8 @@ def dashboard_runs(request, admin_site):
 @permission_required(PUSH_PERMISSION, raise_exception=True)
 def retry_failed(request, destination_id):
     destination = get_object_or_404(Destination, pk=destination_id, enabled=True)
-    ids = list(
-        ContactSyncState.objects.filter(
-            destination=destination, status=SyncStatus.FAILED
-        ).values_list("contact_id", flat=True)
-    )
-    if ids:
-        run = services.run_start(
-            trigger=Trigger.RETRY, user_id=request.user.pk, destination=destination, total=len(ids)
-        )
-        services.contacts_enqueue_push(
-            contact_ids=ids,
-            destinations=[destination],
-            trigger=Trigger.RETRY,
-            user_id=request.user.pk,
-            run=run,
-        )
-    messages.success(request, f"{destination}: {len(ids)} failed contacts queued again.")
+    queued = services.contacts_retry_failed(user_id=request.user.pk, destination=destination)
+    messages.success(request, f"{destination}: {queued} failed contacts queued again.")
     return redirect("sync_dashboard")
 
 
