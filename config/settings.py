@@ -189,7 +189,6 @@ SIMPLE_HISTORY_REVERT_DISABLED = True
 # Queued work goes to django-tasks-db's table and runs in `python manage.py db_worker`.
 TASKS = {
     "default": {"BACKEND": env.str("TASKS_BACKEND", default="django_tasks_db.DatabaseBackend")},
-    "immediate": {"BACKEND": "django_tasks.backends.immediate.ImmediateBackend"},
 }
 
 # -- Sync engine

@@ -60,16 +60,6 @@ def language_choices() -> list[tuple[str, str]]:
     return sorted(((lang.alpha_2, lang.name) for lang in languages), key=lambda c: c[1])
 
 
-def validate_country(value: str) -> None:
-    if value and value not in dict(country_choices()):
-        raise ValidationError(f"{value!r} is not an ISO 3166-1 alpha-2 country code.")
-
-
-def validate_language(value: str) -> None:
-    if value and value not in dict(language_choices()):
-        raise ValidationError(f"{value!r} is not an ISO 639-1 language code.")
-
-
 def normalize_channel_value(channel_type: str, value: str, *, country: str = "") -> str:
     """Validate a channel's value for its type; return it normalised.
 

@@ -52,21 +52,6 @@ class ReadOnlyAdmin(admin.ModelAdmin):
 # ----------------------------------------------------------------------------- destinations
 
 
-class RemoteChoiceWidget(forms.TextInput):
-    """A text input with the platform's options offered as suggestions (a datalist)."""
-
-    def __init__(self, options, list_id):
-        super().__init__(attrs={"list": list_id})
-        self.options, self.list_id = options, list_id
-
-    def render(self, name, value, attrs=None, renderer=None):
-        html = super().render(name, value, attrs, renderer)
-        items = format_html_join(
-            "", '<option value="{}">{}</option>', ((o.remote_id, o.label) for o in self.options)
-        )
-        return format_html('{}<datalist id="{}">{}</datalist>', html, self.list_id, items)
-
-
 class _RemoteOptionsInline(admin.TabularInline):
     extra = 0
     option_kind = ""

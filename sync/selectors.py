@@ -32,8 +32,11 @@ from sync.models import (
     ListMapping,
     SyncAttempt,
     SyncRun,
+    SyncStatus,
     WorkerHeartbeat,
 )
+
+Outcome = SyncAttempt.Outcome
 
 RECORD_FIELDS = [
     "id",
@@ -161,7 +164,10 @@ def contact_sync_panel(contact: Contact) -> dict:
         {"destination": d, "state": states.get(d.pk), "attempts": attempts.get(d.pk, [])}
         for d in destinations
     ]
-    active = any(row["state"] and row["state"].status in ("pending", "in_progress") for row in rows)
+    active = any(
+        row["state"] and row["state"].status in (SyncStatus.PENDING, SyncStatus.IN_PROGRESS)
+        for row in rows
+    )
     return {"contact": contact, "rows": rows, "active": active}
 
 
@@ -195,7 +201,7 @@ def dashboard(now=None) -> dict:
     hourly: dict[int, dict] = {}
     for row in (
         SyncAttempt.objects.filter(started_at__gte=week_ago)
-        .exclude(outcome__in=["unchanged", "skipped", "waiting"])
+        .exclude(outcome__in=[Outcome.UNCHANGED, Outcome.SKIPPED, Outcome.WAITING])
         .annotate(hour=TruncHour("started_at"))
         .values("destination_id", "hour")
         .annotate(n=Count("id"))
@@ -203,7 +209,7 @@ def dashboard(now=None) -> dict:
         hourly.setdefault(row["destination_id"], {})[row["hour"]] = row["n"]
     errors: dict[int, list] = {}
     for row in (
-        ContactSyncState.objects.filter(status="failed")
+        ContactSyncState.objects.filter(status=SyncStatus.FAILED)
         .values("destination_id", "last_error")
         .annotate(n=Count("id"))
         .order_by("-n")[:200]
@@ -238,9 +244,9 @@ def dashboard(now=None) -> dict:
 
 
 def _destination_row(destination, counts, outcomes, hourly, errors, total_contacts, now):
-    known = sum(n for status, n in counts.items() if status != "never")
-    succeeded = outcomes.get("created", 0) + outcomes.get("updated", 0)
-    tried = succeeded + outcomes.get("failed", 0) + outcomes.get("retry", 0)
+    known = sum(n for status, n in counts.items() if status != SyncStatus.NEVER)
+    succeeded = outcomes.get(Outcome.CREATED, 0) + outcomes.get(Outcome.UPDATED, 0)
+    tried = succeeded + outcomes.get(Outcome.FAILED, 0) + outcomes.get(Outcome.RETRY, 0)
     # TruncHour buckets in the current time zone; so do these keys.
     this_hour = timezone.localtime(now).replace(minute=0, second=0, microsecond=0)
     hours = [this_hour - timedelta(hours=h) for h in range(23, -1, -1)]
@@ -252,12 +258,12 @@ def _destination_row(destination, counts, outcomes, hourly, errors, total_contac
     ]
     return {
         "destination": destination,
-        "synced": counts.get("synced", 0),
-        "unchanged": counts.get("unchanged", 0),
-        "failed": counts.get("failed", 0),
-        "pending": counts.get("pending", 0) + counts.get("in_progress", 0),
-        "waiting": counts.get("waiting", 0),
-        "skipped": counts.get("skipped", 0),
+        "synced": counts.get(SyncStatus.SYNCED, 0),
+        "unchanged": counts.get(SyncStatus.UNCHANGED, 0),
+        "failed": counts.get(SyncStatus.FAILED, 0),
+        "pending": counts.get(SyncStatus.PENDING, 0) + counts.get(SyncStatus.IN_PROGRESS, 0),
+        "waiting": counts.get(SyncStatus.WAITING, 0),
+        "skipped": counts.get(SyncStatus.SKIPPED, 0),
         "never": total_contacts - known,
         "success_rate": round(100 * succeeded / tried, 1) if tried else None,
         "hour_chart": _bars(per_hour, [h.strftime("%H:00") for h in hours]),

@@ -321,7 +321,9 @@ def destination_test_connection(*, destination: Destination) -> tuple[bool, str]
     try:
         connector = destination_connector(destination=destination)
         message = connector.test_connection()
-    except (ConnectorError, ConnectorConfigurationError) as err:
+    except ConnectorError as err:
+        return False, err.describe()
+    except ConnectorConfigurationError as err:
         return False, str(err)
     if destination_resume(destination=destination) is not None:
         message += " The destination is resumed; waiting contacts are queued."

@@ -85,7 +85,6 @@ def immediate_tasks(settings):
     """Queued work runs at enqueue time, in this process (no worker needed)."""
     settings.TASKS = {
         "default": {"BACKEND": "django_tasks.backends.immediate.ImmediateBackend"},
-        "immediate": {"BACKEND": "django_tasks.backends.immediate.ImmediateBackend"},
     }
 
 

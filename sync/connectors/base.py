@@ -9,7 +9,6 @@ through `self.request(...)`, which signs, throttles, times, classifies and recor
 import json
 import os
 import socket
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -46,7 +45,9 @@ class ConnectorConfigurationError(ImproperlyConfigured):
 
 class ConnectorError(Exception):
     """A call to a platform failed. Says which platform, which status and the platform's own
-    message; `body` keeps the first 500 characters of the response."""
+    message; `body` keeps the first 500 characters of the response, and `exchange` the call
+    as it was made (method, URL, request body and response excerpt, credentials removed)
+    when the error came from one: `describe()` tells all of it."""
 
     retryable = False
     destination_wide = False
@@ -66,11 +67,24 @@ class ConnectorError(Exception):
         self.status = status
         self.body = scrub((body or "")[:BODY_EXCERPT])
         self.retry_after = retry_after
+        self.exchange: Exchange | None = None
         super().__init__(str(self))
 
     def __str__(self):
         status = f" HTTP {self.status}" if self.status else ""
         return f"{self.platform}{status}: {self.message}"
+
+    def describe(self) -> str:
+        """The error, then the request that met it and what came back."""
+        if self.exchange is None:
+            return str(self)
+        call = self.exchange
+        lines = [str(self), f"Request: {call.method} {call.url}"]
+        if call.request_body:
+            lines.append(f"Request body: {call.request_body[:BODY_EXCERPT]}")
+        answer = f"HTTP {call.status}" if call.status else "no answer"
+        lines.append(f"Response: {answer} {call.response_excerpt}".rstrip())
+        return "\n".join(lines)
 
 
 class RetryableError(ConnectorError):
@@ -154,31 +168,6 @@ class BatchItemResult:
 
     external_id: str
     error: ConnectorError | None = None
-
-
-# ------------------------------------------------------------------------------ throttle
-
-
-class LocalRateLimiter:
-    """A per-process token bucket; the sync engine swaps in the shared database limiter."""
-
-    def __init__(self, rate: float):
-        self.interval = 1.0 / rate if rate and rate > 0 else 0.0
-        self._next = 0.0
-        self._lock = threading.Lock()
-
-    def defer(self, seconds: float) -> None:
-        """No request before `seconds` from now (a platform's Retry-After)."""
-        with self._lock:
-            self._next = max(self._next, time.monotonic() + seconds)
-
-    def acquire(self) -> None:
-        with self._lock:
-            now = time.monotonic()
-            wait = self._next - now
-            self._next = max(now, self._next) + self.interval
-        if wait > 0:
-            time.sleep(wait)
 
 
 # ------------------------------------------------------------------------------ connector
@@ -278,8 +267,6 @@ class BaseConnector:
     # Facts about the platform an admin should read on its destination page (what it does not
     # hold, what is never sent), one sentence each.
     notes: ClassVar[tuple[str, ...]] = ()
-    # The root an error body's message is read from (see `error_message`).
-    quick_retries_in_worker: ClassVar[int] = 2
 
     def __init__(
         self,
@@ -417,7 +404,11 @@ class BaseConnector:
                 return self._send_once(
                     method, path, json_body=json_body, params=params, expect_json=expect_json
                 )
-            except RetryableError as err:
+            except ConnectorError as err:
+                if err.exchange is None and self.exchanges:
+                    err.exchange = self.exchanges[-1]  # recorded (redacted) before raising
+                if not err.retryable:
+                    raise
                 if err.retry_after and self.rate_limiter is not None:
                     # The platform asked the whole account to wait: hold every worker back.
                     self.rate_limiter.defer(err.retry_after)
@@ -560,7 +551,3 @@ def _root_cause(err: BaseException) -> str:
         err = err.__cause__ or err.__context__
     text = str(err)
     return text.split("] ", 1)[-1] if "] " in text else text
-
-
-def host_of(url: str) -> str:
-    return urlsplit(url).hostname or ""
