@@ -1,8 +1,10 @@
 """The connector registry: platform slug -> connector class.
 
-Adding a platform is one module in this package, one line in `CONNECTORS` and one test file.
-The Destination's platform field takes its choices from `as_choices()`, so the values stored
-in the database stay in step with the code.
+Adding a platform is its connector module in this package, its sandbox module, one line in
+`CONNECTORS`, its test module and goldens, its lines in `.env.example` and a README section:
+nothing else (ADDING_A_PLATFORM.md is the checklist). Everything else reads what a connector
+declares. The Destination's platform field takes its choices from `as_choices()`, so the
+values stored in the database stay in step with the code.
 """
 
 from sync.connectors.base import BaseConnector
