@@ -3,6 +3,7 @@ and the contact admin extended with badges, a sync panel and push actions."""
 
 from django import forms
 from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
 from django.db.models import Exists, OuterRef, Prefetch, Q
 from django.shortcuts import get_object_or_404
 from django.template.loader import render_to_string
@@ -210,6 +211,14 @@ class DestinationAdmin(ObjectActionsMixin, SimpleHistoryAdmin):
         )
         extra_context = {**(extra_context or {}), "mapping_history": mapping_history}
         return super().history_view(request, object_id, extra_context)
+
+    def history_form_view(self, request, object_id, version_id, extra_context=None):
+        # An old version is shown, never saved back. simple-history saves a POSTed form here
+        # after checking only the view permission (its form is built without change=True), so
+        # a view-only role could rewrite the destination's URL or credential variables.
+        if request.method == "POST":
+            raise PermissionDenied
+        return super().history_form_view(request, object_id, version_id, extra_context)
 
     @object_action(description="Test connection", permissions=["change"])
     def test_connection_button(self, request, obj):
@@ -451,8 +460,6 @@ class SyncedContactAdmin(ContactAdmin):
     def sync_panel_view(self, request, contact_id):
         contact = get_object_or_404(Contact, pk=contact_id)
         if not self.has_view_or_change_permission(request, contact):
-            from django.core.exceptions import PermissionDenied
-
             raise PermissionDenied
         return TemplateResponse(
             request, "admin/sync/contact_sync_panel.html", selectors.contact_sync_panel(contact)
