@@ -327,6 +327,7 @@ class Endpoint:
     route: str  # the full route, e.g. "admin/sync/destination/<path:object_id>/change/"
     model: type | None  # the model when the URL is one of a ModelAdmin's
     arguments: int  # how many arguments the pattern takes
+    keywords: tuple  # the names of those that are named
 
 
 def walk_urls(resolver=None, prefix="", namespace="", model=None):
@@ -342,7 +343,8 @@ def walk_urls(resolver=None, prefix="", namespace="", model=None):
             yield from walk_urls(pattern, route, inner, model_prefixes.get(route, model))
         elif isinstance(pattern, URLPattern):
             name = pattern.name and ":".join(filter(None, [namespace, pattern.name]))
-            yield Endpoint(name, route, model, pattern.pattern.regex.groups)
+            regex = pattern.pattern.regex
+            yield Endpoint(name, route, model, regex.groups, tuple(regex.groupindex))
 
 
 def _generic_route(endpoint):
@@ -358,13 +360,16 @@ def _history_id(obj):
     return obj.history.order_by("-history_id").values_list("history_id", flat=True)[0]
 
 
-# URL name -> world -> {table key: URL}, for URLs that take arguments other than a
-# ModelAdmin's object_id.
+# A URL argument, by name -> its value in the world.
+ARGUMENT_VALUES = {
+    "destination_id": lambda w: w.destination.pk,
+    "run_id": lambda w: w.run.pk,
+    "contact_id": lambda w: w.contact.pk,
+}
+
+# URL name -> world -> {table key: URL}, for URLs whose arguments are none of the above
+# and not a ModelAdmin's object_id.
 URL_ARGUMENTS = {
-    "sync_retry_failed": lambda w: {
-        "sync_retry_failed": reverse("sync_retry_failed", args=[w.destination.pk])
-    },
-    "sync_cancel_run": lambda w: {"sync_cancel_run": reverse("sync_cancel_run", args=[w.run.pk])},
     "admin:view_on_site": lambda w: {
         "admin:view_on_site": reverse(
             "admin:view_on_site", args=[ContentType.objects.get_for_model(Contact).pk, w.contact.pk]
@@ -373,11 +378,6 @@ URL_ARGUMENTS = {
     "admin:auth_user_password_change": lambda w: {
         "admin:auth_user_password_change": reverse(
             "admin:auth_user_password_change", args=[w.user.pk]
-        )
-    },
-    "admin:contacts_contact_sync_panel": lambda w: {
-        "admin:contacts_contact_sync_panel": reverse(
-            "admin:contacts_contact_sync_panel", args=[w.contact.pk]
         )
     },
     "admin:app_list": lambda w: {
@@ -397,11 +397,19 @@ def _urls(endpoint, world):
     obj = world.objects.get(endpoint.model)
     if endpoint.arguments == 0:
         return {endpoint.name: reverse(endpoint.name)}
+    if endpoint.arguments == len(endpoint.keywords) and set(endpoint.keywords) <= set(
+        ARGUMENT_VALUES
+    ):
+        kwargs = {name: ARGUMENT_VALUES[name](world) for name in endpoint.keywords}
+        return {endpoint.name: reverse(endpoint.name, kwargs=kwargs)}
     if obj is not None and endpoint.arguments == 1 and "<path:object_id>" in endpoint.route:
         return {endpoint.name: reverse(endpoint.name, args=[obj.pk])}
     if obj is not None and endpoint.name.endswith("_simple_history"):
         return {endpoint.name: reverse(endpoint.name, args=[obj.pk, _history_id(obj)])}
-    pytest.fail(f"{endpoint.name} ({endpoint.route}) takes arguments: add it to URL_ARGUMENTS")
+    pytest.fail(
+        f"{endpoint.name} ({endpoint.route}) takes arguments: add them to ARGUMENT_VALUES, or "
+        "the URL to URL_ARGUMENTS"
+    )
 
 
 def _unnamed_url(endpoint, world):
@@ -435,6 +443,8 @@ def every_url(world):
                 f"the pattern {endpoint.route!r} has no name: name it and declare its roles in "
                 "EXPECTED, or list it in UNNAMED"
             )
+        if endpoint.name is not None and endpoint.name not in URL_ARGUMENTS:
+            _rule(endpoint.name)  # declared before anything else is asked of it
         for key, url in _urls(endpoint, world).items():
             found.append((key, url, _rule(key)))
     return found
@@ -571,8 +581,10 @@ def test_every_url_answers_each_role_as_declared(subject, world, login, sandbox)
     problems = []
     before = Observation.take(sandbox)
     for key, url, rule in urls:
-        for method in ("GET", "POST"):
-            body = buttons[key] if method == "POST" else {}
+        # A GET, then a POST as each of the page's buttons would send it (an empty one if
+        # it has none): a handler reading a button's name from the POST is pressed too.
+        presses = [{name: value} for name, value in buttons[key].items()] or [{}]
+        for method, body in [("GET", {}), *[("POST", press) for press in presses]]:
             if rule.auth == "signature":
                 expected = _signature_answer(url, method, body)
                 before = Observation.take(sandbox)  # anonymous's own effect is not ours
@@ -580,12 +592,13 @@ def test_every_url_answers_each_role_as_declared(subject, world, login, sandbox)
                 expected = _expected_answer(rule, subject, method)
             response = getattr(http, method.lower())(url, body)
             problem = _answer_problem(response, expected)
+            request = f"{method} {key} ({url}{' ' + ', '.join(body) if body else ''})"
             if problem:
-                problems.append(f"{method} {key} ({url}): {problem}")
+                problems.append(f"{request}: {problem}")
             after = Observation.take(sandbox)
             changed = after.changes_since(before)
             if changed and not (rule.writes and _served(rule, subject, method)):
-                problems.append(f"{method} {key} ({url}) changed {', '.join(changed)}")
+                problems.append(f"{request} changed {', '.join(changed)}")
             if user is not None and "_auth_user_id" not in http.session:
                 http.force_login(user)  # after the logout page
                 after = Observation.take(sandbox)
