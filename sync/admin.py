@@ -219,6 +219,14 @@ class DestinationAdmin(ObjectActionsMixin, SimpleHistoryAdmin):
         extra_context = {**(extra_context or {}), "mapping_history": mapping_history}
         return super().history_view(request, object_id, extra_context)
 
+    def history_form_view(self, request, object_id, version_id, extra_context=None):
+        # An old version is shown, never saved back. simple-history saves a POSTed form here
+        # after checking only the view permission (its form is built without change=True), so
+        # a view-only role could rewrite the destination's URL or credential variables.
+        if request.method == "POST":
+            raise PermissionDenied
+        return super().history_form_view(request, object_id, version_id, extra_context)
+
     @object_action(description="Test connection", permissions=["change"])
     def test_connection_button(self, request, obj):
         test_connection(self, request, Destination.objects.filter(pk=obj.pk))
