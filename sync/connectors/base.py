@@ -280,6 +280,9 @@ class BaseConnector:
     notes: ClassVar[tuple[str, ...]] = ()
     # The root an error body's message is read from (see `error_message`).
     quick_retries_in_worker: ClassVar[int] = 2
+    # How the connector waits (quick retries, bulk polling): a test injects its own on the
+    # instance instead of patching `time.sleep` for the whole process.
+    sleep: Callable[[float], None] = staticmethod(time.sleep)
 
     def __init__(
         self,
@@ -425,7 +428,7 @@ class BaseConnector:
                 if attempt >= self.quick_retries or wait > 2.0:
                     raise
                 attempt += 1
-                time.sleep(wait)
+                self.sleep(wait)
 
     def _send_once(self, method, path, *, json_body, params, expect_json):
         url = urljoin(self.base_url, path.lstrip("/"))
