@@ -5,7 +5,7 @@ import datetime
 import decimal
 import hashlib
 import json
-from pathlib import Path
+from functools import partial
 
 import pytest
 import requests
@@ -26,9 +26,9 @@ from sync.connectors.records import (
     MappingRecord,
     RemoteState,
 )
+from tests.sync.connectors import harness
 from tests.sync.connectors.harness import MockTransport, make_connector
 
-FILES = Path(__file__).resolve().parents[2] / "files" / "ivvy"
 FIXED_NOW = datetime.datetime(2026, 1, 1, 10, 0, 0, tzinfo=datetime.UTC)
 CREDENTIALS = {"api_key": "key-123", "api_secret": "secret-456"}
 ADD = "/api/1.0/contact?action=addOrUpdateContact"
@@ -36,7 +36,7 @@ LIST = "/api/1.0/contact?action=getContactList"
 
 
 def golden(name):
-    return json.loads((FILES / name).read_text())
+    return harness.golden("ivvy", name)
 
 
 def bobby(**changes):
@@ -60,13 +60,13 @@ def bobby(**changes):
 BOBBY_MAPPING = MappingRecord(fields={"custom:newsletter_optin": "33443"}, groups={1: "10"})
 
 
-def connector(transport=None, *, mapping=BOBBY_MAPPING, options=None):
-    transport = transport or MockTransport()
-    conn = make_connector(
-        IvvyConnector, transport, mapping=mapping, options=options, credentials=CREDENTIALS
-    )
-    conn.now = lambda: FIXED_NOW
-    return conn
+connector = partial(
+    make_connector,
+    IvvyConnector,
+    mapping=BOBBY_MAPPING,
+    credentials=CREDENTIALS,
+    now=lambda: FIXED_NOW,
+)
 
 
 def urls(calls):
