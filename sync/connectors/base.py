@@ -267,6 +267,9 @@ class BaseConnector:
     # Facts about the platform an admin should read on its destination page (what it does not
     # hold, what is never sent), one sentence each.
     notes: ClassVar[tuple[str, ...]] = ()
+    # How the connector waits (quick retries, bulk polling): a test injects its own on the
+    # instance instead of patching `time.sleep` for the whole process.
+    sleep: Callable[[float], None] = staticmethod(time.sleep)
 
     def __init__(
         self,
@@ -416,7 +419,7 @@ class BaseConnector:
                 if attempt >= self.quick_retries or wait > 2.0:
                     raise
                 attempt += 1
-                time.sleep(wait)
+                self.sleep(wait)
 
     def _send_once(self, method, path, *, json_body, params, expect_json):
         url = urljoin(self.base_url, path.lstrip("/"))

@@ -432,7 +432,7 @@ class CendynConnector(BaseConnector):
         for delay in itertools.chain(self.bulk_poll_delays, itertools.repeat(last)):
             if time.monotonic() + delay > deadline:
                 break
-            time.sleep(delay)
+            self.sleep(delay)
             status, data = self.request("GET", self._path("contact/bulk", bulk_id))
             bulk = _bulk_of(data)
             if bulk.get("status") in (BULK_FINISHED, BULK_FAILED):

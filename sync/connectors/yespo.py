@@ -324,7 +324,7 @@ class YespoConnector(BaseConnector):
                     f"import session {session} did not finish within {self.poll_timeout:g} s",
                     status=status,
                 )
-            time.sleep(delay)
+            self.sleep(delay)
             delay = min(1.0, delay * 2)
 
     def _attribute(

@@ -345,6 +345,20 @@ class CendynEmulator(PlatformEmulator):
     def decorate(self, response: SandboxResponse, remaining: int) -> None:
         response.headers.setdefault("x-request-id", str(uuid.uuid4()))
 
+    account_text_field = "loyalty_tier"
+
+    def contact_view(self, external_id: str) -> dict | None:
+        ids = self.by_user_id.get(external_id) or []
+        if not ids:
+            return None
+        contact = self.contacts[ids[0]]
+        return {
+            "first_name": contact.get("name_first"),
+            "last_name": contact.get("name_last"),
+            "email": contact.get("email"),
+            "text_field": contact.get(self.account_text_field),
+        }
+
     def snapshot(self) -> Any:
         return {
             "contacts": [_copy(c) for c in self.contacts.values()],

@@ -9,7 +9,11 @@ Faults, per platform (or "*" for all), switched on and off over HTTP while the s
 - `outage`: "refuse" (the connection is closed without an answer) or "503";
 - `storm_seconds` with `retry_after`: every call answers 429 with `Retry-After` until then;
 - `malformed`: "html", "empty" or "noid": a 2xx answer's body is replaced by that;
-- `revoked`: the credentials are refused (401 in the platform's own shape).
+- `revoked`: the credentials are refused (401 in the platform's own shape);
+- `redirect`: every call answers 302 with a Location on an outside host (`REDIRECT_HOST`), as
+  a moved or hijacked endpoint would; a client must not follow it with the credentials;
+- `echo_credentials`: every call answers 400 with a message quoting the request's
+  authorization headers (as a gateway's debug page does), to prove they are redacted.
 
 An emulator may declare switches of its own in `switch_defaults` (iVvy's `legacy_sms_status`):
 they are set through the same control call and cleared by a reset.
@@ -23,6 +27,8 @@ from collections import Counter, deque
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 from urllib.parse import parse_qs
+
+REDIRECT_HOST = "https://moved.example.net"  # outside the platforms' hosts and loopback
 
 
 class CloseConnection(Exception):
@@ -89,6 +95,8 @@ class Faults:
     retry_after: int = 1
     malformed: str = ""  # "" | "html" | "empty" | "noid"
     revoked: bool = False
+    redirect: bool = False
+    echo_credentials: bool = False
 
     def update(self, changes: dict) -> None:
         for key, value in changes.items():
@@ -193,6 +201,16 @@ class PlatformEmulator:
         """What the platform holds now, as JSON."""
         raise NotImplementedError
 
+    # The field of the sandbox account that takes free text (a mapping target for tests).
+    account_text_field: ClassVar[str] = ""
+
+    def contact_view(self, external_id: str) -> dict | None:
+        """The live contact the platform holds under our external ID, in platform-neutral
+        words: {"first_name", "last_name", "email", "text_field"} (the value of
+        `account_text_field`, None when unset); None when it holds none (or only a deleted
+        one). Called under `self.lock`."""
+        raise NotImplementedError
+
 
 class Sandbox:
     """All emulators, their faults and the request log, independent of the HTTP server."""
@@ -247,6 +265,15 @@ class Sandbox:
             raise CloseConnection()
         if faults.outage == "503":
             return emulator.error(503, "Service unavailable")
+        if faults.redirect:
+            return SandboxResponse(302, None, {"Location": REDIRECT_HOST + request.raw_path})
+        if faults.echo_credentials:
+            echoed = "; ".join(
+                f"{name}: {value}"
+                for name, value in sorted(request.headers.items())
+                if "authorization" in name
+            )
+            return emulator.error(400, f"Bad request. Received {echoed}")
         refused = emulator.authenticate(request)
         if refused is not None:
             return refused
@@ -320,6 +347,11 @@ class Sandbox:
     def request_log(self, platform: str | None = None) -> list[dict]:
         with self.lock:
             return [entry for entry in self.log if platform in (None, entry["platform"])]
+
+    def contact_view(self, platform: str, external_id: str) -> dict | None:
+        emulator = self.emulators[platform]
+        with emulator.lock:
+            return emulator.contact_view(external_id)
 
     def store(self, platform: str | None = None) -> dict:
         slugs = [platform] if platform else list(self.emulators)

@@ -441,6 +441,21 @@ class IvvyEmulator(PlatformEmulator):
             ]
         contact["modifiedDate"] = _now()
 
+    account_text_field = "33443"
+
+    def contact_view(self, external_id: str) -> dict | None:
+        ids = sorted(self.by_external_id.get(external_id, ()))
+        if not ids:
+            return None
+        contact = self.contacts[ids[0]]
+        values = {str(f["fieldId"]): f["value"] for f in contact["customFields"]}
+        return {
+            "first_name": contact["firstName"],
+            "last_name": contact["lastName"],
+            "email": contact["email"],
+            "text_field": values.get(self.account_text_field),
+        }
+
     def snapshot(self) -> Any:
         return {
             "contacts": [self._shown(self.contacts[i]) for i in sorted(self.contacts)],

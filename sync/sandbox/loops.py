@@ -161,6 +161,20 @@ class LoopsEmulator(PlatformEmulator):
             used = sum(1 for t in limiter.calls if t > now - 1.0)
         return max(0, int(limiter.limit - used))
 
+    account_text_field = "plan"
+
+    def contact_view(self, external_id: str) -> dict | None:
+        contact_id = self.by_user_id.get(external_id)
+        if contact_id is None:
+            return None
+        contact = self.contacts[contact_id]
+        return {
+            "first_name": contact["firstName"],
+            "last_name": contact["lastName"],
+            "email": contact["email"],
+            "text_field": contact.get(self.account_text_field),
+        }
+
     def snapshot(self) -> Any:
         return {
             "contacts": [

@@ -2,6 +2,7 @@
 
 /yespo/...  /ivvy/...  /cendyn/...  /loops/...   the platforms' contracts
 GET  /_sandbox/store[/<platform>]   what each platform holds now
+GET  /_sandbox/contact/<platform>/<external id>   that contact in neutral words, or 404
 GET  /_sandbox/stats                request counts by platform and status
 GET  /_sandbox/log[?platform=…]     every request: time, platform, method, path, status
 POST /_sandbox/faults               {"platform": "loops" | "*", <fault>: <value>, …}
@@ -13,7 +14,7 @@ import json
 import logging
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from sync.sandbox.core import BadRequest, CloseConnection, Sandbox, SandboxRequest
 
@@ -63,6 +64,12 @@ class _Handler(BaseHTTPRequestHandler):
             if self.command == "GET" and rest.startswith("store"):
                 platform = rest.partition("/")[2] or None
                 return self._send(200, sandbox.store(platform))
+            if self.command == "GET" and rest.startswith("contact/"):
+                _, platform, external_id = rest.split("/", 2)
+                view = sandbox.contact_view(platform, unquote(external_id))
+                if view is None:
+                    return self._send(404, {"error": f"{platform} holds no {external_id!r}"})
+                return self._send(200, view)
             if self.command == "GET" and rest == "stats":
                 return self._send(200, sandbox.stats())
             if self.command == "GET" and rest == "log":

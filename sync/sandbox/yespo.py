@@ -548,6 +548,21 @@ class YespoEmulator(PlatformEmulator):
         shown["groups"] = [dict(self.segments[s]) for s in sorted(contact["segments"])]
         return shown
 
+    account_text_field = "79814"  # profession, a TEXTFIELD
+
+    def contact_view(self, external_id: str) -> dict | None:
+        contact_id = self.by_external.get(external_id)
+        if contact_id is None or contact_id in self.deleted:
+            return None
+        contact = self.contacts[contact_id]
+        emails = [c["value"] for c in contact["channels"] if c["type"] == "email"]
+        return {
+            "first_name": contact.get("firstName"),
+            "last_name": contact.get("lastName"),
+            "email": emails[0] if emails else None,
+            "text_field": contact["fields"].get(int(self.account_text_field)),
+        }
+
     def snapshot(self) -> dict:
         ordered = sorted(self.contacts.items())
         return {

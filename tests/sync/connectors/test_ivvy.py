@@ -5,17 +5,15 @@ import datetime
 import decimal
 import hashlib
 import json
-from pathlib import Path
+from functools import partial
 
 import pytest
 import requests
 
 from sync.connectors.base import (
     AuthenticationError,
-    ConnectorConfigurationError,
     PartialOptionsError,
     PermanentError,
-    RetryableError,
 )
 from sync.connectors.ivvy import IvvyConnector, signature, string_to_sign
 from sync.connectors.records import (
@@ -26,9 +24,9 @@ from sync.connectors.records import (
     MappingRecord,
     RemoteState,
 )
+from tests.sync.connectors import harness
 from tests.sync.connectors.harness import MockTransport, make_connector
 
-FILES = Path(__file__).resolve().parents[2] / "files" / "ivvy"
 FIXED_NOW = datetime.datetime(2026, 1, 1, 10, 0, 0, tzinfo=datetime.UTC)
 CREDENTIALS = {"api_key": "key-123", "api_secret": "secret-456"}
 ADD = "/api/1.0/contact?action=addOrUpdateContact"
@@ -36,7 +34,7 @@ LIST = "/api/1.0/contact?action=getContactList"
 
 
 def golden(name):
-    return json.loads((FILES / name).read_text())
+    return harness.golden("ivvy", name)
 
 
 def bobby(**changes):
@@ -60,13 +58,13 @@ def bobby(**changes):
 BOBBY_MAPPING = MappingRecord(fields={"custom:newsletter_optin": "33443"}, groups={1: "10"})
 
 
-def connector(transport=None, *, mapping=BOBBY_MAPPING, options=None):
-    transport = transport or MockTransport()
-    conn = make_connector(
-        IvvyConnector, transport, mapping=mapping, options=options, credentials=CREDENTIALS
-    )
-    conn.now = lambda: FIXED_NOW
-    return conn
+connector = partial(
+    make_connector,
+    IvvyConnector,
+    mapping=BOBBY_MAPPING,
+    credentials=CREDENTIALS,
+    now=lambda: FIXED_NOW,
+)
 
 
 def urls(calls):
@@ -553,64 +551,6 @@ def test_409_is_permanent():
     with pytest.raises(PermanentError) as caught:
         push_answering(409, {"errorCode": 409, "message": "Conflict", "specificCode": 1})
     assert not caught.value.retryable
-
-
-def test_429_with_retry_after():
-    body = {
-        "errorCode": 429,
-        "message": "Too Many Requests",
-        "specificCode": None,
-        "additionalMessages": [],
-    }
-    with pytest.raises(RetryableError, match="Too Many Requests") as caught:
-        push_answering(429, body, headers={"Retry-After": "7"})
-    assert caught.value.retry_after == 7
-
-
-def test_429_without_retry_after():
-    with pytest.raises(RetryableError) as caught:
-        push_answering(429, {"errorCode": 429, "message": "Too Many Requests"})
-    assert caught.value.retry_after is None
-
-
-def test_500_is_retryable():
-    with pytest.raises(RetryableError, match="HTTP 500"):
-        push_answering(500, {"errorCode": 500, "message": "Internal Server Error"})
-
-
-def test_timeout_is_retryable():
-    with pytest.raises(RetryableError, match="timed out"):
-        push_answering(error=requests.ReadTimeout("read timed out"))
-
-
-def test_connection_refused_is_retryable():
-    with pytest.raises(RetryableError, match="connection failed"):
-        push_answering(error=requests.ConnectionError("[Errno 111] Connection refused"))
-
-
-def test_non_json_body_is_permanent():
-    with pytest.raises(PermanentError, match="not JSON"):
-        push_answering(200, text="<html>gateway</html>")
-
-
-def test_missing_credentials_name_the_variable(monkeypatch):
-    monkeypatch.delenv("SYNC_CREDENTIAL_IVVY_TEST_UNSET_SECRET", raising=False)
-    monkeypatch.setenv("SYNC_CREDENTIAL_IVVY_TEST_KEY", "k")
-    with pytest.raises(ConnectorConfigurationError, match="SYNC_CREDENTIAL_IVVY_TEST_UNSET_SECRET"):
-        IvvyConnector.read_credentials(
-            {
-                "api_key": "SYNC_CREDENTIAL_IVVY_TEST_KEY",
-                "api_secret": "SYNC_CREDENTIAL_IVVY_TEST_UNSET_SECRET",
-            }
-        )
-
-
-def test_secrets_stay_out_of_the_exchange_log():
-    transport = MockTransport().add(200, {"success": True, "id": 3})
-    conn = connector(transport)
-    conn.push(bobby(), RemoteState("3"))
-    (exchange,) = conn.drain_exchanges()
-    assert "secret-456" not in exchange.request_body + exchange.url
 
 
 # ------------------------------------------------------------------------------- options
