@@ -249,6 +249,14 @@ def test_postgres_restarted_mid_push_every_claimed_contact_ends_synced(
             return synced.count() == contacts
 
         _wait_for(settled, 90, f"every contact synced ({synced.count()} so far)")
+        running = DBTaskResult.objects.filter(status=TaskResultStatus.RUNNING)
+
+        def tasks_ended():  # the last task may still be writing its own bookkeeping
+            with override_settings(**lease):
+                services.tasks_fail_abandoned()
+            return not running.exists()
+
+        _wait_for(tasks_ended, 30, "no task row left RUNNING")
         assert worker.poll() is None, log.read_text()
     finally:
         worker.terminate()
