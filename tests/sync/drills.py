@@ -12,9 +12,8 @@ import requests
 
 from contacts.models import Contact
 from sync import services
-from sync.connectors.records import ContactRecord, RemoteState
-from sync.engine import destination_connector
 from sync.models import ContactSyncState, Destination, SyncAttempt, SyncStatus
+from tests.sync.conftest import payload_keys
 from tests.sync.processes import manage, process_env
 
 SETTLED = {SyncStatus.SYNCED, SyncStatus.UNCHANGED, SyncStatus.FAILED, SyncStatus.SKIPPED}
@@ -158,7 +157,7 @@ class Drill:
 
     def report(self) -> DrillReport:
         records = self.records()
-        key, name_key = stored_keys(self.destination)
+        key, name_key = payload_keys(self.destination)
         per_id = Counter(r.get(key) for r in records)
         latest = dict(Contact.objects.values_list("external_id", "first_name"))
         stats = requests.get(f"{self.url}/_sandbox/stats", timeout=10).json()["requests"]
@@ -175,28 +174,6 @@ class Drill:
             requests=stats.get(self.platform, {}),
             seconds=time.monotonic() - self.started,
         )
-
-
-def stored_keys(destination: Destination) -> tuple[str, str]:
-    """(external ID key, first name key): the keys of the platform's payload that hold a
-    contact's external ID and first name, found by building one for a probe contact. The
-    sandbox stores each contact as the payload it was sent."""
-    probe = ContactRecord(
-        id=None,
-        external_id="probe-external-id",
-        first_name="Probe",
-        last_name="Contact",
-        email="probe@example.com",
-    )
-    connector = destination_connector(destination=destination, throttle=False)
-    payload = connector.build_payload(probe, RemoteState())
-
-    def key_of(value):
-        keys = [key for key, sent in payload.items() if sent == value]
-        assert len(keys) == 1, f"{destination.platform}: {value!r} under {keys} in {payload}"
-        return keys[0]
-
-    return key_of(probe.external_id), key_of(probe.first_name)
 
 
 # ------------------------------------------------------------------------------ scenarios

@@ -388,3 +388,31 @@ def test_storm_429_carries_the_loops_headers(sandbox):
     assert response.headers["Retry-After"] == "2"
     assert response.headers["x-ratelimit-limit"] == "10"
     assert response.headers["x-ratelimit-remaining"] == "0"
+
+
+def test_mapping_to_a_reserved_loops_property_is_refused_in_the_form(
+    admin_client_logged, sandbox_destination
+):
+    from django.urls import reverse
+
+    from tests.sync.conftest import destination_form_data
+
+    destination = sandbox_destination("loops")
+    definition = CustomFieldDefinition.objects.create(name="plan")
+    url = reverse("admin:sync_destination_change", args=[destination.pk])
+    for reserved in ("id", "listId", "softDeleteAt", "teamId", "updatedAt"):
+        response = admin_client_logged.post(
+            url,
+            destination_form_data(
+                destination,
+                **{
+                    "field_mappings-TOTAL_FORMS": "1",
+                    "field_mappings-0-custom_field": definition.pk,
+                    "field_mappings-0-standard_field": "",
+                    "field_mappings-0-remote_field": reserved,
+                },
+            ),
+        )
+        assert response.status_code == 200
+        assert "reserved Loops property name" in response.content.decode()
+    assert not FieldMapping.objects.exists()
