@@ -133,7 +133,7 @@ def _wait_http(url):
         try:
             requests.get(url, timeout=1)
             return
-        except requests.ConnectionError:
+        except (requests.ConnectionError, requests.Timeout):  # not up yet, or still booting
             time.sleep(0.1)
     raise RuntimeError(f"{url} did not answer")
 
