@@ -101,6 +101,28 @@ def make_destination(platform: str, sandbox_url: str, **fields):
     )
 
 
+def platforms_with(*, bulk: bool | None = None, delete: bool | None = None) -> list[str]:
+    """The registered platforms with these capabilities, as the tests choose them
+    (tests/conftest.py: highest default rate limit first). Call after setup_django()."""
+    from tests.conftest import platforms_with as registered
+
+    return registered(bulk=bulk, delete=delete)
+
+
+def platform_with(*, bulk: bool | None = None, delete: bool | None = None) -> str:
+    """The first of `platforms_with(...)`; LookupError when no platform has them."""
+    from tests.conftest import platform_with as registered
+
+    return registered(bulk=bulk, delete=delete)
+
+
+def connector_class(platform: str):
+    """The platform's connector class (its label, default rate limit, batch size)."""
+    from sync import connectors
+
+    return connectors.get_class(platform)
+
+
 def median(values):
     ordered = sorted(values)
     middle = len(ordered) // 2

@@ -9,7 +9,15 @@ contacts sent, synced, failed, duplicates, stale records and requests by status.
 
 import argparse
 
-from common import SandboxProcess, make_destination, sandbox_credentials_env, setup_django
+from common import (
+    SandboxProcess,
+    connector_class,
+    make_destination,
+    platform_with,
+    platforms_with,
+    sandbox_credentials_env,
+    setup_django,
+)
 
 
 def main():
@@ -24,32 +32,37 @@ def main():
     from sync.models import Destination
     from tests.sync import drills
 
+    per_contact = platform_with(bulk=False)  # one contact per request
+    bulk = platform_with(bulk=True)
+    bulk_other = platforms_with(bulk=True)[-1]  # the other bulk platform, if there are two
     plan = [
-        ("outage mid-push (loops)", "loops", {}, drills.outage_mid_push),
-        ("outage mid-push (yespo, bulk)", "yespo", {}, drills.outage_mid_push),
-        ("429 storm (loops)", "loops", {}, drills.storm_429),
+        ("outage mid-push", per_contact, {}, drills.outage_mid_push),
+        ("outage mid-push", bulk, {}, drills.outage_mid_push),
+        ("429 storm", per_contact, {}, drills.storm_429),
         (
-            "500/503 bursts, timeouts, refused (loops)",
-            "loops",
+            "500/503 bursts, timeouts, refused",
+            per_contact,
             {"timeout": 0.5},
             drills.bursts_timeouts_refusals,
         ),
         (
-            "permanent 400 for 1% (loops)",
-            "loops",
+            "permanent 400 for 1%",
+            per_contact,
             {},
             lambda d: drills.permanent_400(d, bad=args.contacts // 100),
         ),
-        ("401 then fixed credentials (cendyn)", "cendyn", {}, drills.revoked_401),
-        ("200 with HTML body (loops)", "loops", {}, lambda d: drills.malformed_200(d, "html")),
-        ("200 with empty body (loops)", "loops", {}, lambda d: drills.malformed_200(d, "empty")),
-        ("200 without id (loops)", "loops", {}, lambda d: drills.malformed_200(d, "noid")),
-        ("two people saving during a push (loops)", "loops", {}, drills.saves_during_push),
+        ("401 then fixed credentials", bulk_other, {}, drills.revoked_401),
+        ("200 with HTML body", per_contact, {}, lambda d: drills.malformed_200(d, "html")),
+        ("200 with empty body", per_contact, {}, lambda d: drills.malformed_200(d, "empty")),
+        ("200 without id", per_contact, {}, lambda d: drills.malformed_200(d, "noid")),
+        ("two people saving during a push", per_contact, {}, drills.saves_during_push),
     ]
     sandbox = SandboxProcess(rate_limits=False)
     try:
-        for name, platform, fields, scenario in plan:
-            if args.only and args.only not in name:
+        for drill_name, platform, fields, scenario in plan:
+            cls = connector_class(platform)
+            name = f"{drill_name} ({cls.label}{', bulk' if cls.batch_size else ''})"
+            if args.only and args.only.lower() not in name.lower():
                 continue
             Contact.objects.all().delete()
             Destination.objects.all().delete()

@@ -39,6 +39,7 @@ def main():
 
     from contacts.demo import seed_demo_contacts
     from contacts.models import Contact
+    from sync import connectors
 
     sandbox = SandboxProcess(rate_limits=False)
     port = free_port()
@@ -59,7 +60,7 @@ def main():
         stderr=subprocess.DEVNULL,
     )
     try:
-        for platform in ("yespo", "ivvy", "cendyn", "loops"):
+        for platform in connectors.CONNECTORS:
             make_destination(platform, sandbox.url, rate_limit=1000)
         seed_demo_contacts(args.users)
         password = "load-test-pass-123"

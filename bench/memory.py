@@ -3,8 +3,9 @@
     bin/with-postgres .venv/bin/python bench/memory.py [--small 10000 --large 100000]
 
 Each push runs `manage.py push_contacts` (in-process, the worker's code path) in a fresh
-process against the sandbox's Yespo (batch path), and reads that process's peak resident set
-size. Target: the large push within 50 MB of the small one.
+process against the sandbox's account of a platform with a bulk endpoint (its batch path;
+bench/common.py `platform_with`), and reads that process's peak resident set size. Target:
+the large push within 50 MB of the small one.
 """
 
 import argparse
@@ -12,7 +13,15 @@ import os
 import subprocess
 import sys
 
-from common import ROOT, SandboxProcess, make_destination, sandbox_credentials_env, setup_django
+from common import (
+    ROOT,
+    SandboxProcess,
+    connector_class,
+    make_destination,
+    platform_with,
+    sandbox_credentials_env,
+    setup_django,
+)
 
 PEAK = "import resource; print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)"
 
@@ -28,6 +37,8 @@ def main():
     from contacts.models import Contact
     from sync.models import ContactSyncState, Destination
 
+    platform = platform_with(bulk=True)
+    label = connector_class(platform).label
     sandbox = SandboxProcess(rate_limits=False)
     try:
         peaks = {}
@@ -35,21 +46,21 @@ def main():
             ContactSyncState.objects.all().delete()
             Destination.objects.all().delete()
             sandbox.control("reset", {})
-            make_destination("yespo", sandbox.url, rate_limit=1_000_000)
+            destination = make_destination(platform, sandbox.url, rate_limit=1_000_000)
             seed_demo_contacts(count - Contact.objects.count())
-            peaks[count] = _peak_kb(env)
-            print(f"push of {count:,} contacts: peak RSS {peaks[count] / 1024:.1f} MB")
+            peaks[count] = _peak_kb(env, destination.name)
+            print(f"push of {count:,} contacts to {label}: peak RSS {peaks[count] / 1024:.1f} MB")
         grown = (peaks[args.large] - peaks[args.small]) / 1024
         print(f"growth from {args.small:,} to {args.large:,}: {grown:.1f} MB (target <= 50 MB)")
     finally:
         sandbox.stop()
 
 
-def _peak_kb(env) -> int:
+def _peak_kb(env, destination_name) -> int:
     code = (
         "import subprocess, sys, resource;"
         f"subprocess.run([sys.executable, {str(ROOT / 'manage.py')!r}, 'push_contacts', "
-        "'--destination', 'Yespo (sandbox)', '--all'], check=True, "
+        f"'--destination', {destination_name!r}, '--all'], check=True, "
         "stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL);" + PEAK
     )
     out = subprocess.run(

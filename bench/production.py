@@ -13,13 +13,25 @@ import sys
 import time
 
 import requests
-from common import ROOT, SandboxProcess, free_port, make_destination, sandbox_credentials_env
+from common import (
+    ROOT,
+    SandboxProcess,
+    connector_class,
+    free_port,
+    make_destination,
+    platform_with,
+    sandbox_credentials_env,
+)
 
 
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--contacts", type=int, default=2000)
-    parser.add_argument("--platform", default="loops")
+    parser.add_argument(
+        "--platform",
+        default="",
+        help="a registered platform's slug (default: one pushed one contact per request)",
+    )
     args = parser.parse_args()
     if not os.environ.get("DATABASE_URL", "").startswith("postgres"):
         raise SystemExit("run under bin/with-postgres: production runs on PostgreSQL")
@@ -46,6 +58,8 @@ def main():
     from contacts.demo import seed_demo_contacts
     from sync.models import ContactSyncState, SyncStatus
 
+    platform = args.platform or platform_with(bulk=False)
+    label = connector_class(platform).label  # KeyError names an unknown slug
     sandbox = SandboxProcess(rate_limits=False)
     procs = [
         subprocess.Popen(
@@ -80,7 +94,7 @@ def main():
         ),
     ]
     try:
-        destination = make_destination(args.platform, sandbox.url, rate_limit=1000)
+        destination = make_destination(platform, sandbox.url, rate_limit=1000)
         seed_demo_contacts(args.contacts)
         _wait_http(f"http://127.0.0.1:{port}/admin/login/")
         static = requests.get(f"http://127.0.0.1:{port}/static/admin/css/base.css", timeout=5)
@@ -99,12 +113,12 @@ def main():
         )
         seconds = time.perf_counter() - started
         synced = ContactSyncState.objects.filter(status=SyncStatus.SYNCED).count()
-        stored = len(sandbox.control(f"store/{args.platform}")[args.platform]["contacts"])
+        stored = len(sandbox.control(f"store/{platform}")[platform]["contacts"])
         print(
-            f"{args.contacts:,} contacts pushed to {args.platform} by 2 workers in "
+            f"{args.contacts:,} contacts pushed to {label} by 2 workers in "
             f"{seconds:.1f} s ({args.contacts / seconds:.0f}/s): {synced} synced, "
             f"{stored} records on the platform, requests by status "
-            f"{sandbox.requests_by_status(args.platform)}"
+            f"{sandbox.requests_by_status(platform)}"
         )
     finally:
         for proc in procs:
@@ -119,7 +133,7 @@ def _wait_http(url):
         try:
             requests.get(url, timeout=1)
             return
-        except requests.ConnectionError:
+        except (requests.ConnectionError, requests.Timeout):  # not up yet, or still booting
             time.sleep(0.1)
     raise RuntimeError(f"{url} did not answer")
 

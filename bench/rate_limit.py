@@ -1,11 +1,12 @@
-"""Benchmark 2: two db_worker processes against Loops' rate limit.
+"""Benchmark 2: two db_worker processes against a platform's rate limit.
 
     bin/with-postgres .venv/bin/python bench/rate_limit.py [--contacts 200]
 
-The sandbox answers with 50 ms latency and enforces Loops' 10 requests/s; the destination's
-limit is 10/s, shared by both workers through the database. Prints the achieved request rate
-over the limit (target >= 0.9) and the number of 429 answers (target 0).
-"""
+The platform: one pushed one contact per request (bench/common.py `platform_with`). The
+sandbox answers with 50 ms latency and enforces the platform's limit; the destination's limit
+is the connector's `default_rate_limit`, the same figure, shared by both workers through the
+database. Prints the achieved request rate over the limit (target >= 0.9) and the number of
+429 answers (target 0)."""
 
 import argparse
 import os
@@ -13,7 +14,15 @@ import subprocess
 import sys
 import time
 
-from common import ROOT, SandboxProcess, make_destination, sandbox_credentials_env, setup_django
+from common import (
+    ROOT,
+    SandboxProcess,
+    connector_class,
+    make_destination,
+    platform_with,
+    sandbox_credentials_env,
+    setup_django,
+)
 
 
 def main():
@@ -28,10 +37,13 @@ def main():
     from sync import services
     from sync.models import ContactSyncState, SyncStatus
 
+    platform = platform_with(bulk=False)
+    cls = connector_class(platform)
+    limit = cls.default_rate_limit
     sandbox = SandboxProcess(rate_limits=True)
     try:
-        sandbox.control("faults", {"platform": "loops", "latency_ms": 50})
-        destination = make_destination("loops", sandbox.url, rate_limit=10)
+        sandbox.control("faults", {"platform": platform, "latency_ms": 50})
+        destination = make_destination(platform, sandbox.url, rate_limit=limit)
         seed_demo_contacts(args.contacts)
         services.contacts_push_selected(
             contacts=Contact.objects.all(), destination=destination, trigger="command", user_id=None
@@ -54,7 +66,7 @@ def main():
             )
             for _ in range(args.workers)
         ]
-        deadline = time.monotonic() + args.contacts / 5 + 60
+        deadline = time.monotonic() + args.contacts / (limit / 2) + 60
         while ContactSyncState.objects.exclude(status=SyncStatus.SYNCED).exists():
             if time.monotonic() > deadline:
                 raise SystemExit("the workers did not finish in time")
@@ -62,17 +74,17 @@ def main():
         for worker in workers:
             worker.terminate()
             worker.wait(timeout=30)
-        log = [entry for entry in sandbox.control("log?platform=loops")]
+        log = [entry for entry in sandbox.control(f"log?platform={platform}")]
         stamps = sorted(entry["t"] for entry in log)
         achieved = (len(stamps) - 1) / (stamps[-1] - stamps[0])
         busiest = max(sum(1 for t in stamps if s <= t < s + 1.0) for s in stamps)
         too_many = sum(1 for entry in log if entry["status"] == 429)
         print(
-            f"{args.workers} workers, {args.contacts} contacts, Loops limit 10/s, "
+            f"{args.workers} workers, {args.contacts} contacts, {cls.label} limit {limit:g}/s, "
             f"50 ms latency: {len(stamps)} requests"
         )
         print(
-            f"achieved {achieved:.2f} requests/s = {achieved / 10:.2f} of the limit "
+            f"achieved {achieved:.2f} requests/s = {achieved / limit:.2f} of the limit "
             f"(busiest second: {busiest}); 429 answers: {too_many}"
         )
     finally:

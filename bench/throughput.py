@@ -7,8 +7,9 @@ For each platform, against the sandbox with no latency and no rate limit:
 - engine: contacts/s of `push_contacts` run in this process (claim, build, send, record);
 - floor: contacts/s of a bare loop replaying the very same HTTP requests (lookups included,
   payloads prebuilt, recorded from an engine run) through one requests.Session.
-Prints engine/floor (target >= 0.7 for per-contact platforms) and, for Yespo, its batch path
-over its per-contact path (target >= 10).
+Prints engine/floor (target >= 0.7 for per-contact platforms) and, for a platform with a bulk
+endpoint (bench/common.py `platform_with`), its batch path over its per-contact path (target
+>= 10).
 """
 
 import argparse
@@ -16,7 +17,9 @@ import time
 
 from common import (
     SandboxProcess,
+    connector_class,
     make_destination,
+    platform_with,
     sandbox_credentials_env,
     setup_django,
 )
@@ -30,23 +33,26 @@ def main():
     setup_django()
     sandbox_credentials_env()
     from contacts.demo import seed_demo_contacts
+    from sync import connectors
 
     sandbox = SandboxProcess(rate_limits=False)
     try:
         seed_demo_contacts(max(args.contacts, args.batch_contacts))
-        print(f"{'platform':<8} {'engine/s':>9} {'floor/s':>9} {'ratio':>6}   (n={args.contacts})")
+        print(f"{'platform':<12} {'engine/s':>9} {'floor/s':>9} {'ratio':>6}   (n={args.contacts})")
         per_contact = {}
-        for platform in ("yespo", "ivvy", "cendyn", "loops"):
+        for platform in connectors.CONNECTORS:
             engine_rate, floor_rate = measure_platform(platform, sandbox, args.contacts)
             per_contact[platform] = engine_rate
             print(
-                f"{platform:<8} {engine_rate:>9.1f} {floor_rate:>9.1f} "
+                f"{connector_class(platform).label:<12} {engine_rate:>9.1f} {floor_rate:>9.1f} "
                 f"{engine_rate / floor_rate:>6.2f}"
             )
-        batch_rate = measure_batch("yespo", sandbox, args.batch_contacts)
+        bulk = platform_with(bulk=True)
+        batch_rate = measure_batch(bulk, sandbox, args.batch_contacts)
         print(
-            f"yespo batch path: {batch_rate:.0f} contacts/s (n={args.batch_contacts}) = "
-            f"{batch_rate / per_contact['yespo']:.1f} x its per-contact path"
+            f"{connector_class(bulk).label} batch path: {batch_rate:.0f} contacts/s "
+            f"(n={args.batch_contacts}) = {batch_rate / per_contact[bulk]:.1f} x its per-contact "
+            "path"
         )
     finally:
         sandbox.stop()

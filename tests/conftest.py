@@ -1,6 +1,8 @@
 import pytest
 from django.db import connection
 
+from sync import connectors
+
 
 def pytest_collection_modifyitems(config, items):
     """Tests marked postgres or browser run once, on PostgreSQL; on SQLite they are skipped."""
@@ -77,7 +79,28 @@ def sandbox_destination(db, sandbox, sandbox_env):
     return make
 
 
-PLATFORMS = ["yespo", "ivvy", "cendyn", "loops"]
+PLATFORMS = list(connectors.CONNECTORS)
+
+
+def platforms_with(*, bulk: bool | None = None, delete: bool | None = None) -> list[str]:
+    """The registered platforms with these capabilities (None: either), highest
+    `default_rate_limit` first: the sandbox enforces it, so a scenario on the first waits
+    least. `bulk`: a bulk endpoint (`batch_size` > 0); `delete`: `supports_delete`."""
+    matches = [
+        cls
+        for cls in connectors.get_class_list()
+        if bulk in (None, cls.batch_size > 0) and delete in (None, cls.supports_delete)
+    ]
+    return [cls.slug for cls in sorted(matches, key=lambda cls: -cls.default_rate_limit)]
+
+
+def platform_with(*, bulk: bool | None = None, delete: bool | None = None) -> str:
+    """The first of `platforms_with(...)`; LookupError, naming the capabilities, when no
+    registered platform has them."""
+    matches = platforms_with(bulk=bulk, delete=delete)
+    if not matches:
+        raise LookupError(f"no registered platform with bulk={bulk}, delete={delete}")
+    return matches[0]
 
 
 @pytest.fixture

@@ -19,6 +19,7 @@ from contacts.demo import seed_demo_contacts
 from contacts.models import Contact
 from sync import services
 from sync.models import ContactSyncState, Destination, SyncAttempt, SyncRun, SyncStatus
+from tests.conftest import platform_with
 from tests.contacts.admin_post import contact_post
 from tests.sync.conftest import PLATFORMS
 
@@ -82,7 +83,7 @@ ALLOWED = {  # page -> roles that may open it
 
 @pytest.fixture
 def objects(sandbox_destination):
-    destination = sandbox_destination("loops")
+    destination = sandbox_destination(platform_with(bulk=False))
     seed_demo_contacts(2)
     contact = Contact.objects.first()
     state = ContactSyncState.objects.create(
@@ -234,10 +235,13 @@ def _every_admin_page(contact) -> dict:
 
 
 def test_platform_error_with_html_is_escaped_everywhere(admin_client_logged, sandbox_destination):
-    destination = sandbox_destination("loops")
+    destination = sandbox_destination(platform_with(bulk=False))
     seed_demo_contacts(1)
     contact = Contact.objects.get()
-    hostile = 'Loops HTTP 400: <script>alert("owned")</script><img src=x onerror=alert(1)>'
+    hostile = (
+        f"{destination.connector_class.label} HTTP 400: "
+        '<script>alert("owned")</script><img src=x onerror=alert(1)>'
+    )
     ContactSyncState.objects.create(
         contact=contact, destination=destination, status=SyncStatus.FAILED, last_error=hostile
     )

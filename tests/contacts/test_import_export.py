@@ -20,6 +20,7 @@ from contacts.models import Contact, Group, GroupMembership
 from contacts.resources import ContactResource, neutralise_formula, restore_formula
 from contacts.services import contacts_import, contacts_import_dataset
 from sync.models import SyncAttempt
+from tests.conftest import platform_with
 
 pytestmark = pytest.mark.django_db
 
@@ -231,7 +232,7 @@ def test_import_pushes_each_contact_once(
     """Rows, memberships and updates in one transaction: one queued push per contact."""
     settings.SYNC_ON_SAVE_MODE = "queued"
     settings.IMPORT_CHUNK_ROWS = 60  # several chunks, still one push per contact
-    sandbox_destination("loops")
+    sandbox_destination(platform_with(bulk=False))
     existing = Contact.objects.bulk_create(  # no save signals: nothing queued beforehand
         [Contact(external_id=f"OLD-{i}", email=f"old{i}@example.com") for i in range(20)]
     )
@@ -562,7 +563,7 @@ def test_import_of_one_row_is_queued_not_pushed_in_the_request(
     admin_client_logged, sandbox_destination, settings
 ):
     settings.SYNC_ON_SAVE_MODE = "immediate"
-    sandbox_destination("loops")
+    sandbox_destination(platform_with(bulk=False))
     _import(admin_client_logged, _csv(["email", "first_name"], ["ada@example.com", "Ada"]))
     contact = Contact.objects.get()
     (task,) = DBTaskResult.objects.all()

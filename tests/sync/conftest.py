@@ -10,3 +10,56 @@ def sandbox_requests(sandbox, platform=None):
     counts = sandbox.sandbox.stats()["requests"]
     platforms = [platform] if platform else list(counts)
     return sum(sum(counts.get(p, {}).values()) for p in platforms)
+
+
+def destination_form_data(destination, **changes):
+    """The POST data of the destination's change form as it stands (no mapping rows), with
+    `changes` applied."""
+    data = {
+        "name": destination.name,
+        "platform": destination.platform,
+        "base_url": destination.base_url,
+        **{f"setting_{name}": value for name, value in destination.settings.items()},
+        "key_env": destination.key_env,
+        "secret_env": destination.secret_env,
+        "enabled": "on",
+        "push_on_save": "on",
+        "rate_limit": "",
+        "timeout": "10",
+    }
+    for prefix in ("field_mappings", "list_mappings"):
+        data.update(
+            {
+                f"{prefix}-TOTAL_FORMS": "0",
+                f"{prefix}-INITIAL_FORMS": "0",
+                f"{prefix}-MIN_NUM_FORMS": "0",
+                f"{prefix}-MAX_NUM_FORMS": "1000",
+            }
+        )
+    data.update(changes)
+    return data
+
+
+def payload_keys(destination) -> tuple[str, str]:
+    """(external ID key, first name key): the keys of the destination's payload that hold a
+    contact's external ID and first name, found by building one for a probe contact (the
+    sandbox stores a contact under the keys it was sent)."""
+    from sync.connectors.records import ContactRecord, RemoteState
+    from sync.engine import destination_connector
+
+    probe = ContactRecord(
+        id=None,
+        external_id="probe-external-id",
+        first_name="Probe",
+        last_name="Contact",
+        email="probe@example.com",
+    )
+    connector = destination_connector(destination=destination, throttle=False)
+    payload = connector.build_payload(probe, RemoteState())
+
+    def key_of(value):
+        keys = [key for key, sent in payload.items() if sent == value]
+        assert len(keys) == 1, f"{destination.platform}: {value!r} under {keys} in {payload}"
+        return keys[0]
+
+    return key_of(probe.external_id), key_of(probe.first_name)

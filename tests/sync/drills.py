@@ -13,21 +13,9 @@ import requests
 from contacts.models import Contact
 from sync import services
 from sync.models import ContactSyncState, Destination, SyncAttempt, SyncStatus
+from tests.sync.conftest import payload_keys
 from tests.sync.processes import manage, process_env
 
-# Where each platform keeps our external ID and the first name, as the sandbox stores them.
-EXTERNAL_ID_KEY = {
-    "yespo": "externalCustomerId",
-    "ivvy": "externalId",
-    "cendyn": "user_id",
-    "loops": "userId",
-}
-FIRST_NAME_KEY = {
-    "yespo": "firstName",
-    "ivvy": "firstName",
-    "cendyn": "name_first",
-    "loops": "firstName",
-}
 SETTLED = {SyncStatus.SYNCED, SyncStatus.UNCHANGED, SyncStatus.FAILED, SyncStatus.SKIPPED}
 # Workers retry soon, so drills end in seconds. The lease stays longer than a bulk call under
 # a fault (quick retries, import polling): only a dead worker's claims may go stale.
@@ -169,7 +157,7 @@ class Drill:
 
     def report(self) -> DrillReport:
         records = self.records()
-        key, name_key = EXTERNAL_ID_KEY[self.platform], FIRST_NAME_KEY[self.platform]
+        key, name_key = payload_keys(self.destination)
         per_id = Counter(r.get(key) for r in records)
         latest = dict(Contact.objects.values_list("external_id", "first_name"))
         stats = requests.get(f"{self.url}/_sandbox/stats", timeout=10).json()["requests"]

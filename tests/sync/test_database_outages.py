@@ -20,8 +20,12 @@ from contacts.models import Contact
 from sync import dbretry, engine, services, tasks
 from sync.management.commands import sync_scheduler
 from sync.models import ContactSyncState, SyncStatus
-from tests.sync.conftest import sandbox_store
+from tests.conftest import platform_with
+from tests.sync.conftest import payload_keys, sandbox_store
 from tests.sync.processes import ROOT, manage, postgres_restart, process_env
+
+# A platform pushed one contact per request: one request per pushed contact.
+PLATFORM = platform_with(bulk=False)
 
 
 def locked_error():
@@ -86,11 +90,11 @@ def test_no_retry_inside_an_outer_transaction_nor_for_other_errors(no_backoff):
 def test_outcome_write_failing_after_the_retries_keeps_contacts_for_the_scheduler(
     sandbox_destination, sandbox, monkeypatch, no_backoff
 ):
-    sandbox.sandbox.set_rate_limit("loops", None)
-    loops = sandbox_destination("loops", rate_limit=1000)
+    sandbox.sandbox.set_rate_limit(PLATFORM, None)
+    per_contact = sandbox_destination(PLATFORM, rate_limit=1000)
     seed_demo_contacts(5)
     ids = list(Contact.objects.values_list("pk", flat=True))
-    services.contacts_enqueue_push(contact_ids=ids, destinations=[loops], trigger="action")
+    services.contacts_enqueue_push(contact_ids=ids, destinations=[per_contact], trigger="action")
     row = DBTaskResult.objects.get()
     tries = []
 
@@ -104,7 +108,7 @@ def test_outcome_write_failing_after_the_retries_keeps_contacts_for_the_schedule
         tasks.push_contacts.call(**row.args_kwargs["kwargs"])
 
     assert len(tries) == dbretry.ATTEMPTS
-    states = ContactSyncState.objects.filter(destination=loops)
+    states = ContactSyncState.objects.filter(destination=per_contact)
     assert {s.status for s in states} == {SyncStatus.IN_PROGRESS}  # still claimed, not lost
 
     later = timezone.now() + timedelta(seconds=10)
@@ -114,7 +118,7 @@ def test_outcome_write_failing_after_the_retries_keeps_contacts_for_the_schedule
     assert sorted(again.args_kwargs["kwargs"]["contact_ids"]) == sorted(ids)
     tasks.push_contacts.call(**again.args_kwargs["kwargs"])
     assert {s.status for s in states.all()} == {SyncStatus.SYNCED}
-    assert len(sandbox_store(sandbox, "loops")["contacts"]) == 5
+    assert len(sandbox_store(sandbox, PLATFORM)["contacts"]) == 5
 
 
 # ------------------------------------------------- SQLite: a write lock held elsewhere
@@ -130,11 +134,11 @@ from sync.models import Destination
 call_command("migrate", verbosity=0)
 seed_demo_contacts(int(sys.argv[2]))
 call_command("sandbox_destinations", url=sys.argv[1], verbosity=0)
-loops = Destination.objects.get(platform="loops")
-loops.rate_limit = 1000
-loops.save()
+per_contact = Destination.objects.get(platform=sys.argv[3])
+per_contact.rate_limit = 1000
+per_contact.save()
 services.contacts_push_selected(
-    contacts=Contact.objects.all(), destination=loops, trigger="action", user_id=None
+    contacts=Contact.objects.all(), destination=per_contact, trigger="action", user_id=None
 )
 """
 
@@ -153,14 +157,14 @@ def test_sqlite_locked_during_a_push_the_worker_retries_completes_and_lives_on(
         SYNC_CHUNK_SIZE=contacts,
     )
     subprocess.run(
-        [sys.executable, "-c", SETUP_SCRIPT, sandbox.url, str(contacts)],
+        [sys.executable, "-c", SETUP_SCRIPT, sandbox.url, str(contacts), PLATFORM],
         cwd=ROOT,
         env=env,
         check=True,
         timeout=120,
     )
-    sandbox.sandbox.set_rate_limit("loops", None)
-    sandbox.sandbox.set_faults("loops", {"latency_ms": 150})  # the push lasts about 3 s
+    sandbox.sandbox.set_rate_limit(PLATFORM, None)
+    sandbox.sandbox.set_faults(PLATFORM, {"latency_ms": 150})  # the push lasts about 3 s
     log = tmp_path / "worker.log"
     worker = manage(
         "db_worker",
@@ -180,7 +184,7 @@ def test_sqlite_locked_during_a_push_the_worker_retries_completes_and_lives_on(
         return dict(db.execute(f"SELECT status, count(*) FROM {state_table} GROUP BY status"))
 
     try:
-        _wait_for(lambda: _requests(sandbox, "loops") >= 2, 60, "the push to start")
+        _wait_for(lambda: _requests(sandbox, PLATFORM) >= 2, 60, "the push to start")
         db.execute("BEGIN IMMEDIATE")  # the write lock, as a long import holds it
         time.sleep(2.5)
         db.execute("ROLLBACK")
@@ -200,7 +204,7 @@ def test_sqlite_locked_during_a_push_the_worker_retries_completes_and_lives_on(
         db.close()
     output = log.read_text()
     assert "database is locked" in output and "retrying" in output, output
-    assert len(sandbox_store(sandbox, "loops")["contacts"]) == contacts
+    assert len(sandbox_store(sandbox, PLATFORM)["contacts"]) == contacts
 
 
 def _requests(sandbox, platform):
@@ -216,13 +220,13 @@ def test_postgres_restarted_mid_push_every_claimed_contact_ends_synced(
     sandbox_destination, sandbox, sandbox_env, tmp_path
 ):
     contacts = 200
-    sandbox.sandbox.set_rate_limit("loops", None)
-    sandbox.sandbox.set_faults("loops", {"latency_ms": 30})  # the push lasts about 6 s
-    loops = sandbox_destination("loops", rate_limit=1000)
+    sandbox.sandbox.set_rate_limit(PLATFORM, None)
+    sandbox.sandbox.set_faults(PLATFORM, {"latency_ms": 30})  # the push lasts about 6 s
+    per_contact = sandbox_destination(PLATFORM, rate_limit=1000)
     seed_demo_contacts(contacts)
     with override_settings(SYNC_CHUNK_SIZE=contacts):  # one task: the restart lands inside it
         services.contacts_push_selected(
-            contacts=Contact.objects.all(), destination=loops, trigger="action", user_id=None
+            contacts=Contact.objects.all(), destination=per_contact, trigger="action", user_id=None
         )
     lease = {"SYNC_LEASE_SECONDS": 5, "SYNC_RETRY_BASE_SECONDS": 0.3, "SYNC_RETRY_MAX_SECONDS": 2}
     log = tmp_path / "worker.log"
@@ -236,7 +240,7 @@ def test_postgres_restarted_mid_push_every_claimed_contact_ends_synced(
         stdout=log.open("w"),
         stderr=subprocess.STDOUT,
     )
-    synced = ContactSyncState.objects.filter(destination=loops, status=SyncStatus.SYNCED)
+    synced = ContactSyncState.objects.filter(destination=per_contact, status=SyncStatus.SYNCED)
     try:
         _wait_for(lambda: synced.count() >= 40, 60, "the push to be under way")
         postgres_restart()
@@ -263,8 +267,10 @@ def test_postgres_restarted_mid_push_every_claimed_contact_ends_synced(
         worker.wait(timeout=30)
     output = log.read_text()
     assert "retrying" in output, output  # the restart did land in the push
-    stored = sandbox_store(sandbox, "loops")["contacts"]
-    assert len(stored) == contacts == len({c["userId"] for c in stored})  # no duplicate
+    stored = sandbox_store(sandbox, PLATFORM)["contacts"]
+    assert (
+        len(stored) == contacts == len({c[payload_keys(per_contact)[0]] for c in stored})
+    )  # no duplicate
     assert not DBTaskResult.objects.filter(status=TaskResultStatus.RUNNING).exists()
 
 
@@ -303,15 +309,17 @@ def _claim(destination, contact_ids, *, minutes_ago):
 def test_scheduler_pass_marks_failed_a_task_row_left_running_by_a_killed_worker(
     sandbox_destination,
 ):
-    loops = sandbox_destination("loops")
+    per_contact = sandbox_destination(PLATFORM)
     seed_demo_contacts(6)
     ids = list(Contact.objects.order_by("pk").values_list("pk", flat=True))
     dead, alive, young = ids[:2], ids[2:4], ids[4:]
-    _claim(loops, dead, minutes_ago=10)  # stale: its worker is gone
-    _claim(loops, alive, minutes_ago=0)  # a live worker renews its claims
-    abandoned = _task_row(loops, dead, status=TaskResultStatus.RUNNING, started_minutes_ago=10)
-    busy = _task_row(loops, alive, status=TaskResultStatus.RUNNING, started_minutes_ago=10)
-    recent = _task_row(loops, young, status=TaskResultStatus.RUNNING, started_minutes_ago=1)
+    _claim(per_contact, dead, minutes_ago=10)  # stale: its worker is gone
+    _claim(per_contact, alive, minutes_ago=0)  # a live worker renews its claims
+    abandoned = _task_row(
+        per_contact, dead, status=TaskResultStatus.RUNNING, started_minutes_ago=10
+    )
+    busy = _task_row(per_contact, alive, status=TaskResultStatus.RUNNING, started_minutes_ago=10)
+    recent = _task_row(per_contact, young, status=TaskResultStatus.RUNNING, started_minutes_ago=1)
 
     with override_settings(SYNC_LEASE_SECONDS=300):
         command = sync_scheduler.Command()
@@ -337,7 +345,7 @@ def test_scheduler_pass_marks_failed_a_task_row_left_running_by_a_killed_worker(
 
 @pytest.mark.django_db(transaction=True)
 def test_scheduler_prunes_finished_task_rows_after_the_retention_period(sandbox_destination):
-    loops = sandbox_destination("loops")
+    per_contact = sandbox_destination(PLATFORM)
     seed_demo_contacts(1)
     ids = list(Contact.objects.values_list("pk", flat=True))
     now = timezone.now()
@@ -350,7 +358,7 @@ def test_scheduler_prunes_finished_task_rows_after_the_retention_period(sandbox_
         ("ready old", TaskResultStatus.READY, None),
     ]:
         finished = now - timedelta(days=days) if days else None
-        rows[name] = _task_row(loops, ids, status=status, finished_at=finished)
+        rows[name] = _task_row(per_contact, ids, status=status, finished_at=finished)
     DBTaskResult.objects.filter(pk=rows["ready old"].pk).update(
         enqueued_at=now - timedelta(days=30)
     )

@@ -7,10 +7,13 @@ import pytest
 
 from contacts.demo import seed_demo_contacts
 from sync.models import ContactSyncState, SyncAttempt, SyncStatus
+from tests.conftest import platform_with, platforms_with
 from tests.sync import drills
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 CONTACTS = 200
+# Drills on a platform pushed one contact per request: each fault meets single-contact calls.
+PER_CONTACT = platform_with(bulk=False)
 
 
 @pytest.fixture
@@ -37,7 +40,7 @@ def _assert_clean(report, failed=0):
     assert report.on_platform == CONTACTS - failed, report
 
 
-@pytest.mark.parametrize("platform", ["loops", "yespo"])
+@pytest.mark.parametrize("platform", [PER_CONTACT, platform_with(bulk=True)])
 def test_outage_in_the_middle_of_a_bulk_push_then_recovery(drill, platform):
     report = drills.outage_mid_push(drill(platform))
     _assert_clean(report)
@@ -45,7 +48,7 @@ def test_outage_in_the_middle_of_a_bulk_push_then_recovery(drill, platform):
 
 
 def test_429_storm_no_request_before_retry_after(drill):
-    d = drill("loops")
+    d = drill(PER_CONTACT)
     report = drills.storm_429(d)
     _assert_clean(report)
     refusals, early = drills.requests_before_retry_after(d)
@@ -54,7 +57,7 @@ def test_429_storm_no_request_before_retry_after(drill):
 
 
 def test_bursts_of_500_and_503_timeouts_and_refused_connections(drill):
-    report = drills.bursts_timeouts_refusals(drill("loops", timeout=0.5))
+    report = drills.bursts_timeouts_refusals(drill(PER_CONTACT, timeout=0.5))
     _assert_clean(report)
     for status in ("500", "503", "refused"):
         assert report.requests.get(status, 0) > 0, report
@@ -62,7 +65,7 @@ def test_bursts_of_500_and_503_timeouts_and_refused_connections(drill):
 
 
 def test_permanent_400_fails_those_contacts_once_and_syncs_the_rest(drill):
-    report = drills.permanent_400(drill("loops"), bad=10)
+    report = drills.permanent_400(drill(PER_CONTACT), bad=10)
     _assert_clean(report, failed=10)
     failed = ContactSyncState.objects.filter(status=SyncStatus.FAILED)
     assert all("HTTP 400" in s.last_error for s in failed)
@@ -71,7 +74,8 @@ def test_permanent_400_fails_those_contacts_once_and_syncs_the_rest(drill):
 
 
 def test_401_pauses_the_destination_until_credentials_are_fixed(drill):
-    d = drill("cendyn")
+    # a bulk platform, the other one than the outage drill's when there are two
+    d = drill(platforms_with(bulk=True)[-1])
     report = drills.revoked_401(d)
     paused = d.paused_report
     assert paused.failed == 0, paused
@@ -81,7 +85,7 @@ def test_401_pauses_the_destination_until_credentials_are_fixed(drill):
 
 @pytest.mark.parametrize("kind", ["html", "empty", "noid"])
 def test_200_with_a_body_we_cannot_use(drill, kind):
-    d = drill("loops")
+    d = drill(PER_CONTACT)
     report = drills.malformed_200(d, kind)
     assert len(d.failed_under_fault) == CONTACTS
     assert all("HTTP 200" in error for error in d.failed_under_fault)
@@ -89,4 +93,4 @@ def test_200_with_a_body_we_cannot_use(drill, kind):
 
 
 def test_two_people_saving_while_a_bulk_push_runs(drill):
-    _assert_clean(drills.saves_during_push(drill("loops")))
+    _assert_clean(drills.saves_during_push(drill(PER_CONTACT)))

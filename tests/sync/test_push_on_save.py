@@ -4,13 +4,16 @@ import pytest
 import requests
 from django.urls import reverse
 
-from contacts.models import Contact, CustomFieldDefinition
+from contacts.models import Contact
 from sync import services
-from sync.models import ContactSyncState, Destination, FieldMapping, SyncAttempt, SyncStatus
+from sync.models import ContactSyncState, Destination, SyncAttempt, SyncStatus
+from tests.conftest import platform_with
 from tests.contacts.admin_post import contact_post
 from tests.sync.conftest import PLATFORMS, sandbox_requests, sandbox_store
 
 pytestmark = pytest.mark.django_db
+# A platform pushed one contact per request: a saved contact is one request.
+PLATFORM = platform_with(bulk=False)
 ADD_URL = reverse("admin:contacts_contact_add")
 
 
@@ -40,11 +43,8 @@ def test_immediate_save_shows_remote_ids_and_sends_inline_rows(
     for platform in PLATFORMS:
         assert states[platform].remote_id, platform
         assert states[platform].remote_id in html
-    ivvy = sandbox_store(sandbox, "ivvy")
-    (record,) = ivvy["contacts"]
-    assert [u["ref"] for u in record["externalUrls"]] == ["crm"]  # the inline row went out
-    (cendyn,) = sandbox_store(sandbox, "cendyn")["contacts"]
-    assert sorted(cendyn["tags"]) == ["newsletter", "vip"]
+        # one record on each platform (what each holds of the inline rows: its own module)
+        assert len(sandbox_store(sandbox, platform)["contacts"]) == 1, platform
 
 
 def test_unchanged_contact_makes_no_request(
@@ -78,26 +78,6 @@ def test_sync_state_writes_push_nothing(
     assert sandbox_requests(sandbox) == before
 
 
-def test_platform_400_message_shows_on_contact_page(
-    admin_client_logged, django_capture_on_commit_callbacks, sandbox_destination, sandbox, settings
-):
-    loops = sandbox_destination("loops")
-    definition = CustomFieldDefinition.objects.create(name="nickname", type="string")
-    FieldMapping.objects.create(
-        destination=loops, custom_field=definition, remote_field="propertyThatDoesNotExist"
-    )
-    contact = _save_contact(
-        admin_client_logged,
-        django_capture_on_commit_callbacks,
-        custom_values=[{"definition": definition.pk, "value": "Johnny"}],
-    )
-    state = contact.sync_states.get()
-    assert state.status == SyncStatus.FAILED
-    assert "propertyThatDoesNotExist" in state.last_error
-    page = admin_client_logged.get(reverse("admin:contacts_contact_change", args=[contact.pk]))
-    assert "propertyThatDoesNotExist" in page.content.decode()
-
-
 def test_outage_during_save_keeps_contact_and_retries(
     admin_client_logged,
     django_capture_on_commit_callbacks,
@@ -106,24 +86,26 @@ def test_outage_during_save_keeps_contact_and_retries(
     settings,
     immediate_tasks,
 ):
-    loops = sandbox_destination("loops")
-    requests.post(f"{sandbox.url}/_sandbox/faults", json={"platform": "loops", "outage": "503"})
+    destination = sandbox_destination(PLATFORM)
+    requests.post(f"{sandbox.url}/_sandbox/faults", json={"platform": PLATFORM, "outage": "503"})
     contact = _save_contact(admin_client_logged, django_capture_on_commit_callbacks)
-    state = contact.sync_states.get(destination=loops)
+    state = contact.sync_states.get(destination=destination)
     assert state.status == SyncStatus.PENDING
     assert state.next_attempt_at is not None
     assert "503" in state.last_error
     page = admin_client_logged.get(reverse("admin:contacts_contact_change", args=[contact.pk]))
     assert "Service unavailable" in page.content.decode()
 
-    requests.post(f"{sandbox.url}/_sandbox/faults", json={"platform": "loops", "outage": ""})
+    requests.post(f"{sandbox.url}/_sandbox/faults", json={"platform": PLATFORM, "outage": ""})
     assert services.retries_enqueue_due(now=state.next_attempt_at) == 1
     state.refresh_from_db()
     assert state.status == SyncStatus.SYNCED and state.remote_id
-    assert len(sandbox_store(sandbox, "loops")["contacts"]) == 1
+    assert len(sandbox_store(sandbox, PLATFORM)["contacts"]) == 1
 
 
+@pytest.mark.parametrize("platform", PLATFORMS)
 def test_revoked_key_pauses_destination_until_test_connection(
+    platform,
     admin_client_logged,
     django_capture_on_commit_callbacks,
     sandbox_destination,
@@ -131,32 +113,32 @@ def test_revoked_key_pauses_destination_until_test_connection(
     settings,
     immediate_tasks,
 ):
-    cendyn = sandbox_destination("cendyn")
-    requests.post(f"{sandbox.url}/_sandbox/faults", json={"platform": "cendyn", "revoked": True})
+    destination = sandbox_destination(platform)
+    requests.post(f"{sandbox.url}/_sandbox/faults", json={"platform": platform, "revoked": True})
     first = _save_contact(admin_client_logged, django_capture_on_commit_callbacks)
     second = _save_contact(
         admin_client_logged, django_capture_on_commit_callbacks, email="second@example.com"
     )
-    cendyn.refresh_from_db()
-    assert cendyn.paused_at is not None and "401" in cendyn.pause_error
+    destination.refresh_from_db()
+    assert destination.paused_at is not None and "401" in destination.pause_error
     assert {first.sync_states.get().status, second.sync_states.get().status} == {SyncStatus.WAITING}
     # the second contact waited without a request of its own
-    assert sandbox.sandbox.stats()["requests"]["cendyn"] == {"401": 1}
+    assert sandbox.sandbox.stats()["requests"][platform] == {"401": 1}
 
-    ok, _ = services.destination_test_connection(destination=cendyn)
+    ok, _ = services.destination_test_connection(destination=destination)
     assert not ok
-    requests.post(f"{sandbox.url}/_sandbox/faults", json={"platform": "cendyn", "revoked": False})
-    ok, message = services.destination_test_connection(destination=cendyn)
+    requests.post(f"{sandbox.url}/_sandbox/faults", json={"platform": platform, "revoked": False})
+    ok, message = services.destination_test_connection(destination=destination)
     assert ok, message
-    assert Destination.objects.get(pk=cendyn.pk).paused_at is None
+    assert Destination.objects.get(pk=destination.pk).paused_at is None
     assert set(ContactSyncState.objects.values_list("status", flat=True)) == {SyncStatus.SYNCED}
-    assert len(sandbox_store(sandbox, "cendyn")["contacts"]) == 2
+    assert len(sandbox_store(sandbox, platform)["contacts"]) == 2
 
 
 def test_external_id_read_only_once_a_platform_holds_the_contact(
     admin_client_logged, django_capture_on_commit_callbacks, sandbox_destination, sandbox
 ):
-    sandbox_destination("loops")
+    sandbox_destination(PLATFORM)
     contact = _save_contact(admin_client_logged, django_capture_on_commit_callbacks)
     url = reverse("admin:contacts_contact_change", args=[contact.pk])
     with django_capture_on_commit_callbacks(execute=True):
@@ -168,12 +150,12 @@ def test_external_id_read_only_once_a_platform_holds_the_contact(
 def test_marketing_consent_only_skips_with_reason(
     admin_client_logged, django_capture_on_commit_callbacks, sandbox_destination, sandbox
 ):
-    sandbox_destination("loops", marketing_consent_only=True)
+    sandbox_destination(PLATFORM, marketing_consent_only=True)
     contact = _save_contact(admin_client_logged, django_capture_on_commit_callbacks)
     state = contact.sync_states.get()
     assert state.status == SyncStatus.SKIPPED
     assert "consent" in state.skip_reason
-    assert sandbox_requests(sandbox, "loops") == 0
+    assert sandbox_requests(sandbox, PLATFORM) == 0
 
 
 def test_deleting_a_contact_deletes_it_remotely_or_says_why(
@@ -183,17 +165,17 @@ def test_deleting_a_contact_deletes_it_remotely_or_says_why(
     sandbox,
     immediate_tasks,
 ):
-    loops = sandbox_destination("loops", delete_on_platform=True)
-    ivvy = sandbox_destination("ivvy", delete_on_platform=True)
+    deleting = sandbox_destination(platform_with(delete=True), delete_on_platform=True)
+    without_delete = sandbox_destination(platform_with(delete=False), delete_on_platform=True)
     contact = _save_contact(admin_client_logged, django_capture_on_commit_callbacks)
-    assert len(sandbox_store(sandbox, "loops")["contacts"]) == 1
+    assert len(sandbox_store(sandbox, deleting.platform)["contacts"]) == 1
     with django_capture_on_commit_callbacks(execute=True):
         admin_client_logged.post(
             reverse("admin:contacts_contact_delete", args=[contact.pk]), {"post": "yes"}
         )
     assert not Contact.objects.exists()
-    assert sandbox_store(sandbox, "loops")["contacts"] == []
-    deleted = SyncAttempt.objects.get(destination=loops, trigger="delete")
+    assert sandbox_store(sandbox, deleting.platform)["contacts"] == []
+    deleted = SyncAttempt.objects.get(destination=deleting, trigger="delete")
     assert deleted.outcome == SyncAttempt.Outcome.DELETED
-    skipped = SyncAttempt.objects.get(destination=ivvy, trigger="delete")
+    skipped = SyncAttempt.objects.get(destination=without_delete, trigger="delete")
     assert "no delete call" in skipped.error

@@ -6,17 +6,20 @@ from django.urls import reverse
 from contacts.demo import seed_demo_contacts
 from contacts.models import Contact
 from sync.models import ContactSyncState, SyncRun, SyncStatus
+from tests.conftest import platform_with
 from tests.sync.conftest import sandbox_store
 from tests.sync.processes import process_env, run_worker_until_idle
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
+# A platform pushed one contact per request: one request per pushed contact.
+PLATFORM = platform_with(bulk=False)
 
 
 def test_admin_action_queues_and_a_worker_pushes_each_contact_once(
     admin_client_logged, sandbox_destination, sandbox, sandbox_env
 ):
-    sandbox.sandbox.set_rate_limit("loops", None)
-    loops = sandbox_destination("loops", rate_limit=200)
+    sandbox.sandbox.set_rate_limit(PLATFORM, None)
+    per_contact = sandbox_destination(PLATFORM, rate_limit=200)
     seed_demo_contacts(50)
     ids = list(Contact.objects.values_list("pk", flat=True))
     response = admin_client_logged.post(
@@ -24,7 +27,7 @@ def test_admin_action_queues_and_a_worker_pushes_each_contact_once(
         {
             "action": "push_selected",
             "_selected_action": ids,
-            "destination": loops.pk,
+            "destination": per_contact.pk,
         },
     )
     assert response.status_code == 302
@@ -34,7 +37,7 @@ def test_admin_action_queues_and_a_worker_pushes_each_contact_once(
 
     statuses = list(ContactSyncState.objects.values_list("status", flat=True))
     assert statuses == [SyncStatus.SYNCED] * 50
-    stored = sandbox_store(sandbox, "loops")["contacts"]
+    stored = sandbox_store(sandbox, PLATFORM)["contacts"]
     assert len(stored) == 50
     assert len({c["userId"] for c in stored}) == 50
     run = SyncRun.objects.get()

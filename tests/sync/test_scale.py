@@ -14,8 +14,12 @@ from contacts.demo import seed_demo_contacts
 from contacts.models import Contact
 from sync import services
 from sync.models import ContactSyncState, SyncAttempt, SyncRun, SyncStatus
-from tests.sync.conftest import sandbox_store
+from tests.conftest import platform_with
+from tests.sync.conftest import payload_keys, sandbox_store
 from tests.sync.processes import ROOT, manage, process_env, run_worker_until_idle
+
+# A platform pushed one contact per request: one request per pushed contact.
+PLATFORM = platform_with(bulk=False)
 
 LIMITER_SCRIPT = """
 import json, sys, time, django
@@ -33,7 +37,7 @@ print(json.dumps(stamps))
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
 def test_shared_limiter_keeps_two_processes_under_the_rate(sandbox_destination):
-    destination = sandbox_destination("loops", rate_limit=20)
+    destination = sandbox_destination(PLATFORM, rate_limit=20)
     procs = [
         subprocess.Popen(
             [sys.executable, "-c", LIMITER_SCRIPT, str(destination.pk), "20", "30"],
@@ -57,12 +61,12 @@ def test_shared_limiter_keeps_two_processes_under_the_rate(sandbox_destination):
 def test_worker_killed_mid_run_loses_nothing_and_duplicates_nothing(
     admin_client_logged, sandbox_destination, sandbox, sandbox_env, settings
 ):
-    sandbox.sandbox.set_rate_limit("loops", None)
-    requests.post(f"{sandbox.url}/_sandbox/faults", json={"platform": "loops", "latency_ms": 20})
-    loops = sandbox_destination("loops", rate_limit=500)
+    sandbox.sandbox.set_rate_limit(PLATFORM, None)
+    requests.post(f"{sandbox.url}/_sandbox/faults", json={"platform": PLATFORM, "latency_ms": 20})
+    per_contact = sandbox_destination(PLATFORM, rate_limit=500)
     seed_demo_contacts(200)
     run = services.contacts_push_selected(
-        contacts=Contact.objects.all(), destination=loops, trigger="action", user_id=None
+        contacts=Contact.objects.all(), destination=per_contact, trigger="action", user_id=None
     )
     worker = manage(
         "db_worker",
@@ -91,18 +95,18 @@ def test_worker_killed_mid_run_loses_nothing_and_duplicates_nothing(
         [SyncStatus.SYNCED, SyncStatus.UNCHANGED],
         [SyncStatus.UNCHANGED, SyncStatus.SYNCED],
     )
-    stored = sandbox_store(sandbox, "loops")["contacts"]
-    assert len(stored) == 200 == len({c["userId"] for c in stored})
+    stored = sandbox_store(sandbox, PLATFORM)["contacts"]
+    assert len(stored) == 200 == len({c[payload_keys(per_contact)[0]] for c in stored})
     run.refresh_from_db()
     assert run.failed == 0
 
 
 @pytest.mark.django_db
 def test_cancelled_run_leaves_unsent_contacts_as_they_were(sandbox_destination, sandbox):
-    loops = sandbox_destination("loops")
+    per_contact = sandbox_destination(PLATFORM)
     seed_demo_contacts(30)
     run = services.contacts_push_selected(
-        contacts=Contact.objects.all(), destination=loops, trigger="action", user_id=None
+        contacts=Contact.objects.all(), destination=per_contact, trigger="action", user_id=None
     )
     assert ContactSyncState.objects.filter(status=SyncStatus.PENDING).count() == 30
     services.run_cancel(run=run)
@@ -112,7 +116,7 @@ def test_cancelled_run_leaves_unsent_contacts_as_they_were(sandbox_destination, 
     # the queued chunk finds its run cancelled and sends nothing
     context = services.PushContext(trigger="action", run_id=run.pk)
     services.contacts_push_chunk(
-        destination_id=loops.pk,
+        destination_id=per_contact.pk,
         contact_ids=list(Contact.objects.values_list("pk", flat=True)),
         context=context,
     )
@@ -121,21 +125,21 @@ def test_cancelled_run_leaves_unsent_contacts_as_they_were(sandbox_destination, 
 
 @pytest.mark.django_db
 def test_push_contacts_command_reports_and_fails_on_failure(sandbox_destination, sandbox, capsys):
-    sandbox.sandbox.set_rate_limit("loops", None)
-    sandbox_destination("loops", rate_limit=500)
+    sandbox.sandbox.set_rate_limit(PLATFORM, None)
+    sandbox_destination(PLATFORM, rate_limit=500)
     seed_demo_contacts(12)
-    call_command("push_contacts", "--destination", "loops sandbox", "--all")
+    call_command("push_contacts", "--destination", f"{PLATFORM} sandbox", "--all")
     out = capsys.readouterr()
     assert "12 created" in out.out and "0 failed" in out.out
     assert "12/12 done" in out.err
 
-    call_command("push_contacts", "--destination", "loops sandbox", "--all", "--dry-run")
+    call_command("push_contacts", "--destination", f"{PLATFORM} sandbox", "--all", "--dry-run")
     assert "0 would be pushed, 12 unchanged" in capsys.readouterr().out
 
     Contact.objects.filter(pk=Contact.objects.first().pk).update(email="not-an-email")
     Contact.objects.update(content_version=99)
     with pytest.raises(SystemExit) as exit_info:
-        call_command("push_contacts", "--destination", "loops sandbox", "--changed")
+        call_command("push_contacts", "--destination", f"{PLATFORM} sandbox", "--changed")
     assert exit_info.value.code == 1
     assert "1 failed" in capsys.readouterr().out
 
@@ -146,7 +150,7 @@ def test_prune_attempts_removes_old_rows_only(sandbox_destination):
 
     from django.utils import timezone
 
-    destination = sandbox_destination("loops")
+    destination = sandbox_destination(PLATFORM)
     now = timezone.now()
     SyncAttempt.objects.bulk_create(
         [

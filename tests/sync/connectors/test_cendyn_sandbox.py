@@ -458,3 +458,74 @@ def test_rate_limit_answers_429_in_the_platform_shape(sandbox):
     assert [a.status_code for a in answers] == [200, 200, 429]
     assert answers[2].json() == {"error": "Too many requests, slow down"}
     assert answers[2].headers["Retry-After"] == "1"
+
+
+def test_the_form_shows_and_checks_what_cendyn_declares(admin_client_logged, sandbox_env):
+    from django.urls import reverse
+
+    from sync.connectors import get_class_list
+    from sync.models import Destination
+
+    without_settings = next(cls.slug for cls in get_class_list() if not cls.destination_settings)
+    add = reverse("admin:sync_destination_add")
+    page = admin_client_logged.get(f"{add}?platform=cendyn&name=Live").content.decode()
+    assert 'name="setting_account_id"' in page and 'name="setting_region"' in page
+    assert "Account secret variable" in page and 'name="secret_env"' not in page
+    assert 'value="Live"' in page
+    assert (
+        'name="setting_account_id"'
+        not in admin_client_logged.get(f"{add}?platform={without_settings}").content.decode()
+    )
+
+    form = {
+        "name": "Cendyn live",
+        "platform": "cendyn",
+        "base_url": "",
+        "key_env": "SYNC_CREDENTIAL_CENDYN_SECRET",
+        "setting_account_id": "",
+        "setting_region": "mars",
+        "enabled": "on",
+        "rate_limit": "",
+        "timeout": "10",
+        **{
+            f"{prefix}-{key}": value
+            for prefix in ("field_mappings", "list_mappings")
+            for key, value in (("TOTAL_FORMS", "0"), ("INITIAL_FORMS", "0"))
+        },
+    }
+    response = admin_client_logged.post(add, form)
+    errors = response.context["adminform"].form.errors
+    assert "setting_account_id" in errors and "setting_region" in errors
+    assert not Destination.objects.exists()
+
+    response = admin_client_logged.post(
+        add, {**form, "setting_account_id": " acct-7 ", "setting_region": "us"}
+    )
+    assert response.status_code == 302
+    destination = Destination.objects.get()
+    assert destination.settings == {"account_id": "acct-7", "region": "us"}
+    assert destination.effective_base_url == "https://api.us.cendyncrm.com/"
+
+
+def test_a_contact_saved_in_the_admin_reaches_cendyn_with_its_tags(
+    admin_client_logged, django_capture_on_commit_callbacks, sandbox_destination, sandbox, settings
+):
+    from django.urls import reverse
+
+    from tests.contacts.admin_post import contact_post
+
+    settings.SYNC_ON_SAVE_MODE = "immediate"
+    sandbox_destination("cendyn")
+    with django_capture_on_commit_callbacks(execute=True):
+        response = admin_client_logged.post(
+            reverse("admin:contacts_contact_add"),
+            contact_post(
+                tags="vip, newsletter",
+                external_urls=[
+                    {"ref": "crm", "url": "https://crm.example.com/c/1", "label": "CRM"}
+                ],
+            ),
+        )
+    assert response.status_code == 302
+    (record,) = sandbox.sandbox.store("cendyn")["cendyn"]["contacts"]
+    assert sorted(record["tags"]) == ["newsletter", "vip"]

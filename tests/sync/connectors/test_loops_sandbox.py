@@ -388,3 +388,59 @@ def test_storm_429_carries_the_loops_headers(sandbox):
     assert response.headers["Retry-After"] == "2"
     assert response.headers["x-ratelimit-limit"] == "10"
     assert response.headers["x-ratelimit-remaining"] == "0"
+
+
+def test_mapping_to_a_reserved_loops_property_is_refused_in_the_form(
+    admin_client_logged, sandbox_destination
+):
+    from django.urls import reverse
+
+    from tests.sync.conftest import destination_form_data
+
+    destination = sandbox_destination("loops")
+    definition = CustomFieldDefinition.objects.create(name="plan")
+    url = reverse("admin:sync_destination_change", args=[destination.pk])
+    for reserved in ("id", "listId", "softDeleteAt", "teamId", "updatedAt"):
+        response = admin_client_logged.post(
+            url,
+            destination_form_data(
+                destination,
+                **{
+                    "field_mappings-TOTAL_FORMS": "1",
+                    "field_mappings-0-custom_field": definition.pk,
+                    "field_mappings-0-standard_field": "",
+                    "field_mappings-0-remote_field": reserved,
+                },
+            ),
+        )
+        assert response.status_code == 200
+        assert "reserved Loops property name" in response.content.decode()
+    assert not FieldMapping.objects.exists()
+
+
+def test_a_saved_contact_shows_loops_400_for_an_unknown_property(
+    admin_client_logged, django_capture_on_commit_callbacks, sandbox_destination, sandbox, settings
+):
+    from django.urls import reverse
+
+    from sync.models import SyncStatus
+    from tests.contacts.admin_post import contact_post
+
+    settings.SYNC_ON_SAVE_MODE = "immediate"
+    loops = sandbox_destination("loops")
+    definition = CustomFieldDefinition.objects.create(name="nickname", type="string")
+    FieldMapping.objects.create(
+        destination=loops, custom_field=definition, remote_field="propertyThatDoesNotExist"
+    )
+    with django_capture_on_commit_callbacks(execute=True):
+        response = admin_client_logged.post(
+            reverse("admin:contacts_contact_add"),
+            contact_post(custom_values=[{"definition": definition.pk, "value": "Johnny"}]),
+        )
+    assert response.status_code == 302
+    contact = loops.sync_states.get().contact
+    state = contact.sync_states.get()
+    assert state.status == SyncStatus.FAILED
+    assert "propertyThatDoesNotExist" in state.last_error
+    page = admin_client_logged.get(reverse("admin:contacts_contact_change", args=[contact.pk]))
+    assert "propertyThatDoesNotExist" in page.content.decode()
