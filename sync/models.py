@@ -214,7 +214,8 @@ class FieldMapping(MappingPart):
     )
     remote_field = models.CharField(
         max_length=200,
-        help_text="Yespo field id, iVvy fieldId, Cendyn custom field name or Loops property name.",
+        help_text="The platform's own id or name of the field (pick it from the list after "
+        "“Refresh from platform”).",
     )
 
     class Meta:

@@ -1,7 +1,7 @@
 """Credentials never stored or shown, whatever a platform answers.
 
 A platform (or whatever answers at a destination's URL) may echo what we sent: the key, its
-base64 or Basic form, an iVvy signature. Everything a connector keeps (errors, response
+base64 or Basic form, a request signature. Everything a connector keeps (errors, response
 excerpts, the exchange log) goes through a `Redactor` holding the connector's secrets in
 every form they travel in; `scrub` does the same with every allowed credential variable of
 the environment, for text that did not come through a connector (log records, messages).

@@ -106,8 +106,8 @@ STANDARD_FIELDS = {
 class MappingRecord:
     """A destination's mappings, keyed the way connectors look them up.
 
-    fields: source key -> remote field (Yespo field id, iVvy fieldId, Cendyn custom field name,
-    Loops property name). A source key is a standard field name (`birth_date`) or
+    fields: source key -> remote field (the platform's own id or name of its field, as its
+    connector documents it). A source key is a standard field name (`birth_date`) or
     `custom:<definition name>`.
     groups / mailing_lists: our id -> the platform's list id.
     """
@@ -124,7 +124,7 @@ class MappingRecord:
 @dataclass(frozen=True)
 class RemoteState:
     """What we know of the contact on the platform: its id there, and the email status of the
-    last payload the platform accepted (Loops `subscribed` depends on it)."""
+    last payload the platform accepted (a subscribe flag may depend on it)."""
 
     remote_id: str | None = None
     accepted_email_status: str | None = None

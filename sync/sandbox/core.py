@@ -15,8 +15,9 @@ Faults, per platform (or "*" for all), switched on and off over HTTP while the s
 - `echo_credentials`: every call answers 400 with a message quoting the request's
   authorization headers (as a gateway's debug page does), to prove they are redacted.
 
-An emulator may declare switches of its own in `switch_defaults` (iVvy's `legacy_sms_status`):
-they are set through the same control call and cleared by a reset.
+An emulator may declare switches of its own in `switch_defaults` (to bring back a field the
+vendor has since withdrawn, for instance): they are set through the same control call and
+cleared by a reset.
 """
 
 import json
@@ -195,7 +196,7 @@ class PlatformEmulator:
         return {"success": True}
 
     def decorate(self, response: SandboxResponse, remaining: int) -> None:
-        """Add platform headers to every answer (Loops: x-ratelimit-*)."""
+        """Add the platform's own headers to every answer (rate-limit counters, say)."""
 
     def snapshot(self) -> Any:
         """What the platform holds now, as JSON."""

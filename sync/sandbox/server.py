@@ -1,12 +1,12 @@
 """The sandbox's HTTP server: one port, a path prefix per platform, control under /_sandbox/.
 
-/yespo/...  /ivvy/...  /cendyn/...  /loops/...   the platforms' contracts
+/<platform slug>/...                 each registered platform's contract
 GET  /_sandbox/store[/<platform>]   what each platform holds now
 GET  /_sandbox/contact/<platform>/<external id>   that contact in neutral words, or 404
 GET  /_sandbox/stats                request counts by platform and status
 GET  /_sandbox/log[?platform=…]     every request: time, platform, method, path, status
-POST /_sandbox/faults               {"platform": "loops" | "*", <fault>: <value>, …}
-POST /_sandbox/rate-limit           {"platform": "loops", "limit": 10 | null}
+POST /_sandbox/faults               {"platform": <slug> | "*", <fault>: <value>, …}
+POST /_sandbox/rate-limit           {"platform": <slug>, "limit": 10 | null}
 POST /_sandbox/reset                empty every store, clear faults, limits and counts
 """
 

@@ -5,7 +5,7 @@ from sync.sandbox.server import SandboxServer
 
 
 class Command(BaseCommand):
-    help = "Serve the four platforms' contracts on 127.0.0.1 (Yespo, iVvy, Cendyn CRM, Loops)."
+    help = "Serve every registered platform's contract on 127.0.0.1 (sync/sandbox/)."
 
     def add_arguments(self, parser):
         parser.add_argument("--port", type=int, default=8765)
@@ -22,7 +22,7 @@ class Command(BaseCommand):
                 sandbox.set_rate_limit(slug, None)
         server = SandboxServer(sandbox, port=port)
         self.stdout.write(
-            f"Sandbox on {server.url}/{{yespo,ivvy,cendyn,loops}}/  "
+            f"Sandbox on {server.url}/{{{','.join(sandbox.emulators)}}}/  "
             f"(control: {server.url}/_sandbox/)"
         )
         try:
