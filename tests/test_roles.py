@@ -39,6 +39,7 @@ from sync.models import (
     SyncRun,
     SyncStatus,
 )
+from tests.conftest import platform_with
 from tests.sync.conftest import sandbox_requests
 
 pytestmark = pytest.mark.django_db
@@ -233,13 +234,13 @@ class World:
 
 @pytest.fixture
 def world(sandbox_destination, django_user_model):
-    """A paused Loops destination with a mapping and fetched options, a contact with children
+    """A paused destination with a mapping and fetched options, a contact with children
     and history, its failed sync state and attempt, a running run, a queued task, a user, a
     group and one row of each of django-axes' logs."""
     from axes.models import AccessAttempt, AccessFailureLog, AccessLog
     from django_tasks_db.models import DBTaskResult
 
-    destination = sandbox_destination("loops")
+    destination = sandbox_destination(platform_with(bulk=False))
     seed_demo_contacts(1)
     contact = Contact.objects.get()
     contact.first_name = "Edited"
@@ -252,7 +253,7 @@ def world(sandbox_destination, django_user_model):
         destination=destination, kind="field", remote_id="loyaltyLevel", label="Loyalty"
     )
     Destination.objects.filter(pk=destination.pk).update(
-        paused_at=timezone.now(), pause_error="Loops HTTP 401: key revoked"
+        paused_at=timezone.now(), pause_error="HTTP 401: key revoked"
     )
     destination.refresh_from_db()
     run = SyncRun.objects.create(trigger="action", total=1, destination=destination)

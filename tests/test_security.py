@@ -2,7 +2,6 @@
 
 import logging
 import os
-import re
 import secrets
 import subprocess
 import sys
@@ -19,6 +18,7 @@ from contacts.demo import seed_demo_contacts
 from contacts.models import Contact
 from sync import services
 from sync.models import ContactSyncState, Destination, SyncAttempt, SyncRun, SyncStatus
+from sync.redaction import secret_forms
 from tests.conftest import platform_with
 from tests.contacts.admin_post import contact_post
 from tests.sync.conftest import PLATFORMS
@@ -192,21 +192,15 @@ def test_no_secret_anywhere_after_pushes_failures_and_tests(
             context=services.PushContext(trigger="action", force=True),
         )
 
-    import base64
-
-    needles = set(sandbox_env.values())
-    needles.add(
-        base64.b64encode(
-            f"contact-sync:{sandbox_env['SYNC_CREDENTIAL_YESPO_API_KEY']}".encode()
-        ).decode()
-    )
+    # Every form a credential travels in; the authentication headers as each platform sent
+    # them (Basic tokens, signatures) are checked per platform in tests/sync/test_redaction.py.
+    needles = set().union(*(secret_forms(value) for value in sandbox_env.values()))
     texts = {"database": _database_dump(), "logs": caplog.text}
     for name, url in _every_admin_page(contact).items():
         texts[name] = admin_client_logged.get(url).content.decode()
     for where, text in texts.items():
         for needle in needles:
             assert needle not in text, f"a secret is in the {where}"
-        assert not re.search(r"IWS [^\s:]+:[0-9a-f]{40}", text), f"an iVvy signature in {where}"
     assert SyncAttempt.objects.filter(http_status=401).count() >= 4
 
 
@@ -273,19 +267,6 @@ def test_platform_error_with_html_is_escaped_everywhere(admin_client_logged, san
 
 
 # ---------------------------------------------------------------------- transport, deploy
-
-
-def test_redirects_are_not_followed():
-    from sync.connectors.base import PermanentError
-    from sync.connectors.loops import LoopsConnector
-    from sync.connectors.records import ContactRecord, RemoteState
-    from tests.sync.connectors.harness import MockTransport, make_connector
-
-    transport = MockTransport().add(302, None, {"Location": "https://evil.example.com/"})
-    loops = make_connector(LoopsConnector, transport)
-    with pytest.raises(PermanentError, match="not followed"):
-        loops.push(ContactRecord(id=1, external_id="e-1", email="a@example.com"), RemoteState())
-    assert len(transport.calls) == 1
 
 
 def test_production_check_deploy_passes():

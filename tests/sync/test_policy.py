@@ -10,16 +10,37 @@ from django.urls import reverse
 
 from contacts.demo import seed_demo_contacts
 from contacts.models import Contact
-from sync import services
+from sync import connectors, services
 from sync.connectors.base import UntrustedAddressError
-from sync.connectors.loops import LoopsConnector
 from sync.connectors.records import ContactRecord, MappingRecord, RemoteState
 from sync.models import Destination, SyncStatus
 from sync.policy import credential_name_problem
-from tests.conftest import PLATFORMS
+from sync.sandbox import sandbox_destination_fields
+from tests.conftest import PLATFORMS, platform_with
+from tests.sync.conftest import destination_form_data
 from tests.sync.listener import Listener
 
 pytestmark = pytest.mark.django_db
+
+# The policy is the same for every platform: these tests take one from the registry, with a
+# host it serves and a host only another platform serves.
+PLATFORM = platform_with(bulk=False)
+CONNECTOR = connectors.get_class(PLATFORM)
+HOST = sorted(CONNECTOR.hosts)[0]
+OTHER_HOST = next(
+    host
+    for cls in connectors.get_class_list()
+    for host in sorted(cls.hosts)
+    if host not in CONNECTOR.hosts
+)
+KEY_FIELD = next(iter(CONNECTOR.credentials.values())).field
+
+
+def _destination(base_url: str, **fields) -> Destination:
+    """An unsaved destination on PLATFORM with valid credential names and settings."""
+    spec = sandbox_destination_fields(PLATFORM, "http://127.0.0.1:1")
+    return Destination(**{**spec, "name": "x", "base_url": base_url, **fields})
+
 
 # What a hostile sync admin named, in the security review: the app's own secrets, another
 # platform's variable under its old name, and ordinary process variables.
@@ -36,27 +57,7 @@ STOLEN_NAMES = [
 
 
 def _add_form(**changes):
-    data = {
-        "name": "Exfiltration",
-        "platform": "loops",
-        "base_url": "",
-        "key_env": "SYNC_CREDENTIAL_LOOPS_API_KEY",
-        "secret_env": "",
-        "enabled": "on",
-        "push_on_save": "on",
-        "rate_limit": "",
-        "timeout": "10",
-    }
-    for prefix in ("field_mappings", "list_mappings"):
-        data.update(
-            {
-                f"{prefix}-TOTAL_FORMS": "0",
-                f"{prefix}-INITIAL_FORMS": "0",
-                f"{prefix}-MIN_NUM_FORMS": "0",
-                f"{prefix}-MAX_NUM_FORMS": "1000",
-            }
-        )
-    return {**data, **changes}
+    return destination_form_data(_destination("", name="Exfiltration"), **changes)
 
 
 def _field_errors(response, field):
@@ -70,10 +71,10 @@ def _field_errors(response, field):
 @pytest.mark.parametrize("name", STOLEN_NAMES)
 def test_the_form_refuses_a_credential_variable_outside_the_allow_list(admin_client_logged, name):
     response = admin_client_logged.post(
-        reverse("admin:sync_destination_add"), _add_form(key_env=name)
+        reverse("admin:sync_destination_add"), _add_form(**{KEY_FIELD: name})
     )
     assert response.status_code == 200
-    (error,) = _field_errors(response, "key_env")
+    (error,) = _field_errors(response, KEY_FIELD)
     assert "not an allowed credential variable" in error
     assert not Destination.objects.exists()
 
@@ -133,18 +134,16 @@ HOSTILE_URLS = [
     "https://0.0.0.0/",
     "https://[fd00::1]/",
     "https://metadata.google.internal/",
-    "https://user:pass@app.loops.so/",
+    f"https://user:pass@{HOST}/",
     "https://listener.attacker.example/",
-    "http://app.loops.so/",
+    f"http://{HOST}/",
 ]
 
 
 @pytest.mark.parametrize("url", HOSTILE_URLS)
 def test_production_refuses_urls_that_leave_the_platform(settings, url):
     settings.SYNC_ALLOW_LOOPBACK = False
-    destination = Destination(
-        name="x", platform="loops", base_url=url, key_env="SYNC_CREDENTIAL_LOOPS_API_KEY"
-    )
+    destination = _destination(url)
     with pytest.raises(ValidationError) as refused:
         destination.full_clean()
     assert "base_url" in refused.value.message_dict
@@ -152,12 +151,7 @@ def test_production_refuses_urls_that_leave_the_platform(settings, url):
 
 def test_userinfo_is_refused_even_where_loopback_is_allowed(settings):
     settings.SYNC_ALLOW_LOOPBACK = True
-    destination = Destination(
-        name="x",
-        platform="loops",
-        base_url="https://api.loops.so@127.0.0.1/",
-        key_env="SYNC_CREDENTIAL_LOOPS_API_KEY",
-    )
+    destination = _destination(f"https://{HOST}@127.0.0.1/")
     with pytest.raises(ValidationError, match="user name or password"):
         destination.full_clean()
 
@@ -181,43 +175,33 @@ def test_each_platforms_own_hosts_and_regions_are_accepted(settings, platform):
         destination.full_clean()
 
 
-def test_a_loops_destination_cannot_point_at_a_yespo_host(settings):
+def test_a_destination_cannot_point_at_another_platforms_host(settings):
     settings.SYNC_ALLOW_LOOPBACK = False
-    destination = Destination(
-        name="x",
-        platform="loops",
-        base_url="https://api.yespo.io/",
-        key_env="SYNC_CREDENTIAL_LOOPS_API_KEY",
-    )
-    with pytest.raises(ValidationError, match="not a Loops host"):
+    destination = _destination(f"https://{OTHER_HOST}/")
+    with pytest.raises(ValidationError, match=f"not a {CONNECTOR.label} host"):
         destination.full_clean()
 
 
 def test_operator_extra_hosts_are_checked_for_internal_addresses(settings):
     settings.SYNC_ALLOW_LOOPBACK = False
     settings.SYNC_EXTRA_HOSTS = ["relay.example.com", "10.0.0.5"]
-    ok = Destination(
-        name="relay",
-        platform="loops",
-        base_url="https://relay.example.com/api/",
-        key_env="SYNC_CREDENTIAL_LOOPS_API_KEY",
-    )
+    ok = _destination("https://relay.example.com/api/")
     ok.full_clean()  # an extra host that is not internal (or not resolvable here) is allowed
-    internal = Destination(
-        name="internal",
-        platform="loops",
-        base_url="https://10.0.0.5/",
-        key_env="SYNC_CREDENTIAL_LOOPS_API_KEY",
-    )
+    internal = _destination("https://10.0.0.5/")
     with pytest.raises(ValidationError, match="private"):
         internal.full_clean()
     settings.SYNC_ALLOWED_PRIVATE_NETWORKS = ["10.0.0.0/8"]
     internal.full_clean()  # a private deployment lists its network
 
 
-def _loops(base_url):
-    return LoopsConnector(
-        base_url=base_url, credentials={"api_key": "sk-loops-secret-1234"}, mapping=MappingRecord()
+def _connector(base_url):
+    credentials = {name: f"sk-{name}-secret-1234" for name in CONNECTOR.credentials}
+    spec = sandbox_destination_fields(PLATFORM, base_url)
+    return CONNECTOR(
+        base_url=base_url,
+        credentials=credentials,
+        mapping=MappingRecord(),
+        options=spec["settings"],
     )
 
 
@@ -228,10 +212,10 @@ def test_a_connection_that_lands_on_loopback_is_refused_at_connect_time(settings
     record = ContactRecord(id=1, external_id="e-1", email="a@example.com")
     with Listener(status=200) as listener:
         with pytest.raises(UntrustedAddressError, match="loopback"):
-            _loops(f"{listener.url}/").push(record, RemoteState())
+            _connector(f"{listener.url}/").push(record, RemoteState())
         assert listener.requests == []
         settings.SYNC_ALLOWED_PRIVATE_NETWORKS = ["127.0.0.0/8"]
-        _loops(f"{listener.url}/").push(record, RemoteState())
+        _connector(f"{listener.url}/").push(record, RemoteState())
     assert len(listener.requests) == 1
 
 
@@ -250,7 +234,7 @@ def test_a_name_resolving_to_loopback_pauses_the_destination(sandbox_destination
     seed_demo_contacts(1)
     with Listener(status=200) as listener:
         port = listener.url.rsplit(":", 1)[1]
-        destination = sandbox_destination("loops", base_url=f"https://{name}:{port}/")
+        destination = sandbox_destination(PLATFORM, base_url=f"https://{name}:{port}/")
         settings.SYNC_ALLOW_LOOPBACK = False
         settings.SYNC_EXTRA_HOSTS = [name]
         state = services.contact_push(
@@ -277,24 +261,23 @@ def test_loopback_in_production_is_warned_about(settings):
 
 
 def test_changes_to_where_credentials_go_are_recorded(admin_client_logged, sandbox_destination):
-    destination = sandbox_destination("loops")
+    destination = sandbox_destination(PLATFORM)
+    old_variable = getattr(destination, KEY_FIELD)
     url = reverse("admin:sync_destination_change", args=[destination.pk])
-    form = _add_form(
-        name=destination.name,
-        base_url="https://app.loops.so/api/",
-        key_env="SYNC_CREDENTIAL_LOOPS_LIVE_KEY",
+    form = destination_form_data(
+        destination, base_url=f"https://{HOST}/api/", **{KEY_FIELD: "SYNC_CREDENTIAL_LIVE_KEY"}
     )
     response = admin_client_logged.post(url, form)
     assert response.status_code == 302, response.context["adminform"].form.errors
     newest, older = destination.history.all()[:2]
     assert newest.history_user.username == "root"
-    assert (older.key_env, newest.key_env) == (
-        "SYNC_CREDENTIAL_LOOPS_API_KEY",
-        "SYNC_CREDENTIAL_LOOPS_LIVE_KEY",
+    assert (getattr(older, KEY_FIELD), getattr(newest, KEY_FIELD)) == (
+        old_variable,
+        "SYNC_CREDENTIAL_LIVE_KEY",
     )
-    assert newest.base_url == "https://app.loops.so/api/"
+    assert newest.base_url == f"https://{HOST}/api/"
     page = admin_client_logged.get(url).content.decode()
     history_url = reverse("admin:sync_destination_history", args=[destination.pk])
     assert history_url in page
     history = admin_client_logged.get(history_url).content.decode()
-    assert "SYNC_CREDENTIAL_LOOPS_LIVE_KEY" in history and "root" in history
+    assert "SYNC_CREDENTIAL_LIVE_KEY" in history and "root" in history

@@ -25,7 +25,7 @@ pytestmark = pytest.mark.django_db
 
 def _needles(sandbox_env, listener) -> set[str]:
     """Every secret form that travelled: the values, their base64, and the parts of each
-    authentication header the listener saw (Basic tokens, iVvy signatures)."""
+    authentication header the listener saw (Basic tokens, request signatures)."""
     needles = set()
     for value in sandbox_env.values():
         needles |= {value, base64.b64encode(value.encode()).decode()}

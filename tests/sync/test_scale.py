@@ -84,10 +84,13 @@ def test_worker_killed_mid_run_loses_nothing_and_duplicates_nothing(
     worker.wait()
     synced_at_kill = ContactSyncState.objects.filter(status=SyncStatus.SYNCED).count()
     assert synced_at_kill < 200
+    held_by_the_dead = ContactSyncState.objects.filter(status=SyncStatus.IN_PROGRESS).count()
 
     settings.SYNC_LEASE_SECONDS = 0.5
     time.sleep(1.0)
-    assert services.retries_enqueue_due() >= 0  # takes back the dead task and its contacts
+    # the dead worker's claims are taken back and queued again, exactly those
+    assert services.retries_enqueue_due() == held_by_the_dead
+    assert not ContactSyncState.objects.filter(status=SyncStatus.IN_PROGRESS).exists()
     run_worker_until_idle(process_env(**sandbox_env))
 
     assert list(ContactSyncState.objects.values_list("status", flat=True).distinct()) in (

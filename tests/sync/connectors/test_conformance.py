@@ -26,6 +26,7 @@ Outcome = SyncAttempt.Outcome
 FIRST = "José-Émilie 😀"
 LAST = "בן-דוד \"the 'quoted'\""  # right-to-left, with both quotes
 LONG = ("ÅØ😀 é ש " * 100)[:500]
+CITY = "Zürich'); DROP TABLE contacts;--"
 
 
 @pytest.fixture(params=connectors.get_class_list(), ids=lambda cls: cls.slug)
@@ -315,7 +316,9 @@ def test_hostile_values_round_trip(platform, destination, sandbox):
         remote_field=emulator_class(platform).account_text_field,
     )
     destination = Destination.objects.get(pk=destination.pk)
-    contact = new_contact(first_name=FIRST, last_name=LAST, email="jose.emilie@example.com")
+    contact = new_contact(
+        first_name=FIRST, last_name=LAST, email="jose.emilie@example.com", city=CITY, country="CH"
+    )
     CustomFieldValue.objects.create(contact=contact, definition=note, value=LONG)
 
     state = push(contact, destination)
@@ -326,3 +329,4 @@ def test_hostile_values_round_trip(platform, destination, sandbox):
         "email": "jose.emilie@example.com",
         "text_field": LONG,
     }
+    assert Contact.objects.get(pk=contact.pk).city == CITY  # and our own table is intact
