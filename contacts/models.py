@@ -74,7 +74,9 @@ class Contact(models.Model):
         max_length=2, blank=True, choices=validators.country_choices, db_index=True
     )
     postal_code = models.CharField(max_length=20, blank=True)
-    birth_date = models.DateField(null=True, blank=True)
+    birth_date = models.DateField(
+        null=True, blank=True, validators=[validators.validate_birth_date]
+    )
     gender = models.CharField(max_length=10, blank=True, choices=Gender.choices)
     email_status = models.CharField(
         max_length=20, choices=EmailStatus.choices, default=EmailStatus.SUBSCRIBED, db_index=True

@@ -50,6 +50,12 @@ def validate_time_zone(value: str) -> None:
 
 
 @cache
+def validate_birth_date(value: datetime.date | None) -> None:
+    """A birth date is in the past: a future one is a typing slip, and platforms keep it."""
+    if value and value > datetime.date.today():
+        raise ValidationError("A birth date cannot be in the future.")
+
+
 def country_choices() -> list[tuple[str, str]]:
     return sorted(((c.alpha_2, c.name) for c in pycountry.countries), key=lambda c: c[1])
 

@@ -111,6 +111,7 @@ def _assert_nothing_saved():
         ("time_zone", "Mars/Olympus", "IANA"),
         ("country", "XX", "valid choice"),
         ("birth_date", "1990-02-30", "valid date"),
+        ("birth_date", "2099-01-01", "cannot be in the future"),
         ("last_latitude", "90.5", "less than or equal to 90"),
         ("last_longitude", "-180.5", "greater than or equal to -180"),
         ("consent_ip", "300.1.1.1", "valid IPv4 or IPv6"),
