@@ -14,8 +14,9 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("--username", default="admin")
+        parser.add_argument("--url", default="http://127.0.0.1:8000/admin/")
 
-    def handle(self, *args, username, **options):
+    def handle(self, *args, username, url, **options):
         password_file = Path(settings.BASE_DIR) / ".admin-password"
         User = get_user_model()
         user = User.objects.filter(username=username).first()
@@ -29,7 +30,5 @@ class Command(BaseCommand):
             password_file.chmod(0o600)
         password = password_file.read_text().strip()
         self.stdout.write(
-            self.style.SUCCESS(
-                f"Admin login: http://127.0.0.1:8000/admin/  user: {username}  password: {password}"
-            )
+            self.style.SUCCESS(f"Admin login: {url}  user: {username}  password: {password}")
         )

@@ -14,6 +14,12 @@ class Command(BaseCommand):
     def handle(self, *args, url, **options):
         for slug in connectors.CONNECTORS:
             fields = sandbox_destination_fields(slug, url)
-            _, created = Destination.objects.get_or_create(name=fields["name"], defaults=fields)
+            destination, created = Destination.objects.get_or_create(
+                name=fields["name"], defaults=fields
+            )
             if created:
                 self.stdout.write(f"Created destination {fields['name']} -> {fields['base_url']}")
+            elif destination.base_url != fields["base_url"]:  # the sandbox moved to another port
+                destination.base_url = fields["base_url"]
+                destination.save()
+                self.stdout.write(f"Destination {fields['name']} now -> {fields['base_url']}")
