@@ -81,6 +81,10 @@ AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
 AXES_RESET_ON_SUCCESS = True
 AXES_VERBOSE = False  # lockouts are still logged; routine bookkeeping is not
 
+# unfold's login form has no hidden `next` field: a login without `?next=` lands here rather
+# than on Django's /accounts/profile/ (which this site does not have).
+LOGIN_REDIRECT_URL = "admin:index"
+
 ROOT_URLCONF = "config.urls"
 WSGI_APPLICATION = "config.wsgi.application"
 

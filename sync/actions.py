@@ -118,7 +118,11 @@ class PushActionForm(ActionForm):
         label="",
         widget=UnfoldAdminSelectWidget(
             {
-                "class": ActionForm.base_fields["action"].widget.attrs["class"],
+                "class": " ".join(
+                    name
+                    for name in ActionForm.base_fields["action"].widget.attrs["class"].split()
+                    if name.startswith("group-[.changelist-actions]")
+                ),
                 "aria-label": "Destination to push to",
             }
         ),

@@ -165,3 +165,9 @@ def test_dashboard_charts_are_unfolds_with_the_selectors_counts(admin_client_log
 def test_dark_mode_is_offered(admin_client_logged):
     page = admin_client_logged.get(reverse("admin:index")).content.decode()
     assert "switchTheme('dark')" in page
+
+
+def test_logging_in_on_the_admins_page_lands_on_its_home(client, django_user_model):
+    django_user_model.objects.create_user("staff", "s@example.com", "pw-x-123456", is_staff=True)
+    response = client.post(reverse("admin:login"), {"username": "staff", "password": "pw-x-123456"})
+    assert response.status_code == 302 and response.url == reverse("admin:index")
