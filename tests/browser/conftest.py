@@ -124,7 +124,9 @@ def login(page):
         page.fill("#id_password", PASSWORD)
         page.click("#login-form button[type=submit]")
         page.wait_for_url("**/admin/")
-        assert page.locator("#nav-sidebar-inner").get_by_text(user.username).count() == 1
+        assert (
+            page.locator("#nav-sidebar-inner").get_by_text(user.username, exact=True).count() == 1
+        )
 
     return sign_in
 

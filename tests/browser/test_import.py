@@ -38,5 +38,6 @@ def test_import_preview_shows_the_bad_rows_error(page, login, role_user, tmp_pat
     assert len(messages) == 1 and messages[0].startswith("phone:"), messages
     assert "not a valid phone number" in messages[0]
     assert page.locator("input[name=confirm]").count() == 0  # nothing to confirm yet
+    errors.evaluate("row => window.scrollTo(0, row.getBoundingClientRect().top + scrollY - 450)")
     save_screenshot(page, "import-preview", full_page=False)  # the table runs far to the right
     assert Contact.objects.count() == 0

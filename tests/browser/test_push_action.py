@@ -17,7 +17,7 @@ RUN_PROGRESS = """() => {
   const run = document.querySelector("#sync-runs .sync-run");
   if (!run) return null;
   return [Number(run.querySelector(".sync-done").textContent),
-          run.querySelector(".sync-progress span").style.width];
+          run.querySelector(".sync-progress [style]").style.width];
 }"""
 
 
