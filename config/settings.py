@@ -8,6 +8,7 @@ from pathlib import Path
 
 import environ
 from django.core.exceptions import ImproperlyConfigured
+from django.templatetags.static import static
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -34,6 +35,12 @@ LANGUAGE_CODE = "en-us"
 USE_I18N = True
 
 INSTALLED_APPS = [
+    # django-unfold before django.contrib.admin: its templates override the admin's, and its
+    # app config makes `admin.site` an UnfoldAdminSite. The contrib apps restyle
+    # django-import-export's and django-simple-history's pages.
+    "unfold",
+    "unfold.contrib.import_export",
+    "unfold.contrib.simple_history",
     "django.contrib.admin",
     "django.contrib.auth",
     "django.contrib.contenttypes",
@@ -73,6 +80,10 @@ AXES_COOLOFF_TIME = env.float("AXES_COOLOFF_MINUTES", default=15.0) / 60  # hour
 AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
 AXES_RESET_ON_SUCCESS = True
 AXES_VERBOSE = False  # lockouts are still logged; routine bookkeeping is not
+
+# unfold's login form has no hidden `next` field: a login without `?next=` lands here rather
+# than on Django's /accounts/profile/ (which this site does not have).
+LOGIN_REDIRECT_URL = "admin:index"
 
 ROOT_URLCONF = "config.urls"
 WSGI_APPLICATION = "config.wsgi.application"
@@ -156,6 +167,16 @@ LOGGING = {
         "console": {"class": "logging.StreamHandler", "filters": ["scrub_secrets"]},
     },
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
+}
+
+# -- The admin's look (django-unfold): sidebar per role, dark mode (its toggle), our styles.
+UNFOLD = {
+    "SITE_TITLE": "Contact sync",
+    "SITE_HEADER": "Contact sync",
+    "SITE_SYMBOL": "sync",
+    "SHOW_VIEW_ON_SITE": False,
+    "STYLES": [lambda request: static("sync/sync.css")],
+    "SIDEBAR": {"show_search": False, "navigation": "sync.navigation.sidebar"},
 }
 
 # -- CSV import and export of contacts (django-import-export; contacts/resources.py)

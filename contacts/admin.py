@@ -16,9 +16,11 @@ from django.utils.decorators import method_decorator
 from django.views.decorators.http import require_POST
 from import_export.admin import ExportActionMixin, ImportMixin
 from import_export.formats.base_formats import CSV
-from import_export.forms import ConfirmImportForm, ImportForm
+from import_export.forms import ConfirmImportForm
 from import_export.signals import post_import
 from simple_history.admin import SimpleHistoryAdmin
+from unfold.admin import ModelAdmin, TabularInline
+from unfold.contrib.import_export.forms import ExportForm, ImportForm
 
 from contacts import forms
 from contacts.models import (
@@ -142,7 +144,7 @@ def _child_change(model, record, before, label_field, shown, names) -> ChildChan
     )
 
 
-class CatalogueRowInline(admin.TabularInline):
+class CatalogueRowInline(TabularInline):
     """A row that points into a catalogue (custom fields, groups, lists): its caption names
     that entry, fetched in the same query as the rows rather than one query per row."""
 
@@ -154,7 +156,7 @@ class CatalogueRowInline(admin.TabularInline):
         return super().get_queryset(request).select_related(self.caption_related)
 
 
-class ChannelInline(admin.TabularInline):
+class ChannelInline(TabularInline):
     model = Channel
     form = forms.ChannelForm
     formset = forms.ChannelFormSet
@@ -179,7 +181,7 @@ class MailingListSubscriptionInline(CatalogueRowInline):
     verbose_name = "mailing list"
 
 
-class ExternalUrlInline(admin.TabularInline):
+class ExternalUrlInline(TabularInline):
     model = ExternalUrl
     formset = forms.ExternalUrlFormSet
     extra = 0
@@ -214,7 +216,7 @@ class ContactConfirmImportForm(ConfirmImportForm):
 
 
 @admin.register(Contact)
-class ContactAdmin(ImportMixin, ExportActionMixin, SimpleHistoryAdmin):
+class ContactAdmin(ImportMixin, ExportActionMixin, SimpleHistoryAdmin, ModelAdmin):
     """Contacts with their children inline; CSV import (a preview that writes nothing, then
     the confirmed import in short transactions: `contacts.services`), the "Export selected"
     action, and the history page."""
@@ -223,9 +225,8 @@ class ContactAdmin(ImportMixin, ExportActionMixin, SimpleHistoryAdmin):
     resource_classes = [ContactResource]
     formats = [ContactCSV]
     import_form_class = ContactImportForm
+    export_form_class = ExportForm
     confirm_form_class = ContactConfirmImportForm
-    # The import-export change list extends this one, which links the sync styles.
-    change_list_template = "admin/contacts/contact/change_list.html"
     import_template_name = "admin/contacts/contact/import.html"
     object_history_template = "admin/contacts/contact/object_history.html"
     show_change_form_export = False
@@ -399,16 +400,16 @@ class ContactAdmin(ImportMixin, ExportActionMixin, SimpleHistoryAdmin):
 
 
 @admin.register(CustomFieldDefinition)
-class CustomFieldDefinitionAdmin(admin.ModelAdmin):
+class CustomFieldDefinitionAdmin(ModelAdmin):
     list_display = ["name", "type"]
     search_fields = ["name"]
 
 
 @admin.register(Group)
-class GroupAdmin(admin.ModelAdmin):
+class GroupAdmin(ModelAdmin):
     search_fields = ["name"]
 
 
 @admin.register(MailingList)
-class MailingListAdmin(admin.ModelAdmin):
+class MailingListAdmin(ModelAdmin):
     search_fields = ["name"]

@@ -11,13 +11,14 @@ from dataclasses import dataclass
 
 from django import forms
 from django.contrib import admin, messages
-from django.contrib.admin import helpers
 from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpResponseNotAllowed
 from django.shortcuts import redirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.translation import ngettext
+from unfold.forms import ActionForm
+from unfold.widgets import UnfoldAdminSelectWidget, UnfoldBooleanWidget
 
 from sync import services
 from sync.models import Destination, Trigger
@@ -106,15 +107,29 @@ class ObjectActionsMixin:
         return super().render_change_form(request, context, add, change, form_url, obj)
 
 
-class PushActionForm(helpers.ActionForm):
-    """The contact list's action bar, with the destination to push to and a force switch."""
+class PushActionForm(ActionForm):
+    """The contact list's action bar (unfold's), with the destination to push to and a force
+    switch; the destination's select is styled like the bar's action select."""
 
     destination = forms.ModelChoiceField(
         queryset=Destination.objects.filter(enabled=True),
         required=False,
         empty_label="All enabled destinations",
+        label="",
+        widget=UnfoldAdminSelectWidget(
+            {
+                "class": " ".join(
+                    name
+                    for name in ActionForm.base_fields["action"].widget.attrs["class"].split()
+                    if name.startswith("group-[.changelist-actions]")
+                ),
+                "aria-label": "Destination to push to",
+            }
+        ),
     )
-    force = forms.BooleanField(required=False, label="Force (push unchanged contacts too)")
+    force = forms.BooleanField(
+        required=False, label="Force (push unchanged contacts too)", widget=UnfoldBooleanWidget
+    )
 
 
 def _chosen_destination(request):

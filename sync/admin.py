@@ -1,8 +1,14 @@
 """Sync in the admin: destinations with their mappings, read-only state, attempt log and runs,
 and the contact admin extended with badges, a sync panel and push actions."""
 
+from axes import admin as axes_admin
+from axes.models import AccessAttempt, AccessFailureLog, AccessLog
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.auth.admin import GroupAdmin as BaseGroupAdmin
+from django.contrib.auth.admin import UserAdmin as BaseUserAdmin
+from django.contrib.auth.models import Group as AuthGroup
+from django.contrib.auth.models import User
 from django.core.exceptions import PermissionDenied
 from django.db.models import Exists, OuterRef, Prefetch, Q
 from django.shortcuts import get_object_or_404
@@ -11,7 +17,11 @@ from django.template.response import TemplateResponse
 from django.urls import path
 from django.utils.html import format_html, format_html_join
 from django.utils.translation import ngettext
+from django_tasks_db import admin as tasks_admin
+from django_tasks_db.models import DBTaskResult
 from simple_history.admin import SimpleHistoryAdmin
+from unfold.admin import ModelAdmin, TabularInline
+from unfold.forms import AdminPasswordChangeForm, UserChangeForm, UserCreationForm
 
 from contacts.admin import ContactAdmin
 from contacts.models import Contact, CustomFieldDefinition, Group, MailingList
@@ -39,7 +49,7 @@ from sync.models import (
 PUSH_PERMISSION = "sync.push_contacts"
 
 
-class ReadOnlyAdmin(admin.ModelAdmin):
+class ReadOnlyAdmin(ModelAdmin):
     """Logs and state: written by the sync engine only."""
 
     def has_add_permission(self, request):
@@ -52,7 +62,7 @@ class ReadOnlyAdmin(admin.ModelAdmin):
 # ----------------------------------------------------------------------------- destinations
 
 
-class _RemoteOptionsInline(admin.TabularInline):
+class _RemoteOptionsInline(TabularInline):
     extra = 0
     option_kind = ""
     remote_field_name = ""
@@ -113,7 +123,7 @@ def refresh_options(modeladmin, request, queryset):
 
 
 @admin.register(Destination)
-class DestinationAdmin(ObjectActionsMixin, SimpleHistoryAdmin):
+class DestinationAdmin(ObjectActionsMixin, SimpleHistoryAdmin, ModelAdmin):
     list_display = ["name", "platform", "enabled", "push_on_save", "health", "effective_url"]
     list_filter = ["platform", "enabled"]
     actions = [test_connection, refresh_options]
@@ -285,7 +295,7 @@ class SyncAttemptAdmin(ReadOnlyAdmin):
         return obj.error[:120]
 
 
-class FailedAttemptInline(admin.TabularInline):
+class FailedAttemptInline(TabularInline):
     model = SyncAttempt
     verbose_name_plural = "failed contacts"
     fields = ["external_id", "destination", "http_status", "error", "started_at"]
@@ -494,3 +504,33 @@ def _badge(destination, state):
 
 admin.site.unregister(Contact)
 admin.site.register(Contact, SyncedContactAdmin)
+
+
+# ---------------------------- users, roles, login throttling, tasks: in unfold's classes
+
+# Their own admins, unchanged in what they do, on unfold's ModelAdmin (its forms and widgets)
+# so that every page of the site has the same look.
+admin.site.unregister(User)
+admin.site.unregister(AuthGroup)
+
+
+@admin.register(User)
+class UserAdmin(BaseUserAdmin, ModelAdmin):
+    form = UserChangeForm
+    add_form = UserCreationForm
+    change_password_form = AdminPasswordChangeForm
+
+
+@admin.register(AuthGroup)
+class RoleAdmin(BaseGroupAdmin, ModelAdmin):
+    pass
+
+
+for _model, _base in [
+    (AccessAttempt, axes_admin.AccessAttemptAdmin),
+    (AccessLog, axes_admin.AccessLogAdmin),
+    (AccessFailureLog, axes_admin.AccessFailureLogAdmin),
+    (DBTaskResult, tasks_admin.DBTaskResultAdmin),
+]:
+    admin.site.unregister(_model)
+    admin.site.register(_model, type(_base.__name__, (_base, ModelAdmin), {}))

@@ -173,8 +173,6 @@ def contact_sync_panel(contact: Contact) -> dict:
 
 # ----------------------------------------------------------------------------- dashboard
 
-CHART_WIDTH, CHART_HEIGHT = 480, 90
-
 
 def dashboard(now=None) -> dict:
     """Everything the managers' dashboard shows, in a fixed number of aggregate queries
@@ -266,33 +264,19 @@ def _destination_row(destination, counts, outcomes, hourly, errors, total_contac
         "skipped": counts.get(SyncStatus.SKIPPED, 0),
         "never": total_contacts - known,
         "success_rate": round(100 * succeeded / tried, 1) if tried else None,
-        "hour_chart": _bars(per_hour, [h.strftime("%H:00") for h in hours]),
-        "day_chart": _bars(per_day, [d.strftime("%a %d") for d in days]),
+        "hour_chart": _series(per_hour, [h.strftime("%H:00") for h in hours]),
+        "day_chart": _series(per_day, [d.strftime("%a %d") for d in days]),
         "errors": errors,
     }
 
 
-def _bars(values: list[int], labels: list[str]) -> dict:
-    """Geometry of a server-drawn SVG bar chart."""
-    top = max(values) or 1
-    width = CHART_WIDTH / len(values)
-    bars = [
-        {
-            "x": round(i * width, 1),
-            "w": round(width * 0.8, 1),
-            "h": round(CHART_HEIGHT * v / top, 1),
-            "y": round(CHART_HEIGHT - CHART_HEIGHT * v / top, 1),
-            "value": v,
-            "label": label,
-        }
-        for i, (v, label) in enumerate(zip(values, labels, strict=True))
-    ]
+def _series(values: list[int], labels: list[str]) -> dict:
+    """One chart's data: a label and a count per bar, with their total and largest value."""
     return {
-        "bars": bars,
-        "max": top,
+        "labels": labels,
+        "values": values,
         "total": sum(values),
-        "width": CHART_WIDTH,
-        "height": CHART_HEIGHT,
+        "max": max(values, default=0),
     }
 
 

@@ -141,6 +141,8 @@ EXPECTED = {
     "admin:password_change": Rule(get=EVERY_STAFF, post=EVERY_STAFF),
     "admin:password_change_done": Rule(get=EVERY_STAFF, denied=(405,)),
     "admin:jsi18n": Rule(get=EVERY_STAFF, denied=(405,)),
+    # unfold's search of the apps and models the user may open (its own app list); POST too.
+    "admin:search": Rule(get=EVERY_STAFF, post=EVERY_STAFF),
     # No admin has autocomplete_fields, so every query is refused (403; POST 405).
     "admin:autocomplete": Rule(denied=(403, 405)),
     # contenttypes' shortcut: no model here has get_absolute_url, so 404 for everyone.

@@ -65,7 +65,7 @@ def browser():
 def page(browser, live_server, request):
     """A fresh browser page (own cookies) whose relative URLs go to the live server; a
     screenshot of it is saved in test-artifacts/ when the test fails."""
-    context = browser.new_context(base_url=live_server.url, viewport={"width": 1280, "height": 900})
+    context = browser.new_context(base_url=live_server.url, viewport={"width": 1366, "height": 900})
     context.set_default_timeout(10_000)
     page = context.new_page()
     yield page
@@ -122,9 +122,11 @@ def login(page):
         page.goto("/admin/login/")
         page.fill("#id_username", user.username)
         page.fill("#id_password", PASSWORD)
-        page.click("input[type=submit]")
+        page.click("#login-form button[type=submit]")
         page.wait_for_url("**/admin/")
-        assert page.locator("#user-tools").inner_text().upper().startswith("WELCOME")
+        assert (
+            page.locator("#nav-sidebar-inner").get_by_text(user.username, exact=True).count() == 1
+        )
 
     return sign_in
 

@@ -10,8 +10,9 @@ pytestmark = pytest.mark.browser
 
 
 def _add_inline_row(page, prefix):
-    page.click(f"#{prefix}-group .add-row a")
-    return page.locator(f"#{prefix}-group tr.form-row.dynamic-{prefix}").last
+    page.click(f"#{prefix}-group .add-row")
+    # unfold's inline: each row a .form-group, the template row .empty-form
+    return page.locator(f"#{prefix}-group .form-group:not(.empty-form)").last
 
 
 def _stored_ids(sandbox, platform):
@@ -27,8 +28,8 @@ def test_marketing_staff_adds_a_contact_and_sees_its_remote_ids(
     Group.objects.create(name="VIP")
     login(role_user("Marketing staff", "marta"))
 
-    page.click("#contacts-contact a")
-    page.click(".object-tools a.addlink")
+    page.click("#nav-sidebar-apps a[href$='/contacts/contact/']")
+    page.click("a.addlink[href$='/contacts/contact/add/']")
     page.fill("#id_first_name", "Ada")
     page.fill("#id_last_name", "Lovelace")
     page.fill("#id_email", "ada.lovelace@example.com")
@@ -46,9 +47,9 @@ def test_marketing_staff_adds_a_contact_and_sees_its_remote_ids(
     url.locator("input[name$='-ref']").fill("crm")
     url.locator("input[name$='-url']").fill("https://crm.example.com/c/ada")
     url.locator("input[name$='-label']").fill("CRM")
-    page.click("input[name=_continue]")
+    page.click("button[name=_continue]")
 
-    page.wait_for_selector(".messagelist .success")
+    page.get_by_text("was added successfully").wait_for()
     contact = Contact.objects.get(email="ada.lovelace@example.com")
     assert contact.phone == "+447400123456"
     assert [c.value for c in contact.channels.all()] == ["subscription-ada-1"]
@@ -67,8 +68,8 @@ def test_marketing_staff_adds_a_contact_and_sees_its_remote_ids(
     save_screenshot(page, "contact")
 
     page.fill("#id_phone", "12345")
-    page.click("input[name=_continue]")
-    error = page.locator(".field-phone .errorlist")
+    page.click("button[name=_continue]")
+    error = page.locator(".field-phone .text-red-600")
     assert "not a valid phone number" in error.inner_text()
     contact.refresh_from_db()
     assert contact.phone == "+447400123456"

@@ -17,7 +17,7 @@ RUN_PROGRESS = """() => {
   const run = document.querySelector("#sync-runs .sync-run");
   if (!run) return null;
   return [Number(run.querySelector(".sync-done").textContent),
-          run.querySelector(".sync-progress span").style.width];
+          run.querySelector(".sync-progress [style]").style.width];
 }"""
 
 
@@ -79,13 +79,13 @@ def test_sync_admin_pushes_selected_contacts_and_watches_the_progress(
     faults.raise_for_status()
     login(role_user("Sync admins", "sam"))
 
-    page.click("#contacts-contact a")
+    page.click("#nav-sidebar-apps a[href$='/contacts/contact/']")
     page.check("#action-toggle")
     assert page.locator("input.action-select:checked").count() == 20
     page.select_option("select[name=action]", "push_selected")
     page.select_option("select[name=destination]", label=loops.name)
     page.click("button[name=index]")
-    message = page.locator(".messagelist .success").inner_text()
+    message = page.get_by_text("queued for").inner_text()
     assert "20 pushes queued for loops sandbox" in message
 
     page.goto("/admin/")
@@ -103,7 +103,7 @@ def test_sync_admin_pushes_selected_contacts_and_watches_the_progress(
     statuses = ContactSyncState.objects.filter(destination=loops).values_list("status", flat=True)
     assert list(statuses) == [SyncStatus.SYNCED] * 20
 
-    page.click("#contacts-contact a")  # in the navigation sidebar
+    page.click("#nav-sidebar-apps a[href$='/contacts/contact/']")
     page.wait_for_url("**/admin/contacts/contact/")
     badges = page.locator(f".sync-badge[title^='{loops.name}']")
     assert badges.count() == 20
