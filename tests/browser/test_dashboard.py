@@ -9,11 +9,12 @@ from contacts.demo import seed_demo_contacts
 from contacts.models import Contact
 from sync.models import ContactSyncState, SyncAttempt, SyncStatus
 from tests.browser.conftest import save_screenshot
+from tests.conftest import platform_with
 
 pytestmark = pytest.mark.browser
 
-INVALID_EMAIL = 'Loops 400: "email" is not a valid email address'
-TAKEN_EMAIL = "Loops 409: Email or userId is already in use"
+INVALID_EMAIL = 'HTTP 400: "email" is not a valid email address'
+TAKEN_EMAIL = "HTTP 409: Email or userId is already in use"
 # Actions that only read: the payload preview and the CSV export.
 READ_ONLY_ACTIONS = {"", "preview_payloads", "export_admin_action"}
 
@@ -34,7 +35,7 @@ def _failed_history(destination, contacts):
             destination=destination,
             last_error=error,
             status=SyncStatus.FAILED if error else SyncStatus.SYNCED,
-            remote_id="" if error else f"loops-{contact.pk}",
+            remote_id="" if error else f"remote-{contact.pk}",
         )
         for hours_ago in (5, 2):
             SyncAttempt.objects.create(
@@ -51,23 +52,23 @@ def _failed_history(destination, contacts):
 
 
 @pytest.fixture
-def failures_on_loops(destinations):
-    """Eight contacts on Loops: four failed (two errors), four synced; returns the destination
-    and the contacts of the larger error group."""
+def failures_on_one_destination(destinations):
+    """Eight contacts on one destination: four failed (two errors), four synced; returns the
+    destination and the contacts of the larger error group."""
     seed_demo_contacts(8)
-    loops = destinations["loops"]
-    return loops, _failed_history(loops, list(Contact.objects.order_by("pk")))
+    target = destinations[platform_with()]
+    return target, _failed_history(target, list(Contact.objects.order_by("pk")))
 
 
 def test_manager_reads_the_dashboard_and_can_change_nothing(
-    page, login, role_user, failures_on_loops
+    page, login, role_user, failures_on_one_destination
 ):
-    loops, _ = failures_on_loops
+    target, _ = failures_on_one_destination
     login(role_user("Managers", "mia"))
 
     page.click("#sync-dashboard-link a")
     page.wait_for_url("**/admin/sync/dashboard/")
-    card = page.locator(f"#destination-{loops.pk}")
+    card = page.locator(f"#destination-{target.pk}")
     charts = card.locator("canvas.chart")  # unfold's bar charts, drawn by its Chart.js
     assert charts.count() == 2
     drawn = charts.evaluate_all("cs => cs.map(c => Chart.getChart(c).data.datasets[0].data)")
@@ -80,7 +81,7 @@ def test_manager_reads_the_dashboard_and_can_change_nothing(
 
     card.locator(".sync-badge.sync-failed").click()  # "failed 4": the destination's failures
     page.wait_for_url("**/contacts/contact/?*")
-    failed = ContactSyncState.objects.filter(destination=loops, status=SyncStatus.FAILED)
+    failed = ContactSyncState.objects.filter(destination=target, status=SyncStatus.FAILED)
     emails = page.locator("#result_list tbody td.field-email").all_inner_texts()
     assert sorted(emails) == sorted(failed.values_list("contact__email", flat=True))
     assert page.locator("a[href$='/contacts/contact/add/']").count() == 0
@@ -94,7 +95,7 @@ def test_manager_reads_the_dashboard_and_can_change_nothing(
     page.locator("#result_list tbody th a").first.click()
     page.wait_for_url("**/change/?*")
     panel = page.locator("#sync-panel")
-    assert panel.locator("tr", has_text=loops.name).locator(".sync-error").inner_text() in (
+    assert panel.locator("tr", has_text=target.name).locator(".sync-error").inner_text() in (
         INVALID_EMAIL,
         TAKEN_EMAIL,
     )
@@ -103,13 +104,15 @@ def test_manager_reads_the_dashboard_and_can_change_nothing(
     assert page.locator("a[href$='/delete/']:visible, .add-row:visible").count() == 0
 
 
-def test_error_group_link_lists_only_its_contacts(page, login, role_user, failures_on_loops):
-    loops, affected = failures_on_loops
+def test_error_group_link_lists_only_its_contacts(
+    page, login, role_user, failures_on_one_destination
+):
+    target, affected = failures_on_one_destination
     login(role_user("Managers", "mia"))
 
     page.click("#sync-dashboard-link a")
     page.wait_for_url("**/admin/sync/dashboard/")
-    page.locator(f"#destination-{loops.pk} .sync-errors a").first.click()
+    page.locator(f"#destination-{target.pk} .sync-errors a").first.click()
     page.wait_for_url("**/contacts/contact/?*")
     assert "sync_error=" in page.url, page.url
     emails = page.locator("#result_list tbody td.field-email").all_inner_texts()
