@@ -427,6 +427,16 @@ class SyncedContactAdmin(ContactAdmin):
     ]
     change_form_template = "admin/contacts/contact/sync_change_form.html"
 
+    def get_deleted_objects(self, objs, request):
+        """Deleting a contact deletes its sync states and unlinks its attempt-log rows: the
+        sync engine's own records, which no role edits. Whoever may delete the contact may
+        delete them with it (the confirmation page still lists them)."""
+        deleted, model_count, perms_needed, protected = super().get_deleted_objects(objs, request)
+        engine_records = {
+            str(model._meta.verbose_name) for model in (ContactSyncState, SyncAttempt)
+        }
+        return deleted, model_count, perms_needed - engine_records, protected
+
     def get_list_display(self, request):
         destinations = self.destinations(request)
 

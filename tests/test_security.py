@@ -303,3 +303,30 @@ def test_missing_credential_names_the_variable(sandbox_destination, monkeypatch,
     monkeypatch.delenv(destination.key_env)
     ok, message = services.destination_test_connection(destination=destination)
     assert not ok and destination.key_env in message
+
+
+def test_a_sync_admin_deletes_a_pushed_contact(role_client, sandbox_destination, settings):
+    """The contact's sync states and attempt rows go with it: the engine's records are not a
+    permission of their own (a sync admin could not delete a pushed contact before)."""
+    settings.SYNC_ON_SAVE_MODE = "queued"
+    destination = sandbox_destination(PLATFORMS[0])
+    seed_demo_contacts(1)
+    contact = Contact.objects.get()
+    ContactSyncState.objects.create(
+        contact=contact, destination=destination, status=SyncStatus.SYNCED, remote_id="r-1"
+    )
+    SyncAttempt.objects.create(
+        destination=destination,
+        contact=contact,
+        trigger="action",
+        outcome="created",
+        started_at=timezone.now(),
+    )
+    client = role_client("Sync admins")
+    url = reverse("admin:contacts_contact_delete", args=[contact.pk])
+    page = client.get(url)
+    assert page.status_code == 200 and "permission to delete" not in page.content.decode()
+    response = client.post(url, {"post": "yes"})
+    assert response.status_code == 302
+    assert not Contact.objects.exists() and not ContactSyncState.objects.exists()
+    assert SyncAttempt.objects.get().contact is None  # the log keeps the attempt
