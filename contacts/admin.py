@@ -3,6 +3,7 @@ export, each contact's history, and the catalogues (custom fields, groups, maili
 their own pages."""
 
 import datetime
+import re
 from dataclasses import dataclass, field
 
 from django import forms as django_forms
@@ -249,6 +250,17 @@ class ContactAdmin(ImportMixin, ExportActionMixin, SimpleHistoryAdmin, ModelAdmi
     ]
     search_fields = ["first_name", "last_name", "email", "phone", "=external_id"]
     readonly_fields = ["created_at", "updated_at"]
+
+    def get_search_results(self, request, queryset, search_term):
+        """Phones are stored in E.164 (+447911123456): a number typed the national way
+        (07911 123456) or with spaces and dashes finds them too, by its significant digits."""
+        found, may_have_duplicates = super().get_search_results(request, queryset, search_term)
+        digits = re.sub(r"[\s().-]", "", search_term)
+        if re.fullmatch(r"\+?\d{6,15}", digits):
+            significant = digits.lstrip("+") if digits.startswith("+") else digits.lstrip("0")
+            found |= queryset.filter(phone__endswith=significant)
+        return found, may_have_duplicates
+
     inlines = [
         ChannelInline,
         CustomFieldValueInline,

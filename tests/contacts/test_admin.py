@@ -251,3 +251,11 @@ def test_custom_value_over_500_characters_is_refused_on_its_row(admin_client_log
     errors, _ = _inline_errors(response, "custom_values")
     assert "at most 500 characters" in " ".join(errors[0]["value"])
     _assert_nothing_saved()
+
+
+@pytest.mark.parametrize("typed", ["07911 123456", "+44 7911-123456", "(07911) 123 456"])
+def test_a_phone_typed_the_national_way_finds_the_contact(admin_client_logged, typed):
+    Contact.objects.create(first_name="Ada", phone="+447911123456", email="ada@example.com")
+    Contact.objects.create(first_name="Bob", phone="+14155550123", email="bob@example.com")
+    response = admin_client_logged.get(reverse("admin:contacts_contact_changelist"), {"q": typed})
+    assert [c.first_name for c in response.context["cl"].result_list] == ["Ada"]
