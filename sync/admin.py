@@ -492,6 +492,21 @@ class SyncedContactAdmin(ContactAdmin):
             request, "admin/sync/contact_sync_panel.html", selectors.contact_sync_panel(contact)
         )
 
+    def save_model(self, request, obj, form, change):
+        super().save_model(request, obj, form, change)
+        request._saved_contact_id = obj.pk
+
+    def changeform_view(self, request, object_id=None, form_url="", extra_context=None):
+        """After a save, say per destination what became of its push (the push on save runs
+        when the save's transaction commits, inside this call)."""
+        response = super().changeform_view(request, object_id, form_url, extra_context)
+        contact_id = getattr(request, "_saved_contact_id", None)
+        if contact_id is not None and response.status_code == 302:
+            levels = {"success": messages.SUCCESS, "warning": messages.WARNING}
+            for level, text in selectors.contact_save_outcomes(contact_id=contact_id):
+                self.message_user(request, text, levels.get(level, messages.INFO))
+        return response
+
     def render_change_form(self, request, context, add=False, change=False, form_url="", obj=None):
         if obj is not None:
             context["sync_panel"] = selectors.contact_sync_panel(obj)

@@ -316,3 +316,39 @@ def _mapping_text(record) -> str:
         else f"mailing list #{record.mailing_list_id}"
     )
     return f"{source} -> {record.remote_list}"
+
+
+def contact_save_outcomes(*, contact_id: int) -> list[tuple[str, str]]:
+    """What became of a contact's push on save, per destination that pushes on save, as
+    (level, text) for the page that follows the save: "success", "warning" (a platform
+    refused it, or it waits) or "info" (queued, skipped). Pushes still under way say so."""
+    destinations = list(Destination.objects.filter(enabled=True, push_on_save=True))
+    states = {
+        s.destination_id: s
+        for s in ContactSyncState.objects.filter(
+            contact_id=contact_id, destination__in=destinations
+        )
+    }
+    synced, queued, outcomes = [], [], []
+    for destination in destinations:
+        state = states.get(destination.pk)
+        status = state.status if state else SyncStatus.NEVER
+        if status in (SyncStatus.SYNCED, SyncStatus.UNCHANGED):
+            synced.append(destination.name)
+        elif status == SyncStatus.FAILED:
+            outcomes.append(("warning", f"{destination.name} refused it: {state.last_error}"))
+        elif status == SyncStatus.WAITING:
+            outcomes.append(("warning", f"{destination.name} is paused: {state.last_error}"))
+        elif status == SyncStatus.PENDING and state.last_error:
+            outcomes.append(
+                ("warning", f"{destination.name} will be tried again: {state.last_error}")
+            )
+        elif status == SyncStatus.SKIPPED:
+            outcomes.append(("info", f"Not sent to {destination.name}: {state.skip_reason}"))
+        else:
+            queued.append(destination.name)
+    if synced:
+        outcomes.insert(0, ("success", f"Synced to {', '.join(synced)}."))
+    if queued:
+        outcomes.append(("info", f"Queued for {', '.join(queued)}; the Sync panel updates itself."))
+    return outcomes

@@ -179,3 +179,46 @@ def test_deleting_a_contact_deletes_it_remotely_or_says_why(
     assert deleted.outcome == SyncAttempt.Outcome.DELETED
     skipped = SyncAttempt.objects.get(destination=without_delete, trigger="delete")
     assert "no delete call" in skipped.error
+
+
+def _messages(response):
+    return [(m.level_tag, str(m)) for m in response.context["messages"]]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_page_after_a_save_says_what_each_platform_did(
+    admin_client_logged, sandbox_destination, sandbox, settings
+):
+    """A refusal is a warning with the platform's reason, not a green "changed successfully"
+    alone (immediate mode: the push ran before the next page)."""
+    settings.SYNC_ON_SAVE_MODE = "immediate"
+    refusing, accepting = PLATFORMS[0], PLATFORMS[1]
+    refused = sandbox_destination(refusing)
+    accepted = sandbox_destination(accepting)
+    requests.post(
+        f"{sandbox.url}/_sandbox/faults",
+        json={"platform": refusing, "error_rate": 1.0, "error_status": 400},
+        timeout=5,
+    )
+    response = admin_client_logged.post(
+        reverse("admin:contacts_contact_add"), contact_post(), follow=True
+    )
+    shown = _messages(response)
+    assert ("success", f"Synced to {accepted.name}.") in shown, shown
+    (warning,) = [text for level, text in shown if level == "warning"]
+    assert warning.startswith(f"{refused.name} refused it: ") and "400" in warning
+
+
+@pytest.mark.django_db(transaction=True)
+def test_in_queued_mode_the_page_says_the_push_is_queued(
+    admin_client_logged, sandbox_destination, settings
+):
+    settings.SYNC_ON_SAVE_MODE = "queued"
+    destination = sandbox_destination(PLATFORMS[0])
+    response = admin_client_logged.post(
+        reverse("admin:contacts_contact_add"), contact_post(), follow=True
+    )
+    assert (
+        "info",
+        f"Queued for {destination.name}; the Sync panel updates itself.",
+    ) in _messages(response)
