@@ -31,6 +31,7 @@ from sync.engine import (  # noqa: F401  (re-exported for adapters)
     PushContext,
     contact_delete_remote,
     contact_push,
+    contacts_confirm,
     contacts_push,
     contacts_push_chunk,
     destination_connector,
@@ -237,7 +238,14 @@ def count_unchanged(contacts: QuerySet[Contact], destination: Destination) -> in
 
 
 def run_finish(*, run: SyncRun) -> None:
-    """Close a run pushed in-process (contacts held by another worker are not counted)."""
+    """Close a run pushed in-process (contacts held by another worker are not counted), unless
+    some of its contacts still await a platform's confirmation or a paused destination: the
+    run then ends when the last of them settles (engine.finish_run_if_done)."""
+    unsettled = ContactSyncState.objects.filter(
+        run=run, status__in=[SyncStatus.AWAITING, SyncStatus.WAITING]
+    )
+    if unsettled.exists():
+        return
     SyncRun.objects.filter(pk=run.pk, state=SyncRun.State.RUNNING).update(
         state=SyncRun.State.FINISHED, finished_at=timezone.now()
     )
