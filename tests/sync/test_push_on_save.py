@@ -1,8 +1,11 @@
 """Push on save, in immediate and queued mode, against the sandbox over real HTTP."""
 
+from datetime import timedelta
+
 import pytest
 import requests
 from django.urls import reverse
+from django.utils import timezone
 
 from contacts.models import Contact, CustomFieldDefinition
 from sync import services
@@ -149,6 +152,9 @@ def test_revoked_key_pauses_destination_until_test_connection(
     ok, message = services.destination_test_connection(destination=cendyn)
     assert ok, message
     assert Destination.objects.get(pk=cendyn.pk).paused_at is None
+    # resumed together in one bulk: confirmed by the scheduler's read-back when it is due
+    assert set(ContactSyncState.objects.values_list("status", flat=True)) == {SyncStatus.AWAITING}
+    services.confirmations_enqueue_due(now=timezone.now() + timedelta(hours=2))
     assert set(ContactSyncState.objects.values_list("status", flat=True)) == {SyncStatus.SYNCED}
     assert len(sandbox_store(sandbox, "cendyn")["contacts"]) == 2
 

@@ -466,3 +466,41 @@ def test_rate_limit_answers_429_in_the_platform_shape(sandbox):
     assert [a.status_code for a in answers] == [200, 200, 429]
     assert answers[2].json() == {"error": "Too many requests, slow down"}
     assert answers[2].headers["Retry-After"] == "1"
+
+
+# ------------------------------------------------------------ confirmation by read-back
+
+
+def test_a_bulk_whose_callback_never_comes_is_confirmed_by_read_back(
+    sandbox, sandbox_destination, immediate_tasks
+):
+    """No webhook reaches us: the scheduler reads each contact back after a delay; while
+    Cendyn's queue has not run, a check finds nothing and the contact keeps waiting."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    destination = sandbox_destination("cendyn", rate_limit=1000)
+    sandbox.sandbox.set_rate_limit("cendyn", None)
+    seed_demo_contacts(5)
+    ids = list(Contact.objects.values_list("pk", flat=True))
+    faults(sandbox, bulk_deferred=True)
+    services.contacts_push(
+        contact_ids=ids, destination=destination, context=services.PushContext(trigger="action")
+    )
+    states = ContactSyncState.objects.filter(destination=destination)
+    assert {s.status for s in states.all()} == {SyncStatus.AWAITING}
+    assert all(s.next_attempt_at > timezone.now() for s in states.all())  # after a delay
+    assert services.confirmations_enqueue_due() == 0  # not due yet
+
+    later = timezone.now() + timedelta(hours=2)
+    assert services.confirmations_enqueue_due(now=later) == 5
+    assert {(s.status, s.attempts) for s in states.all()} == {(SyncStatus.AWAITING, 1)}
+
+    faults(sandbox, bulk_deferred=False)  # Cendyn's queue runs
+    assert services.confirmations_enqueue_due(now=later + timedelta(hours=2)) == 5
+    held = {c["user_id"]: c["id"] for c in store(sandbox)["contacts"]}
+    assert {s.status for s in states.all()} == {SyncStatus.SYNCED}
+    assert {s.contact.external_id: s.remote_id for s in states.all()} == held
+    reads = [e for e in sandbox.sandbox.log if e["platform"] == "cendyn" and e["method"] == "GET"]
+    assert not [e for e in reads if "/contact/bulk/" in e["path"]]  # no status word asked
