@@ -361,6 +361,7 @@ BADGE_TEXT = {
     SyncStatus.PENDING: "pending",
     SyncStatus.IN_PROGRESS: "pushing",
     SyncStatus.WAITING: "waiting",
+    SyncStatus.AWAITING: "awaiting confirmation",
     SyncStatus.SKIPPED: "skipped",
     SyncStatus.FAILED: "failed",
     SyncStatus.NEVER: "never",

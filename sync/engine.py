@@ -23,6 +23,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import timedelta
+from urllib.parse import quote_plus
 
 from django.conf import settings
 from django.db import connection, reset_queries, transaction
@@ -37,6 +38,7 @@ from sync.connectors.base import (
     ConnectorError,
     Exchange,
     RetryableError,
+    Unconfirmed,
 )
 from sync.connectors.records import ContactRecord, RemoteState
 from sync.dbretry import with_database_retry
@@ -67,6 +69,7 @@ STATE_FIELDS = [
     "accepted_content_version",
     "accepted_config_version",
     "accepted_email_status",
+    "confirmation_ref",
     "claimed_at",
     "claimed_by",
     "run",
@@ -74,6 +77,8 @@ STATE_FIELDS = [
 ]
 CHECK_EVERY = 1.0  # seconds between checks for a cancelled run or a paused destination
 WRITE_EVERY, WRITE_EVERY_SECONDS = 25, 0.5  # outcomes written per batch, at least this often
+# A state in one of these still owes its run an outcome; the others have settled.
+OWED = (SyncStatus.PENDING, SyncStatus.IN_PROGRESS, SyncStatus.WAITING, SyncStatus.AWAITING)
 
 
 @dataclass
@@ -153,12 +158,75 @@ class _Decide:
         self.now = timezone.now()
 
     def accepted(self, remote_id, created, digest, exchanges):
+        """Synced. `created`: True or False as the platform (or our lookup) says, None where
+        it answers a create and an update alike."""
+        self._accept(digest)
+        return self._synced(remote_id, created, exchanges)
+
+    def confirmed(self, remote_id, created, exchanges):
+        """The platform confirmed what it accepted in bulk (the payload and versions written
+        when it accepted them stay)."""
+        state = self.state
+        state.attempts = 0
+        state.last_error = ""
+        state.next_attempt_at = None
+        return self._synced(remote_id, created, exchanges)
+
+    def _synced(self, remote_id, created, exchanges):
         if remote_id:
             self.state.remote_id = remote_id
-        self._accept(digest)
+        self.state.confirmation_ref = ""
         self.state.last_success_at = self.now
-        outcome, counter = (Outcome.CREATED, "created") if created else (Outcome.UPDATED, "updated")
+        if created is None:
+            outcome, counter = Outcome.ACCEPTED, "accepted"
+        else:
+            outcome, counter = (
+                (Outcome.CREATED, "created") if created else (Outcome.UPDATED, "updated")
+            )
         return self._result(SyncStatus.SYNCED, outcome, counter, exchanges=exchanges)
+
+    def awaiting(self, digest, reference, exchanges):
+        """Accepted in bulk without a per-contact answer: what was sent is kept as accepted,
+        and the first check is due after a backoff delay. Failed attempts are not reset: only
+        a confirmation is a success."""
+        attempts = self.state.attempts
+        self._accept(digest)
+        self.state.attempts = attempts
+        self.state.confirmation_ref = reference
+        return self._await_check(Outcome.AWAITING, exchanges)
+
+    def unconfirmed(self, label, exchanges):
+        """A check found no answer yet (or could not be made): check again later, after
+        backoff; failed once SYNC_MAX_ATTEMPTS checks went unanswered."""
+        state = self.state
+        state.attempts += 1
+        if state.attempts >= settings.SYNC_MAX_ATTEMPTS:
+            self.forget()
+            state.last_error = (
+                f"{label} accepted this contact in bulk but did not confirm it in "
+                f"{state.attempts} checks; retry to send it again"
+            )
+            return self._result(
+                SyncStatus.FAILED,
+                Outcome.FAILED,
+                "failed",
+                error=state.last_error,
+                exchanges=exchanges,
+            )
+        return self._await_check(Outcome.AWAITING, exchanges)
+
+    def _await_check(self, outcome, exchanges):
+        delay = retry_delay(attempts=self.state.attempts + 1, retry_after=None)
+        self.state.next_attempt_at = self.now + timedelta(seconds=delay)
+        return self._result(SyncStatus.AWAITING, outcome, None, exchanges=exchanges)
+
+    def forget(self):
+        """What the platform took in bulk was not confirmed: nothing is known to be held, so
+        the next push sends the contact again."""
+        state = self.state
+        state.payload_hash = ""
+        state.accepted_content_version = state.accepted_config_version = None
+        state.confirmation_ref = ""
 
     def unchanged(self, digest):
         self._accept(digest)
@@ -221,18 +289,26 @@ def _write(results: list[_Result], destination: Destination, context: PushContex
         if context.run_id:
             result.state.run_id = context.run_id
     attempts = [_attempt(r, destination, context, now) for r in results]
-    counts = Counter(r.counter for r in results if r.counter)
-    with_database_retry(_write_rows, [r.state for r in results], attempts, counts, context)
+    # A settled contact counts in the run it was owed to, whatever path it took there (a
+    # retry, a resume, a confirmation); a push of a contact that had already settled in its
+    # run (a later save) counts nowhere.
+    counts: dict[int, Counter] = {}
+    for r in results:
+        owed = getattr(r.state, "claimed_from", SyncStatus.PENDING) in OWED
+        if r.counter and r.state.run_id and owed:
+            counts.setdefault(r.state.run_id, Counter())[r.counter] += 1
+    with_database_retry(_write_rows, [r.state for r in results], attempts, counts)
 
 
-def _write_rows(states, attempts, counts, context) -> None:
+def _write_rows(states, attempts, counts) -> None:
     with transaction.atomic():
         _save_states(states)
         _insert_rows(SyncAttempt, attempts)
-        if context.run_id and counts:
-            SyncRun.objects.filter(pk=context.run_id).update(
-                **{name: F(name) + count for name, count in counts.items()}
+        for run_id, run_counts in counts.items():
+            SyncRun.objects.filter(pk=run_id, state=SyncRun.State.RUNNING).update(
+                **{name: F(name) + count for name, count in run_counts.items()}
             )
+            finish_run_if_done(run_id)
 
 
 def _insert_rows(model, objects: list, batch: int = 500) -> None:
@@ -277,7 +353,7 @@ def _attempt(result: _Result, destination, context, now) -> SyncAttempt:
         destination=destination,
         contact_id=result.state.contact_id,
         external_id=result.external_id,
-        run_id=context.run_id,
+        run_id=context.run_id or result.state.run_id,
         trigger=context.trigger,
         user_id=context.user_id,
         started_at=now,
@@ -304,18 +380,19 @@ def exchange_fields(exchanges: list[Exchange]) -> dict:
 
 
 def _claim(
-    contact_ids: list[int], destination, context, queued: bool
+    contact_ids: list[int], destination, context, queued: bool, status=SyncStatus.PENDING
 ) -> dict[int, ContactSyncState]:
     """Mark the contacts in progress for this worker. Left out: contacts another live worker
     holds (it re-pushes when it sees a newer version) and, for queued work, contacts no longer
-    pending (already pushed by a copy of this task, or put back by a cancel)."""
+    in `status` (already pushed by a copy of this task, or put back by a cancel). Each state
+    keeps the status it was claimed from in `claimed_from`."""
     now = timezone.now()
     stale = now - timedelta(seconds=settings.SYNC_LEASE_SECONDS)
     candidates = ContactSyncState.objects.filter(
         destination=destination, contact_id__in=contact_ids
     )
     if queued:  # the states were made when the work was queued
-        candidates = candidates.filter(status=SyncStatus.PENDING)
+        candidates = candidates.filter(status=status)
     else:
         states_ensure(contact_ids=contact_ids, destination=destination)
     with transaction.atomic():
@@ -326,6 +403,7 @@ def _claim(
             )
         )
         for state in states:
+            state.claimed_from = state.status
             state.status, state.claimed_at, state.claimed_by = (
                 SyncStatus.IN_PROGRESS,
                 now,
@@ -350,7 +428,8 @@ def _prepare(record, state, destination, context, connector):
     decide = _Decide(state, destination, record)
     if destination.marketing_consent_only and not record.gdpr_marketing_consent:
         return decide.skipped("no GDPR marketing consent"), None, None
-    held = bool(state.payload_hash)  # the platform accepted a version of this contact
+    # the platform accepted a version of this contact (not merely took it in bulk, unconfirmed)
+    held = bool(state.payload_hash) and getattr(state, "claimed_from", "") != SyncStatus.AWAITING
     if (
         not context.force
         and held
@@ -396,8 +475,9 @@ def _push_one(record, state, destination, context, connector) -> _Result:
 
 
 def _push_bulk(prepared, destination, context, connector) -> list[_Result]:
-    """Send the contacts that need it in the platform's batch calls. Bulk answers carry no
-    per-contact ids: a contact is synced and matched by external ID (part A, "Matching")."""
+    """Send the contacts that need it in the platform's batch calls. A contact is synced only
+    when the platform's answer confirms it; one it took without a per-contact word awaits
+    confirmation (part A, "Bulk outcomes come from the platform")."""
     if not prepared:
         return []
     records = [record for record, _, _, _ in prepared]
@@ -419,9 +499,13 @@ def _push_bulk(prepared, destination, context, connector) -> list[_Result]:
         item = items.get(record.external_id)
         if error is not None or (item is not None and item.error is not None):
             results.append(decide.error(error or item.error, exchanges))
+        elif item is None:  # a connector that answers fewer contacts than it was given
+            missing = RetryableError(connector.label, "the bulk answer left this contact out")
+            results.append(decide.error(missing, exchanges))
+        elif item.awaiting:
+            results.append(decide.awaiting(digest, item.reference, exchanges))
         else:
-            created = not state.payload_hash and not state.remote_id
-            results.append(decide.accepted(None, created, digest, exchanges))
+            results.append(decide.accepted(item.remote_id, item.created, digest, exchanges))
     return results
 
 
@@ -624,9 +708,10 @@ def destination_pause(*, destination: Destination, error: str) -> None:
         alerts.destination_paused(destination, error)
 
 
-def destination_resume(*, destination: Destination) -> list[int] | None:
+def destination_resume(*, destination: Destination) -> list[tuple[int, int | None]] | None:
     """Lift a pause (read from the database: a worker may have paused it meanwhile). Returns
-    the contacts that waited, for the caller to queue, or None when it was not paused."""
+    the contacts that waited, with the run each is owed to, for the caller to queue, or None
+    when it was not paused."""
     resumed = Destination.objects.filter(pk=destination.pk, paused_at__isnull=False).update(
         paused_at=None, pause_error=""
     )
@@ -636,7 +721,7 @@ def destination_resume(*, destination: Destination) -> list[int] | None:
     return list(
         ContactSyncState.objects.filter(
             destination=destination, status=SyncStatus.WAITING
-        ).values_list("contact_id", flat=True)
+        ).values_list("contact_id", "run_id")
     )
 
 
@@ -701,9 +786,100 @@ def contacts_hand_back(*, destination_id: int, contact_ids: list[int]) -> int:
 def finish_run_if_done(run_id: int | None) -> None:
     if not run_id:
         return
+    done = F("created") + F("updated") + F("accepted") + F("unchanged") + F("failed")
     SyncRun.objects.filter(pk=run_id, state=SyncRun.State.RUNNING).filter(
-        total__lte=F("created") + F("updated") + F("unchanged") + F("failed") + F("skipped")
+        total__lte=done + F("skipped")
     ).update(state=SyncRun.State.FINISHED, finished_at=timezone.now())
+
+
+# ------------------------------------------------------------------------ confirmations
+
+
+def contacts_confirm(
+    *,
+    contact_ids: list[int],
+    destination: Destination,
+    context: PushContext,
+    connector: BaseConnector | None = None,
+) -> list:
+    """Ask the platform what became of contacts it accepted in bulk (those still awaiting
+    confirmation among `contact_ids`) and record each answer: synced when it confirms, failed
+    or retried when it refused, still awaiting (checked again after backoff) when it has not
+    said. Returns the states as written. The connector's calls go through the destination's
+    shared rate limit like any push."""
+    if destination.is_paused:
+        return []
+    try:
+        connector = connector or destination_connector(destination=destination, quick_retries=2)
+    except ConnectorConfigurationError as err:
+        destination_pause(destination=destination, error=str(err))
+        return []
+    states = with_database_retry(
+        _claim, contact_ids, destination, context, True, SyncStatus.AWAITING
+    )
+    if not states:
+        return []
+    records = selectors.contact_records(states)
+    _release_deleted(states, {r.id for r in records})
+    try:
+        answers = connector.confirm(
+            [Unconfirmed(r, states[r.id].confirmation_ref) for r in records]
+        )
+    except ConnectorError as err:
+        if not err.destination_wide:
+            raise  # confirm() turns every other failure into None: a contract broken
+        destination_pause(destination=destination, error=str(err))
+        connector.drain_exchanges()
+        with_database_retry(_release_awaiting, list(states.values()))
+        return []
+    except Exception:  # a bug of ours: count it as a check that could not be made
+        logger.exception("confirmation of %d contacts on %s crashed", len(records), destination)
+        answers = [None] * len(records)
+    calls = connector.drain_exchanges()
+    results = [
+        _confirmation(record, states[record.id], answer, destination, connector, calls)
+        for record, answer in zip(records, answers, strict=True)
+    ]
+    _write(results, destination, context)
+    return [r.state for r in results]
+
+
+def _confirmation(record, state, answer, destination, connector, calls) -> _Result:
+    decide = _Decide(state, destination, record)
+    exchanges = _calls_about(record.external_id, calls)
+    if answer is None or (answer.error is None and answer.awaiting):
+        return decide.unconfirmed(connector.label, exchanges)
+    if answer.error is not None:
+        decide.forget()  # refused: the next push sends it again
+        return decide.error(answer.error, exchanges)
+    return decide.confirmed(answer.remote_id, answer.created, exchanges)
+
+
+def _calls_about(external_id: str, calls: list[Exchange]) -> list[Exchange]:
+    """The calls of a confirmation that name this contact (a read-back by its external ID),
+    else the last call, which answered for the whole batch (an import status)."""
+    token = "=" + quote_plus(external_id)
+    own = [c for c in calls if c.url.endswith(token) or token + "&" in c.url]
+    return own or calls[-1:]
+
+
+def _release_awaiting(states) -> None:
+    """Give back confirmations not made (the destination paused): awaiting, due at once."""
+    ContactSyncState.objects.filter(
+        pk__in=[s.pk for s in states], status=SyncStatus.IN_PROGRESS
+    ).update(
+        status=SyncStatus.AWAITING, claimed_at=None, claimed_by="", next_attempt_at=timezone.now()
+    )
+
+
+def contacts_confirm_chunk(
+    *, destination_id: int, contact_ids: list[int], context: PushContext
+) -> None:
+    """A worker's share of the confirmations: one chunk, one destination."""
+    destination = Destination.objects.filter(pk=destination_id, enabled=True).first()
+    if destination is None:
+        return
+    contacts_confirm(contact_ids=contact_ids, destination=destination, context=context)
 
 
 def contact_delete_remote(

@@ -290,6 +290,9 @@ class SyncStatus(models.TextChoices):
     SYNCED = "synced", "Synced"
     UNCHANGED = "unchanged", "Unchanged"
     WAITING = "waiting", "Waiting (destination paused)"
+    # The platform took a bulk request and has not yet said, per contact, what it did
+    # (shared/platforms.md part A, "Bulk outcomes come from the platform").
+    AWAITING = "awaiting", "Accepted, awaiting confirmation"
     SKIPPED = "skipped", "Skipped"
     FAILED = "failed", "Failed"
 
@@ -327,6 +330,13 @@ class ContactSyncState(models.Model):
     accepted_content_version = models.PositiveBigIntegerField(null=True, blank=True)
     accepted_config_version = models.PositiveIntegerField(null=True, blank=True)
     accepted_email_status = models.CharField(max_length=20, blank=True)
+    confirmation_ref = models.CharField(
+        "confirmation reference",
+        max_length=200,
+        blank=True,
+        help_text="What the platform gave to follow an accepted bulk request (its bulk or "
+        "import session id), while the contact awaits confirmation.",
+    )
     claimed_at = models.DateTimeField(null=True, blank=True)
     claimed_by = models.CharField(max_length=100, blank=True)
     run = models.ForeignKey(
@@ -376,6 +386,9 @@ class SyncRun(models.Model):
     total = models.PositiveIntegerField(default=0)
     created = models.PositiveIntegerField(default=0)
     updated = models.PositiveIntegerField(default=0)
+    accepted = models.PositiveIntegerField(
+        default=0, help_text="Confirmed, where the platform does not say created or updated."
+    )
     unchanged = models.PositiveIntegerField(default=0)
     failed = models.PositiveIntegerField(default=0)
     skipped = models.PositiveIntegerField(default=0)
@@ -388,7 +401,14 @@ class SyncRun(models.Model):
 
     @property
     def done(self) -> int:
-        return self.created + self.updated + self.unchanged + self.failed + self.skipped
+        return (
+            self.created
+            + self.updated
+            + self.accepted
+            + self.unchanged
+            + self.failed
+            + self.skipped
+        )
 
 
 class SyncAttempt(models.Model):
@@ -397,6 +417,10 @@ class SyncAttempt(models.Model):
     class Outcome(models.TextChoices):
         CREATED = "created", "Created"
         UPDATED = "updated", "Updated"
+        # The platform answers a create and an update alike (an upsert) and our lookup did
+        # not tell: "created" only when the platform or our lookup says so.
+        ACCEPTED = "accepted", "Accepted (created or updated)"
+        AWAITING = "awaiting", "Accepted, awaiting confirmation"
         UNCHANGED = "unchanged", "Unchanged"
         RETRY = "retry", "Will retry"
         FAILED = "failed", "Failed"

@@ -243,7 +243,9 @@ def dashboard(now=None) -> dict:
 
 def _destination_row(destination, counts, outcomes, hourly, errors, total_contacts, now):
     known = sum(n for status, n in counts.items() if status != SyncStatus.NEVER)
-    succeeded = outcomes.get(Outcome.CREATED, 0) + outcomes.get(Outcome.UPDATED, 0)
+    succeeded = sum(
+        outcomes.get(o, 0) for o in (Outcome.CREATED, Outcome.UPDATED, Outcome.ACCEPTED)
+    )
     tried = succeeded + outcomes.get(Outcome.FAILED, 0) + outcomes.get(Outcome.RETRY, 0)
     # TruncHour buckets in the current time zone; so do these keys.
     this_hour = timezone.localtime(now).replace(minute=0, second=0, microsecond=0)
@@ -261,6 +263,7 @@ def _destination_row(destination, counts, outcomes, hourly, errors, total_contac
         "failed": counts.get(SyncStatus.FAILED, 0),
         "pending": counts.get(SyncStatus.PENDING, 0) + counts.get(SyncStatus.IN_PROGRESS, 0),
         "waiting": counts.get(SyncStatus.WAITING, 0),
+        "awaiting": counts.get(SyncStatus.AWAITING, 0),
         "skipped": counts.get(SyncStatus.SKIPPED, 0),
         "never": total_contacts - known,
         "success_rate": round(100 * succeeded / tried, 1) if tried else None,

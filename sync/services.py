@@ -31,6 +31,7 @@ from sync.engine import (  # noqa: F401  (re-exported for adapters)
     PushContext,
     contact_delete_remote,
     contact_push,
+    contacts_confirm,
     contacts_push,
     contacts_push_chunk,
     destination_connector,
@@ -116,13 +117,18 @@ def _queue_chunk(contact_ids, destination, run, *, trigger, user_id, force) -> N
 
 
 def _mark_pending(contact_ids, destination, run):
+    """Pending, under `run`. Without a run, a contact still owed to its run (pending, waiting,
+    awaiting confirmation) stays in it, so that the run ends when it settles; one that had
+    settled leaves its old run, which must not count it twice."""
     states_ensure(contact_ids=contact_ids, destination=destination)
-    updates = {"status": SyncStatus.PENDING, "next_attempt_at": None}
-    if run is not None:
-        updates["run"] = run
-    ContactSyncState.objects.filter(destination=destination, contact_id__in=contact_ids).exclude(
-        status=SyncStatus.IN_PROGRESS
-    ).update(**updates)
+    states = ContactSyncState.objects.filter(
+        destination=destination, contact_id__in=contact_ids
+    ).exclude(status=SyncStatus.IN_PROGRESS)
+    if run is None:
+        states.exclude(status__in=engine.OWED).filter(run__isnull=False).update(run=None)
+        states.update(status=SyncStatus.PENDING, next_attempt_at=None)
+    else:
+        states.update(status=SyncStatus.PENDING, next_attempt_at=None, run=run)
 
 
 def run_start(
@@ -232,7 +238,14 @@ def count_unchanged(contacts: QuerySet[Contact], destination: Destination) -> in
 
 
 def run_finish(*, run: SyncRun) -> None:
-    """Close a run pushed in-process (contacts held by another worker are not counted)."""
+    """Close a run pushed in-process (contacts held by another worker are not counted), unless
+    some of its contacts still await a platform's confirmation or a paused destination: the
+    run then ends when the last of them settles (engine.finish_run_if_done)."""
+    unsettled = ContactSyncState.objects.filter(
+        run=run, status__in=[SyncStatus.AWAITING, SyncStatus.WAITING]
+    )
+    if unsettled.exists():
+        return
     SyncRun.objects.filter(pk=run.pk, state=SyncRun.State.RUNNING).update(
         state=SyncRun.State.FINISHED, finished_at=timezone.now()
     )
@@ -245,7 +258,14 @@ def _accepted_states(destination: Destination):
         destination=destination,
         accepted_config_version=destination.config_version,
         accepted_content_version=Subquery(content_version[:1]),
-    ).exclude(status__in=[SyncStatus.IN_PROGRESS, SyncStatus.WAITING, SyncStatus.SKIPPED])
+    ).exclude(
+        status__in=[
+            SyncStatus.IN_PROGRESS,
+            SyncStatus.WAITING,
+            SyncStatus.SKIPPED,
+            SyncStatus.AWAITING,  # taken in bulk, not yet confirmed
+        ]
+    )
 
 
 def _settle_unchanged(contacts, destination, run) -> int:
@@ -335,8 +355,8 @@ def destination_resume(*, destination: Destination) -> int | None:
     paused."""
     waiting = engine.destination_resume(destination=destination)
     if waiting:
-        contacts_enqueue_push(
-            contact_ids=waiting, destinations=[destination], trigger=Trigger.RETRY
+        _enqueue_owed(
+            [(cid, destination.pk, run_id) for cid, run_id in waiting], trigger=Trigger.RETRY
         )
     return None if waiting is None else len(waiting)
 
@@ -422,11 +442,12 @@ def _preview(connector, record, remote) -> str:
 
 
 def retries_enqueue_due(*, now=None, limit: int = 5000) -> int:
-    """One pass of the scheduler: take back work held by dead workers and queue the retries
-    that are due. Safe to run on several machines at once (rows are claimed under lock), and
-    to run again after a failed pass: a due state is held for one lease until its push is
-    queued, so one that a failed pass never queued comes due again. Returns the number of
-    pushes queued."""
+    """One pass of the scheduler: take back work held by dead workers, queue the retries
+    that are due (each in the run it is owed to, with that run's flags) and the confirmations
+    that are due (`confirmations_enqueue_due`). Safe to run on several machines at once (rows
+    are claimed under lock), and to run again after a failed pass: a due state is held for
+    one lease until its task is queued, so one that a failed pass never queued comes due
+    again. Returns the number of pushes and confirmations queued."""
     now = now or timezone.now()
     stale = now - timedelta(seconds=settings.SYNC_LEASE_SECONDS)
     ContactSyncState.objects.filter(status=SyncStatus.IN_PROGRESS, claimed_at__lt=stale).update(
@@ -441,13 +462,71 @@ def retries_enqueue_due(*, now=None, limit: int = 5000) -> int:
                 destination__enabled=True,
                 destination__paused_at__isnull=True,
             )
+            .values_list("pk", "contact_id", "destination_id", "run_id")[:limit]
+        )
+        ContactSyncState.objects.filter(pk__in=[row[0] for row in due]).update(
+            next_attempt_at=now + timedelta(seconds=settings.SYNC_LEASE_SECONDS)
+        )
+    _enqueue_owed([row[1:] for row in due], trigger=Trigger.RETRY)
+    return len(due) + confirmations_enqueue_due(now=now, limit=limit)
+
+
+def confirmations_enqueue_due(*, now=None, limit: int = 5000) -> int:
+    """Queue a check of the contacts a platform accepted in bulk whose next check is due
+    (destinations enabled and not paused), held for one lease as retries are. Returns how
+    many contacts are to be checked."""
+    now = now or timezone.now()
+    with transaction.atomic():
+        due = list(
+            ContactSyncState.objects.select_for_update(skip_locked=True)
+            .filter(
+                status=SyncStatus.AWAITING,
+                next_attempt_at__lte=now,
+                destination__enabled=True,
+                destination__paused_at__isnull=True,
+            )
             .values_list("pk", "contact_id", "destination_id")[:limit]
         )
         ContactSyncState.objects.filter(pk__in=[pk for pk, _, _ in due]).update(
             next_attempt_at=now + timedelta(seconds=settings.SYNC_LEASE_SECONDS)
         )
-    _enqueue_by_destination([(cid, did) for _, cid, did in due], trigger=Trigger.RETRY)
+    by_destination: dict[int, list[int]] = {}
+    for _, contact_id, destination_id in due:
+        by_destination.setdefault(destination_id, []).append(contact_id)
+    for destination_id, ids in by_destination.items():
+        # one check per contact at most (a read-back): chunks as small as single pushes'
+        for chunk in _chunks(ids, settings.SYNC_CHUNK_SIZE):
+            tasks.confirm_contacts.enqueue(
+                destination_id=destination_id, contact_ids=chunk, trigger=Trigger.RETRY
+            )
     return len(due)
+
+
+def _enqueue_owed(triples: Iterable[tuple[int, int, int | None]], *, trigger: str) -> int:
+    """Queue (contact id, destination id, run id) again, each in the run it is owed to while
+    that run is running, with the run's `force` and user (a retry or a resume must not drop
+    them); without a running run, as plain pushes. Returns how many were queued."""
+    groups: dict[tuple[int, int | None], list[int]] = {}
+    for contact_id, destination_id, run_id in triples:
+        groups.setdefault((destination_id, run_id), []).append(contact_id)
+    runs = SyncRun.objects.in_bulk({run_id for _, run_id in groups if run_id}, field_name="pk")
+    destinations = Destination.objects.in_bulk({did for did, _ in groups})
+    queued = 0
+    for (destination_id, run_id), ids in groups.items():
+        run = runs.get(run_id)
+        if run is not None and run.state != SyncRun.State.RUNNING:
+            run = None
+        if destination_id not in destinations:
+            continue
+        queued += contacts_enqueue_push(
+            contact_ids=ids,
+            destinations=[destinations[destination_id]],
+            trigger=trigger,
+            user_id=run.user_id if run else None,
+            run=run,
+            force=run.force if run else False,
+        )
+    return queued
 
 
 def contacts_retry_failed(

@@ -53,6 +53,27 @@ def push_contacts(
 
 
 @task()
+def confirm_contacts(*, destination_id: int, contact_ids: list[int], trigger: str):
+    """Ask the platform what became of contacts it accepted in bulk."""
+    context = engine.PushContext(trigger=trigger)
+    try:
+        engine.contacts_confirm_chunk(
+            destination_id=destination_id, contact_ids=contact_ids, context=context
+        )
+    except (OperationalError, InterfaceError) as err:
+        if not dbretry.is_transient(err):
+            raise
+        # nothing to hand back: unclaimed states stay awaiting and come due again after the
+        # scheduler's lease, claimed ones are taken back at lease expiry
+        logger.exception(
+            "confirmation of %d contacts on destination %s gave up on the database",
+            len(contact_ids),
+            destination_id,
+        )
+        _after_database_loss()
+
+
+@task()
 def delete_contact(
     *, destination_id: int, external_id: str, remote_id: str, user_id: int | None = None
 ):

@@ -156,18 +156,39 @@ class Exchange:
 
 @dataclass
 class PushResult:
+    """`created`: True when the platform (or our lookup finding nothing) says the contact is
+    new, False when it says it updated one, None when it answers both alike (an upsert)."""
+
     remote_id: str | None
-    created: bool
+    created: bool | None
     status_code: int | None
     payload: dict = field(default_factory=dict)
 
 
 @dataclass
 class BatchItemResult:
-    """One contact's outcome inside a bulk push: `error` is None when accepted."""
+    """One contact's outcome inside a bulk push, or of a confirmation (`confirm`).
+
+    `error` set: the platform refused this contact (or the call failed). Else accepted:
+    confirmed when `awaiting` is False, or taken for processing with no per-contact word yet
+    when it is True, `reference` then saying what to follow it by (a bulk or import session
+    id). `remote_id` when the platform named the contact's id; `created` as in PushResult."""
 
     external_id: str
     error: ConnectorError | None = None
+    awaiting: bool = False
+    reference: str = ""
+    remote_id: str | None = None
+    created: bool | None = None
+
+
+@dataclass(frozen=True)
+class Unconfirmed:
+    """A contact the platform accepted in bulk without saying yet what it did, as `confirm`
+    receives it: the contact as of now and the reference its bulk answer gave."""
+
+    record: ContactRecord
+    reference: str = ""
 
 
 # ------------------------------------------------------------------------------ connector
@@ -347,7 +368,17 @@ class BaseConnector:
         raise NotImplementedError
 
     def push_many(self, records: list[ContactRecord]) -> list[BatchItemResult]:
+        """Push in the platform's batch calls: one result per record, in order. A contact
+        the platform took without a per-contact answer is `awaiting` (see `confirm`)."""
         raise NotImplementedError(f"{self.label} has no bulk endpoint")
+
+    def confirm(self, pending: list[Unconfirmed]) -> list[BatchItemResult | None]:
+        """Ask the platform what became of contacts it accepted in bulk: one entry per
+        contact, in order; None while the platform has not said (or the check could not be
+        made), a BatchItemResult with `error` only when the platform itself refused it.
+        Raises AuthenticationError (destination-wide); every other failure is None.
+        A connector whose `push_many` answers `awaiting` implements it."""
+        raise NotImplementedError(f"{self.label} confirms nothing after a bulk push")
 
     def delete(self, *, external_id: str, remote_id: str | None) -> None:
         raise NotImplementedError(f"{self.label} has no delete call")

@@ -27,22 +27,21 @@ shared/specs/pushtech-cendyn/push-cendyn-crm-openapi.derived.yml).
 
 import datetime
 import decimal
-import itertools
 import json
-import time
 from typing import Any
 from urllib.parse import quote
 
 import phonenumbers
 
 from sync.connectors.base import (
+    AuthenticationError,
     BaseConnector,
     BatchItemResult,
     ConnectorConfigurationError,
     ConnectorError,
     PermanentError,
     PushResult,
-    RetryableError,
+    Unconfirmed,
 )
 from sync.connectors.declarations import Credential, Setting
 from sync.connectors.records import STANDARD_FIELDS, ContactRecord, RemoteOption, RemoteState
@@ -72,11 +71,9 @@ PLAIN_KEYS = (
     ("gdpr_remote_ip", "consent_ip"),
 )
 MAPPABLE_STANDARD_FIELDS = ("gender", "time_zone", "user_group", "privacy_consent")
-# Bulk states. The vendor documents only "queue" (contact/create_bulk, contact/get_bulk) and
-# nothing about terminal states or per-contact failures. Our choice, which the sandbox serves:
-# "queue" -> "processing" -> "finished" | "failed", the answer then carrying
-# "failed_contacts": [{"user_id": …, "error": …}]; "failed" means no contact was applied.
-BULK_FINISHED, BULK_FAILED = "finished", "failed"
+# What a read-back (contact/list) shows of a contact, as the vendor's example answer does, and
+# that a bulk item we sent must match before it counts as applied.
+READ_BACK_KEYS = ("email", "name_first", "name_last", "phone_countrycode", "phone_number")
 
 
 class CendynConnector(BaseConnector):
@@ -113,8 +110,6 @@ class CendynConnector(BaseConnector):
             choices=(("eu", "EU"), ("us", "US")),
         ),
     )
-    bulk_poll_delays = (0.05, 0.1, 0.2, 0.4, 0.8, 1.0)  # seconds; the last one repeats
-    bulk_poll_timeout = 60.0
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
@@ -380,10 +375,14 @@ class CendynConnector(BaseConnector):
     # -- bulk
 
     def push_many(self, records: list[ContactRecord]) -> list[BatchItemResult]:
-        """Upsert in `POST …/contact/bulk` calls matched on user_id (`match_contact_user_id`),
-        waiting for each bulk to finish. A bulk answers no per-contact ids (part A,
-        "Matching"). Only 401/403 is raised; any other failure is each contact's result."""
+        """Upsert in `POST …/contact/bulk` calls matched on user_id (`match_contact_user_id`;
+        without it every bulk creates duplicates). A bulk Cendyn took (201 with its `_id`)
+        leaves its contacts awaiting confirmation: `GET …/contact/bulk/:id` documents only
+        "status": "queue", and the documented outcome is the bulk-completion webhook
+        (shared/inbound.md 3.3), so nothing here waits on a status word (see `confirm`). Only
+        401/403 is raised; any other failure is each contact's result."""
         errors: dict[str, ConnectorError] = {}
+        bulks: dict[str, str] = {}  # user_id -> the bulk that carried it
         payloads = []
         for record in records:
             try:
@@ -393,53 +392,58 @@ class CendynConnector(BaseConnector):
         for start in range(0, len(payloads), BULK_LIMIT):
             chunk = payloads[start : start + BULK_LIMIT]
             try:
-                errors.update(self._bulk(chunk))
+                bulk_id = self._bulk(chunk)
             except ConnectorError as err:
                 if err.destination_wide:
                     raise
                 errors.update({payload["user_id"]: err for payload in chunk})
-        return [BatchItemResult(r.external_id, errors.get(r.external_id)) for r in records]
+            else:
+                bulks.update({payload["user_id"]: bulk_id for payload in chunk})
+        return [
+            BatchItemResult(r.external_id, errors[r.external_id])
+            if r.external_id in errors
+            else BatchItemResult(r.external_id, awaiting=True, reference=bulks[r.external_id])
+            for r in records
+        ]
 
-    def _bulk(self, payloads: list[dict]) -> dict[str, ConnectorError]:
-        """One bulk call; the contacts it refused, by user_id."""
+    def _bulk(self, payloads: list[dict]) -> str:
+        """One bulk call; the bulk's id. Retrying it is safe: it matches on user_id."""
         body = {"contacts": payloads, "match_contact_user_id": True}
         status, data = self.request("POST", self._path("contact/bulk"), json_body=body)
-        bulk_id = self.require_id(_bulk_of(data), "_id", status=status)
-        bulk = self._await_bulk(bulk_id)
-        errors: dict[str, ConnectorError] = {}
-        failed = bulk.get("failed_contacts")
-        for entry in failed if isinstance(failed, list) else []:
-            user_id = entry.get("user_id") if isinstance(entry, dict) else None
-            if user_id is not None:
-                reason = entry.get("error") or "no reason given"
-                errors[str(user_id)] = PermanentError(
-                    self.label,
-                    f"bulk {bulk_id} refused this contact: {reason}",
-                    body=json.dumps(entry),
-                )
-        if bulk.get("status") == BULK_FAILED:  # applied nothing, not even the unlisted ones
-            failure = RetryableError(self.label, f"bulk {bulk_id} failed")
-            for payload in payloads:
-                errors.setdefault(payload["user_id"], failure)
-        return errors
+        return self.require_id(_bulk_of(data), "_id", status=status)
 
-    def _await_bulk(self, bulk_id: str) -> dict:
-        """Poll `GET …/contact/bulk/{id}` with short sleeps growing to 1 s until it ends. No
-        end within `bulk_poll_timeout` is retryable: the bulk matches on user_id, so sending
-        it again updates rather than duplicates."""
-        deadline = time.monotonic() + self.bulk_poll_timeout
-        last = self.bulk_poll_delays[-1]
-        for delay in itertools.chain(self.bulk_poll_delays, itertools.repeat(last)):
-            if time.monotonic() + delay > deadline:
-                break
-            self.sleep(delay)
-            status, data = self.request("GET", self._path("contact/bulk", bulk_id))
-            bulk = _bulk_of(data)
-            if bulk.get("status") in (BULK_FINISHED, BULK_FAILED):
-                return bulk
-        raise RetryableError(
-            self.label, f"bulk {bulk_id} did not finish within {self.bulk_poll_timeout:g} s"
+    def confirm(self, pending: list[Unconfirmed]) -> list[BatchItemResult | None]:
+        """Read each contact back with `GET …/contact?user_id=` (contact/list) and confirm it
+        when Cendyn holds it with what we sent (the keys the vendor's list answer shows).
+
+        Every contact is read back, one call each through the shared rate limit: a sample
+        could confirm only the contacts it read, and the bulk answer names none, so anything
+        less would mark unread contacts synced on a guess. Cendyn refuses bulk contacts only
+        in the completion webhook; a contact missing from the read-back stays unknown (None)
+        and the engine checks again later."""
+        answers: list[BatchItemResult | None] = []
+        for item in pending:
+            try:
+                answers.append(self._read_back(item.record))
+            except AuthenticationError:
+                raise
+            except ConnectorError:
+                answers.append(None)  # the check could not be made: still unknown
+        return answers
+
+    def _read_back(self, record: ContactRecord) -> BatchItemResult | None:
+        sent = self.build_payload(record, RemoteState())
+        status, data = self.request(
+            "GET", self._path("contact"), params={"user_id": record.external_id}
         )
+        for contact in self._items(data, "contacts", status):
+            if contact.get("id") and all(
+                _same_value(key, sent[key], contact[key])
+                for key in READ_BACK_KEYS
+                if key in sent and key in contact
+            ):
+                return BatchItemResult(record.external_id, remote_id=str(contact["id"]))
+        return None
 
     # -- helpers
 
@@ -463,6 +467,12 @@ def _bulk_of(data: Any) -> dict:
     if isinstance(data, dict):
         return data["bulk"] if isinstance(data.get("bulk"), dict) else data
     return {}
+
+
+def _same_value(key: str, sent: Any, held: Any) -> bool:
+    if key == "email" and isinstance(sent, str) and isinstance(held, str):
+        return sent.lower() == held.lower()
+    return str(sent) == str(held)
 
 
 def _iso_datetime(value: datetime.date) -> str:

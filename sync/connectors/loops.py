@@ -216,13 +216,14 @@ class LoopsConnector(BaseConnector):
     def push(self, record: ContactRecord, state: RemoteState) -> PushResult:
         """Upsert by userId/email (part A, "Matching"): one idempotent PUT, safe to retry.
 
-        `created` is a guess Loops cannot confirm: no id was stored, or Loops answered with
-        another id (the old contact was deleted there)."""
+        Loops answers a create and an update alike, so `created` is None (accepted) unless
+        the id tells: the stored id back means updated, another id a new contact (the old
+        one was deleted there)."""
         payload = self.build_payload(record, state)
         status, data = self.request("PUT", "v1/contacts/update", json_body=payload)
         self._require_success(data, status)
         remote_id = self.require_id(data, status=status)
-        created = state.remote_id is None or remote_id != state.remote_id
+        created = None if state.remote_id is None else remote_id != state.remote_id
         return PushResult(remote_id, created, status, payload)
 
     def delete(self, *, external_id: str, remote_id: str | None) -> None:

@@ -32,6 +32,7 @@ from sync.connectors.base import (
     PermanentError,
     PushResult,
     RetryableError,
+    Unconfirmed,
 )
 from sync.connectors.declarations import Credential
 from sync.connectors.records import STANDARD_FIELDS, ContactRecord, RemoteOption, RemoteState
@@ -224,8 +225,9 @@ class YespoConnector(BaseConnector):
                 raise
             status, remote_id = 409, state.remote_id or self._lookup_id(record.external_id)
         self._sync_memberships([record])
-        created = status == 200 and not state.remote_id
-        return PushResult(remote_id, created, status, payload)
+        # An upsert: Yespo answers a create and an update alike (`200 {"id"}`), and a 409
+        # says only that the data is there, so neither says which it was.
+        return PushResult(remote_id, None, status, payload)
 
     def _lookup_id(self, external_id: str) -> str | None:
         params = {"externalCustomerId": external_id, "startindex": 1, "maxrows": 1}
@@ -263,11 +265,15 @@ class YespoConnector(BaseConnector):
 
     def push_many(self, records: list[ContactRecord]) -> list[BatchItemResult]:
         """Upsert in `POST /api/v1/contacts` calls, wait for each import session, then set
-        segments. Bulk answers carry no per-contact ids (part A, "Matching").
+        segments. A contact in `failedContacts` fails; the others are synced once the import
+        status says FINISHED (with their ids where its `mapping` names them), and await
+        confirmation when the status could not be read or did not end in time (part A,
+        "Bulk outcomes come from the platform"; see `confirm`).
 
         A contact with a channel type bulk cannot name in `contactFields` (viber, appinbox,
         widget, inapp) goes through the single call instead, so that channel is not lost."""
         errors: dict[str, ConnectorError] = {}
+        outcomes: dict[str, BatchItemResult] = {}
         bulk, singles = [], []
         for record in records:
             try:
@@ -279,62 +285,125 @@ class YespoConnector(BaseConnector):
             (bulk if listable else singles).append((record, payload))
         for start in range(0, len(bulk), BULK_LIMIT):
             for items in _by_shape(bulk[start : start + BULK_LIMIT]):
-                errors.update(self._bulk_import(items))
+                refused, outcome = self._bulk_import(items)
+                errors.update(refused)
+                outcomes.update(outcome)
         self._sync_memberships([r for r, _ in bulk if r.external_id not in errors])
         for record, _ in singles:
             try:
-                self.push(record, RemoteState())
+                pushed = self.push(record, RemoteState())
             except AuthenticationError:
                 raise
             except ConnectorError as err:
                 errors[record.external_id] = err
-        return [BatchItemResult(r.external_id, errors.get(r.external_id)) for r in records]
+            else:
+                outcomes[record.external_id] = BatchItemResult(
+                    record.external_id, remote_id=pushed.remote_id
+                )
+        return [
+            BatchItemResult(r.external_id, errors[r.external_id])
+            if r.external_id in errors
+            else outcomes.get(r.external_id) or BatchItemResult(r.external_id)
+            for r in records
+        ]
 
-    def _bulk_import(self, items: list[tuple[ContactRecord, dict]]) -> dict[str, ConnectorError]:
-        """One bulk call for contacts of one shape; the refused ones, by external id."""
+    def _bulk_import(
+        self, items: list[tuple[ContactRecord, dict]]
+    ) -> tuple[dict[str, ConnectorError], dict[str, BatchItemResult]]:
+        """One bulk call for contacts of one shape: the refused ones, and the others' outcome
+        (synced or awaiting confirmation), by external id."""
         status, data = self.request("POST", CONTACTS_PATH, json_body=bulk_body(items))
         data = data if isinstance(data, dict) else {}
         failures = _object_or_list(data.get("failedContacts"))
-        finished: dict = {}
-        if data.get("asyncSessionId"):
-            finished = self._await_import(str(data["asyncSessionId"]))
+        session = str(data.get("asyncSessionId") or "")
+        finished: dict | None = {}
+        if session:
+            finished = self._await_import(session)
         elif data.get("errorMessage"):
             raise PermanentError(self.label, str(data["errorMessage"]), status=status)
         elif len(failures) < len(items):
             self.require_id(data, "asyncSessionId", status=status)
-        return self._attribute(failures, items, finished)
+        errors = self._attribute(failures, items, finished)
+        outcomes = {}
+        for record, _ in items:
+            if record.external_id in errors:
+                continue
+            if finished is None:
+                outcomes[record.external_id] = BatchItemResult(
+                    record.external_id, awaiting=True, reference=session
+                )
+            else:
+                outcomes[record.external_id] = _finished_item(record.external_id, finished)
+        return errors, outcomes
 
-    def _await_import(self, session: str) -> dict:
-        """Poll the import status (short sleeps growing to 1 s) until FINISHED; ERROR or no
-        end within `poll_timeout` is retryable (a bulk upsert by external id is idempotent)."""
+    def _await_import(self, session: str) -> dict | None:
+        """Poll the import status (short sleeps growing to 1 s) until FINISHED and return
+        it; None when the status could not be read (network, 5xx, an answer we cannot use)
+        or did not end within `poll_timeout`: the contacts then await confirmation. ERROR
+        (the platform's own "error when processing import session") is retryable: a bulk
+        upsert by external id is idempotent."""
         deadline, delay = time.monotonic() + self.poll_timeout, 0.05
         while True:
-            status, data = self.request("GET", f"api/v1/importstatus/{session}")
-            state = data.get("status") if isinstance(data, dict) else None
+            state, data = self._import_status(session)
             if state == "FINISHED":
                 return data
             if state == "ERROR":
-                reason = data.get("description") or "no description"
-                raise RetryableError(
-                    self.label, f"import session {session} failed: {reason}", status=status
-                )
-            if time.monotonic() + delay > deadline:
-                raise RetryableError(
-                    self.label,
-                    f"import session {session} did not finish within {self.poll_timeout:g} s",
-                    status=status,
-                )
+                raise self._import_error(session, data)
+            if state is None or time.monotonic() + delay > deadline:
+                return None
             self.sleep(delay)
             delay = min(1.0, delay * 2)
 
+    def _import_status(self, session: str) -> tuple[str | None, dict]:
+        """`GET /api/v1/importstatus/{id}`: (its status, the answer); (None, {}) when the
+        check could not be made. Raises AuthenticationError only."""
+        try:
+            _, data = self.request("GET", f"api/v1/importstatus/{session}")
+        except AuthenticationError:
+            raise
+        except ConnectorError:
+            return None, {}
+        if not isinstance(data, dict) or not isinstance(data.get("status"), str):
+            return None, {}
+        return data["status"], data
+
+    def _import_error(self, session: str, data: dict) -> RetryableError:
+        reason = data.get("description") or "no description"
+        return RetryableError(self.label, f"import session {session} failed: {reason}")
+
+    def confirm(self, pending: list[Unconfirmed]) -> list[BatchItemResult | None]:
+        """Read each import session's status once: FINISHED confirms its contacts (the
+        refused ones were failed from `failedContacts` already), ERROR makes them retryable,
+        anything else (STARTED, IMPORTING, a check that could not be made) leaves them
+        unknown (None)."""
+        statuses: dict[str, tuple[str | None, dict]] = {}
+        answers: list[BatchItemResult | None] = []
+        for item in pending:
+            session = item.reference
+            if not session:
+                answers.append(None)
+                continue
+            if session not in statuses:
+                statuses[session] = self._import_status(session)
+            state, data = statuses[session]
+            external_id = item.record.external_id
+            if state == "FINISHED":
+                answers.append(_finished_item(external_id, data))
+            elif state == "ERROR":
+                answers.append(BatchItemResult(external_id, self._import_error(session, data)))
+            else:
+                answers.append(None)
+        return answers
+
     def _attribute(
-        self, failures: list, items: list[tuple[ContactRecord, dict]], finished: dict
+        self, failures: list, items: list[tuple[ContactRecord, dict]], finished: dict | None
     ) -> dict[str, ConnectorError]:
         """Each failedContacts entry back to its contact: by externalCustomerId when Yespo
         echoes it, else by a channel value only that contact has (the spec's FailedContact
         schema lists channels, not externalCustomerId). An entry that names no contact fails
-        every contact the import status does not confirm: nothing is reported as synced
-        that may not be."""
+        every contact the finished import's mapping does not confirm: nothing is reported as
+        synced that may not be. (Without a readable import status the others await
+        confirmation instead.)"""
         known = {record.external_id for record, _ in items}
         owners: dict[str, set[str]] = {}
         for record, payload in items:
@@ -356,7 +425,7 @@ class YespoConnector(BaseConnector):
                 errors[external_id] = PermanentError(self.label, message)
             else:
                 unnamed.append(message)
-        if unnamed:
+        if unnamed and finished is not None:
             mapping = _object_or_list(finished.get("mapping"))
             confirmed = {str(m.get("dedupeValue")) for m in mapping}
             text = "Yespo refused a contact of this batch without naming it: " + "; ".join(unnamed)
@@ -458,6 +527,15 @@ def _field_option(field: dict) -> RemoteOption:
     return RemoteOption(
         "field", str(field["id"]), field.get("name") or str(field["id"]), kind.lower()
     )
+
+
+def _finished_item(external_id: str, finished: dict) -> BatchItemResult:
+    """A contact of a FINISHED import ("completed successfully"): synced, with its Yespo id
+    where the session's `mapping` (dedupeValue -> contactId) names it."""
+    for entry in _object_or_list(finished.get("mapping")):
+        if str(entry.get("dedupeValue")) == external_id and entry.get("contactId"):
+            return BatchItemResult(external_id, remote_id=str(entry["contactId"]))
+    return BatchItemResult(external_id)
 
 
 def _object_or_list(value: Any) -> list[dict]:

@@ -97,7 +97,8 @@ class Command(BaseCommand):
         progress.show(run, final=True)
         self.stdout.write(
             f"Run {run.pk} {run.get_state_display().lower()}: {run.total} contacts, "
-            f"{run.created} created, {run.updated} updated, {run.unchanged} unchanged, "
+            f"{run.created} created, {run.updated} updated, {run.accepted} accepted (created or "
+            f"updated), {run.unchanged} unchanged, "
             f"{run.failed} failed, {run.skipped} skipped, in {progress.elapsed():.1f} s."
         )
 

@@ -15,6 +15,7 @@ from sync.connectors.base import (
     ConnectorConfigurationError,
     PermanentError,
     RetryableError,
+    Unconfirmed,
 )
 from sync.connectors.cendyn import CendynConnector
 from sync.connectors.records import (
@@ -126,9 +127,7 @@ FULL_MAPPING = MappingRecord(
 )
 
 
-connector = partial(
-    make_connector, CendynConnector, options={"account_id": ACCOUNT}, bulk_poll_delays=(0,)
-)
+connector = partial(make_connector, CendynConnector, options={"account_id": ACCOUNT})
 
 
 def golden(name):
@@ -686,59 +685,30 @@ def two_records():
     return [SEED_CONTACT, ContactRecord(id=2, external_id="JD-1002", email="b@example.com")]
 
 
-def test_bulk_posts_then_polls_until_finished():
+BULK_ID = "b0000000000000000000000b"
+
+
+def test_bulk_posts_once_and_leaves_its_contacts_awaiting_confirmation():
+    """The bulk GET documents only "queue": the connector never polls it for an outcome."""
     cendyn = connector()
     transport = cendyn.transport
     transport.add(201, bulk_answer("queue"))
-    transport.add(200, bulk_answer("processing"))
-    transport.add(
-        200,
-        bulk_answer(
-            "finished",
-            failed_contacts=[{"user_id": "JD-1002", "index": 1, "error": "email is not valid"}],
-        ),
-    )
     results = cendyn.push_many(two_records())
-    assert calls(transport) == [
-        ("POST", "/contact/bulk"),
-        ("GET", "/contact/bulk/b0000000000000000000000b"),
-        ("GET", "/contact/bulk/b0000000000000000000000b"),
-    ]
+    assert calls(transport) == [("POST", "/contact/bulk")]
     body = transport.calls[0].json
     assert body["match_contact_user_id"] is True
     assert body["contacts"][0] == golden("seed_contact.json")
-    assert [r.external_id for r in results] == ["JD-1001", "JD-1002"]
-    assert results[0].error is None
-    assert isinstance(results[1].error, PermanentError)
-    assert "email is not valid" in str(results[1].error)
+    assert [(r.external_id, r.error, r.awaiting, r.reference) for r in results] == [
+        ("JD-1001", None, True, BULK_ID),
+        ("JD-1002", None, True, BULK_ID),
+    ]
 
 
-def test_bulk_failed_status_fails_the_unlisted_contacts_as_retryable():
+def test_bulk_5xx_is_each_contacts_retryable_error():
     cendyn = connector()
-    transport = cendyn.transport
-    transport.add(201, bulk_answer("queue"))
-    transport.add(
-        200,
-        bulk_answer(
-            "failed", failed_contacts=[{"user_id": "JD-1002", "error": "email is not valid"}]
-        ),
-    )
-    first, second = cendyn.push_many(two_records())
-    assert isinstance(first.error, RetryableError)
-    assert isinstance(second.error, PermanentError)
-
-
-def test_bulk_that_never_ends_is_retryable():
-    cendyn = connector()
-    transport = cendyn.transport
-    cendyn.bulk_poll_timeout = 0.05
-    cendyn.bulk_poll_delays = (0.02,)
-    transport.add(201, bulk_answer("queue"))
-    for _ in range(5):
-        transport.add(200, bulk_answer("processing"))
+    cendyn.transport.add(503, {"error": "busy"})
     results = cendyn.push_many(two_records())
-    assert all(isinstance(r.error, RetryableError) for r in results)
-    assert "did not finish" in str(results[0].error)
+    assert all(isinstance(r.error, RetryableError) and not r.awaiting for r in results)
 
 
 def test_bulk_401_is_raised():
@@ -761,11 +731,11 @@ def test_bulk_contact_that_cannot_be_built_is_not_sent():
     cendyn = connector()
     transport = cendyn.transport
     transport.add(201, bulk_answer("queue"))
-    transport.add(200, bulk_answer("finished", failed_contacts=[]))
     bad = ContactRecord(id=3, external_id="JD-bad", email="c@example.com", language="xyz")
     results = cendyn.push_many([SEED_CONTACT, bad])
     assert [c["user_id"] for c in transport.calls[0].json["contacts"]] == ["JD-1001"]
-    assert results[0].error is None and isinstance(results[1].error, PermanentError)
+    assert results[0].awaiting and results[0].error is None
+    assert isinstance(results[1].error, PermanentError) and not results[1].awaiting
 
 
 def test_bulk_splits_at_5000_contacts():
@@ -774,10 +744,72 @@ def test_bulk_splits_at_5000_contacts():
     records = [
         ContactRecord(id=i, external_id=f"c-{i}", email=f"c{i}@example.com") for i in range(5001)
     ]
-    for _ in range(2):
-        transport.add(201, bulk_answer("queue"))
-        transport.add(200, bulk_answer("finished", failed_contacts=[]))
+    transport.add(201, bulk_answer("queue"))
+    transport.add(201, {"bulk": {**bulk_answer("queue")["bulk"], "_id": "second"}})
     results = cendyn.push_many(records)
     posts = [c for c in transport.calls if c.method == "POST"]
     assert [len(c.json["contacts"]) for c in posts] == [5000, 1]
-    assert len(results) == 5001 and all(r.error is None for r in results)
+    assert len(results) == 5001 and all(r.error is None and r.awaiting for r in results)
+    assert (results[0].reference, results[-1].reference) == (BULK_ID, "second")
+
+
+# ------------------------------------------------------------------ confirmation
+
+
+def pending(*records):
+    return [Unconfirmed(record, BULK_ID) for record in records]
+
+
+def held(record, **changes):
+    """The contact as Cendyn's contact/list answer shows it (its example's keys)."""
+    sent = connector().build_payload(record, RemoteState())
+    keys = ("user_id", "email", "name_first", "name_last", "phone_countrycode", "phone_number")
+    return {"id": "c-" + record.external_id, **{k: sent[k] for k in keys if k in sent}, **changes}
+
+
+def test_confirm_reads_each_contact_back_by_user_id():
+    cendyn = connector()
+    transport = cendyn.transport
+    first, second = two_records()
+    transport.add(200, {"contacts": [held(first)]})
+    transport.add(200, {"contacts": []})  # not applied yet
+    answers = cendyn.confirm(pending(first, second))
+    assert [
+        (c.method, c.path.removeprefix(BASE), c.url.split("?")[1]) for c in transport.calls
+    ] == [
+        ("GET", "/contact", "user_id=JD-1001"),
+        ("GET", "/contact", "user_id=JD-1002"),
+    ]
+    assert answers[0].error is None and not answers[0].awaiting
+    assert answers[0].remote_id == "c-JD-1001" and answers[0].created is None
+    assert answers[1] is None
+
+
+def test_confirm_waits_while_the_platform_holds_an_older_version():
+    cendyn = connector()
+    first, _ = two_records()
+    cendyn.transport.add(200, {"contacts": [held(first, name_first="Before the bulk")]})
+    assert cendyn.confirm(pending(first)) == [None]
+
+
+def test_confirm_compares_the_email_case_insensitively():
+    cendyn = connector()
+    first, _ = two_records()
+    cendyn.transport.add(200, {"contacts": [held(first, email=first.email.upper())]})
+    (answer,) = cendyn.confirm(pending(first))
+    assert answer is not None and answer.remote_id == "c-JD-1001"
+
+
+def test_confirm_that_cannot_be_made_is_unknown_not_failed():
+    cendyn = connector()
+    first, second = two_records()
+    cendyn.transport.add(503, {"error": "busy"})
+    cendyn.transport.add_error(requests.ConnectionError("refused"))
+    assert cendyn.confirm(pending(first, second)) == [None, None]
+
+
+def test_confirm_401_is_raised():
+    cendyn = connector()
+    cendyn.transport.add(401, {"error": f"authorization failure for account: {ACCOUNT}"})
+    with pytest.raises(AuthenticationError):
+        cendyn.confirm(pending(SEED_CONTACT))

@@ -324,7 +324,7 @@ def test_push_is_one_upsert_and_a_second_push_updates_the_same_contact():
     assert call.headers["Authorization"] == "Bearer test-api_key-value"
     assert call.headers["Content-Type"] == "application/json"
     assert call.json == golden("seed_contact.json")
-    assert (first.remote_id, first.created, first.status_code) == (OK["id"], True, 200)
+    assert (first.remote_id, first.created, first.status_code) == (OK["id"], None, 200)
     assert (second.remote_id, second.created) == (OK["id"], False)
     assert first.payload == call.json
 

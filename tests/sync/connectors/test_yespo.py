@@ -17,6 +17,7 @@ from sync.connectors.base import (
     AuthenticationError,
     PermanentError,
     RetryableError,
+    Unconfirmed,
 )
 from sync.connectors.records import (
     ChannelRecord,
@@ -376,7 +377,8 @@ def test_push_creates_then_sets_segments_in_mapping_order():
     record = contact(group_ids=frozenset({2}), subscriptions={7: True})
     transport = MockTransport().add(200, {"id": 23456789}).add(200).add(200).add(200)
     result = connector(transport, mapping=mapping).push(record, RemoteState())
-    assert (result.remote_id, result.created, result.status_code) == ("23456789", True, 200)
+    # an upsert: Yespo's 200 says neither created nor updated
+    assert (result.remote_id, result.created, result.status_code) == ("23456789", None, 200)
     assert [(c.method, c.path) for c in transport.calls] == [
         ("POST", "/api/v1/contact"),
         ("POST", f"/api/v1/group/{NEWSLETTER}/contacts/detach"),
@@ -402,16 +404,17 @@ def test_two_lists_on_one_segment_keep_a_member_attached():
     assert [c.path for c in transport.calls[1:]] == [f"/api/v1/group/{NEWSLETTER}/contacts/attach"]
 
 
-def test_an_update_is_not_reported_as_created():
+def test_a_contact_first_pushed_in_bulk_is_not_reported_as_created_when_pushed_singly():
+    """No stored id (a bulk gives none) and Yespo's upsert answer: neither says created."""
     transport = MockTransport().add(200, {"id": 5})
-    result = connector(transport).push(contact(), RemoteState("5"))
-    assert (result.remote_id, result.created) == ("5", False)
+    result = connector(transport).push(contact(), RemoteState())
+    assert (result.remote_id, result.created) == ("5", None)
 
 
 def test_409_keeps_the_stored_remote_id_without_a_lookup():
     transport = MockTransport().add(409, text="Conflict: repeated request")
     result = connector(transport).push(contact(), RemoteState("777"))
-    assert (result.remote_id, result.created, result.status_code) == ("777", False, 409)
+    assert (result.remote_id, result.created, result.status_code) == ("777", None, 409)
     assert len(transport.calls) == 1
 
 
@@ -533,14 +536,14 @@ def test_an_import_that_errors_is_retryable():
         connector(transport).push_many([contact()])
 
 
-def test_an_import_that_never_finishes_gives_up_as_retryable():
+def test_an_import_that_never_finishes_leaves_its_contacts_awaiting_confirmation():
     sleeps = []
     transport = MockTransport().add(200, {"asyncSessionId": "s-9"})
     for _ in range(3):
         transport.add(200, {"status": "IMPORTING"})
     yespo_connector = connector(transport, sleep=sleeps.append, poll_timeout=0.12)
-    with pytest.raises(RetryableError, match="did not finish within 0.12 s"):
-        yespo_connector.push_many([contact()])
+    (result,) = yespo_connector.push_many([contact()])
+    assert (result.error, result.awaiting, result.reference) == (None, True, "s-9")
     # the recorded sleeps take no time: it gave up on the clock's deadline, not the sleeps'
     assert len(transport.calls) >= 2 and sleeps == [0.05, 0.1, 0.2][: len(sleeps)]
 
@@ -746,3 +749,71 @@ def test_fetch_options_with_several_address_books_and_segment_pages():
     assert [o.remote_id for o in options if o.kind == "field"] == ["1", "2"]
     assert len([o for o in options if o.kind == "list"]) == 500
     assert transport.calls[2].url.endswith("startindex=501&maxrows=500")
+
+
+# ------------------------------------------------------------------ unreadable import status
+
+
+def test_an_import_status_that_cannot_be_read_leaves_the_contacts_awaiting_not_failed():
+    """The batch was accepted; a 5xx on the status check says nothing about the contacts."""
+    transport = MockTransport().add(200, {"asyncSessionId": "s-7"})
+    transport.add(500, text="Injected failure")
+    first, second = connector(transport).push_many([contact("e1"), contact("e2", email="b@x.io")])
+    assert [(r.error, r.awaiting, r.reference) for r in (first, second)] == [
+        (None, True, "s-7"),
+        (None, True, "s-7"),
+    ]
+
+
+def test_failed_contacts_still_fail_when_the_status_cannot_be_read():
+    records = [contact("e1"), contact("e2", email="b@x.io")]
+    transport = MockTransport().add(
+        200,
+        {"asyncSessionId": "s-7", "failedContacts": {"externalCustomerId": "e2", "error": "bad"}},
+    )
+    transport.add_error(requests.ConnectionError("refused"))
+    first, second = connector(transport).push_many(records)
+    assert first.awaiting and first.error is None
+    assert isinstance(second.error, PermanentError) and not second.awaiting
+
+
+def test_a_finished_import_names_the_remote_ids_from_its_mapping():
+    transport = bulk_ok(MockTransport(), mapping=[{"dedupeValue": "e1", "contactId": 42}])
+    (result,) = connector(transport).push_many([contact("e1")])
+    assert (result.error, result.awaiting, result.remote_id, result.created) == (
+        None,
+        False,
+        "42",
+        None,
+    )
+
+
+def test_confirm_reads_each_session_once():
+    transport = MockTransport()
+    transport.add(200, {"status": "FINISHED", "mapping": [{"dedupeValue": "e1", "contactId": 9}]})
+    transport.add(200, {"status": "IMPORTING"})
+    transport.add(503, text="busy")
+    transport.add(200, {"status": "ERROR", "description": "storage failure"})
+    pending = [
+        Unconfirmed(contact("e1"), "s-1"),
+        Unconfirmed(contact("e2"), "s-1"),
+        Unconfirmed(contact("e3"), "s-2"),
+        Unconfirmed(contact("e4"), "s-3"),
+        Unconfirmed(contact("e5"), "s-4"),
+        Unconfirmed(contact("e6"), ""),
+    ]
+    answers = connector(transport).confirm(pending)
+    assert [c.path for c in transport.calls] == [
+        f"/api/v1/importstatus/s-{n}" for n in (1, 2, 3, 4)
+    ]
+    assert (answers[0].remote_id, answers[0].error) == ("9", None)
+    assert (answers[1].remote_id, answers[1].error) == (None, None)
+    assert answers[2] is None and answers[3] is None and answers[5] is None
+    assert isinstance(answers[4].error, RetryableError)
+    assert "storage failure" in str(answers[4].error)
+
+
+def test_confirm_401_is_raised():
+    transport = MockTransport().add(401, text="Unauthorized")
+    with pytest.raises(AuthenticationError):
+        connector(transport).confirm([Unconfirmed(contact("e1"), "s-1")])

@@ -74,7 +74,7 @@ def push_change_push(connector, sandbox):
     second = connector.push(record(last_name="Smythe", city="Boston"), RemoteState(first.remote_id))
     (contact,) = stored(sandbox)["contacts"]
     assert second.remote_id == first.remote_id == str(contact["id"])
-    assert (first.created, second.created) == (True, False)
+    assert (first.created, second.created) == (None, None)  # an upsert says neither
     assert contact["lastName"] == "Smythe"
     assert contact["address"] == {"town": "Boston"}
     assert contact["externalCustomerId"] == "EM12790"
@@ -106,7 +106,7 @@ def test_a_429_storm_is_retryable_then_the_push_goes_through_once(yespo, sandbox
 def test_the_same_push_twice_within_a_minute_is_a_409_that_counts_as_done(yespo, sandbox):
     first = yespo.push(record(), RemoteState())
     again = yespo.push(record(), RemoteState())
-    assert (again.status_code, again.remote_id, again.created) == (409, first.remote_id, False)
+    assert (again.status_code, again.remote_id, again.created) == (409, first.remote_id, None)
     assert len(stored(sandbox)["contacts"]) == 1
 
 
@@ -447,3 +447,33 @@ def test_search_has_its_own_limit_of_50_a_second():
     search = SandboxRequest("GET", "/api/v1/contacts", {}, {}, b"")
     statuses = [emulator.route(search).status for _ in range(51)]
     assert statuses == [200] * 50 + [429]
+
+
+# ------------------------------------------------------------ import status under a fault
+
+
+def test_a_failed_import_status_check_leaves_stored_contacts_awaiting_then_confirms_them(
+    sandbox, sandbox_destination, immediate_tasks
+):
+    """The batch is accepted and stored; the status check fails: nobody is marked failed,
+    and the scheduler's later check confirms them."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    destination = sandbox_destination("yespo")
+    seed_demo_contacts(20)
+    ids = list(Contact.objects.values_list("pk", flat=True))
+    faults(sandbox, error_rate=1.0, error_status=500, error_path="importstatus")
+    context = services.PushContext(trigger="action")
+    services.contacts_push(contact_ids=ids, destination=destination, context=context)
+    states = ContactSyncState.objects.filter(destination=destination)
+    assert {s.status for s in states} == {SyncStatus.AWAITING}, [s.last_error for s in states]
+    assert len(stored(sandbox)["contacts"]) == 20  # what Yespo holds meanwhile
+
+    faults(sandbox, error_rate=0.0, error_path="")
+    services.retries_enqueue_due(now=timezone.now() + timedelta(hours=2))
+    states = states.all()
+    assert {s.status for s in states} == {SyncStatus.SYNCED}, [s.last_error for s in states]
+    held = {c["externalCustomerId"]: str(c["id"]) for c in stored(sandbox)["contacts"]}
+    assert {s.contact.external_id: s.remote_id for s in states} == held
