@@ -4,30 +4,65 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('sync', '0008_destination_settings'),
+        ("sync", "0008_destination_settings"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='contactsyncstate',
-            name='confirmation_ref',
-            field=models.CharField(blank=True, help_text='What the platform gave to follow an accepted bulk request (its bulk or import session id), while the contact awaits confirmation.', max_length=200, verbose_name='confirmation reference'),
+            model_name="contactsyncstate",
+            name="confirmation_ref",
+            field=models.CharField(
+                blank=True,
+                help_text="What the platform gave to follow an accepted bulk request (its bulk or import session id), while the contact awaits confirmation.",
+                max_length=200,
+                verbose_name="confirmation reference",
+            ),
         ),
         migrations.AddField(
-            model_name='syncrun',
-            name='accepted',
-            field=models.PositiveIntegerField(default=0, help_text='Confirmed, where the platform does not say created or updated.'),
+            model_name="syncrun",
+            name="accepted",
+            field=models.PositiveIntegerField(
+                default=0,
+                help_text="Confirmed, where the platform does not say created or updated.",
+            ),
         ),
         migrations.AlterField(
-            model_name='contactsyncstate',
-            name='status',
-            field=models.CharField(choices=[('never', 'Never pushed'), ('pending', 'Pending'), ('in_progress', 'In progress'), ('synced', 'Synced'), ('unchanged', 'Unchanged'), ('waiting', 'Waiting (destination paused)'), ('awaiting', 'Accepted, awaiting confirmation'), ('skipped', 'Skipped'), ('failed', 'Failed')], default='never', max_length=20),
+            model_name="contactsyncstate",
+            name="status",
+            field=models.CharField(
+                choices=[
+                    ("never", "Never pushed"),
+                    ("pending", "Pending"),
+                    ("in_progress", "In progress"),
+                    ("synced", "Synced"),
+                    ("unchanged", "Unchanged"),
+                    ("waiting", "Waiting (destination paused)"),
+                    ("awaiting", "Accepted, awaiting confirmation"),
+                    ("skipped", "Skipped"),
+                    ("failed", "Failed"),
+                ],
+                default="never",
+                max_length=20,
+            ),
         ),
         migrations.AlterField(
-            model_name='syncattempt',
-            name='outcome',
-            field=models.CharField(choices=[('created', 'Created'), ('updated', 'Updated'), ('accepted', 'Accepted (created or updated)'), ('awaiting', 'Accepted, awaiting confirmation'), ('unchanged', 'Unchanged'), ('retry', 'Will retry'), ('failed', 'Failed'), ('waiting', 'Waiting (destination paused)'), ('skipped', 'Skipped'), ('deleted', 'Deleted')], max_length=20),
+            model_name="syncattempt",
+            name="outcome",
+            field=models.CharField(
+                choices=[
+                    ("created", "Created"),
+                    ("updated", "Updated"),
+                    ("accepted", "Accepted (created or updated)"),
+                    ("awaiting", "Accepted, awaiting confirmation"),
+                    ("unchanged", "Unchanged"),
+                    ("retry", "Will retry"),
+                    ("failed", "Failed"),
+                    ("waiting", "Waiting (destination paused)"),
+                    ("skipped", "Skipped"),
+                    ("deleted", "Deleted"),
+                ],
+                max_length=20,
+            ),
         ),
     ]
