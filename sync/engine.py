@@ -464,8 +464,8 @@ def _push_one(record, state, destination, context, connector) -> _Result:
         crash = RetryableError(connector.label, f"internal error: {err!r}")
         return _Decide(state, destination, record).error(crash, connector.drain_exchanges())
     # Fingerprint what the next comparison will build: with the remote id the platform just
-    # gave and the status it just accepted (iVvy's payload carries the id, Loops' depends on
-    # the accepted status).
+    # gave and the status it just accepted (a payload may carry the remote id, or depend on
+    # the status last accepted).
     after = RemoteState(pushed.remote_id or state.remote_id or None, record.email_status)
     if after != remote:  # the payload is a pure function of the record and this state
         digest = payload_hash(connector.build_payload(record, after), record)
