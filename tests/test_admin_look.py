@@ -17,6 +17,7 @@ from django.utils import timezone
 from contacts.demo import seed_demo_contacts
 from contacts.models import Contact
 from sync.models import ContactSyncState, SyncAttempt, SyncRun, SyncStatus
+from tests.conftest import PLATFORMS
 
 pytestmark = pytest.mark.django_db
 
@@ -60,7 +61,7 @@ def _parse(response) -> _Links:
 
 @pytest.fixture
 def world(sandbox_destination):
-    destination = sandbox_destination("loops")
+    destination = sandbox_destination(PLATFORMS[0])
     seed_demo_contacts(2)
     contact = Contact.objects.first()
     ContactSyncState.objects.create(

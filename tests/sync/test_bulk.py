@@ -14,8 +14,8 @@ pytestmark = pytest.mark.django_db
 
 
 def confirm_until_settled(destination, settings):
-    """Run the confirmation checks the scheduler would (Cendyn's bulks await them; a contact
-    never found fails once SYNC_MAX_ATTEMPTS checks went unanswered)."""
+    """Run the confirmation checks the scheduler would (a bulk whose answer names no contact
+    awaits them; a contact never found fails once SYNC_MAX_ATTEMPTS checks went unanswered)."""
     settings.SYNC_MAX_ATTEMPTS = 3
     for _ in range(settings.SYNC_MAX_ATTEMPTS):
         awaiting = ContactSyncState.objects.filter(

@@ -575,3 +575,77 @@ def test_a_bulk_whose_callback_never_comes_is_confirmed_by_read_back(
     assert {s.contact.external_id: s.remote_id for s in states.all()} == held
     reads = [e for e in sandbox.sandbox.log if e["platform"] == "cendyn" and e["method"] == "GET"]
     assert not [e for e in reads if "/contact/bulk/" in e["path"]]  # no status word asked
+
+
+def _revoke(sandbox, platform, revoked):
+    answer = requests.post(
+        f"{sandbox.url}/_sandbox/faults",
+        json={"platform": platform, "revoked": revoked},
+        timeout=5,
+    )
+    answer.raise_for_status()
+
+
+def _bulk_posts(sandbox):
+    return [
+        e
+        for e in list(sandbox.sandbox.log)
+        if e["platform"] == "cendyn"
+        and e["method"] == "POST"
+        and e["path"].endswith("bulk")
+        and e["status"] == 201
+    ]
+
+
+def test_a_forced_run_paused_by_401_then_resumed_ends_when_its_contacts_settle(
+    sandbox, sandbox_destination, immediate_tasks, settings
+):
+    """Runs end truthfully: a forced bulk run paused by 401, resumed by a connection test,
+    re-sends (its force survives), waits while Cendyn's read-back is due, then finishes."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from sync.models import SyncRun
+
+    settings.SYNC_BULK_CHUNK_SIZE = 40
+    sandbox.sandbox.set_rate_limit("cendyn", None)
+    destination = sandbox_destination("cendyn", rate_limit=1000)
+    seed_demo_contacts(100)
+    contacts = Contact.objects.all()
+    # held by the platform already: without `force` nothing would be sent again
+    services.contacts_push_selected(
+        contacts=contacts, destination=destination, trigger="action", user_id=None
+    )
+    services.confirmations_enqueue_due(now=timezone.now() + timedelta(hours=2))
+    assert set(ContactSyncState.objects.values_list("status", flat=True)) == {SyncStatus.SYNCED}
+
+    _revoke(sandbox, "cendyn", True)
+    run = services.contacts_push_selected(
+        contacts=contacts, destination=destination, trigger="action", user_id=None, force=True
+    )
+    destination.refresh_from_db()
+    assert destination.is_paused
+    run.refresh_from_db()
+    assert (run.state, run.done) == (SyncRun.State.RUNNING, 0)
+    assert set(ContactSyncState.objects.values_list("status", flat=True)) == {SyncStatus.WAITING}
+
+    _revoke(sandbox, "cendyn", False)
+    sent_before = len(_bulk_posts(sandbox))
+    ok, message = services.destination_test_connection(destination=destination)
+    assert ok, message
+    assert len(_bulk_posts(sandbox)) > sent_before, "the run's force was dropped on resume"
+    run.refresh_from_db()
+    assert run.state == SyncRun.State.RUNNING  # accepted in bulk, not yet confirmed
+    assert set(ContactSyncState.objects.values_list("status", flat=True)) == {SyncStatus.AWAITING}
+    assert set(ContactSyncState.objects.values_list("run", flat=True)) == {run.pk}
+
+    services.retries_enqueue_due(now=timezone.now() + timedelta(hours=2))
+    run.refresh_from_db()
+    assert set(ContactSyncState.objects.values_list("status", flat=True)) == {SyncStatus.SYNCED}
+    assert (run.state, run.done, run.total, run.accepted) == (
+        SyncRun.State.FINISHED,
+        100,
+        100,
+        100,
+    )
