@@ -17,6 +17,7 @@ from sync import policy
 
 REDACTED = "[redacted]"
 MIN_SECRET = 4  # shorter values would redact ordinary text; no platform issues such keys
+MIN_HEADER_PART = 8  # parts of a signed header shorter than this are words, not secrets
 RECENT_HEADER_VALUES = 32  # per-request values (signatures) kept for redaction
 
 
@@ -41,11 +42,14 @@ def header_forms(value: str) -> set[str]:
         forms.add(token)
         for separator in ("=", ":"):
             forms.update(token.split(separator))
-    try:  # a Basic token decodes to user:secret
-        forms.update(base64.b64decode(value.split()[-1], validate=True).decode().split(":"))
+    try:  # a Basic token decodes to user:secret (the user name is no secret)
+        decoded = base64.b64decode(value.split()[-1], validate=True).decode()
+        forms.add(decoded.partition(":")[2])
     except (ValueError, IndexError, UnicodeDecodeError):
         pass
-    return {f for f in forms if len(f) >= MIN_SECRET and f.lower() not in {"basic", "bearer"}}
+    # A part as short as a scheme word ("Token", "token", "Bearer") is no secret: redacting it
+    # would blank ordinary words in every message.
+    return {f for f in forms if f == value or len(f) >= MIN_HEADER_PART}
 
 
 class Redactor:

@@ -139,3 +139,11 @@ def test_log_records_are_scrubbed(monkeypatch):
     ScrubSecretsFilter().filter(record)
     assert "sk-logged" not in record.getMessage() and "sk-logged" not in record.exc_text
     assert scrub("plain-value-1234") == "plain-value-1234"  # only credential variables
+
+
+def test_scheme_words_of_a_header_are_not_redacted():
+    redact = Redactor([])
+    redact.add_header("Token token=sandbox-cendyn-secret")
+    assert redact("Invalid token: sandbox-cendyn-secret") == "Invalid token: [redacted]"
+    redact.add_header("Basic " + base64.b64encode(b"contact-sync:sk-key-123456").decode())
+    assert redact("from contact-sync: sk-key-123456") == "from contact-sync: [redacted]"
