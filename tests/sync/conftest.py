@@ -63,3 +63,14 @@ def payload_keys(destination) -> tuple[str, str]:
         return keys[0]
 
     return key_of(probe.external_id), key_of(probe.first_name)
+
+
+def save_contact_in_admin(client, capture_on_commit, **fields):
+    """Add a contact through its admin page (inline rows as `contact_post` takes them) and run
+    the push on save that follows the commit; returns the response."""
+    from django.urls import reverse
+
+    from tests.contacts.admin_post import contact_post
+
+    with capture_on_commit(execute=True):
+        return client.post(reverse("admin:contacts_contact_add"), contact_post(**fields))

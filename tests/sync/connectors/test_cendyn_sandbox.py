@@ -518,22 +518,16 @@ def test_the_form_shows_and_checks_what_cendyn_declares(admin_client_logged, san
 def test_a_contact_saved_in_the_admin_reaches_cendyn_with_its_tags(
     admin_client_logged, django_capture_on_commit_callbacks, sandbox_destination, sandbox, settings
 ):
-    from django.urls import reverse
-
-    from tests.contacts.admin_post import contact_post
+    from tests.sync.conftest import save_contact_in_admin
 
     settings.SYNC_ON_SAVE_MODE = "immediate"
     sandbox_destination("cendyn")
-    with django_capture_on_commit_callbacks(execute=True):
-        response = admin_client_logged.post(
-            reverse("admin:contacts_contact_add"),
-            contact_post(
-                tags="vip, newsletter",
-                external_urls=[
-                    {"ref": "crm", "url": "https://crm.example.com/c/1", "label": "CRM"}
-                ],
-            ),
-        )
+    response = save_contact_in_admin(
+        admin_client_logged,
+        django_capture_on_commit_callbacks,
+        tags="vip, newsletter",
+        external_urls=[{"ref": "crm", "url": "https://crm.example.com/c/1", "label": "CRM"}],
+    )
     assert response.status_code == 302
     (record,) = sandbox.sandbox.store("cendyn")["cendyn"]["contacts"]
     assert sorted(record["tags"]) == ["newsletter", "vip"]

@@ -485,22 +485,16 @@ def test_rate_limit_answers_429_in_ivvys_shape(sandbox, raw):
 def test_a_contact_saved_in_the_admin_reaches_ivvy_with_its_external_urls(
     admin_client_logged, django_capture_on_commit_callbacks, sandbox_destination, sandbox, settings
 ):
-    from django.urls import reverse
-
-    from tests.contacts.admin_post import contact_post
+    from tests.sync.conftest import save_contact_in_admin
 
     settings.SYNC_ON_SAVE_MODE = "immediate"
     sandbox_destination("ivvy")
-    with django_capture_on_commit_callbacks(execute=True):
-        response = admin_client_logged.post(
-            reverse("admin:contacts_contact_add"),
-            contact_post(
-                tags="vip, newsletter",
-                external_urls=[
-                    {"ref": "crm", "url": "https://crm.example.com/c/1", "label": "CRM"}
-                ],
-            ),
-        )
+    response = save_contact_in_admin(
+        admin_client_logged,
+        django_capture_on_commit_callbacks,
+        tags="vip, newsletter",
+        external_urls=[{"ref": "crm", "url": "https://crm.example.com/c/1", "label": "CRM"}],
+    )
     assert response.status_code == 302
     (record,) = sandbox.sandbox.store("ivvy")["ivvy"]["contacts"]
     assert [u["ref"] for u in record["externalUrls"]] == ["crm"]  # the inline row went out
