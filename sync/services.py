@@ -453,11 +453,20 @@ def retries_enqueue_due(*, now=None, limit: int = 5000) -> int:
     ContactSyncState.objects.filter(status=SyncStatus.IN_PROGRESS, claimed_at__lt=stale).update(
         status=SyncStatus.PENDING, next_attempt_at=now, claimed_at=None, claimed_by=""
     )
+    due = _claim_due(SyncStatus.PENDING, now=now, limit=limit)
+    _enqueue_owed([row[1:] for row in due], trigger=Trigger.RETRY)
+    return len(due) + confirmations_enqueue_due(now=now, limit=limit)
+
+
+def _claim_due(status: str, *, now, limit: int) -> list[tuple[int, int, int, int | None]]:
+    """The states in `status` whose next attempt is due, on enabled destinations that are not
+    paused, claimed under lock by this pass and held for one lease (so that one a failed pass
+    never queued comes due again): (state id, contact id, destination id, run id) each."""
     with transaction.atomic():
         due = list(
             ContactSyncState.objects.select_for_update(skip_locked=True)
             .filter(
-                status=SyncStatus.PENDING,
+                status=status,
                 next_attempt_at__lte=now,
                 destination__enabled=True,
                 destination__paused_at__isnull=True,
@@ -467,31 +476,16 @@ def retries_enqueue_due(*, now=None, limit: int = 5000) -> int:
         ContactSyncState.objects.filter(pk__in=[row[0] for row in due]).update(
             next_attempt_at=now + timedelta(seconds=settings.SYNC_LEASE_SECONDS)
         )
-    _enqueue_owed([row[1:] for row in due], trigger=Trigger.RETRY)
-    return len(due) + confirmations_enqueue_due(now=now, limit=limit)
+    return due
 
 
 def confirmations_enqueue_due(*, now=None, limit: int = 5000) -> int:
     """Queue a check of the contacts a platform accepted in bulk whose next check is due
     (destinations enabled and not paused), held for one lease as retries are. Returns how
     many contacts are to be checked."""
-    now = now or timezone.now()
-    with transaction.atomic():
-        due = list(
-            ContactSyncState.objects.select_for_update(skip_locked=True)
-            .filter(
-                status=SyncStatus.AWAITING,
-                next_attempt_at__lte=now,
-                destination__enabled=True,
-                destination__paused_at__isnull=True,
-            )
-            .values_list("pk", "contact_id", "destination_id")[:limit]
-        )
-        ContactSyncState.objects.filter(pk__in=[pk for pk, _, _ in due]).update(
-            next_attempt_at=now + timedelta(seconds=settings.SYNC_LEASE_SECONDS)
-        )
+    due = _claim_due(SyncStatus.AWAITING, now=now or timezone.now(), limit=limit)
     by_destination: dict[int, list[int]] = {}
-    for _, contact_id, destination_id in due:
+    for _, contact_id, destination_id, _ in due:
         by_destination.setdefault(destination_id, []).append(contact_id)
     for destination_id, ids in by_destination.items():
         # one check per contact at most (a read-back): chunks as small as single pushes'
@@ -542,32 +536,15 @@ def contacts_retry_failed(
         states = states.filter(destination=destination)
     if contacts is not None:
         states = states.filter(contact__in=contacts)
-    return _enqueue_by_destination(
-        states.values_list("contact_id", "destination_id"),
-        trigger=Trigger.RETRY,
-        user_id=user_id,
-        with_runs=True,
-    )
-
-
-def _enqueue_by_destination(
-    pairs: Iterable[tuple[int, int]], *, trigger: str, user_id=None, with_runs=False
-) -> int:
-    """Queue (contact id, destination id) pairs, destination by destination, each under a run
-    of its own when `with_runs`. Returns how many pushes were queued."""
     by_destination: dict[int, list[int]] = {}
-    for contact_id, destination_id in pairs:
+    for contact_id, destination_id in states.values_list("contact_id", "destination_id"):
         by_destination.setdefault(destination_id, []).append(contact_id)
     queued = 0
     for target in Destination.objects.filter(pk__in=by_destination):
         ids = by_destination[target.pk]
-        run = (
-            run_start(trigger=trigger, user_id=user_id, destination=target, total=len(ids))
-            if with_runs
-            else None
-        )
+        run = run_start(trigger=Trigger.RETRY, user_id=user_id, destination=target, total=len(ids))
         queued += contacts_enqueue_push(
-            contact_ids=ids, destinations=[target], trigger=trigger, user_id=user_id, run=run
+            contact_ids=ids, destinations=[target], trigger=Trigger.RETRY, user_id=user_id, run=run
         )
     return queued
 
