@@ -43,6 +43,19 @@ def destination_paused(destination: Destination, error: str) -> None:
     )
 
 
+def vendor_change(destination: Destination, outcomes) -> None:
+    """The platform's answers no longer have the shape the connector reads (sync/guard.py)."""
+    changed = [o for o in outcomes if o.outcome == "changed"]
+    lines = "\n".join(f"- {o.call}: {change}" for o in changed for change in o.changes)
+    notify_sync_admins(
+        f"{destination}: the platform's answers changed shape",
+        f"The daily probe of {destination} found answers that no longer have the shape the "
+        f"connector reads:\n\n{lines}\n\nThe platform may have changed its API. Pushes go on; "
+        "check the vendor's changelog and the connector. The warning clears when the answers "
+        "have their shape back.",
+    )
+
+
 def failure_rates_check(now=None) -> None:
     """Alert when a destination's failure rate over the last hour passes the threshold, and
     re-arm once it is back under it."""

@@ -558,7 +558,7 @@ def contacts_push(
         return []
     records = selectors.contact_records(states)
     _release_deleted(states, {r.id for r in records})
-    if connector.batch_size and len(records) > 1:
+    if connector.pushes_in_bulk(len(records)):
         results = _push_chunk_in_bulk(records, states, destination, context, connector)
     else:
         results = _push_chunk_one_by_one(records, states, destination, context, connector)

@@ -66,6 +66,14 @@ class Destination(models.Model):
         editable=False,
         help_text="An alert about the failure rate was sent and the rate has not recovered.",
     )
+    # The vendor-change guard (sync/connectors/probe.py): when the probe last ran, what each
+    # of its calls gave ([{call, outcome, detail, changes}]), the one destination-wide warning
+    # while an answer has lost the shape the connector reads ("" otherwise), and when the
+    # next daily probe is due (null: due now).
+    probe_checked_at = models.DateTimeField(null=True, blank=True, editable=False)
+    probe_results = models.JSONField(default=list, blank=True, editable=False)
+    probe_warning = models.TextField(blank=True, editable=False)
+    probe_due_at = models.DateTimeField(null=True, blank=True, editable=False)
     paused_at = models.DateTimeField(null=True, blank=True, editable=False)
     pause_error = models.TextField(
         blank=True, editable=False, help_text="Why the platform refused our credentials."
@@ -73,7 +81,15 @@ class Destination(models.Model):
     # Who changed the platform, host or credential variables, when, and from what: a changed
     # URL or variable decides where a credential goes.
     history = HistoricalRecords(
-        excluded_fields=["config_version", "alerted_failing", "options_refreshed_at"]
+        excluded_fields=[
+            "config_version",
+            "alerted_failing",
+            "options_refreshed_at",
+            "probe_checked_at",
+            "probe_results",
+            "probe_warning",
+            "probe_due_at",
+        ]
     )
 
     class Meta:

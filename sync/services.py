@@ -8,23 +8,24 @@ only code that calls connectors and writes sync state.
 import json
 import logging
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Exists, F, OuterRef, QuerySet, Subquery
+from django.db.models import Exists, F, OuterRef, Q, QuerySet, Subquery
 from django.utils import timezone
 from django_tasks import TaskResultStatus
 from django_tasks_db.models import DBTaskResult
 
 from contacts.models import Contact
-from sync import engine, selectors, tasks
+from sync import engine, guard, selectors, tasks
 from sync.connectors.base import (
     ConnectorConfigurationError,
     ConnectorError,
     PartialOptionsError,
     PermanentError,
+    PlannedRequest,
 )
 from sync.connectors.records import RemoteState
 from sync.engine import (  # noqa: F401  (re-exported for adapters)
@@ -350,6 +351,38 @@ def destination_test_connection(*, destination: Destination) -> tuple[bool, str]
     return True, message
 
 
+def destination_probe(*, destination: Destination) -> tuple[bool, str]:
+    """Run the vendor-change probe now (after "Test connection"): (every call answered in
+    its shape, one sentence saying so or naming what changed or failed). A failed call (a
+    403 included) is reported, never a pause."""
+    try:
+        outcomes = guard.destination_probe(destination=destination)
+    except ConnectorConfigurationError as err:
+        return False, str(err)
+    return all(o.outcome == "ok" for o in outcomes), guard.probe_summary(outcomes)
+
+
+def probes_enqueue_due(*, now=None) -> int:
+    """Queue the daily probe of each enabled destination whose probe is due; how many. Each
+    is claimed by moving its due time a day on, so several schedulers queue it once."""
+    now = now or timezone.now()
+    due = Destination.objects.filter(enabled=True).filter(
+        Q(probe_due_at__isnull=True) | Q(probe_due_at__lte=now)
+    )
+    queued = 0
+    for destination_id in due.values_list("pk", flat=True):
+        with transaction.atomic():
+            claimed = (
+                Destination.objects.filter(pk=destination_id)
+                .filter(Q(probe_due_at__isnull=True) | Q(probe_due_at__lte=now))
+                .update(probe_due_at=now + timedelta(hours=guard.PROBE_EVERY_HOURS))
+            )
+            if claimed:
+                tasks.probe_destination.enqueue(destination_id=destination_id)
+                queued += 1
+    return queued
+
+
 def destination_resume(*, destination: Destination) -> int | None:
     """Lift a pause and queue the contacts that waited; how many, or None when it was not
     paused."""
@@ -395,6 +428,107 @@ def destination_refresh_options(*, destination: Destination) -> int:
     if partial is not None:
         raise partial
     return len(options)
+
+
+@dataclass
+class DryRun:
+    """What pushing a selection to one destination would do; nothing is sent.
+
+    For the whole selection: `selected`, `to_send`, `unchanged`, the `requests` that makes
+    (bulk chunks counted, as the connector counts them) and, with what is already queued for
+    the destination (`queued` contacts, `queued_requests`), `seconds` at its rate limit.
+    `planned`: the exact requests for the first `shown` contacts to send."""
+
+    destination: Destination
+    selected: int = 0
+    to_send: int = 0
+    unchanged: int = 0
+    requests: int = 0
+    queued: int = 0
+    queued_requests: int = 0
+    rate: float = 0.0
+    seconds: float = 0.0
+    shown: int = 0
+    planned: list[PlannedRequest] = field(default_factory=list)
+    error: str = ""
+
+    @property
+    def duration(self) -> str:
+        return duration_text(self.seconds)
+
+
+def duration_text(seconds: float) -> str:
+    """ "12 s", "4.5 min", "27.8 hours", "3.2 days"."""
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 90 * 60:
+        return f"{seconds / 60:.1f} min"
+    if seconds < 48 * 3600:
+        return f"{seconds / 3600:.1f} hours"
+    return f"{seconds / 86400:.1f} days"
+
+
+def push_dry_run(
+    *,
+    contacts: QuerySet[Contact],
+    destination: Destination | None = None,
+    force: bool = False,
+    show: int = 20,
+) -> list[DryRun]:
+    """Per destination (all enabled ones when None), what a push of `contacts` would cost
+    and the exact requests for the first `show` contacts it would send. The counts are
+    queries; bodies are built only for the contacts shown (by the connector's own builders,
+    `planned_requests`). Sends nothing."""
+    destinations = [destination] if destination else list(Destination.objects.filter(enabled=True))
+    return [_dry_run(contacts, target, force, show) for target in destinations]
+
+
+def _dry_run(contacts, destination, force, show) -> DryRun:
+    selected = contacts.count()
+    to_push = contacts
+    if not force:
+        accepted = _accepted_states(destination).filter(contact_id=OuterRef("pk"))
+        to_push = contacts.exclude(Exists(accepted))
+    to_send = to_push.count()
+    states = ContactSyncState.objects.filter(destination=destination)
+    with_id = states.filter(contact__in=to_push.values("pk")).exclude(remote_id="").count()
+    queue = states.filter(status__in=[SyncStatus.PENDING, SyncStatus.IN_PROGRESS])
+    queued = queue.count()
+    result = DryRun(
+        destination=destination,
+        selected=selected,
+        to_send=to_send,
+        unchanged=selected - to_send,
+        queued=queued,
+        rate=destination.effective_rate_limit,
+    )
+    try:
+        connector = destination_connector(destination=destination, throttle=False)
+    except ConnectorConfigurationError as err:
+        result.error = str(err)
+        return result
+    chunk = chunk_size_for(destination)
+    result.requests = connector.request_count(
+        contacts=to_send, without_remote_id=to_send - with_id, chunk_size=chunk
+    )
+    result.queued_requests = connector.request_count(
+        contacts=queued, without_remote_id=queue.filter(remote_id="").count(), chunk_size=chunk
+    )
+    result.seconds = (result.requests + result.queued_requests) / result.rate
+    ids = list(to_push.order_by("pk").values_list("pk", flat=True)[:show])
+    remote = {
+        s.contact_id: RemoteState(s.remote_id or None, s.accepted_email_status or None)
+        for s in states.filter(contact_id__in=ids)
+    }
+    records = selectors.contact_records(ids)
+    result.shown = len(records)
+    try:
+        result.planned = connector.planned_requests(
+            [(record, remote.get(record.id, RemoteState())) for record in records]
+        )
+    except ConnectorError as err:
+        result.error = f"Cannot build the requests: {err}"
+    return result
 
 
 def contact_preview_payloads(*, contact_ids: list[int]) -> list[dict]:

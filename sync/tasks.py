@@ -18,7 +18,9 @@ import logging
 from django.db import InterfaceError, OperationalError
 from django_tasks import task
 
-from sync import dbretry, engine
+from sync import dbretry, engine, guard
+from sync.connectors.base import ConnectorConfigurationError
+from sync.models import Destination
 
 logger = logging.getLogger(__name__)
 
@@ -92,6 +94,18 @@ def delete_contact(
             "delete of %s on destination %s gave up on the database", external_id, destination_id
         )
         _after_database_loss()
+
+
+@task()
+def probe_destination(*, destination_id: int):
+    """The daily vendor-change probe of one destination (sync/guard.py)."""
+    destination = Destination.objects.filter(pk=destination_id).first()
+    if destination is None:
+        return
+    try:
+        guard.destination_probe(destination=destination)
+    except ConnectorConfigurationError:
+        logger.warning("destination %s cannot be probed as configured", destination_id)
 
 
 def _after_database_loss(hand_back=None, **kwargs) -> None:

@@ -182,6 +182,22 @@ class BatchItemResult:
     created: bool | None = None
 
 
+@dataclass
+class PlannedRequest:
+    """A call a push would make, as a dry run shows it: nothing is sent. Headers are the signed
+    ones with every credential redacted; `body` is the JSON text ("" for none). `note` says
+    what depends on an answer (a lookup's result); `refused` is set instead of a call when the
+    connector refuses the contact before any request (then method and URL are empty)."""
+
+    method: str
+    url: str
+    headers: dict[str, str] = field(default_factory=dict)
+    body: str = ""
+    note: str = ""
+    refused: str = ""
+    external_ids: tuple[str, ...] = ()
+
+
 @dataclass(frozen=True)
 class Unconfirmed:
     """A contact the platform accepted in bulk without saying yet what it did, as `confirm`
@@ -367,6 +383,10 @@ class BaseConnector:
         Raises ConnectorError subclasses."""
         raise NotImplementedError
 
+    def pushes_in_bulk(self, contacts: int) -> bool:
+        """Whether a task chunk of this many contacts goes through `push_many`."""
+        return bool(self.batch_size) and contacts > 1
+
     def push_many(self, records: list[ContactRecord]) -> list[BatchItemResult]:
         """Push in the platform's batch calls: one result per record, in order. A contact
         the platform took without a per-contact answer is `awaiting` (see `confirm`)."""
@@ -383,8 +403,63 @@ class BaseConnector:
     def delete(self, *, external_id: str, remote_id: str | None) -> None:
         raise NotImplementedError(f"{self.label} has no delete call")
 
+    # -- dry run: what a push would send, sent nowhere
+
+    def planned_requests(self, items: list[tuple[ContactRecord, RemoteState]]) -> list:
+        """The requests a push of these contacts (one task chunk) would make, in order, as
+        `PlannedRequest`s built by `plan(...)` from the same body builders the push uses.
+        Nothing is sent. A contact refused before any request appears as a `refused` entry."""
+        raise NotImplementedError
+
+    def request_count(self, *, contacts: int, without_remote_id: int, chunk_size: int) -> int:
+        """How many requests pushing `contacts` contacts makes, `without_remote_id` of them with
+        no remote id stored, in task chunks of `chunk_size` (bulk calls counted per chunk).
+        The default: one call per contact."""
+        return contacts
+
+    def plan(
+        self,
+        method: str,
+        path: str,
+        *,
+        json_body: Any = None,
+        params: dict | None = None,
+        note: str = "",
+        external_ids: tuple[str, ...] = (),
+    ) -> PlannedRequest:
+        """The request `request(...)` would send, signed as it would be, credentials
+        redacted from URL, headers and body. Sends nothing."""
+        prepared, body = self._prepare(method, path, json_body=json_body, params=params)
+        # `_prepare` taught the redactor every header `sign` added (a signature is as good as
+        # the key), so each is shown redacted.
+        headers = {name: self.redact(value) for name, value in prepared.headers.items()}
+        return PlannedRequest(
+            method=method,
+            url=self.redact_url(prepared.url),
+            headers=headers,
+            body=self.redact_body(body.decode(errors="replace")),
+            note=note,
+            external_ids=external_ids,
+        )
+
+    def refused(self, record: ContactRecord, err: "ConnectorError") -> PlannedRequest:
+        """A dry-run entry for a contact refused before any request."""
+        return PlannedRequest("", "", refused=err.message, external_ids=(record.external_id,))
+
+    @staticmethod
+    def task_chunks(contacts: int, chunk_size: int) -> list[int]:
+        """The sizes of the task chunks `contacts` contacts are pushed in."""
+        size = max(1, chunk_size)
+        full, rest = divmod(contacts, size)
+        return [size] * full + ([rest] if rest else [])
+
     def test_connection(self) -> str:
         """Call a harmless authenticated endpoint; return a short success text."""
+        raise NotImplementedError
+
+    def probe_calls(self) -> list:
+        """The vendor-change guard's calls (sync/connectors/probe.py `ProbeCall`s): the
+        cheapest documented reads, each with the shape of the answer this connector reads."""
         raise NotImplementedError
 
     def fetch_options(self) -> list[RemoteOption]:
@@ -452,7 +527,9 @@ class BaseConnector:
                 attempt += 1
                 self.sleep(wait)
 
-    def _send_once(self, method, path, *, json_body, params, expect_json):
+    def _prepare(self, method, path, *, json_body, params):
+        """The signed request for one call, and its body: what `_send_once` sends and what a
+        dry run shows (`plan`)."""
         url = urljoin(self.base_url, path.lstrip("/"))
         body = b"" if json_body is None else json.dumps(json_body, ensure_ascii=False).encode()
         headers = {"Accept": "application/json"}
@@ -466,6 +543,11 @@ class BaseConnector:
         for name, value in prepared.headers.items():
             if unsigned.get(name) != value and name.lower() not in ("content-type", "accept"):
                 self.redact.add_header(value)  # an echoed signature is as good as the key
+        return prepared, body
+
+    def _send_once(self, method, path, *, json_body, params, expect_json):
+        url = urljoin(self.base_url, path.lstrip("/"))
+        prepared, body = self._prepare(method, path, json_body=json_body, params=params)
         if self.rate_limiter is not None:
             self.rate_limiter.acquire()
         started = time.monotonic()

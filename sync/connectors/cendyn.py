@@ -44,6 +44,7 @@ from sync.connectors.base import (
     Unconfirmed,
 )
 from sync.connectors.declarations import Credential, Setting
+from sync.connectors.probe import Maybe, ProbeCall
 from sync.connectors.records import STANDARD_FIELDS, ContactRecord, RemoteOption, RemoteState
 
 EU_BASE_URL = "https://api.eu.cendyncrm.com/"
@@ -406,9 +407,13 @@ class CendynConnector(BaseConnector):
             for r in records
         ]
 
+    @staticmethod
+    def _bulk_body(payloads: list[dict]) -> dict:
+        return {"contacts": payloads, "match_contact_user_id": True}
+
     def _bulk(self, payloads: list[dict]) -> str:
         """One bulk call; the bulk's id. Retrying it is safe: it matches on user_id."""
-        body = {"contacts": payloads, "match_contact_user_id": True}
+        body = self._bulk_body(payloads)
         status, data = self.request("POST", self._path("contact/bulk"), json_body=body)
         return self.require_id(_bulk_of(data), "_id", status=status)
 
@@ -444,6 +449,94 @@ class CendynConnector(BaseConnector):
             ):
                 return BatchItemResult(record.external_id, remote_id=str(contact["id"]))
         return None
+
+    # -- dry run
+
+    def planned_requests(self, items):
+        """What `push_many` (a chunk of several) or `push` (one contact) would send."""
+        planned, payloads = [], []
+        bulk = self.pushes_in_bulk(len(items))
+        for record, state in items:
+            try:
+                payload = self.build_payload(record, RemoteState() if bulk else state)
+            except PermanentError as err:
+                planned.append(self.refused(record, err))
+                continue
+            if bulk:
+                payloads.append(payload)
+            else:
+                planned += self._planned_single(record, state, payload)
+        for start in range(0, len(payloads), BULK_LIMIT):
+            chunk = payloads[start : start + BULK_LIMIT]
+            planned.append(
+                self.plan(
+                    "POST",
+                    self._path("contact/bulk"),
+                    json_body=self._bulk_body(chunk),
+                    note="then each contact is read back (GET contact?user_id=) to confirm it",
+                    external_ids=tuple(p["user_id"] for p in chunk),
+                )
+            )
+        return planned
+
+    def _planned_single(self, record, state, payload) -> list:
+        ids = (record.external_id,)
+        if state.remote_id:
+            return [
+                self.plan(
+                    "PUT",
+                    self._path("contact", state.remote_id),
+                    json_body=payload,
+                    external_ids=ids,
+                )
+            ]
+        return [
+            self.plan(
+                "GET",
+                self._path("contact"),
+                params={"user_id": record.external_id},
+                note="lookup by user_id: a match is updated (PUT contact/<id>) instead of the "
+                "create below",
+                external_ids=ids,
+            ),
+            self.plan("POST", self._path("contact"), json_body=payload, external_ids=ids),
+        ]
+
+    def request_count(self, *, contacts: int, without_remote_id: int, chunk_size: int) -> int:
+        """A chunk of several: its bulk calls, then one read-back per contact (`confirm`). A
+        chunk of one: a PUT, with a lookup first when no id is stored."""
+        total = 0
+        for size in self.task_chunks(contacts, chunk_size):
+            if self.pushes_in_bulk(size):
+                total += -(-size // BULK_LIMIT) + size
+            else:
+                total += 1 + (1 if without_remote_id else 0)
+        return total
+
+    def probe_calls(self) -> list[ProbeCall]:
+        """The two lists the mapping choices read and a one-contact search (the lookup and
+        read-back every push makes), with the keys this connector reads."""
+        return [
+            ProbeCall(
+                "GET custom_fields",
+                "GET",
+                self._path("custom_fields"),
+                {"custom_fields": [{"name": Maybe(str), "label": Maybe(str)}]},
+            ),
+            ProbeCall(
+                "GET lists",
+                "GET",
+                self._path("lists"),
+                {"lists": [{"name": Maybe(str)}]},
+            ),
+            ProbeCall(
+                "GET contact?limit=1",
+                "GET",
+                self._path("contact"),
+                {"contacts": [{"id": str, "user_id": Maybe(str)}]},
+                params={"limit": 1},
+            ),
+        ]
 
     # -- helpers
 

@@ -42,6 +42,7 @@ from sync.connectors.base import (
     PushResult,
 )
 from sync.connectors.declarations import Credential, Setting
+from sync.connectors.probe import ANY, Maybe, ProbeCall
 from sync.connectors.records import STANDARD_FIELDS, ContactRecord, RemoteOption, RemoteState
 
 API_VERSION = "1.0"  # the only version iVvy serves (method-uri-header.md)
@@ -333,8 +334,12 @@ class IvvyConnector(BaseConnector):
         new_id = self.require_id(data, status=status)
         return PushResult(new_id, remote_id is None, status, payload)
 
+    @staticmethod
+    def _lookup_body(external_id: str) -> dict:
+        return {"perPage": 1, "start": 0, "filter": {"externalId": external_id}}
+
     def _find_by_external_id(self, external_id: str) -> str | None:
-        body = {"perPage": 1, "start": 0, "filter": {"externalId": external_id}}
+        body = self._lookup_body(external_id)
         status, data = self.request("POST", CONTACT + "getContactList", json_body=body)
         results = self._results(data, status)
         if not results:
@@ -351,6 +356,39 @@ class IvvyConnector(BaseConnector):
             )
         return self.require_id(found, status=status)
 
+    def planned_requests(self, items):
+        """Per contact, as `push` does: the getContactList lookup when no id is stored (its
+        answer decides the `id` in the body), then addOrUpdateContact."""
+        planned = []
+        for record, state in items:
+            try:
+                payload = self.build_payload(record, state)
+            except PermanentError as err:
+                planned.append(self.refused(record, err))
+                continue
+            ids = (record.external_id,)
+            if not state.remote_id and record.external_id:
+                planned.append(
+                    self.plan(
+                        "POST",
+                        CONTACT + "getContactList",
+                        json_body=self._lookup_body(record.external_id),
+                        note="lookup by externalId: a contact found there gets its id in the "
+                        "body below",
+                        external_ids=ids,
+                    )
+                )
+            planned.append(
+                self.plan(
+                    "POST", CONTACT + "addOrUpdateContact", json_body=payload, external_ids=ids
+                )
+            )
+        return planned
+
+    def request_count(self, *, contacts: int, without_remote_id: int, chunk_size: int) -> int:
+        """One addOrUpdateContact each, and a lookup for each contact with no stored id."""
+        return contacts + without_remote_id
+
     def delete(self, *, external_id: str, remote_id: str | None) -> None:
         raise NotImplementedError(
             "iVvy has no delete-contact call (developer.ivvy.com): the contact stays on iVvy"
@@ -360,6 +398,33 @@ class IvvyConnector(BaseConnector):
         status, data = self.request("POST", PING)
         self._require_success(data, status)
         return "Connected to iVvy (ping answered)"
+
+    def probe_calls(self) -> list[ProbeCall]:
+        """ping, the two lists the mapping choices read, and a one-contact getContactList (the
+        lookup every first push makes), with the keys this connector reads of each, sent with
+        exactly the parameters the vendor pages show."""
+        return [
+            ProbeCall("test ping", "POST", PING, {"success": Maybe(bool)}),
+            ProbeCall(
+                "contact getCustomFieldDefinition",
+                "POST",
+                CONTACT + "getCustomFieldDefinition",
+                [{"fieldId": (int, str), "fieldType": int, "displayName": Maybe(str)}],
+            ),
+            ProbeCall(
+                "contact getSubscriptionGroupList",
+                "POST",
+                CONTACT + "getSubscriptionGroupList",
+                [{"id": (int, str), "groupName": Maybe(str)}],
+            ),
+            ProbeCall(
+                "contact getContactList",
+                "POST",
+                CONTACT + "getContactList",
+                {"meta": ANY, "results": [{"id": (int, str), "externalId": Maybe(str)}]},
+                json_body={"perPage": 1, "start": 0},
+            ),
+        ]
 
     def fetch_options(self) -> list[RemoteOption]:
         """Custom field definitions and subscription groups, each fetched on its own: one

@@ -20,6 +20,7 @@ from typing import Any
 
 from sync.connectors.base import BaseConnector, PermanentError, PushResult
 from sync.connectors.declarations import Credential
+from sync.connectors.probe import Maybe, ProbeCall
 from sync.connectors.records import (
     STANDARD_FIELDS,
     ContactRecord,
@@ -38,6 +39,7 @@ NATIVE_KEYS = frozenset(
 # "Some body key or value is longer than allowable" (https://loops.so/docs/api-reference/intro)
 MAX_LENGTH = 500
 MAX_SAFE_INTEGER = 2**53
+UPDATE_PATH = "v1/contacts/update"
 # Our email statuses Loops must not mail: part A sends `subscribed: false` for them.
 NOT_SUBSCRIBED = frozenset({"unsubscribed", "bounced", "no_marketing"})
 # Loops has first/last name, email, user group and `subscribed`; every other standard field
@@ -220,11 +222,25 @@ class LoopsConnector(BaseConnector):
         the id tells: the stored id back means updated, another id a new contact (the old
         one was deleted there)."""
         payload = self.build_payload(record, state)
-        status, data = self.request("PUT", "v1/contacts/update", json_body=payload)
+        status, data = self.request("PUT", UPDATE_PATH, json_body=payload)
         self._require_success(data, status)
         remote_id = self.require_id(data, status=status)
         created = None if state.remote_id is None else remote_id != state.remote_id
         return PushResult(remote_id, created, status, payload)
+
+    def planned_requests(self, items):
+        """One `PUT /v1/contacts/update` per contact, with the body `push` sends."""
+        planned = []
+        for record, state in items:
+            try:
+                payload = self.build_payload(record, state)
+            except PermanentError as err:
+                planned.append(self.refused(record, err))
+                continue
+            planned.append(
+                self.plan("PUT", UPDATE_PATH, json_body=payload, external_ids=(record.external_id,))
+            )
+        return planned
 
     def delete(self, *, external_id: str, remote_id: str | None) -> None:
         """`POST /v1/contacts/delete` by userId only ("Include only one of `email` or
@@ -246,6 +262,26 @@ class LoopsConnector(BaseConnector):
         self._require_success(data, status)
         team = self.require_id(data, "teamName", status=status)
         return f"Connected to team {team}"
+
+    def probe_calls(self) -> list[ProbeCall]:
+        """The key check and the two lists the mapping choices read (OpenAPI spec): the keys
+        `test_connection` and `fetch_options` read, with their types."""
+        return [
+            ProbeCall("GET /v1/api-key", "GET", "v1/api-key", {"success": bool, "teamName": str}),
+            ProbeCall(
+                "GET /v1/contacts/properties?list=custom",
+                "GET",
+                "v1/contacts/properties",
+                [{"key": str, "label": Maybe(str), "type": Maybe(str)}],
+                params={"list": "custom"},
+            ),
+            ProbeCall(
+                "GET /v1/lists",
+                "GET",
+                "v1/lists",
+                [{"id": str, "name": Maybe(str), "isPublic": Maybe(bool)}],
+            ),
+        ]
 
     def fetch_options(self) -> list[RemoteOption]:
         """Custom properties (`?list=custom`: Loops' own fields are not mapping targets) and

@@ -35,6 +35,7 @@ from sync.connectors.base import (
     Unconfirmed,
 )
 from sync.connectors.declarations import Credential
+from sync.connectors.probe import Maybe, OneOrMany, ProbeCall
 from sync.connectors.records import STANDARD_FIELDS, ContactRecord, RemoteOption, RemoteState
 
 # "enter any value as a username; enter the API key value as a password" (getting-started page)
@@ -240,6 +241,12 @@ class YespoConnector(BaseConnector):
         """Attach members (and subscribers) to their mapped segments, detach the others, at
         most 500 external ids per call. When two of our lists map to one segment, being in
         either keeps the contact attached."""
+        plan = self._membership_plan(records)
+        for path, body in self._membership_calls(plan):
+            self.request("POST", path, json_body=body, expect_json=False)
+
+    def _membership_plan(self, records: list[ContactRecord]) -> dict[tuple[str, str], list[str]]:
+        """(segment, "attach" | "detach") -> the external ids to send there."""
         plan: dict[tuple[str, str], list[str]] = {}
         for record in records:
             wanted: dict[str, bool] = {}
@@ -251,15 +258,15 @@ class YespoConnector(BaseConnector):
             for remote, member in wanted.items():
                 action = "attach" if member else "detach"
                 plan.setdefault((remote, action), []).append(record.external_id)
+        return plan
+
+    def _membership_calls(self, plan: dict[tuple[str, str], list[str]]):
+        """(path, body) of each attach/detach call, at most 500 external ids each."""
         for (remote, action), ids in plan.items():
             segment = self._numeric_id(remote, "list")
             for start in range(0, len(ids), MEMBERSHIP_LIMIT):
-                self.request(
-                    "POST",
-                    f"api/v1/group/{segment}/contacts/{action}",
-                    json_body={"externalCustomerIds": ids[start : start + MEMBERSHIP_LIMIT]},
-                    expect_json=False,
-                )
+                body = {"externalCustomerIds": ids[start : start + MEMBERSHIP_LIMIT]}
+                yield f"api/v1/group/{segment}/contacts/{action}", body
 
     # -- many contacts
 
@@ -272,22 +279,12 @@ class YespoConnector(BaseConnector):
 
         A contact with a channel type bulk cannot name in `contactFields` (viber, appinbox,
         widget, inapp) goes through the single call instead, so that channel is not lost."""
-        errors: dict[str, ConnectorError] = {}
         outcomes: dict[str, BatchItemResult] = {}
-        bulk, singles = [], []
-        for record in records:
-            try:
-                payload = self.build_payload(record, RemoteState())
-            except PermanentError as err:
-                errors[record.external_id] = err
-                continue
-            listable = all(c["type"] in LISTABLE_CHANNELS for c in payload["channels"])
-            (bulk if listable else singles).append((record, payload))
-        for start in range(0, len(bulk), BULK_LIMIT):
-            for items in _by_shape(bulk[start : start + BULK_LIMIT]):
-                refused, outcome = self._bulk_import(items)
-                errors.update(refused)
-                outcomes.update(outcome)
+        errors, bulk, singles = self._split_for_bulk(records)
+        for items in _bulk_calls(bulk):
+            refused, outcome = self._bulk_import(items)
+            errors.update(refused)
+            outcomes.update(outcome)
         self._sync_memberships([r for r, _ in bulk if r.external_id not in errors])
         for record, _ in singles:
             try:
@@ -306,6 +303,21 @@ class YespoConnector(BaseConnector):
             else outcomes.get(r.external_id) or BatchItemResult(r.external_id)
             for r in records
         ]
+
+    def _split_for_bulk(self, records: list[ContactRecord]):
+        """(refused contacts' errors by external id, (record, payload) pairs for the bulk call,
+        those for the single call: a channel type bulk `contactFields` cannot name)."""
+        errors: dict[str, ConnectorError] = {}
+        bulk, singles = [], []
+        for record in records:
+            try:
+                payload = self.build_payload(record, RemoteState())
+            except PermanentError as err:
+                errors[record.external_id] = err
+                continue
+            listable = all(c["type"] in LISTABLE_CHANNELS for c in payload["channels"])
+            (bulk if listable else singles).append((record, payload))
+        return errors, bulk, singles
 
     def _bulk_import(
         self, items: list[tuple[ContactRecord, dict]]
@@ -433,6 +445,93 @@ class YespoConnector(BaseConnector):
                 errors[external_id] = PermanentError(self.label, text)
         return errors
 
+    # -- dry run
+
+    def planned_requests(self, items):
+        """What `push_many` (a chunk of several) or `push` (one contact) would send: the
+        bulk calls by contact shape, then the segment calls; the single calls, each followed
+        by its segment calls."""
+        if not self.pushes_in_bulk(len(items)):
+            planned = []
+            for record, state in items:
+                try:
+                    payload = self.build_payload(record, state)
+                except PermanentError as err:
+                    planned.append(self.refused(record, err))
+                    continue
+                planned.append(self._planned(CONTACT_PATH, payload, (record.external_id,)))
+                planned += self._planned_memberships([record])
+            return planned
+        errors, bulk, singles = self._split_for_bulk([record for record, _ in items])
+        planned = [
+            self.refused(record, errors[record.external_id])
+            for record, _ in items
+            if record.external_id in errors
+        ]
+        for call in _bulk_calls(bulk):
+            planned.append(
+                self._planned(
+                    CONTACTS_PATH,
+                    bulk_body(call),
+                    tuple(record.external_id for record, _ in call),
+                    note="then GET api/v1/importstatus/<asyncSessionId> until it is FINISHED",
+                )
+            )
+        planned += self._planned_memberships([record for record, _ in bulk])
+        for record, payload in singles:
+            planned.append(self._planned(CONTACT_PATH, payload, (record.external_id,)))
+            planned += self._planned_memberships([record])
+        return planned
+
+    def _planned(self, path, body, external_ids, note=""):
+        return self.plan("POST", path, json_body=body, note=note, external_ids=external_ids)
+
+    def _planned_memberships(self, records: list[ContactRecord]) -> list:
+        return [
+            self._planned(path, body, tuple(body["externalCustomerIds"]))
+            for path, body in self._membership_calls(self._membership_plan(records))
+        ]
+
+    def request_count(self, *, contacts: int, without_remote_id: int, chunk_size: int) -> int:
+        """A chunk of several: at least one bulk call and one import-status check per 3000
+        contacts (one more of each per further contact shape); a chunk of one: its single
+        call. Then, per mapped segment, an attach or detach call per 500 contacts (both when
+        some are members and some not)."""
+        segments = len({*self.mapping.groups.values(), *self.mapping.mailing_lists.values()})
+        total = 0
+        for size in self.task_chunks(contacts, chunk_size):
+            total += 2 * -(-size // BULK_LIMIT) if self.pushes_in_bulk(size) else 1
+            total += segments * -(-size // MEMBERSHIP_LIMIT)
+        return total
+
+    def probe_calls(self) -> list[ProbeCall]:
+        """A one-row contact search (the id lookup after a 409), the address books (field
+        choices) and a one-row segment list (list choices), with the keys this connector
+        reads of each."""
+        fields = OneOrMany({"id": (int, str), "name": Maybe(str)})
+        return [
+            ProbeCall(
+                "GET /api/v1/contacts",
+                "GET",
+                CONTACTS_PATH,
+                [{"id": (int, str)}],
+                params={"startindex": 1, "maxrows": 1},
+            ),
+            ProbeCall(
+                "GET /api/v1/addressbooks",
+                "GET",
+                "api/v1/addressbooks",
+                {"addressBook": OneOrMany({"fieldGroups": OneOrMany({"fields": fields})})},
+            ),
+            ProbeCall(
+                "GET /api/v1/groups",
+                "GET",
+                "api/v1/groups",
+                [{"id": (int, str), "name": Maybe(str), "type": Maybe(str)}],
+                params={"startindex": 1, "maxrows": 1},
+            ),
+        ]
+
     # -- other calls
 
     def delete(self, *, external_id: str, remote_id: str | None) -> None:
@@ -513,6 +612,14 @@ def payload_shape(payload: dict) -> tuple[tuple[str, ...], tuple[int, ...]]:
     names += sorted({channel["type"] for channel in payload["channels"]})
     names += [key for key, _ in ADDRESS_KEYS if key in payload.get("address", {})]
     return tuple(names), tuple(field["id"] for field in payload.get("fields", ()))
+
+
+def _bulk_calls(bulk: list[tuple[ContactRecord, dict]]) -> list[list[tuple[ContactRecord, dict]]]:
+    """The contacts of each bulk call: at most 3000, all of one shape."""
+    calls = []
+    for start in range(0, len(bulk), BULK_LIMIT):
+        calls += _by_shape(bulk[start : start + BULK_LIMIT])
+    return calls
 
 
 def _by_shape(items: list[tuple[ContactRecord, dict]]) -> list[list[tuple[ContactRecord, dict]]]:
