@@ -197,3 +197,23 @@ def preview_payloads(modeladmin, request, queryset):
         "previews": services.contact_preview_payloads(contact_ids=contact_ids),
     }
     return TemplateResponse(request, "admin/sync/payload_preview.html", context)
+
+
+@admin.action(description="Preview push: requests and cost (sends nothing)", permissions=["view"])
+def preview_push(modeladmin, request, queryset):
+    """The push's dry run, for the destination (and force switch) chosen in the action bar:
+    per destination the exact requests for the first 20 contacts it would send and, for the
+    whole selection, the counts, the requests and the time they take (services.push_dry_run).
+    Any number of contacts may be selected: the counts are queries."""
+    destination, force = _chosen_destination(request)
+    context = {
+        **modeladmin.admin_site.each_context(request),
+        "title": "Push preview",
+        "opts": modeladmin.model._meta,
+        "force": force,
+        "show": PREVIEW_LIMIT,
+        "dry_runs": services.push_dry_run(
+            contacts=queryset, destination=destination, force=force, show=PREVIEW_LIMIT
+        ),
+    }
+    return TemplateResponse(request, "admin/sync/push_preview.html", context)

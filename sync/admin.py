@@ -15,6 +15,7 @@ from django.shortcuts import get_object_or_404
 from django.template.loader import render_to_string
 from django.template.response import TemplateResponse
 from django.urls import path
+from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.translation import ngettext
 from django_tasks_db import admin as tasks_admin
@@ -100,6 +101,10 @@ def test_connection(modeladmin, request, queryset):
         ok, message = services.destination_test_connection(destination=destination)
         level = messages.SUCCESS if ok else messages.ERROR
         modeladmin.message_user(request, f"{destination}: {message}", level)
+        if ok:  # and check that the platform's answers still have the shape we read
+            shaped, summary = services.destination_probe(destination=destination)
+            level = messages.SUCCESS if shaped else messages.WARNING
+            modeladmin.message_user(request, f"{destination}: {summary}", level)
 
 
 @admin.action(description="Refresh fields and lists from platform", permissions=["change"])
@@ -131,7 +136,13 @@ class DestinationAdmin(ObjectActionsMixin, SimpleHistoryAdmin, ModelAdmin):
     # The history page lists who changed the platform, URL or credential variables.
     history_list_display = ["platform", "base_url", "key_env", "secret_env", "settings"]
     inlines = [FieldMappingInline, ListMappingInline]
-    readonly_fields = ["health", "platform_notes", "unmapped_fields", "options_refreshed_at"]
+    readonly_fields = [
+        "health",
+        "platform_notes",
+        "vendor_probe",
+        "unmapped_fields",
+        "options_refreshed_at",
+    ]
     change_form_template = "admin/sync/destination/change_form.html"
 
     def get_fieldsets(self, request, obj=None):
@@ -145,7 +156,7 @@ class DestinationAdmin(ObjectActionsMixin, SimpleHistoryAdmin, ModelAdmin):
                 None,
                 {
                     "fields": ["name", "platform", "enabled", "push_on_save", "health"]
-                    + (["platform_notes"] if obj is not None else []),
+                    + (["platform_notes", "vendor_probe"] if obj is not None else []),
                     "description": ""
                     if cls
                     else "Choose the platform: its own settings then appear below.",
@@ -194,6 +205,23 @@ class DestinationAdmin(ObjectActionsMixin, SimpleHistoryAdmin, ModelAdmin):
             return "-"
         notes = getattr(obj.connector_class, "notes", ())
         return format_html_join("", "<p>{}</p>", ((note,) for note in notes)) or "-"
+
+    @admin.display(description="Vendor-change probe")
+    def vendor_probe(self, obj):
+        """The last probe (daily, and on "Test connection"): each call ok, changed (what) or
+        failed (how)."""
+        if obj is None or obj.probe_checked_at is None:
+            return "Not probed yet: it runs daily, and on “Test connection”."
+        rows = format_html_join(
+            "",
+            '<li><span class="sync-probe-{}">{}</span> {}{}</li>',
+            (
+                (r["outcome"], r["outcome"], r["call"], f": {r['detail']}" if r["detail"] else "")
+                for r in obj.probe_results
+            ),
+        )
+        when = timezone.localtime(obj.probe_checked_at).strftime("%Y-%m-%d %H:%M")
+        return format_html('<p>Last probed {}</p><ul class="sync-probe">{}</ul>', when, rows)
 
     @admin.display(description="Not sent (unmapped)")
     def unmapped_fields(self, obj):
@@ -419,7 +447,12 @@ class SyncStatusFilter(admin.SimpleListFilter):
 
 class SyncedContactAdmin(ContactAdmin):
     action_form = actions.PushActionForm
-    actions = [actions.push_selected, actions.preview_payloads, actions.retry_failed]
+    actions = [
+        actions.push_selected,
+        actions.preview_push,
+        actions.preview_payloads,
+        actions.retry_failed,
+    ]
     list_filter = [
         *ContactAdmin.list_filter,
         SyncDestinationFilter,

@@ -230,6 +230,8 @@ def dashboard(now=None) -> dict:
     return {
         "rows": rows,
         "paused": [d for d in destinations if d.paused_at],
+        # one warning per destination whose probe found answers changed in shape
+        "vendor_changes": [d for d in destinations if d.probe_warning],
         "runs": list(
             SyncRun.objects.filter(state=SyncRun.State.RUNNING).select_related(
                 "destination", "user"

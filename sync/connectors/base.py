@@ -197,6 +197,13 @@ class PlannedRequest:
     refused: str = ""
     external_ids: tuple[str, ...] = ()
 
+    @property
+    def pretty_body(self) -> str:
+        try:
+            return json.dumps(json.loads(self.body), indent=2, ensure_ascii=False)
+        except ValueError:
+            return self.body
+
 
 @dataclass(frozen=True)
 class Unconfirmed:

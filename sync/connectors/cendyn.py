@@ -473,10 +473,19 @@ class CendynConnector(BaseConnector):
                     "POST",
                     self._path("contact/bulk"),
                     json_body=self._bulk_body(chunk),
-                    note="then each contact is read back (GET contact?user_id=) to confirm it",
                     external_ids=tuple(p["user_id"] for p in chunk),
                 )
             )
+            planned += [
+                self.plan(
+                    "GET",
+                    self._path("contact"),
+                    params={"user_id": payload["user_id"]},
+                    note="later: the read-back that confirms this contact of the bulk",
+                    external_ids=(payload["user_id"],),
+                )
+                for payload in chunk
+            ]
         return planned
 
     def _planned_single(self, record, state, payload) -> list:

@@ -469,12 +469,15 @@ class YespoConnector(BaseConnector):
             if record.external_id in errors
         ]
         for call in _bulk_calls(bulk):
+            ids = tuple(record.external_id for record, _ in call)
+            planned.append(self._planned(CONTACTS_PATH, bulk_body(call), ids))
             planned.append(
-                self._planned(
-                    CONTACTS_PATH,
-                    bulk_body(call),
-                    tuple(record.external_id for record, _ in call),
-                    note="then GET api/v1/importstatus/<asyncSessionId> until it is FINISHED",
+                self.plan(
+                    "GET",
+                    "api/v1/importstatus/:asyncSessionId",
+                    note="the import session the bulk answer names, polled until FINISHED "
+                    "(at least once)",
+                    external_ids=ids,
                 )
             )
         planned += self._planned_memberships([record for record, _ in bulk])

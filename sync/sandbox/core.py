@@ -12,6 +12,10 @@ Faults, per platform (or "*" for all), switched on and off over HTTP while the s
 - `revoked`: the credentials are refused (401 in the platform's own shape);
 - `redirect`: every call answers 302 with a Location on an outside host (`REDIRECT_HOST`), as
   a moved or hijacked endpoint would; a client must not follow it with the credentials;
+- `reshape_key` with `reshape_to` and `reshape_path`: in the 2xx JSON answers of calls whose
+  path and query string contain `reshape_path` ("" = every call), the key `reshape_key` is
+  renamed to `reshape_to` (dropped when that is ""), at every depth: a vendor changing the
+  shape of a documented answer, for the vendor-change probe's tests;
 - `echo_credentials`: every call answers 400 with a message quoting the request's
   authorization headers (as a gateway's debug page does), to prove they are redacted.
 
@@ -98,6 +102,9 @@ class Faults:
     revoked: bool = False
     redirect: bool = False
     echo_credentials: bool = False
+    reshape_key: str = ""
+    reshape_to: str = ""
+    reshape_path: str = ""
 
     def update(self, changes: dict) -> None:
         for key, value in changes.items():
@@ -300,6 +307,12 @@ class Sandbox:
         emulator.decorate(response, remaining)
         if 200 <= response.status < 300 and faults.malformed:
             response = self._malformed(emulator, faults.malformed, response)
+        if (
+            200 <= response.status < 300
+            and faults.reshape_key
+            and faults.reshape_path in request.raw_path
+        ):
+            response.body = _reshaped(response.body, faults.reshape_key, faults.reshape_to)
         return response
 
     @staticmethod
@@ -362,3 +375,19 @@ class Sandbox:
             with emulator.lock:
                 result[slug] = emulator.snapshot()
         return result
+
+
+def _reshaped(value: Any, key: str, to: str) -> Any:
+    """`value` with `key` renamed to `to` (dropped when `to` is "") in every object in it."""
+    if isinstance(value, list):
+        return [_reshaped(item, key, to) for item in value]
+    if isinstance(value, dict):
+        reshaped = {}
+        for name, inner in value.items():
+            if name == key:
+                if to:
+                    reshaped[to] = _reshaped(inner, key, to)
+                continue
+            reshaped[name] = _reshaped(inner, key, to)
+        return reshaped
+    return value

@@ -7,6 +7,8 @@ from contacts.models import Contact
 from sync import services
 from sync.models import ContactSyncState, Destination, SyncRun, SyncStatus, Trigger
 
+DRY_RUN_SHOWN = 20  # contacts whose requests a dry run prints
+
 
 class Command(BaseCommand):
     help = (
@@ -26,7 +28,12 @@ class Command(BaseCommand):
             help="Contacts changed since the platform last accepted them.",
         )
         which.add_argument("--ids", nargs="+", type=int, help="These contact ids.")
-        parser.add_argument("--dry-run", action="store_true", help="Count, send nothing.")
+        parser.add_argument(
+            "--dry-run",
+            action="store_true",
+            help="Send nothing: print the counts, the requests and the time the push would "
+            "take, and the exact requests (credentials redacted) for the first 20 contacts.",
+        )
         parser.add_argument("--force", action="store_true", help="Push unchanged contacts too.")
         parser.add_argument(
             "--queue",
@@ -74,12 +81,34 @@ class Command(BaseCommand):
         return contacts  # --all and --changed: unchanged ones are settled without a request
 
     def _dry_run(self, contacts, target, force):
-        total = contacts.count()
-        unchanged = 0 if force else services.count_unchanged(contacts, target)
-        self.stdout.write(
-            f"Dry run on {target}: {total} selected, {total - unchanged} would be "
-            f"pushed, {unchanged} unchanged. Nothing was sent."
+        """The counts, the requests and the time for the whole selection, then the exact
+        requests for the first contacts it would send (services.push_dry_run). Sends nothing."""
+        (run,) = services.push_dry_run(
+            contacts=contacts, destination=target, force=force, show=DRY_RUN_SHOWN
         )
+        self.stdout.write(
+            f"Dry run on {target}: {run.selected} selected, {run.to_send} would be "
+            f"pushed, {run.unchanged} unchanged. Nothing was sent."
+        )
+        self.stdout.write(
+            f"{run.requests} requests; with {run.queued} contacts already queued "
+            f"({run.queued_requests} requests) at {run.rate:g} requests/s: about {run.duration}."
+        )
+        if run.error:
+            self.stdout.write(run.error)
+        if run.shown:
+            self.stdout.write(f"The requests for the first {run.shown} contacts to send:")
+        for call in run.planned:
+            if call.refused:
+                ids = ", ".join(call.external_ids)
+                self.stdout.write(f"\n(refused before sending: {ids}) {call.refused}")
+                continue
+            note = f"  # {call.note}" if call.note else ""
+            self.stdout.write(f"\n{call.method} {call.url}{note}")
+            for name, value in call.headers.items():
+                self.stdout.write(f"{name}: {value}")
+            if call.body:
+                self.stdout.write(call.pretty_body)
 
     def _push_here(self, plan, progress):
         services.plan_run_here(plan, on_chunk=progress.show)

@@ -15,8 +15,9 @@ MAX_BACKOFF = 60.0  # seconds between passes while they keep failing
 class Command(BaseCommand):
     help = (
         "Long-running: every few seconds, queue the retries that are due, take back work left "
-        "in progress by a worker that died and mark its task failed; daily, prune the attempt "
-        "log and finished task rows. Safe to run on several machines at once."
+        "in progress by a worker that died and mark its task failed; daily, queue each "
+        "destination's vendor-change probe and prune the attempt log and finished task rows. "
+        "Safe to run on several machines at once."
     )
 
     def add_arguments(self, parser):
@@ -49,6 +50,11 @@ class Command(BaseCommand):
         if abandoned:
             self.stdout.write(f"{abandoned} abandoned tasks marked failed")
         with_database_retry(alerts.failure_rates_check)
+        # due per destination in the database (a day after its last probe), so a restarted
+        # scheduler neither skips nor repeats one
+        probes = with_database_retry(services.probes_enqueue_due)
+        if probes:
+            self.stdout.write(f"{probes} vendor-change probes queued")
         if time.monotonic() >= self.next_prune:  # daily; several schedulers may all prune
             with_database_retry(services.attempts_prune, days=settings.SYNC_ATTEMPT_RETENTION_DAYS)
             with_database_retry(services.tasks_prune, days=settings.SYNC_TASK_RETENTION_DAYS)
