@@ -42,7 +42,7 @@ from sync.connectors.base import (
     PushResult,
 )
 from sync.connectors.declarations import Credential, Setting
-from sync.connectors.probe import ANY, Maybe, ProbeCall
+from sync.connectors.probe import Maybe, ProbeCall
 from sync.connectors.records import STANDARD_FIELDS, ContactRecord, RemoteOption, RemoteState
 
 API_VERSION = "1.0"  # the only version iVvy serves (method-uri-header.md)
@@ -421,7 +421,7 @@ class IvvyConnector(BaseConnector):
                 "contact getContactList",
                 "POST",
                 CONTACT + "getContactList",
-                {"meta": ANY, "results": [{"id": (int, str), "externalId": Maybe(str)}]},
+                {"results": [{"id": (int, str), "externalId": Maybe(str)}]},
                 json_body={"perPage": 1, "start": 0},
             ),
         ]

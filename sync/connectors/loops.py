@@ -267,7 +267,9 @@ class LoopsConnector(BaseConnector):
         """The key check and the two lists the mapping choices read (OpenAPI spec): the keys
         `test_connection` and `fetch_options` read, with their types."""
         return [
-            ProbeCall("GET /v1/api-key", "GET", "v1/api-key", {"success": bool, "teamName": str}),
+            ProbeCall(
+                "GET /v1/api-key", "GET", "v1/api-key", {"success": Maybe(bool), "teamName": str}
+            ),
             ProbeCall(
                 "GET /v1/contacts/properties?list=custom",
                 "GET",
