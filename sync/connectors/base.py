@@ -437,14 +437,22 @@ class BaseConnector:
         """The request `request(...)` would send, signed as it would be, credentials
         redacted from URL, headers and body. Sends nothing."""
         prepared, body = self._prepare(method, path, json_body=json_body, params=params)
-        # `_prepare` taught the redactor every header `sign` added (a signature is as good as
-        # the key), so each is shown redacted.
-        headers = {name: self.redact(value) for name, value in prepared.headers.items()}
+        # The secrets in every form; an authorization header's secret-bearing parts too (a
+        # signature is as good as the key). Not `self.redact`, which also holds every other
+        # signed header's value (a version number, a date) and would blank them in the URL.
+        secrets = Redactor(self.secrets.values())
+        headers = {}
+        for name, value in prepared.headers.items():
+            if "authorization" in name.lower():
+                signed = Redactor(self.secrets.values())
+                signed.add_header(value)
+                value = signed(value)
+            headers[name] = secrets(value)
         return PlannedRequest(
             method=method,
-            url=self.redact_url(prepared.url),
+            url=secrets(prepared.url),
             headers=headers,
-            body=self.redact_body(body.decode(errors="replace")),
+            body=secrets(body.decode(errors="replace")),
             note=note,
             external_ids=external_ids,
         )
