@@ -643,6 +643,7 @@ EXPECTED_ACTIONS = {
         "push_selected": CONFIGURE,
         "retry_failed": CONFIGURE,
         "preview_payloads": READ_CONTACTS,  # permissions=["view"]: builds, sends nothing
+        "preview_push": READ_CONTACTS,  # permissions=["view"]: the push's dry run, sends nothing
         "export_admin_action": READ_CONTACTS,
     },
     "contacts.customfielddefinition": {"delete_selected": CONFIGURE},

@@ -15,8 +15,8 @@ pytestmark = pytest.mark.browser
 
 INVALID_EMAIL = 'HTTP 400: "email" is not a valid email address'
 TAKEN_EMAIL = "HTTP 409: Email or userId is already in use"
-# Actions that only read: the payload preview and the CSV export.
-READ_ONLY_ACTIONS = {"", "preview_payloads", "export_admin_action"}
+# Actions that only read: the payload preview, the push preview and the CSV export.
+READ_ONLY_ACTIONS = {"", "preview_payloads", "preview_push", "export_admin_action"}
 
 
 def _failed_history(destination, contacts):
