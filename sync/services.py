@@ -13,7 +13,7 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Exists, F, OuterRef, Q, QuerySet, Subquery
+from django.db.models import Exists, F, OuterRef, QuerySet, Subquery
 from django.utils import timezone
 from django_tasks import TaskResultStatus
 from django_tasks_db.models import DBTaskResult
@@ -363,19 +363,19 @@ def destination_probe(*, destination: Destination) -> tuple[bool, str]:
 
 
 def probes_enqueue_due(*, now=None) -> int:
-    """Queue the daily probe of each enabled destination whose probe is due; how many. Each
-    is claimed by moving its due time a day on, so several schedulers queue it once."""
+    """Queue the daily probe of each enabled destination whose probe is due; how many. A
+    destination the scheduler has not seen yet gets its first one a day on (the one made by
+    "Test connection" when it is set up comes first). Each is claimed by moving its due time
+    a day on, so several schedulers queue it once."""
     now = now or timezone.now()
-    due = Destination.objects.filter(enabled=True).filter(
-        Q(probe_due_at__isnull=True) | Q(probe_due_at__lte=now)
-    )
+    next_day = now + timedelta(hours=guard.PROBE_EVERY_HOURS)
+    enabled = Destination.objects.filter(enabled=True)
+    enabled.filter(probe_due_at__isnull=True).update(probe_due_at=next_day)
     queued = 0
-    for destination_id in due.values_list("pk", flat=True):
+    for destination_id in enabled.filter(probe_due_at__lte=now).values_list("pk", flat=True):
         with transaction.atomic():
-            claimed = (
-                Destination.objects.filter(pk=destination_id)
-                .filter(Q(probe_due_at__isnull=True) | Q(probe_due_at__lte=now))
-                .update(probe_due_at=now + timedelta(hours=guard.PROBE_EVERY_HOURS))
+            claimed = Destination.objects.filter(pk=destination_id, probe_due_at__lte=now).update(
+                probe_due_at=next_day
             )
             if claimed:
                 tasks.probe_destination.enqueue(destination_id=destination_id)

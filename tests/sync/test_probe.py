@@ -145,16 +145,20 @@ def test_the_scheduler_probes_each_destination_once_a_day(
 
     from django.utils import timezone
 
-    _one_pass()
-    probed = Destination.objects.exclude(probe_checked_at=None)
-    assert probed.count() == len(all_destinations)
+    _one_pass()  # a destination first seen now: its first daily probe is due in a day
+    assert sandbox_requests(sandbox) == 0
+    assert Destination.objects.filter(probe_due_at=None).count() == 0
+    tomorrow = timezone.now() + timedelta(hours=24)  # after the pass: its destinations are due
+    assert services.probes_enqueue_due(now=tomorrow) == len(all_destinations)
+    assert Destination.objects.exclude(probe_checked_at=None).count() == len(all_destinations)
     made = sandbox_requests(sandbox)
     assert made > 0
-    _one_pass()  # not due again for a day
+    # each probe made a day after itself: not due again at the same time
+    assert services.probes_enqueue_due(now=tomorrow) == 0
+    _one_pass()
     assert sandbox_requests(sandbox) == made
-    assert services.probes_enqueue_due(now=timezone.now() + timedelta(hours=25)) == len(
-        all_destinations
-    )
+    the_day_after = tomorrow + timedelta(hours=25)
+    assert services.probes_enqueue_due(now=the_day_after) == len(all_destinations)
     assert sandbox_requests(sandbox) > made
 
 
