@@ -421,7 +421,8 @@ class BaseConnector:
     def request_count(self, *, contacts: int, without_remote_id: int, chunk_size: int) -> int:
         """How many requests pushing `contacts` contacts makes, `without_remote_id` of them with
         no remote id stored, in task chunks of `chunk_size` (bulk calls counted per chunk).
-        The default: one call per contact."""
+        Where the platform's answers decide (a poll until an import ends), the least it
+        makes. The default: one call per contact."""
         return contacts
 
     def plan(

@@ -496,10 +496,10 @@ class YespoConnector(BaseConnector):
         ]
 
     def request_count(self, *, contacts: int, without_remote_id: int, chunk_size: int) -> int:
-        """A chunk of several: at least one bulk call and one import-status check per 3000
-        contacts (one more of each per further contact shape); a chunk of one: its single
-        call. Then, per mapped segment, an attach or detach call per 500 contacts (both when
-        some are members and some not)."""
+        """A lower bound: a chunk of several makes one bulk call and one import-status check
+        per 3000 contacts (one more of each per further contact shape, a poll more while the
+        import runs); a chunk of one, its single call. Then, per mapped segment, an attach or
+        a detach call per 500 contacts (one of each when some are members and some not)."""
         segments = len({*self.mapping.groups.values(), *self.mapping.mailing_lists.values()})
         total = 0
         for size in self.task_chunks(contacts, chunk_size):
