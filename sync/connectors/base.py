@@ -182,6 +182,23 @@ class BatchItemResult:
     created: bool | None = None
 
 
+@dataclass
+class EraseResult:
+    """What a platform did when asked to erase a person (`BaseConnector.erase`).
+
+    `deleted`: the platform's delete call was made (a platform answering that it holds no
+    such contact counts: it is gone either way). Otherwise the platform has no delete call:
+    `absent` when it holds no such contact, else `blanked` names what the platform's contract
+    let us blank and `instruction` says what a person must still do by hand there, with the
+    platform's own id of the contact (`remote_id`)."""
+
+    deleted: bool
+    absent: bool = False
+    blanked: tuple[str, ...] = ()
+    instruction: str = ""
+    remote_id: str | None = None
+
+
 @dataclass(frozen=True)
 class Unconfirmed:
     """A contact the platform accepted in bulk without saying yet what it did, as `confirm`
@@ -382,6 +399,17 @@ class BaseConnector:
 
     def delete(self, *, external_id: str, remote_id: str | None) -> None:
         raise NotImplementedError(f"{self.label} has no delete call")
+
+    def erase(self, *, external_id: str, remote_id: str | None) -> EraseResult:
+        """Erase a person for good (GDPR art. 17): the platform's delete call, made permanent
+        where the platform offers a choice (a connector whose `delete` keeps the contact
+        recoverable overrides this). A platform without a delete call overrides it to blank
+        what its contract lets us blank and say what is left to do by hand.
+        Raises ConnectorError subclasses."""
+        if not self.supports_delete:
+            raise NotImplementedError(f"{self.label} has no delete call and no erase")
+        self.delete(external_id=external_id, remote_id=remote_id)
+        return EraseResult(deleted=True)
 
     def test_connection(self) -> str:
         """Call a harmless authenticated endpoint; return a short success text."""

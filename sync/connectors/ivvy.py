@@ -38,6 +38,7 @@ from urllib.parse import urlsplit
 from sync.connectors.base import (
     AuthenticationError,
     BaseConnector,
+    EraseResult,
     PermanentError,
     PushResult,
 )
@@ -50,6 +51,18 @@ DATE_FORMAT = "%Y-%m-%d %H:%M:%S"  # "yyyy-mm-dd HH:mm:ss", always UTC (timestam
 CONTACT = f"api/{API_VERSION}/contact?action="
 PING = f"api/{API_VERSION}/test?action=ping"
 EMAIL_STATUS = {"subscribed": 1, "unsubscribed": 2, "bounced": 3, "no_marketing": 5}
+# What an erasure can blank on iVvy, which has no delete-contact call (add-or-update-contact.md):
+# `externalUrls: null` "will remove all externalUrls from the contact"; `groups` "will override
+# any groups currently set", so an empty list leaves none; the email status "No Marketing" and
+# privacyConsent false stop marketing until the contact is erased by hand. Clearing a name,
+# email, phone or custom value is not documented: those stay, and the instruction says so.
+ERASE_BODY = {"externalUrls": None, "groups": [], "status": EMAIL_STATUS["no_marketing"]}
+ERASE_BLANKED = (
+    "external URLs (externalUrls: null)",
+    "subscription groups (groups: [])",
+    "email status set to No Marketing",
+    "privacy consent withdrawn",
+)
 MAX_EXTERNAL_URLS = 3  # "a maximum of 3 objects allowed" (add-or-update-contact.md)
 # errorCode 462 "Session Expired" and 463 "Key Revoked" (exceptions.md) are credential
 # failures that may arrive as HTTP statuses of their own: they pause the destination as 401 does.
@@ -354,6 +367,37 @@ class IvvyConnector(BaseConnector):
     def delete(self, *, external_id: str, remote_id: str | None) -> None:
         raise NotImplementedError(
             "iVvy has no delete-contact call (developer.ivvy.com): the contact stays on iVvy"
+        )
+
+    def erase(self, *, external_id: str, remote_id: str | None) -> EraseResult:
+        """iVvy has no delete-contact call: blank what addOrUpdateContact documents a way to
+        blank (ERASE_BODY), then say to erase the contact by hand in iVvy, by its iVvy id.
+        The contact is found by the stored id, else by `getContactList` filter externalId;
+        found by neither, iVvy holds no such contact."""
+        found = remote_id or (self._find_by_external_id(external_id) if external_id else None)
+        if not found:
+            return EraseResult(deleted=False, absent=True)
+        body = {
+            "id": self._whole_number(found, "the stored contact id"),
+            **ERASE_BODY,
+            "privacyConsent": False,
+        }
+        try:
+            status, data = self.request("POST", CONTACT + "addOrUpdateContact", json_body=body)
+        except PermanentError as err:
+            if err.status == 404:  # "Unable to find contact": no longer on iVvy
+                return EraseResult(deleted=False, absent=True, remote_id=str(found))
+            raise
+        self._require_success(data, status)
+        return EraseResult(
+            deleted=False,
+            blanked=ERASE_BLANKED,
+            remote_id=str(found),
+            instruction=(
+                f"Erase by hand in iVvy: contact id {found}. iVvy has no delete-contact call; "
+                "its name, email, phone, external ID and custom field values stay on iVvy "
+                "until a person deletes the contact there."
+            ),
         )
 
     def test_connection(self) -> str:

@@ -29,6 +29,7 @@ from sync.connectors.base import (
     BaseConnector,
     BatchItemResult,
     ConnectorError,
+    EraseResult,
     PermanentError,
     PushResult,
     RetryableError,
@@ -439,10 +440,18 @@ class YespoConnector(BaseConnector):
         """Delete with erase=false: the profile stays recoverable (a later push by the same
         externalCustomerId restores it); erase=true is permanent and unrecoverable (spec,
         deleteContact). A contact Yespo does not have (404) is already gone."""
+        self._delete(external_id=external_id, remote_id=remote_id, erase="false")
+
+    def erase(self, *, external_id: str, remote_id: str | None) -> EraseResult:
+        """A person erased is deleted with erase=true: "permanent, unrecoverable" (spec)."""
+        self._delete(external_id=external_id, remote_id=remote_id, erase="true")
+        return EraseResult(deleted=True)
+
+    def _delete(self, *, external_id: str, remote_id: str | None, erase: str) -> None:
         if external_id:
-            path, params = CONTACT_PATH, {"externalCustomerId": external_id, "erase": "false"}
+            path, params = CONTACT_PATH, {"externalCustomerId": external_id, "erase": erase}
         elif remote_id:
-            path, params = f"{CONTACT_PATH}/{remote_id}", {"erase": "false"}
+            path, params = f"{CONTACT_PATH}/{remote_id}", {"erase": erase}
         else:
             raise PermanentError(self.label, "nothing identifies the contact to delete")
         try:
