@@ -23,6 +23,7 @@ from requests.adapters import HTTPAdapter
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
+from sync.connectors import readback
 from sync.connectors.declarations import Credential, Setting
 from sync.connectors.records import (
     ContactRecord,
@@ -302,6 +303,9 @@ class BaseConnector:
     # The emulator of the platform in the sandbox (sync/sandbox/), as a dotted path: the
     # sandbox, its destinations and the tests are built from the registry.
     sandbox_emulator: ClassVar[str]
+    # The ContactRecord fields `read_contact` can read back from the platform's answer (see
+    # sync/connectors/readback.py): every other field of a read-back is unknown, never drift.
+    readable_fields: ClassVar[frozenset[str]] = frozenset()
     # Facts about the platform an admin should read on its destination page (what it does not
     # hold, what is never sent), one sentence each.
     notes: ClassVar[tuple[str, ...]] = ()
@@ -410,6 +414,23 @@ class BaseConnector:
             raise NotImplementedError(f"{self.label} has no delete call and no erase")
         self.delete(external_id=external_id, remote_id=remote_id)
         return EraseResult(deleted=True)
+
+    def read_contact(self, *, external_id: str, remote_id: str | None) -> ContactRecord | None:
+        """What the platform holds for the contact with this external ID (and this remote id,
+        when we have one), in our record shape: only `readable_fields` mean anything in it.
+        None when the platform holds no such contact. Raises ConnectorError subclasses."""
+        raise NotImplementedError(f"{self.label} cannot read a contact back")
+
+    def compared_fields(self) -> tuple[str, ...]:
+        """The fields a read-back of this destination compares (readback.compared_fields)."""
+        return readback.compared_fields(
+            self.readable_fields, self.mapping, self.mappable_standard_fields
+        )
+
+    def field_differs(self, name: str, ours: ContactRecord, theirs: ContactRecord) -> bool:
+        """Whether what the platform holds for one compared field differs from what we would
+        send now; a connector whose platform holds a field in coarser words overrides it."""
+        return readback.field_differs(name, ours, theirs)
 
     def test_connection(self) -> str:
         """Call a harmless authenticated endpoint; return a short success text."""

@@ -35,6 +35,7 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
+from sync.connectors import readback
 from sync.connectors.base import (
     AuthenticationError,
     BaseConnector,
@@ -43,7 +44,13 @@ from sync.connectors.base import (
     PushResult,
 )
 from sync.connectors.declarations import Credential, Setting
-from sync.connectors.records import STANDARD_FIELDS, ContactRecord, RemoteOption, RemoteState
+from sync.connectors.records import (
+    STANDARD_FIELDS,
+    ContactRecord,
+    ExternalUrlRecord,
+    RemoteOption,
+    RemoteState,
+)
 
 API_VERSION = "1.0"  # the only version iVvy serves (method-uri-header.md)
 CONTENT_TYPE = "application/json"
@@ -79,6 +86,7 @@ FIELD_TYPES = {
     7: "static text",
     8: "whole number",
 }
+NO_CONTACT = 24096  # specificCode "Unable to find contact" (get-contact.md)
 STATIC_TEXT = 7  # "Values cannot be set for this type": not a mapping target
 NATIVE_STANDARD_FIELDS = frozenset({"phone", "email_status", "privacy_consent"})
 # iVvy holds no SMS status since 30 June 2026 (contact-sms-marketing.md): nothing to map it to.
@@ -157,6 +165,23 @@ class IvvyConnector(BaseConnector):
             "(updateIfExists).",
             boolean=True,
         ),
+    )
+    # getContact (contact/get-contact.md) answers names, email, phone, the email `status`,
+    # customFields, groups and externalUrls; no SMS status since 30 June 2026, and no
+    # privacyConsent flag (only `privacyConsentData`, the when and how of a consent).
+    readable_fields = frozenset(
+        {
+            "first_name",
+            "last_name",
+            "email",
+            "phone",
+            "email_status",
+            "external_urls",
+            "custom_values",
+            "group_ids",
+            "subscriptions",
+            *MAPPABLE_STANDARD_FIELDS,
+        }
     )
     notes = ("iVvy holds no SMS status since 30 June 2026: our SMS status is not sent to iVvy.",)
 
@@ -363,6 +388,65 @@ class IvvyConnector(BaseConnector):
                 body=json.dumps(data),
             )
         return self.require_id(found, status=status)
+
+    def read_contact(self, *, external_id: str, remote_id: str | None) -> ContactRecord | None:
+        """`getContact` by the stored id; without one, or when iVvy no longer knows it (24096)
+        or it now holds another external ID, `getContactList` filtered by externalId finds the
+        id first."""
+        contact = self._get_contact(remote_id) if remote_id else None
+        if contact is None or str(contact.get("externalId") or "") != external_id:
+            found = self._find_by_external_id(external_id) if external_id else None
+            contact = self._get_contact(found) if found else None
+        return self._record_of(contact, external_id) if contact is not None else None
+
+    def _get_contact(self, remote_id: str) -> dict | None:
+        """getContact with `{"id"}` as the vendor's example request sends it; None for
+        specificCode 24096 "Unable to find contact"."""
+        body = {"id": self._whole_number(remote_id, "the contact id")}
+        try:
+            status, data = self.request("POST", CONTACT + "getContact", json_body=body)
+        except PermanentError as err:
+            if err.status == 404 or f"specificCode {NO_CONTACT}" in err.message:
+                return None
+            raise
+        self._require_success(data, status)
+        if not isinstance(data, dict):
+            raise PermanentError(
+                self.label, "the getContact answer is not an object", status=status
+            )
+        return data
+
+    def _record_of(self, contact: dict, external_id: str) -> ContactRecord:
+        """The inverse of `build_payload`. Ids and values may come as text or numbers (the
+        vendor's example answers `"fieldId": "102"` and `"value": ["Medium"]`), so both are
+        read. Email status 4 (Registering, getContact only) stays "registering": not one of
+        ours, so never taken for an opt-in."""
+        fields = {
+            str(f.get("fieldId")): f.get("value")
+            for f in contact.get("customFields") or []
+            if isinstance(f, dict)
+        }
+        groups = {str(g.get("groupId")) for g in contact.get("groups") or [] if isinstance(g, dict)}
+        statuses = {code: name for name, code in EMAIL_STATUS.items()} | {4: "registering"}
+        status = contact.get("status")
+        status = int(status) if str(status).isdigit() else None
+        urls = tuple(
+            ExternalUrlRecord(str(u["ref"]), str(u.get("url") or ""), str(u.get("label") or ""))
+            for u in contact.get("externalUrls") or []
+            if isinstance(u, dict) and u.get("ref") and u.get("url")
+        )
+        return ContactRecord(
+            id=None,
+            external_id=str(contact.get("externalId") or external_id),
+            first_name=str(contact.get("firstName") or ""),
+            last_name=str(contact.get("lastName") or ""),
+            email=str(contact.get("email") or ""),
+            phone=str(contact.get("phone") or ""),
+            email_status=statuses.get(status, ""),
+            external_urls=urls,
+            **readback.mapped_values(self.mapping, fields, MAPPABLE_STANDARD_FIELDS),
+            **readback.mapped_lists(self.mapping, groups),
+        )
 
     def delete(self, *, external_id: str, remote_id: str | None) -> None:
         raise NotImplementedError(

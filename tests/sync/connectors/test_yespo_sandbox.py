@@ -340,9 +340,11 @@ def test_search_pages_and_counts(sandbox):
         raw(sandbox, "POST", "/api/v1/contact", body)
     response = raw(sandbox, "GET", "/api/v1/contacts", params={"startindex": 2, "maxrows": 1})
     assert response.headers["TotalCount"] == "3"
-    assert [c["externalCustomerId"] for c in response.json()] == ["s1"]
+    assert [c["channels"][0]["value"] for c in response.json()] == ["s1@x.com"]
     found = raw(sandbox, "GET", "/api/v1/contacts", params={"externalCustomerId": "s2"}).json()
-    assert [c["externalCustomerId"] for c in found] == ["s2"]
+    assert [c["channels"][0]["value"] for c in found] == ["s2@x.com"]
+    # the spec's BaseContact: no external ID, address, language or segments in a search hit
+    assert set(found[0]) == {"channels", "fields", "addressBookId", "id"}
     assert raw(sandbox, "GET", "/api/v1/contacts", params={"maxrows": 501}).status_code == 400
 
 
