@@ -75,10 +75,21 @@ class Scrubber:
             text = str(value or "").strip()
             if len(text) < MIN_NEEDLE:
                 continue
-            forms |= {text, text.lower(), quote(text, safe=""), quote_plus(text)}
+            forms |= {text, quote(text, safe=""), quote_plus(text)}
             if text.startswith("+"):
                 forms.add(text[1:])  # a phone without its plus
-        self.needles = sorted((f for f in forms if len(f) >= MIN_NEEDLE), key=len, reverse=True)
+        needles = sorted((f for f in forms if len(f) >= MIN_NEEDLE), key=len, reverse=True)
+        self.needles = needles
+        # Whole values only, in any case: a tag "customer" is not scrubbed out of the word
+        # "externalCustomerId" in a URL, but "Customer" on its own is.
+        self._pattern = (
+            re.compile(
+                r"(?<![A-Za-z0-9])(?:" + "|".join(map(re.escape, needles)) + r")(?![A-Za-z0-9])",
+                re.IGNORECASE,
+            )
+            if needles
+            else None
+        )
 
     @classmethod
     def for_contact(cls, contact: Contact) -> "Scrubber":
@@ -106,16 +117,8 @@ class Scrubber:
     def __call__(self, text: str) -> str:
         if not text:
             return text
-        for needle in self.needles:
-            if needle in text:
-                text = text.replace(needle, ERASED)
-        lowered = text.lower()
-        for needle in self.needles:  # the same value in another case (an email, say)
-            index = lowered.find(needle.lower())
-            while index >= 0:
-                text = text[:index] + ERASED + text[index + len(needle) :]
-                lowered = text.lower()
-                index = lowered.find(needle.lower(), index + len(ERASED))
+        if self._pattern is not None:
+            text = self._pattern.sub(ERASED, text)
         return EMAIL_PATTERN.sub(ERASED, text)
 
 

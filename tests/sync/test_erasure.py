@@ -205,8 +205,11 @@ def test_a_platform_failure_leaves_a_receipt_saying_so_and_can_be_retried(
 
 
 def test_the_tombstone_shows_on_reimport_and_nothing_is_created(
-    sync_admin, django_capture_on_commit_callbacks, immediate_tasks
+    sync_admin, django_capture_on_commit_callbacks, immediate_tasks, tmp_path, monkeypatch
 ):
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # the preview's stored file
     contact = Contact.objects.create(
         first_name="Zenobia", email=PERSON["email"], external_id=PERSON["external_id"]
     )
@@ -240,9 +243,12 @@ def test_the_tombstone_shows_on_reimport_and_nothing_is_created(
 def test_a_stored_import_file_holding_the_person_is_removed(
     sync_admin, django_capture_on_commit_callbacks, immediate_tasks, tmp_path, monkeypatch
 ):
-    """A preview stores the file until it is confirmed; an erasure in between removes it."""
+    """A preview stores the file until it is confirmed; an erasure in between removes it
+    (and leaves a file holding someone else)."""
     import tempfile
 
+    other = tmp_path / "tmp-other-import"
+    other.write_text("first_name,email\nAna,ana.other@example.org\n")
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
     contact = Contact.objects.create(first_name="Zenobia", email=PERSON["email"])
     upload = io.BytesIO(f"first_name,email\nZenobia,{PERSON['email']}\n".encode())
@@ -252,11 +258,25 @@ def test_a_stored_import_file_holding_the_person_is_removed(
         {"resource": "0", "format": "0", "import_file": upload},
     )
     assert preview.status_code == 200
-    stored = [p for p in tmp_path.iterdir() if p.name.startswith("tmp")]
+    stored = [p for p in tmp_path.iterdir() if p != other]
     assert len(stored) == 1
 
     _, erasure = erase(sync_admin, django_capture_on_commit_callbacks, contact)
 
     assert not stored[0].exists()
+    assert other.exists()
     erasure.refresh_from_db()
     assert erasure.local_summary["import files"] == 1
+
+
+def test_the_scrubber_removes_whole_values_in_any_case_and_every_email():
+    from sync.erasure import ERASED, Scrubber
+
+    scrub = Scrubber(["Zenobia", "+14155550163", "erase-me-7781", "customer", "GB"])
+    text = scrub(
+        "ZENOBIA at 14155550163 (erase-me-7781, Customer); externalCustomerId=erase-me-7781 "
+        "GB; other.person@example.net"
+    )
+    assert text == (
+        f"{ERASED} at {ERASED} ({ERASED}, {ERASED}); externalCustomerId={ERASED} GB; {ERASED}"
+    )
