@@ -153,7 +153,7 @@ def _import_files(person: Person) -> int:
     return import_files_erase(needles=[v for v in (person.email, person.external_id) if v])
 
 
-register_local_eraser("import files", _import_files)
+register_local_eraser("stored import files", _import_files)
 
 
 def person_erase_local(*, contact: Contact, scrub: Scrubber) -> dict[str, int]:

@@ -266,7 +266,7 @@ def test_a_stored_import_file_holding_the_person_is_removed(
     assert not stored[0].exists()
     assert other.exists()
     erasure.refresh_from_db()
-    assert erasure.local_summary["import files"] == 1
+    assert erasure.local_summary["stored import files"] == 1
 
 
 def test_the_scrubber_removes_whole_values_in_any_case_and_every_email():
