@@ -27,7 +27,7 @@ from simple_history.utils import bulk_create_with_history
 
 from contacts import validators
 from contacts.models import Contact, Group, GroupMembership
-from contacts.selectors import tombstone_hashes, tombstone_index
+from contacts.selectors import tombstone_hash_forms, tombstone_index
 
 # OWASP, CSV Injection: a cell that starts with one of these may be run as a formula by a
 # spreadsheet. https://owasp.org/www-community/attacks/CSV_Injection
@@ -342,14 +342,9 @@ class ContactResource(resources.ModelResource):
         tombstone's: a row that would create a person erased here is refused, visibly."""
         if instance.pk is None:
             erased_emails, erased_ids = self._tombstones
-            email_hash, external_id_hash = tombstone_hashes(
-                email=instance.email, external_id=instance.external_id
-            )
-            for key, value, erased in (
-                ("email", email_hash, erased_emails),
-                ("external_id", external_id_hash, erased_ids),
-            ):
-                if value and value in erased:
+            for key, erased in (("email", erased_emails), ("external_id", erased_ids)):
+                forms = tombstone_hash_forms(kind=key, value=getattr(instance, key))
+                if erased and forms & erased:
                     yield key, ERASED_PERSON
         rows = self._duplicate_external_ids.get(instance.external_id)
         if rows:

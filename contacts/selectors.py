@@ -1,12 +1,13 @@
 """Reads about contacts that other apps ask: whether a person was erased (the tombstone)."""
 
+from django.conf import settings
 from django.utils.crypto import salted_hmac
 
 from contacts.models import Tombstone
 
 # The key's salt: tombstones are HMACs keyed by SECRET_KEY (and this salt), so a leaked table
-# cannot be reversed by hashing a list of guessed emails. Rotating SECRET_KEY without keeping
-# the old key in SECRET_KEY_FALLBACKS makes old tombstones unrecognisable.
+# cannot be reversed by hashing a list of guessed emails. A tombstone made under an older key
+# is still recognised while that key is in SECRET_KEY_FALLBACKS; dropped from there, it is not.
 TOMBSTONE_SALT = "contacts.tombstone"
 
 
@@ -15,12 +16,20 @@ def normalise_email(email: str) -> str:
     return (email or "").strip().lower()
 
 
-def tombstone_hash(*, kind: str, value: str) -> str:
-    """The keyed hash of one identifier ("email" or "external_id"), "" for a blank one."""
+def tombstone_hash(*, kind: str, value: str, secret: str | None = None) -> str:
+    """The keyed hash of one identifier ("email" or "external_id"), "" for a blank one;
+    keyed by SECRET_KEY unless `secret` is given."""
     value = normalise_email(value) if kind == "email" else (value or "").strip()
     if not value:
         return ""
-    return salted_hmac(TOMBSTONE_SALT, f"{kind}:{value}", algorithm="sha256").hexdigest()
+    text = f"{kind}:{value}"
+    return salted_hmac(TOMBSTONE_SALT, text, secret=secret, algorithm="sha256").hexdigest()
+
+
+def tombstone_hash_forms(*, kind: str, value: str) -> set[str]:
+    """The identifier's hash under SECRET_KEY and under each of SECRET_KEY_FALLBACKS."""
+    secrets = [settings.SECRET_KEY, *getattr(settings, "SECRET_KEY_FALLBACKS", [])]
+    return {h for secret in secrets if (h := tombstone_hash(kind=kind, value=value, secret=secret))}
 
 
 def tombstone_hashes(*, email: str = "", external_id: str = "") -> tuple[str, str]:
@@ -36,13 +45,15 @@ def contact_is_erased(*, email: str = "", external_id: str = "") -> bool:
 
 
 def erased_tombstone(*, email: str = "", external_id: str = "") -> Tombstone | None:
-    """The tombstone matching either identifier, or None."""
-    email_hash, external_id_hash = tombstone_hashes(email=email, external_id=external_id)
+    """The tombstone matching either identifier (under the current key or a fallback), or
+    None."""
+    email_hashes = tombstone_hash_forms(kind="email", value=email)
+    external_id_hashes = tombstone_hash_forms(kind="external_id", value=external_id)
     found = Tombstone.objects.none()
-    if email_hash:
-        found |= Tombstone.objects.filter(email_hash=email_hash)
-    if external_id_hash:
-        found |= Tombstone.objects.filter(external_id_hash=external_id_hash)
+    if email_hashes:
+        found |= Tombstone.objects.filter(email_hash__in=email_hashes)
+    if external_id_hashes:
+        found |= Tombstone.objects.filter(external_id_hash__in=external_id_hashes)
     return found.first()
 
 

@@ -280,3 +280,16 @@ def test_the_scrubber_removes_whole_values_in_any_case_and_every_email():
     assert text == (
         f"{ERASED} at {ERASED} ({ERASED}, {ERASED}); externalCustomerId={ERASED} GB; {ERASED}"
     )
+
+
+def test_a_tombstone_is_recognised_under_a_fallback_key_only(
+    sync_admin, django_capture_on_commit_callbacks, immediate_tasks, settings
+):
+    contact = Contact.objects.create(first_name="Zenobia", email=PERSON["email"])
+    erase(sync_admin, django_capture_on_commit_callbacks, contact)
+    old_key = settings.SECRET_KEY
+    settings.SECRET_KEY = "a-rotated-key-for-this-test-only"
+    settings.SECRET_KEY_FALLBACKS = [old_key]
+    assert contact_is_erased(email=PERSON["email"])
+    settings.SECRET_KEY_FALLBACKS = []
+    assert not contact_is_erased(email=PERSON["email"])
