@@ -115,11 +115,15 @@ class Scrubber:
         return cls(values)
 
     def __call__(self, text: str) -> str:
-        if not text:
+        """For what we write about the person (receipts): their values and every email."""
+        return EMAIL_PATTERN.sub(ERASED, self.values_only(text))
+
+    def values_only(self, text: str) -> str:
+        """For rows about other people (a bulk call's shared answer): the person's values
+        only, so the others' emails stay."""
+        if not text or self._pattern is None:
             return text
-        if self._pattern is not None:
-            text = self._pattern.sub(ERASED, text)
-        return EMAIL_PATTERN.sub(ERASED, text)
+        return self._pattern.sub(ERASED, text)
 
 
 # ------------------------------------------------------------------------- local erasure
@@ -169,7 +173,6 @@ def person_erase_local(*, contact: Contact, scrub: Scrubber) -> dict[str, int]:
         counts["attempt-log rows emptied"] = own.update(
             request_body="", response_excerpt="", error="", external_id="", contact=None
         )
-        counts["other attempt-log rows scrubbed"] = _scrub_other_attempts(person)
         contact._erasing = True  # sync.signals: the erasure deletes on platforms itself
         contact.delete()  # its children and sync states go with it (CASCADE)
         # after the delete: django-simple-history has just written the "deleted" records
@@ -178,6 +181,9 @@ def person_erase_local(*, contact: Contact, scrub: Scrubber) -> dict[str, int]:
             content_type=ContentType.objects.get_for_model(Contact),
             object_id=str(person.contact_id),
         ).delete()[0]
+    # Scans of whole tables: each in its own short write, outside the one above (SQLite has
+    # one writer, and the contact is gone already).
+    counts["other attempt-log rows scrubbed"] = _scrub_other_attempts(person)
     counts["finished task rows"] = _delete_finished_tasks(person)
     for name, eraser in LOCAL_ERASERS.items():
         counts[name] = eraser(person)
@@ -210,9 +216,9 @@ def _scrub_other_attempts(person: Person) -> int:
             match |= Q(**{f"{column}__icontains": needle})
     rows = list(SyncAttempt.objects.filter(match))
     for row in rows:
-        row.request_body = person.scrub(row.request_body)
-        row.response_excerpt = person.scrub(row.response_excerpt)
-        row.error = person.scrub(row.error)
+        row.request_body = person.scrub.values_only(row.request_body)
+        row.response_excerpt = person.scrub.values_only(row.response_excerpt)
+        row.error = person.scrub.values_only(row.error)
     SyncAttempt.objects.bulk_update(rows, ["request_body", "response_excerpt", "error"])
     return len(rows)
 

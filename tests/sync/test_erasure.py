@@ -293,3 +293,37 @@ def test_a_tombstone_is_recognised_under_a_fallback_key_only(
     assert contact_is_erased(email=PERSON["email"])
     settings.SECRET_KEY_FALLBACKS = []
     assert not contact_is_erased(email=PERSON["email"])
+
+
+def test_the_person_is_scrubbed_from_other_contacts_log_rows(
+    sync_admin, django_capture_on_commit_callbacks, sandbox_destination, immediate_tasks
+):
+    """A bulk call's answer is shared by every contact of the chunk (engine `_own_part`): a
+    platform naming the person in it leaves them in other contacts' rows."""
+    from django.utils import timezone
+
+    destination = sandbox_destination(platform_with(bulk=True))
+    person = Contact.objects.create(
+        first_name="Zenobia", email=PERSON["email"], external_id=PERSON["external_id"]
+    )
+    other = Contact.objects.create(first_name="Ottoline", email="ottoline@example.org")
+    row = SyncAttempt.objects.create(
+        destination=destination,
+        contact=other,
+        external_id=other.external_id,
+        trigger="action",
+        outcome="accepted",
+        started_at=timezone.now(),
+        request_body='{"email": "ottoline@example.org"}',
+        response_excerpt=f'{{"failedContacts": [{{"email": "{PERSON["email"].upper()}", '
+        f'"externalCustomerId": "{PERSON["external_id"]}", "error": "invalid"}}]}}',
+    )
+
+    _, erasure = erase(sync_admin, django_capture_on_commit_callbacks, person)
+
+    row.refresh_from_db()
+    assert "[erased]" in row.response_excerpt and "ottoline@example.org" in row.request_body
+    text = every_row_text()
+    assert not [v for v in PERSONAL_VALUES if v.lower() in text.lower()]
+    erasure.refresh_from_db()
+    assert erasure.local_summary["other attempt-log rows scrubbed"] == 1
