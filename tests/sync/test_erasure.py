@@ -327,3 +327,11 @@ def test_the_person_is_scrubbed_from_other_contacts_log_rows(
     assert not [v for v in PERSONAL_VALUES if v.lower() in text.lower()]
     erasure.refresh_from_db()
     assert erasure.local_summary["other attempt-log rows scrubbed"] == 1
+
+
+def test_every_connector_can_erase():
+    """A platform with a delete call erases by it; one without says how it erases instead."""
+    from sync.connectors.base import BaseConnector
+
+    for cls in connectors.get_class_list():
+        assert cls.supports_delete or cls.erase is not BaseConnector.erase, cls.slug
