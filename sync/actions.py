@@ -21,7 +21,7 @@ from django.utils.translation import ngettext
 from unfold.forms import ActionForm
 from unfold.widgets import UnfoldAdminSelectWidget, UnfoldBooleanWidget
 
-from sync import selectors, services
+from sync import erasure, selectors, services
 from sync.models import Destination, Trigger
 
 PREVIEW_LIMIT = 20
@@ -216,13 +216,13 @@ def erase_selected(modeladmin, request, queryset):
         return None
     if request.POST.get("post") == "yes":
         for contact in contacts:
-            erasure = services.contact_erase(contact=contact, user_id=request.user.pk)
-            url = reverse("admin:sync_erasure_change", args=[erasure.pk])
+            started = services.contact_erase(contact=contact, user_id=request.user.pk)
+            url = reverse("admin:sync_erasure_change", args=[started.pk])
             modeladmin.message_user(
                 request,
                 format_html(
                     'Erasure {} is under way: its receipts are on <a href="{}">its page</a>.',
-                    erasure.pk,
+                    started.pk,
                     url,
                 ),
                 messages.SUCCESS,
@@ -234,7 +234,7 @@ def erase_selected(modeladmin, request, queryset):
         "opts": modeladmin.model._meta,
         "people": [{"contact": contact, "table": _plan_table(contact)} for contact in contacts],
         "cancel_url": reverse("admin:contacts_contact_changelist"),
-        "local_stores": selectors.erasure_local_stores(),
+        "local_stores": erasure.erasure_local_stores(),
         "action_checkbox_name": admin.helpers.ACTION_CHECKBOX_NAME,
         "action": "erase_selected",
     }

@@ -160,6 +160,19 @@ def _import_files(person: Person) -> int:
 register_local_eraser("stored import files", _import_files)
 
 
+def erasure_local_stores() -> list[str]:
+    """What an erasure removes here, for its confirmation page."""
+    return [
+        "the contact and its channels, custom values, groups, mailing lists and external URLs",
+        "its sync states on every destination",
+        "its history rows (the contact's and its children's) and the admin log entries naming it",
+        "the attempt-log payloads, excerpts and errors of its pushes (and its values in other "
+        "contacts' rows, e.g. a bulk call's shared answer)",
+        "finished task rows naming it",
+        *LOCAL_ERASERS,
+    ]
+
+
 def person_erase_local(*, contact: Contact, scrub: Scrubber) -> dict[str, int]:
     """Remove the person from every local store; returns counts by store (no values)."""
     person = Person(contact.pk, contact.external_id, contact.email, scrub)

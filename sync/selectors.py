@@ -391,18 +391,3 @@ def contact_erasure_plan(*, contact) -> list[dict]:
             }
         )
     return plan
-
-
-def erasure_local_stores() -> list[str]:
-    """What the erasure removes here, for the confirmation page."""
-    from sync.erasure import LOCAL_ERASERS
-
-    return [
-        "the contact and its channels, custom values, groups, mailing lists and external URLs",
-        "its sync states on every destination",
-        "its history rows (the contact's and its children's) and the admin log entries naming it",
-        "the attempt-log payloads, excerpts and errors of its pushes (and its values in bulk "
-        "calls' log rows)",
-        "finished task rows naming it",
-        *LOCAL_ERASERS,
-    ]
