@@ -131,7 +131,8 @@ class Scrubber:
 
 @dataclass(frozen=True)
 class Person:
-    """Who is being erased, as a local eraser receives them (while the contact exists)."""
+    """Who is being erased, as a local eraser receives them (before the contact is deleted;
+    `email` is "" when it was deleted meanwhile)."""
 
     contact_id: int
     external_id: str
@@ -173,21 +174,24 @@ def erasure_local_stores() -> list[str]:
     ]
 
 
-def person_erase_local(*, contact: Contact, scrub: Scrubber) -> dict[str, int]:
-    """Remove the person from every local store; returns counts by store (no values)."""
-    person = Person(contact.pk, contact.external_id, contact.email, scrub)
+def person_erase_local(
+    *, contact_id: int, external_id: str, contact: Contact | None, scrub: Scrubber
+) -> dict[str, int]:
+    """Remove the person from every local store; returns counts by store (no values).
+    `contact` is None when it was deleted meanwhile (an ordinary delete keeps its history and
+    log rows): what is left of it is removed by its id and external ID."""
+    person = Person(contact_id, external_id, contact.email if contact else "", scrub)
     counts: dict[str, int] = {}
     with transaction.atomic():
-        own = SyncAttempt.objects.filter(Q(contact_id=person.contact_id))
+        own = Q(contact_id=person.contact_id)
         if person.external_id:
-            own = SyncAttempt.objects.filter(
-                Q(contact_id=person.contact_id) | Q(external_id=person.external_id)
-            )
-        counts["attempt-log rows emptied"] = own.update(
+            own |= Q(external_id=person.external_id)
+        counts["attempt-log rows emptied"] = SyncAttempt.objects.filter(own).update(
             request_body="", response_excerpt="", error="", external_id="", contact=None
         )
-        contact._erasing = True  # sync.signals: the erasure deletes on platforms itself
-        contact.delete()  # its children and sync states go with it (CASCADE)
+        if contact is not None:
+            contact._erasing = True  # sync.signals: the erasure deletes on platforms itself
+            contact.delete()  # its children and sync states go with it (CASCADE)
         # after the delete: django-simple-history has just written the "deleted" records
         counts["history rows"] = _delete_history(person.contact_id)
         counts["admin log entries"] = LogEntry.objects.filter(
@@ -260,8 +264,10 @@ def erasure_run(*, erasure_id: int) -> None:
     if erasure.contact_pk is not None:
         contact = Contact.objects.filter(pk=erasure.contact_pk).first()
     scrub = Scrubber.for_contact(contact) if contact else Scrubber([external_id])
-    if erasure.local_erased_at is None:
-        summary = person_erase_local(contact=contact, scrub=scrub) if contact else {}
+    if erasure.local_erased_at is None and erasure.contact_pk is not None:
+        summary = person_erase_local(
+            contact_id=erasure.contact_pk, external_id=external_id, contact=contact, scrub=scrub
+        )
         Erasure.objects.filter(pk=erasure.pk).update(
             local_erased_at=timezone.now(), local_summary=summary, contact_pk=None
         )
@@ -302,14 +308,14 @@ def receipt_erase_on_platform(*, receipt: EraseReceipt, external_id: str, scrub:
             receipt.message = f"{connector.label} holds no such contact."
         else:
             held = connector.read_contact(external_id=external_id, remote_id=receipt.remote_id)
-            receipt.outcome = Outcome.BY_HAND
-            receipt.instruction = result.instruction
-            readback = (
-                "read back: still held, as expected until erased by hand"
-                if held is not None
-                else "read back: not found"
-            )
-            receipt.message = f"Blanked: {', '.join(result.blanked)}; {readback}"
+            blanked = f"Blanked: {', '.join(result.blanked)}"
+            if held is None:  # gone meanwhile (erased by hand already): nothing left to do
+                receipt.outcome = Outcome.ABSENT
+                receipt.message = f"{blanked}; read back: not found"
+            else:
+                receipt.outcome = Outcome.BY_HAND
+                receipt.instruction = result.instruction
+                receipt.message = f"{blanked}; read back: still held until erased by hand"
         receipt.http_status = exchanges[-1].status if exchanges else None
     except (ConnectorError, ConnectorConfigurationError) as err:
         receipt.outcome = Outcome.FAILED

@@ -335,3 +335,25 @@ def test_every_connector_can_erase():
 
     for cls in connectors.get_class_list():
         assert cls.supports_delete or cls.erase is not BaseConnector.erase, cls.slug
+
+
+def test_a_contact_deleted_before_the_task_ran_still_loses_its_history(db, sandbox):
+    """An ordinary delete keeps the contact's history rows; the erasure removes them by id."""
+    from sync import erasure as worker
+    from sync import services
+
+    contact = Contact.objects.create(first_name="Zenobia", email=PERSON["email"])
+    contact.last_name = "Quarrington"
+    contact.save()
+    pk = contact.pk
+    erasure = services.contact_erase(contact=contact, user_id=None)  # queued after commit
+    Contact.objects.get(pk=pk).delete()
+    assert Contact.history.filter(id=pk).exists()
+
+    worker.erasure_run(erasure_id=erasure.pk)
+
+    assert not Contact.history.filter(id=pk).exists()
+    erasure.refresh_from_db()
+    assert erasure.local_erased_at is not None and erasure.state == Erasure.State.DONE
+    text = every_row_text()
+    assert not [v for v in PERSONAL_VALUES if v.lower() in text.lower()]
