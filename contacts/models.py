@@ -314,3 +314,20 @@ class ExternalUrl(ContactChild):
 
     def __str__(self):
         return self.ref
+
+
+class Tombstone(models.Model):
+    """What is left of an erased person: keyed hashes (`contacts.selectors.tombstone_hash`) of
+    their normalised email and of their external ID, never the values. An import row or a
+    platform event that would bring the person back is recognised by them and shown
+    (`contacts.selectors.contact_is_erased`) instead of silently re-creating the contact."""
+
+    email_hash = models.CharField(max_length=64, blank=True, db_index=True)
+    external_id_hash = models.CharField(max_length=64, blank=True, db_index=True)
+    erased_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-erased_at", "-id"]
+
+    def __str__(self):
+        return f"Erased person {self.pk} ({self.erased_at:%Y-%m-%d})"

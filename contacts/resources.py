@@ -27,6 +27,7 @@ from simple_history.utils import bulk_create_with_history
 
 from contacts import validators
 from contacts.models import Contact, Group, GroupMembership
+from contacts.selectors import tombstone_hash_forms, tombstone_index
 
 # OWASP, CSV Injection: a cell that starts with one of these may be run as a formula by a
 # spreadsheet. https://owasp.org/www-community/attacks/CSV_Injection
@@ -198,6 +199,12 @@ class GroupsField(fields.Field):
         instance._imported_groups = self.clean(row, **kwargs)
 
 
+ERASED_PERSON = (
+    "This person was erased here (GDPR erasure): importing the row would create them again. "
+    "Remove the row. Should they sign up again, add them by hand on the contact page."
+)
+
+
 class ContactResource(resources.ModelResource):
     external_id = fields.Field(
         attribute="external_id",
@@ -232,6 +239,7 @@ class ContactResource(resources.ModelResource):
         self._validate_only = False
         self._row_number = 0
         self._looked_up_email: tuple[str, int | None] | None = None
+        self._tombstones: tuple[frozenset[str], frozenset[str]] = (frozenset(), frozenset())
 
     @classmethod
     def field_from_django_field(cls, field_name, django_field, readonly):
@@ -273,6 +281,7 @@ class ContactResource(resources.ModelResource):
         self._row_of_contact = {}
         self._row_of_email = {}
         self.fields["groups"].widget.forget_groups()
+        self._tombstones = tombstone_index()
 
     def before_import_row(self, row, **kwargs):
         self._row_number = kwargs.get("row_number", 0)
@@ -329,7 +338,14 @@ class ContactResource(resources.ModelResource):
             raise ValidationError(errors)
 
     def _row_checks(self, instance, errors):
-        """The checks of the admin form that the model does not make itself."""
+        """The checks of the admin form that the model does not make itself, and the
+        tombstone's: a row that would create a person erased here is refused, visibly."""
+        if instance.pk is None:
+            erased_emails, erased_ids = self._tombstones
+            for key, erased in (("email", erased_emails), ("external_id", erased_ids)):
+                forms = tombstone_hash_forms(kind=key, value=getattr(instance, key))
+                if erased and forms & erased:
+                    yield key, ERASED_PERSON
         rows = self._duplicate_external_ids.get(instance.external_id)
         if rows:
             listed = ", ".join(str(n) for n in rows)

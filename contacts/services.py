@@ -8,6 +8,8 @@ them the same way. Limits are read from settings at each call: `IMPORT_MAX_BYTES
 
 import csv
 import io
+import os
+import tempfile
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -216,3 +218,70 @@ def _megabytes(size: int) -> str:
     if size < 1024 * 1024:
         return f"{size:,} bytes"
     return f"{size / (1024 * 1024):.1f} MB"
+
+
+# ------------------------------------------------------------------------- stored files
+
+
+def import_files_erase(*, needles: list[str]) -> int:
+    """Remove the import files waiting between a preview and its confirmation that hold any
+    of `needles` (a person's email or external ID); returns how many were removed.
+
+    Where they are depends on IMPORT_EXPORT_TMP_STORAGE_CLASS: django-import-export's
+    TempFolderStorage writes `tmp*` files in the system's temporary folder, MediaStorage
+    files in the storage's `django-import-export` folder. CacheStorage entries cannot be
+    listed: they expire after a day (its CACHE_LIFETIME), and are not searched."""
+    needles = [n.lower() for n in needles if n]
+    storage_class = settings.IMPORT_EXPORT_TMP_STORAGE_CLASS
+    if not needles:
+        return 0
+    if storage_class.endswith("TempFolderStorage"):
+        return _erase_temp_files(needles)
+    if storage_class.endswith("MediaStorage"):
+        return _erase_media_files(needles)
+    return 0
+
+
+def _holds(data: bytes, needles: list[str]) -> bool:
+    text = data.decode("utf-8", errors="replace").lower()
+    return any(needle in text for needle in needles)
+
+
+def _erase_temp_files(needles: list[str]) -> int:
+    removed = 0
+    folder = tempfile.gettempdir()
+    with os.scandir(folder) as entries:
+        for entry in entries:
+            if not entry.name.startswith("tmp") or not entry.is_file(follow_symlinks=False):
+                continue
+            try:
+                info = entry.stat(follow_symlinks=False)
+                if info.st_uid != os.getuid() or info.st_size > settings.IMPORT_MAX_BYTES:
+                    continue
+                with open(entry.path, "rb") as file:
+                    if _holds(file.read(), needles):
+                        os.remove(entry.path)
+                        removed += 1
+            except OSError:
+                continue  # gone meanwhile, or not ours to read
+    return removed
+
+
+def _erase_media_files(needles: list[str]) -> int:
+    from import_export.tmp_storages import MediaStorage
+
+    storage = MediaStorage()
+    folder = storage.MEDIA_FOLDER
+    try:
+        _, names = storage._storage.listdir(folder)
+    except OSError:
+        return 0
+    removed = 0
+    for name in names:
+        path = f"{folder}/{name}"
+        with storage._storage.open(path, "rb") as file:
+            held = _holds(file.read(), needles)
+        if held:
+            storage._storage.delete(path)
+            removed += 1
+    return removed

@@ -16,14 +16,16 @@ from django.http import Http404, HttpResponseNotAllowed
 from django.shortcuts import redirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
+from django.utils.html import format_html
 from django.utils.translation import ngettext
 from unfold.forms import ActionForm
 from unfold.widgets import UnfoldAdminSelectWidget, UnfoldBooleanWidget
 
-from sync import services
+from sync import erasure, selectors, services
 from sync.models import Destination, Trigger
 
 PREVIEW_LIMIT = 20
+ERASE_LIMIT = 20  # people per confirmation page: each is listed with what goes where
 
 
 @dataclass(frozen=True)
@@ -217,3 +219,54 @@ def preview_push(modeladmin, request, queryset):
         ),
     }
     return TemplateResponse(request, "admin/sync/push_preview.html", context)
+
+
+@admin.action(
+    description="Erase selected people (here and on every platform)", permissions=["erase"]
+)
+def erase_selected(modeladmin, request, queryset):
+    """GDPR art. 17. First a confirmation page listing, per person, what each destination
+    will do and what is removed here; its "Yes, erase" posts back with `post=yes`, which
+    queues the erasure (sync.services.contact_erase) and links its receipts."""
+    contacts = list(queryset.order_by("pk")[: ERASE_LIMIT + 1])
+    if len(contacts) > ERASE_LIMIT:
+        modeladmin.message_user(
+            request, f"Select at most {ERASE_LIMIT} people to erase at once.", messages.ERROR
+        )
+        return None
+    if request.POST.get("post") == "yes":
+        for contact in contacts:
+            started = services.contact_erase(contact=contact, user_id=request.user.pk)
+            url = reverse("admin:sync_erasure_change", args=[started.pk])
+            modeladmin.message_user(
+                request,
+                format_html(
+                    'Erasure {} is under way: its receipts are on <a href="{}">its page</a>.',
+                    started.pk,
+                    url,
+                ),
+                messages.SUCCESS,
+            )
+        return None
+    context = {
+        **modeladmin.admin_site.each_context(request),
+        "title": "Erase these people?",
+        "opts": modeladmin.model._meta,
+        "people": [{"contact": contact, "table": _plan_table(contact)} for contact in contacts],
+        "cancel_url": reverse("admin:contacts_contact_changelist"),
+        "local_stores": erasure.erasure_local_stores(),
+        "action_checkbox_name": admin.helpers.ACTION_CHECKBOX_NAME,
+        "action": "erase_selected",
+    }
+    return TemplateResponse(request, "admin/sync/erase_confirmation.html", context)
+
+
+def _plan_table(contact) -> dict:
+    """What goes where for one person, as unfold's table component takes it."""
+    return {
+        "headers": ["destination", "platform", "remote ID", "what is done there"],
+        "rows": [
+            [step["destination"].name, step["platform"], step["remote_id"] or "-", step["action"]]
+            for step in selectors.contact_erasure_plan(contact=contact)
+        ],
+    }

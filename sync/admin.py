@@ -39,6 +39,8 @@ from sync.forms import (
 from sync.models import (
     ContactSyncState,
     Destination,
+    EraseReceipt,
+    Erasure,
     FieldMapping,
     ListMapping,
     RemoteOption,
@@ -48,6 +50,7 @@ from sync.models import (
 )
 
 PUSH_PERMISSION = "sync.push_contacts"
+ERASE_PERMISSION = "sync.erase_contacts"
 
 
 class ReadOnlyAdmin(ModelAdmin):
@@ -380,6 +383,93 @@ class SyncRunAdmin(ReadOnlyAdmin):
         return request.user.has_perm(PUSH_PERMISSION)
 
 
+# ------------------------------------------------------------------------ erasures
+
+
+class EraseReceiptInline(TabularInline):
+    """One receipt per platform: what was asked and answered, personal values scrubbed."""
+
+    model = EraseReceipt
+    fields = [
+        "destination_name",
+        "platform",
+        "outcome",
+        "at",
+        "http_status",
+        "message",
+        "instruction",
+        "remote_id",
+        "calls",
+        "attempts",
+    ]
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(Erasure)
+class ErasureAdmin(ObjectActionsMixin, ReadOnlyAdmin):
+    """Erasures and their receipts, read-only: the proof that a person was erased and how.
+    Never deleted here (the receipts are that proof); "Retry" asks the platforms that failed
+    again."""
+
+    list_display = ["pk", "state", "requested_at", "requested_by", "finished_at", "receipts_text"]
+    list_filter = ["state"]
+    list_select_related = ["requested_by"]
+    fields = ["state", "requested_at", "requested_by", "finished_at", "local_erased_at", "erased"]
+    readonly_fields = fields
+    inlines = [EraseReceiptInline]
+    object_actions = ("retry_button",)
+    change_form_template = "admin/sync/erasure/change_form.html"
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    def has_erase_permission(self, request, obj=None):
+        return request.user.has_perm(ERASE_PERMISSION)
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).prefetch_related("receipts")
+
+    @admin.display(description="platforms")
+    def receipts_text(self, obj):
+        return ", ".join(
+            f"{r.destination_name}: {r.get_outcome_display()}" for r in obj.receipts.all()
+        )
+
+    @admin.display(description="erased here")
+    def erased(self, obj):
+        summary = obj.local_summary or {}
+        if not summary:
+            return "-"
+        return format_html_join(
+            "", "<div>{}: {}</div>", ((name, count) for name, count in summary.items())
+        )
+
+    @object_action(description="Retry", permissions=["erase"])
+    def retry_button(self, request, obj):
+        retried = services.erasure_retry(erasure=obj)
+        if retried:
+            self.message_user(
+                request,
+                ngettext(
+                    "%(count)d platform is asked again.",
+                    "%(count)d platforms are asked again.",
+                    retried,
+                )
+                % {"count": retried},
+                messages.SUCCESS,
+            )
+        else:
+            self.message_user(request, "Nothing to retry: every platform settled.")
+
+
 # ------------------------------------------------------------- the contact, with sync
 
 
@@ -452,6 +542,7 @@ class SyncedContactAdmin(ContactAdmin):
         actions.preview_push,
         actions.preview_payloads,
         actions.retry_failed,
+        actions.erase_selected,
     ]
     list_filter = [
         *ContactAdmin.list_filter,
@@ -510,6 +601,9 @@ class SyncedContactAdmin(ContactAdmin):
 
     def has_push_permission(self, request):
         return request.user.has_perm(PUSH_PERMISSION)
+
+    def has_erase_permission(self, request):
+        return request.user.has_perm(ERASE_PERMISSION)
 
     def get_urls(self):
         view = self.admin_site.admin_view(self.sync_panel_view)

@@ -500,3 +500,77 @@ class WorkerHeartbeat(models.Model):
 
     def __str__(self):
         return self.name
+
+
+class Erasure(models.Model):
+    """One person erased (GDPR art. 17) and the state of the erasure on every platform (its
+    receipts). Its tombstone (`contacts.Tombstone`, keyed hashes only) outlives the person.
+
+    `pending_external_id` is the one identifier kept while some platform still has to be
+    retried (every remote call needs it); it is blanked as soon as none has to."""
+
+    class State(models.TextChoices):
+        RUNNING = "running", "Running"
+        DONE = "done", "Done"
+        ATTENTION = "attention", "Needs attention"
+
+    tombstone = models.ForeignKey(
+        "contacts.Tombstone", on_delete=models.PROTECT, related_name="erasures"
+    )
+    pending_external_id = models.CharField(max_length=100, blank=True, editable=False)
+    # The contact's primary key until its local erasure is done (a number, not the person):
+    # a task that died before erasing here is resumed from it.
+    contact_pk = models.PositiveBigIntegerField(null=True, blank=True, editable=False)
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
+    )
+    requested_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    state = models.CharField(max_length=20, choices=State.choices, default=State.RUNNING)
+    local_erased_at = models.DateTimeField(null=True, blank=True)
+    local_summary = models.JSONField(
+        default=dict, blank=True, help_text="What was removed here, counted (no values)."
+    )
+
+    class Meta:
+        ordering = ["-requested_at", "-id"]
+        permissions = [("erase_contacts", "Can erase a person here and on every platform")]
+
+    def __str__(self):
+        return f"Erasure {self.pk} ({self.get_state_display()})"
+
+
+class EraseReceipt(models.Model):
+    """What one platform was asked and answered when a person was erased: the time, the calls,
+    the HTTP status and the platform's own message, every personal value scrubbed
+    (`sync.erasure.Scrubber`). `remote_id` is the platform's own id, kept where a person must
+    finish the erasure by hand on the platform (`instruction`)."""
+
+    class Outcome(models.TextChoices):
+        PENDING = "pending", "Pending"
+        DELETED = "deleted", "Deleted, confirmed gone"
+        ABSENT = "absent", "Not on the platform"
+        BY_HAND = "by_hand", "Blanked; erase by hand"
+        UNCONFIRMED = "unconfirmed", "Deleted, still found on read-back"
+        FAILED = "failed", "Failed (retry)"
+
+    erasure = models.ForeignKey(Erasure, on_delete=models.CASCADE, related_name="receipts")
+    destination = models.ForeignKey(
+        Destination, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    destination_name = models.CharField(max_length=100)
+    platform = models.CharField(max_length=20)
+    remote_id = models.CharField("remote ID", max_length=200, blank=True)
+    outcome = models.CharField(max_length=20, choices=Outcome.choices, default=Outcome.PENDING)
+    at = models.DateTimeField(null=True, blank=True)
+    calls = models.TextField(blank=True, help_text="Method, URL and HTTP status of each call.")
+    http_status = models.PositiveSmallIntegerField("HTTP status", null=True, blank=True)
+    message = models.TextField(blank=True, help_text="The platform's own words, scrubbed.")
+    instruction = models.TextField(blank=True)
+    attempts = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = ["erasure", "destination_name"]
+
+    def __str__(self):
+        return f"{self.destination_name}: {self.get_outcome_display()}"

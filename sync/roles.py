@@ -9,7 +9,7 @@ CONTACT_CHILDREN = [
     "externalurl",
 ]
 CATALOGUES = ["customfielddefinition", "group", "mailinglist"]
-SYNC_LOGS = ["contactsyncstate", "syncattempt", "syncrun"]
+SYNC_LOGS = ["contactsyncstate", "syncattempt", "syncrun", "erasure", "erasereceipt"]
 DESTINATION_PARTS = ["destination", "fieldmapping", "listmapping", "remoteoption"]
 
 
@@ -33,6 +33,7 @@ ROLES = {
         *_perms("sync", DESTINATION_PARTS, ["view", "add", "change", "delete"]),
         *_perms("sync", SYNC_LOGS, ["view"]),
         ("sync", "push_contacts"),
+        ("sync", "erase_contacts"),
     ],
     "Managers": [
         *_perms("contacts", ["contact", *CONTACT_CHILDREN, *CATALOGUES], ["view"]),
@@ -42,8 +43,11 @@ ROLES = {
 }
 
 
-def sync_roles(apps) -> None:
-    """Create or update the role groups (idempotent)."""
+def sync_roles(apps, *, missing_ok: bool = False) -> None:
+    """Create or update the role groups (idempotent).
+
+    `missing_ok`: leave out permissions of models a later migration creates (an early
+    migration runs this with today's ROLES; the migration adding a model runs it again)."""
     from django.contrib.auth.management import create_permissions
 
     for config in apps.get_app_configs():
@@ -55,7 +59,11 @@ def sync_roles(apps) -> None:
     for name, codes in ROLES.items():
         group, _ = Group.objects.get_or_create(name=name)
         perms = [
-            Permission.objects.get(content_type__app_label=app, codename=code)
+            Permission.objects.filter(content_type__app_label=app, codename=code).first()
             for app, code in codes
         ]
+        missing = [code for (_, code), perm in zip(codes, perms, strict=True) if perm is None]
+        if missing and not missing_ok:
+            raise LookupError(f"{name}: no such permissions: {', '.join(missing)}")
+        perms = [perm for perm in perms if perm is not None]
         group.permissions.set(perms)

@@ -357,3 +357,39 @@ def contact_save_outcomes(*, contact_id: int) -> list[tuple[str, str]]:
     if queued:
         outcomes.append(("info", f"Queued for {', '.join(queued)}; the Sync panel updates itself."))
     return outcomes
+
+
+# ------------------------------------------------------------------------------ erasure
+
+
+def contact_is_erased(*, email: str = "", external_id: str = "") -> bool:
+    """For the inbound side: True when a platform event's email or external ID belongs to a
+    person erased here, so the event must not re-create them (show it instead)."""
+    from contacts.selectors import contact_is_erased as is_erased
+
+    return is_erased(email=email, external_id=external_id)
+
+
+def contact_erasure_plan(*, contact) -> list[dict]:
+    """What erasing the contact does on each destination, for the confirmation page: every
+    destination is asked, paused or disabled ones too (the person may be held there)."""
+    remote_ids = dict(contact.sync_states.values_list("destination_id", "remote_id"))
+    plan = []
+    for destination in Destination.objects.order_by("name"):
+        cls = destination.connector_class
+        if cls.supports_delete:
+            action = f"Delete the contact on {cls.label}, then read it back to confirm it is gone."
+        else:
+            action = (
+                f"{cls.label} has no delete call: blank what its contract lets us blank, read "
+                f"it back, and say to erase it by hand in {cls.label} with its {cls.label} id."
+            )
+        plan.append(
+            {
+                "destination": destination,
+                "platform": cls.label,
+                "remote_id": remote_ids.get(destination.pk, ""),
+                "action": action,
+            }
+        )
+    return plan

@@ -44,6 +44,8 @@ from sync.engine import (  # noqa: F401  (re-exported for adapters)
 from sync.models import (
     ContactSyncState,
     Destination,
+    EraseReceipt,
+    Erasure,
     RemoteOption,
     SyncAttempt,
     SyncRun,
@@ -331,6 +333,70 @@ def contact_deleted(*, external_id: str, remote_ids: dict[int, str], user_id: in
             remote_id=remote_ids.get(destination.pk, ""),
             user_id=user_id,
         )
+
+
+# ------------------------------------------------------------------------------ erasure
+
+
+ERASURE_SETTLED = (
+    EraseReceipt.Outcome.DELETED,
+    EraseReceipt.Outcome.ABSENT,
+    EraseReceipt.Outcome.BY_HAND,
+)
+
+
+def contact_erase(*, contact: Contact, user_id: int | None) -> Erasure:
+    """Erase a person here and on every destination (sync.erasure does the work, queued).
+
+    Written now, in one short transaction: the tombstone (keyed hashes of the email and
+    external ID: `contacts.selectors`), the erasure keeping the external ID the platform
+    calls need, and a pending receipt per destination with the remote id we hold there.
+    Erasing a contact twice (a double click) queues nothing more."""
+    from contacts.models import Tombstone
+    from contacts.selectors import tombstone_hashes
+
+    email_hash, external_id_hash = tombstone_hashes(
+        email=contact.email, external_id=contact.external_id
+    )
+    remote_ids = dict(contact.sync_states.values_list("destination_id", "remote_id"))
+    with transaction.atomic():
+        running = Erasure.objects.filter(
+            tombstone__external_id_hash=external_id_hash, state=Erasure.State.RUNNING
+        ).first()
+        if running is not None:
+            return running
+        tombstone = Tombstone.objects.create(
+            email_hash=email_hash, external_id_hash=external_id_hash
+        )
+        erasure = Erasure.objects.create(
+            tombstone=tombstone,
+            pending_external_id=contact.external_id,
+            contact_pk=contact.pk,
+            requested_by_id=user_id,
+        )
+        EraseReceipt.objects.bulk_create(
+            EraseReceipt(
+                erasure=erasure,
+                destination=destination,
+                destination_name=destination.name,
+                platform=destination.platform,
+                remote_id=remote_ids.get(destination.pk, ""),
+            )
+            for destination in Destination.objects.order_by("name")
+        )
+        transaction.on_commit(lambda: tasks.erase_contact.enqueue(erasure_id=erasure.pk))
+    return erasure
+
+
+def erasure_retry(*, erasure: Erasure) -> int:
+    """Ask again the platforms whose erasure failed, was not confirmed or never ran (a task
+    lost with the database); returns how many. What is left to erase here is erased too."""
+    retried = erasure.receipts.exclude(outcome__in=ERASURE_SETTLED).count()
+    if not retried and erasure.local_erased_at is not None:
+        return 0
+    Erasure.objects.filter(pk=erasure.pk).update(state=Erasure.State.RUNNING)
+    transaction.on_commit(lambda: tasks.erase_contact.enqueue(erasure_id=erasure.pk))
+    return retried
 
 
 # ---------------------------------------------------------------- destination-wide

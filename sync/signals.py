@@ -72,6 +72,8 @@ def contact_deleting(sender, instance, **kwargs):
 
 
 def contact_deleted(sender, instance, **kwargs):
+    if getattr(instance, "_erasing", False):
+        return  # an erasure (sync.erasure) erases on every platform itself, with receipts
     remote_ids = getattr(instance, "_remote_ids", {})
     user_id = current_user_id.get()
     external_id = instance.external_id

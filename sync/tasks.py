@@ -108,6 +108,22 @@ def probe_destination(*, destination_id: int):
         logger.warning("destination %s cannot be probed as configured", destination_id)
 
 
+@task()
+def erase_contact(*, erasure_id: int):
+    """Erase a person here (once) and on every platform not yet settled (sync.erasure). Only
+    the erasure's id travels: the task row never holds the person."""
+    from sync import erasure
+
+    try:
+        erasure.erasure_run(erasure_id=erasure_id)
+    except (OperationalError, InterfaceError) as err:
+        if not dbretry.is_transient(err):
+            raise
+        # receipts not written stay pending or failed: "Retry" on the erasure asks again
+        logger.exception("erasure %s gave up on the database", erasure_id)
+        _after_database_loss()
+
+
 def _after_database_loss(hand_back=None, **kwargs) -> None:
     """Wait for the database to answer, then hand the work back (logged when it cannot)."""
     if not dbretry.wait_for_database():

@@ -33,6 +33,8 @@ from sync import tasks
 from sync.models import (
     ContactSyncState,
     Destination,
+    EraseReceipt,
+    Erasure,
     FieldMapping,
     RemoteOption,
     SyncAttempt,
@@ -196,6 +198,9 @@ EXPECTED = {
     **_model_rules(
         "sync_syncrun", view=READ_LOGS, add=NOBODY, change=NOBODY, delete=ONLY_SUPERUSER
     ),
+    # --- erasures and their receipts: read-only proof, never deleted; sync admins retry
+    **_model_rules("sync_erasure", view=READ_LOGS, add=NOBODY, change=NOBODY, delete=NOBODY),
+    "admin:sync_erasure_retry_button": Rule(post=CONFIGURE, post_only=True, writes=True),
     # --- users, groups, login throttling and the task queue: superusers only
     **_superuser_only("auth_group"),
     **_superuser_only("auth_user"),
@@ -273,6 +278,20 @@ def world(sandbox_destination, django_user_model):
     tasks.push_contacts.enqueue(
         destination_id=destination.pk, contact_ids=[contact.pk], trigger="action"
     )
+    from contacts.models import Tombstone
+
+    erasure = Erasure.objects.create(
+        tombstone=Tombstone.objects.create(email_hash="e" * 64, external_id_hash="x" * 64),
+        pending_external_id="erased-1",
+        state=Erasure.State.ATTENTION,
+    )
+    EraseReceipt.objects.create(
+        erasure=erasure,
+        destination=destination,
+        destination_name=destination.name,
+        platform=destination.platform,
+        outcome=EraseReceipt.Outcome.FAILED,
+    )
     user = django_user_model.objects.create_user("someone", "someone@example.com", "pw-x-123456")
     access = {"user_agent": "test", "ip_address": "127.0.0.1", "username": "someone"}
     access |= {"http_accept": "*/*", "path_info": LOGIN_PAGE}
@@ -285,6 +304,7 @@ def world(sandbox_destination, django_user_model):
         ContactSyncState: state,
         SyncAttempt: attempt,
         SyncRun: run,
+        Erasure: erasure,
         Group: Group.objects.create(name="Spare group"),
         User: user,
         AccessAttempt: AccessAttempt.objects.create(
@@ -644,6 +664,7 @@ EXPECTED_ACTIONS = {
         "retry_failed": CONFIGURE,
         "preview_payloads": READ_CONTACTS,  # permissions=["view"]: builds, sends nothing
         "preview_push": READ_CONTACTS,  # permissions=["view"]: the push's dry run, sends nothing
+        "erase_selected": CONFIGURE,  # permissions=["erase"]: sync.erase_contacts
         "export_admin_action": READ_CONTACTS,
     },
     "contacts.customfielddefinition": {"delete_selected": CONFIGURE},
@@ -657,6 +678,7 @@ EXPECTED_ACTIONS = {
     "sync.contactsyncstate": {"delete_selected": ONLY_SUPERUSER},
     "sync.syncattempt": {"delete_selected": ONLY_SUPERUSER},
     "sync.syncrun": {"delete_selected": ONLY_SUPERUSER, "cancel_runs": CONFIGURE},
+    "sync.erasure": {},
 }
 
 
@@ -731,6 +753,8 @@ class Button:
 EXPECTED_BUTTONS = {
     "admin:sync_destination_test_connection_button": Button(CONFIGURE, calls_platform=True),
     "admin:sync_destination_refresh_options_button": Button(CONFIGURE, calls_platform=True),
+    # queues the platforms' erasure again (the task runs after the request)
+    "admin:sync_erasure_retry_button": Button(CONFIGURE, calls_platform=False),
 }
 
 

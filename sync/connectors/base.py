@@ -23,6 +23,7 @@ from requests.adapters import HTTPAdapter
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
+from sync.connectors import readback
 from sync.connectors.declarations import Credential, Setting
 from sync.connectors.records import (
     ContactRecord,
@@ -205,6 +206,23 @@ class PlannedRequest:
             return self.body
 
 
+@dataclass
+class EraseResult:
+    """What a platform did when asked to erase a person (`BaseConnector.erase`).
+
+    `deleted`: the platform's delete call was made (a platform answering that it holds no
+    such contact counts: it is gone either way). Otherwise the platform has no delete call:
+    `absent` when it holds no such contact, else `blanked` names what the platform's contract
+    let us blank and `instruction` says what a person must still do by hand there, with the
+    platform's own id of the contact (`remote_id`)."""
+
+    deleted: bool
+    absent: bool = False
+    blanked: tuple[str, ...] = ()
+    instruction: str = ""
+    remote_id: str | None = None
+
+
 @dataclass(frozen=True)
 class Unconfirmed:
     """A contact the platform accepted in bulk without saying yet what it did, as `confirm`
@@ -308,6 +326,9 @@ class BaseConnector:
     # The emulator of the platform in the sandbox (sync/sandbox/), as a dotted path: the
     # sandbox, its destinations and the tests are built from the registry.
     sandbox_emulator: ClassVar[str]
+    # The ContactRecord fields `read_contact` can read back from the platform's answer (see
+    # sync/connectors/readback.py): every other field of a read-back is unknown, never drift.
+    readable_fields: ClassVar[frozenset[str]] = frozenset()
     # Facts about the platform an admin should read on its destination page (what it does not
     # hold, what is never sent), one sentence each.
     notes: ClassVar[tuple[str, ...]] = ()
@@ -468,6 +489,34 @@ class BaseConnector:
         size = max(1, chunk_size)
         full, rest = divmod(contacts, size)
         return [size] * full + ([rest] if rest else [])
+
+    def erase(self, *, external_id: str, remote_id: str | None) -> EraseResult:
+        """Erase a person for good (GDPR art. 17): the platform's delete call, made permanent
+        where the platform offers a choice (a connector whose `delete` keeps the contact
+        recoverable overrides this). A platform without a delete call overrides it to blank
+        what its contract lets us blank and say what is left to do by hand.
+        Raises ConnectorError subclasses."""
+        if not self.supports_delete:
+            raise NotImplementedError(f"{self.label} has no delete call and no erase")
+        self.delete(external_id=external_id, remote_id=remote_id)
+        return EraseResult(deleted=True)
+
+    def read_contact(self, *, external_id: str, remote_id: str | None) -> ContactRecord | None:
+        """What the platform holds for the contact with this external ID (and this remote id,
+        when we have one), in our record shape: only `readable_fields` mean anything in it.
+        None when the platform holds no such contact. Raises ConnectorError subclasses."""
+        raise NotImplementedError(f"{self.label} cannot read a contact back")
+
+    def compared_fields(self) -> tuple[str, ...]:
+        """The fields a read-back of this destination compares (readback.compared_fields)."""
+        return readback.compared_fields(
+            self.readable_fields, self.mapping, self.mappable_standard_fields
+        )
+
+    def field_differs(self, name: str, ours: ContactRecord, theirs: ContactRecord) -> bool:
+        """Whether what the platform holds for one compared field differs from what we would
+        send now; a connector whose platform holds a field in coarser words overrides it."""
+        return readback.field_differs(name, ours, theirs)
 
     def test_connection(self) -> str:
         """Call a harmless authenticated endpoint; return a short success text."""

@@ -33,6 +33,7 @@ from urllib.parse import quote
 
 import phonenumbers
 
+from sync.connectors import readback
 from sync.connectors.base import (
     AuthenticationError,
     BaseConnector,
@@ -110,6 +111,31 @@ class CendynConnector(BaseConnector):
             "base URL is set.",
             choices=(("eu", "EU"), ("us", "US")),
         ),
+    )
+
+    # The contact search (contact/list) answers the contact's own keys: names, email, phone,
+    # address, birth date, gender, language, tags, coordinates and its custom fields. Neither
+    # list nor channel subscriptions nor the GDPR fields are part of what it shows.
+    readable_fields = frozenset(
+        {
+            "first_name",
+            "last_name",
+            "email",
+            "phone",
+            "city",
+            "country",
+            "region",
+            "postal_code",
+            "address_line",
+            "birth_date",
+            "gender",
+            "language",
+            "tags",
+            "last_latitude",
+            "last_longitude",
+            "custom_values",
+            *MAPPABLE_STANDARD_FIELDS,
+        }
     )
 
     def __init__(self, **kwargs):
@@ -322,6 +348,41 @@ class CendynConnector(BaseConnector):
                 body=json.dumps(data),
             )
         return [self.require_id(contact, status=status) for contact in contacts]
+
+    def read_contact(self, *, external_id: str, remote_id: str | None) -> ContactRecord | None:
+        """`GET …/contact?user_id=` (contact/list): the contact holding our user_id, the one
+        with the stored id when a POST once made two."""
+        status, data = self.request("GET", self._path("contact"), params={"user_id": external_id})
+        contacts = [c for c in self._items(data, "contacts", status) if c.get("id")]
+        if not contacts:
+            return None
+        chosen = next((c for c in contacts if str(c["id"]) == str(remote_id)), contacts[0])
+        return self._record_of(chosen, external_id)
+
+    def _record_of(self, contact: dict, external_id: str) -> ContactRecord:
+        """The inverse of `build_payload`: plain keys back, the phone joined from country code
+        and number, born_date to a date, gender and language to our lower-case codes, custom
+        fields (top-level keys) by the destination's mapping."""
+        values: dict[str, Any] = {
+            attr: str(contact.get(key) or "") for key, attr in PLAIN_KEYS if key != "gdpr_remote_ip"
+        }
+        code, number = contact.get("phone_countrycode"), contact.get("phone_number")
+        phone = f"+{str(code).lstrip('+')}{number}" if code and number else contact.get("phone")
+        values.update(
+            email=str(contact.get("email") or ""),
+            phone=str(phone or ""),
+            birth_date=readback.standard_value("birth_date", contact.get("born_date")),
+            gender=str(contact.get("gender") or "").lower(),
+            language=str(contact.get("language") or "").lower(),
+            tags=tuple(str(t) for t in contact.get("tags") or []),
+        )
+        for key in ("last_latitude", "last_longitude"):
+            values[key] = readback.standard_value(key, contact.get(key))
+        # a mapped field (a gender "other" in a custom field) says more than the native key
+        values.update(readback.mapped_values(self.mapping, contact, MAPPABLE_STANDARD_FIELDS))
+        return ContactRecord(
+            id=None, external_id=str(contact.get("user_id") or external_id), **values
+        )
 
     def delete(self, *, external_id: str, remote_id: str | None) -> None:
         """`DELETE …/contact/{id}`. Without a stored id, or when Cendyn no longer knows it, the

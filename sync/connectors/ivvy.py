@@ -35,15 +35,23 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
+from sync.connectors import readback
 from sync.connectors.base import (
     AuthenticationError,
     BaseConnector,
+    EraseResult,
     PermanentError,
     PushResult,
 )
 from sync.connectors.declarations import Credential, Setting
 from sync.connectors.probe import Maybe, ProbeCall
-from sync.connectors.records import STANDARD_FIELDS, ContactRecord, RemoteOption, RemoteState
+from sync.connectors.records import (
+    STANDARD_FIELDS,
+    ContactRecord,
+    ExternalUrlRecord,
+    RemoteOption,
+    RemoteState,
+)
 
 API_VERSION = "1.0"  # the only version iVvy serves (method-uri-header.md)
 CONTENT_TYPE = "application/json"
@@ -51,6 +59,18 @@ DATE_FORMAT = "%Y-%m-%d %H:%M:%S"  # "yyyy-mm-dd HH:mm:ss", always UTC (timestam
 CONTACT = f"api/{API_VERSION}/contact?action="
 PING = f"api/{API_VERSION}/test?action=ping"
 EMAIL_STATUS = {"subscribed": 1, "unsubscribed": 2, "bounced": 3, "no_marketing": 5}
+# What an erasure can blank on iVvy, which has no delete-contact call (add-or-update-contact.md):
+# `externalUrls: null` "will remove all externalUrls from the contact"; `groups` "will override
+# any groups currently set", so an empty list leaves none; the email status "No Marketing" and
+# privacyConsent false stop marketing until the contact is erased by hand. Clearing a name,
+# email, phone or custom value is not documented: those stay, and the instruction says so.
+ERASE_BODY = {"externalUrls": None, "groups": [], "status": EMAIL_STATUS["no_marketing"]}
+ERASE_BLANKED = (
+    "external URLs (externalUrls: null)",
+    "subscription groups (groups: [])",
+    "email status set to No Marketing",
+    "privacy consent withdrawn",
+)
 MAX_EXTERNAL_URLS = 3  # "a maximum of 3 objects allowed" (add-or-update-contact.md)
 # errorCode 462 "Session Expired" and 463 "Key Revoked" (exceptions.md) are credential
 # failures that may arrive as HTTP statuses of their own: they pause the destination as 401 does.
@@ -67,6 +87,7 @@ FIELD_TYPES = {
     7: "static text",
     8: "whole number",
 }
+NO_CONTACT = 24096  # specificCode "Unable to find contact" (get-contact.md)
 STATIC_TEXT = 7  # "Values cannot be set for this type": not a mapping target
 NATIVE_STANDARD_FIELDS = frozenset({"phone", "email_status", "privacy_consent"})
 # iVvy holds no SMS status since 30 June 2026 (contact-sms-marketing.md): nothing to map it to.
@@ -145,6 +166,23 @@ class IvvyConnector(BaseConnector):
             "(updateIfExists).",
             boolean=True,
         ),
+    )
+    # getContact (contact/get-contact.md) answers names, email, phone, the email `status`,
+    # customFields, groups and externalUrls; no SMS status since 30 June 2026, and no
+    # privacyConsent flag (only `privacyConsentData`, the when and how of a consent).
+    readable_fields = frozenset(
+        {
+            "first_name",
+            "last_name",
+            "email",
+            "phone",
+            "email_status",
+            "external_urls",
+            "custom_values",
+            "group_ids",
+            "subscriptions",
+            *MAPPABLE_STANDARD_FIELDS,
+        }
     )
     notes = ("iVvy holds no SMS status since 30 June 2026: our SMS status is not sent to iVvy.",)
 
@@ -389,9 +427,99 @@ class IvvyConnector(BaseConnector):
         """One addOrUpdateContact each, and a lookup for each contact with no stored id."""
         return contacts + without_remote_id
 
+    def read_contact(self, *, external_id: str, remote_id: str | None) -> ContactRecord | None:
+        """`getContact` by the stored id; without one, or when iVvy no longer knows it (24096)
+        or it now holds another external ID, `getContactList` filtered by externalId finds the
+        id first."""
+        contact = self._get_contact(remote_id) if remote_id else None
+        if contact is None or str(contact.get("externalId") or "") != external_id:
+            found = self._find_by_external_id(external_id) if external_id else None
+            contact = self._get_contact(found) if found else None
+        return self._record_of(contact, external_id) if contact is not None else None
+
+    def _get_contact(self, remote_id: str) -> dict | None:
+        """getContact with `{"id"}` as the vendor's example request sends it; None for
+        specificCode 24096 "Unable to find contact"."""
+        body = {"id": self._whole_number(remote_id, "the contact id")}
+        try:
+            status, data = self.request("POST", CONTACT + "getContact", json_body=body)
+        except PermanentError as err:
+            if err.status == 404 or f"specificCode {NO_CONTACT}" in err.message:
+                return None
+            raise
+        self._require_success(data, status)
+        if not isinstance(data, dict):
+            raise PermanentError(
+                self.label, "the getContact answer is not an object", status=status
+            )
+        return data
+
+    def _record_of(self, contact: dict, external_id: str) -> ContactRecord:
+        """The inverse of `build_payload`. Ids and values may come as text or numbers (the
+        vendor's example answers `"fieldId": "102"` and `"value": ["Medium"]`), so both are
+        read. Email status 4 (Registering, getContact only) stays "registering": not one of
+        ours, so never taken for an opt-in."""
+        fields = {
+            str(f.get("fieldId")): f.get("value")
+            for f in contact.get("customFields") or []
+            if isinstance(f, dict)
+        }
+        groups = {str(g.get("groupId")) for g in contact.get("groups") or [] if isinstance(g, dict)}
+        statuses = {code: name for name, code in EMAIL_STATUS.items()} | {4: "registering"}
+        status = contact.get("status")
+        status = int(status) if str(status).isdigit() else None
+        urls = tuple(
+            ExternalUrlRecord(str(u["ref"]), str(u.get("url") or ""), str(u.get("label") or ""))
+            for u in contact.get("externalUrls") or []
+            if isinstance(u, dict) and u.get("ref") and u.get("url")
+        )
+        return ContactRecord(
+            id=None,
+            external_id=str(contact.get("externalId") or external_id),
+            first_name=str(contact.get("firstName") or ""),
+            last_name=str(contact.get("lastName") or ""),
+            email=str(contact.get("email") or ""),
+            phone=str(contact.get("phone") or ""),
+            email_status=statuses.get(status, ""),
+            external_urls=urls,
+            **readback.mapped_values(self.mapping, fields, MAPPABLE_STANDARD_FIELDS),
+            **readback.mapped_lists(self.mapping, groups),
+        )
+
     def delete(self, *, external_id: str, remote_id: str | None) -> None:
         raise NotImplementedError(
             "iVvy has no delete-contact call (developer.ivvy.com): the contact stays on iVvy"
+        )
+
+    def erase(self, *, external_id: str, remote_id: str | None) -> EraseResult:
+        """iVvy has no delete-contact call: blank what addOrUpdateContact documents a way to
+        blank (ERASE_BODY), then say to erase the contact by hand in iVvy, by its iVvy id.
+        The contact is found by the stored id, else by `getContactList` filter externalId;
+        found by neither, iVvy holds no such contact."""
+        found = remote_id or (self._find_by_external_id(external_id) if external_id else None)
+        if not found:
+            return EraseResult(deleted=False, absent=True)
+        body = {
+            "id": self._whole_number(found, "the stored contact id"),
+            **ERASE_BODY,
+            "privacyConsent": False,
+        }
+        try:
+            status, data = self.request("POST", CONTACT + "addOrUpdateContact", json_body=body)
+        except PermanentError as err:
+            if err.status == 404:  # "Unable to find contact": no longer on iVvy
+                return EraseResult(deleted=False, absent=True, remote_id=str(found))
+            raise
+        self._require_success(data, status)
+        return EraseResult(
+            deleted=False,
+            blanked=ERASE_BLANKED,
+            remote_id=str(found),
+            instruction=(
+                f"Erase by hand in iVvy: contact id {found}. iVvy has no delete-contact call; "
+                "its name, email, phone, external ID and custom field values stay on iVvy "
+                "until a person deletes the contact there."
+            ),
         )
 
     def test_connection(self) -> str:

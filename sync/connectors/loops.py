@@ -18,6 +18,7 @@ import decimal
 import json
 from typing import Any
 
+from sync.connectors import readback
 from sync.connectors.base import BaseConnector, PermanentError, PushResult
 from sync.connectors.declarations import Credential
 from sync.connectors.probe import Maybe, ProbeCall
@@ -64,6 +65,22 @@ class LoopsConnector(BaseConnector):
             "key_env", "API key variable", "The environment variable holding the API key."
         )
     }
+    # `GET /v1/contacts/find` answers the spec's Contact: names, email, user group, the
+    # `subscribed` flag, `mailingLists` (the lists it is on, as `{id: true}`) and every custom
+    # property. Loops holds one flag for our four email statuses (see `field_differs`).
+    readable_fields = frozenset(
+        {
+            "first_name",
+            "last_name",
+            "email",
+            "user_group",
+            "email_status",
+            "custom_values",
+            "group_ids",
+            "subscriptions",
+            *MAPPABLE_STANDARD_FIELDS,
+        }
+    )
 
     def sign(self, method, url, body, headers):
         headers["Authorization"] = f"Bearer {self.secrets['api_key']}"
@@ -241,6 +258,40 @@ class LoopsConnector(BaseConnector):
                 self.plan("PUT", UPDATE_PATH, json_body=payload, external_ids=(record.external_id,))
             )
         return planned
+
+    def read_contact(self, *, external_id: str, remote_id: str | None) -> ContactRecord | None:
+        """`GET /v1/contacts/find?userId=` ("Only one parameter is allowed"): an array, empty
+        when Loops holds no such contact."""
+        status, data = self.request("GET", "v1/contacts/find", params={"userId": external_id})
+        if not isinstance(data, list) or not all(isinstance(c, dict) for c in data):
+            raise PermanentError(
+                self.label, "the find answer is not a list of contacts", status=status
+            )
+        if not data:
+            return None
+        contact = data[0]
+        lists = contact.get("mailingLists") if isinstance(contact.get("mailingLists"), dict) else {}
+        return ContactRecord(
+            id=None,
+            external_id=str(contact.get("userId") or external_id),
+            first_name=str(contact.get("firstName") or ""),
+            last_name=str(contact.get("lastName") or ""),
+            email=str(contact.get("email") or ""),
+            user_group=str(contact.get("userGroup") or ""),
+            # one flag: "unsubscribed" stands for every status Loops does not mail
+            email_status="subscribed" if contact.get("subscribed") is not False else "unsubscribed",
+            **readback.mapped_values(self.mapping, contact, MAPPABLE_STANDARD_FIELDS),
+            **readback.mapped_lists(self.mapping, {k for k, on in lists.items() if on}),
+        )
+
+    def field_differs(self, name: str, ours: ContactRecord, theirs: ContactRecord) -> bool:
+        """Loops holds a `subscribed` flag, and we send it only to stop mailing (or after a
+        re-subscription here, part A): a difference is a contact Loops mails though our
+        status says not to. A person who unsubscribed in Loops while subscribed here is not
+        drift: we would not send `true` for them now."""
+        if name == "email_status":
+            return ours.email_status in NOT_SUBSCRIBED and theirs.email_status == "subscribed"
+        return super().field_differs(name, ours, theirs)
 
     def delete(self, *, external_id: str, remote_id: str | None) -> None:
         """`POST /v1/contacts/delete` by userId only ("Include only one of `email` or

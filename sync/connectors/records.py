@@ -115,6 +115,7 @@ class MappingRecord:
     fields: dict[str, str] = field(default_factory=dict)
     groups: dict[int, str] = field(default_factory=dict)
     mailing_lists: dict[int, str] = field(default_factory=dict)
+    write_rules: dict[str, str] = field(default_factory=dict)
 
     @property
     def has_lists(self) -> bool:

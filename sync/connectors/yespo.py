@@ -24,11 +24,13 @@ import decimal
 import time
 from typing import Any
 
+from sync.connectors import readback
 from sync.connectors.base import (
     AuthenticationError,
     BaseConnector,
     BatchItemResult,
     ConnectorError,
+    EraseResult,
     PermanentError,
     PushResult,
     RetryableError,
@@ -36,7 +38,13 @@ from sync.connectors.base import (
 )
 from sync.connectors.declarations import Credential
 from sync.connectors.probe import Maybe, OneOrMany, ProbeCall
-from sync.connectors.records import STANDARD_FIELDS, ContactRecord, RemoteOption, RemoteState
+from sync.connectors.records import (
+    STANDARD_FIELDS,
+    ChannelRecord,
+    ContactRecord,
+    RemoteOption,
+    RemoteState,
+)
 
 # "enter any value as a username; enter the API key value as a password" (getting-started page)
 BASIC_AUTH_USERNAME = "contact-sync"
@@ -87,6 +95,28 @@ class YespoConnector(BaseConnector):
         )
     }
     poll_timeout = 60.0  # seconds to wait for a bulk import session to finish
+    # GET /api/v1/contact/{id} answers the spec's `Contact`: names, channels, address, language,
+    # time zone, additional fields and the static segments (`groups`, "used only when receiving
+    # contacts"). No status or consent field: those reach Yespo only as mapped fields.
+    readable_fields = frozenset(
+        {
+            "first_name",
+            "last_name",
+            "email",
+            "phone",
+            "channels",
+            "city",
+            "region",
+            "address_line",
+            "postal_code",
+            "language",
+            "time_zone",
+            "custom_values",
+            "group_ids",
+            "subscriptions",
+            *MAPPABLE_STANDARD_FIELDS,
+        }
+    )
 
     def sign(self, method, url, body, headers):
         token = f"{BASIC_AUTH_USERNAME}:{self.secrets['api_key']}".encode()
@@ -541,10 +571,18 @@ class YespoConnector(BaseConnector):
         """Delete with erase=false: the profile stays recoverable (a later push by the same
         externalCustomerId restores it); erase=true is permanent and unrecoverable (spec,
         deleteContact). A contact Yespo does not have (404) is already gone."""
+        self._delete(external_id=external_id, remote_id=remote_id, erase="false")
+
+    def erase(self, *, external_id: str, remote_id: str | None) -> EraseResult:
+        """A person erased is deleted with erase=true: "permanent, unrecoverable" (spec)."""
+        self._delete(external_id=external_id, remote_id=remote_id, erase="true")
+        return EraseResult(deleted=True)
+
+    def _delete(self, *, external_id: str, remote_id: str | None, erase: str) -> None:
         if external_id:
-            path, params = CONTACT_PATH, {"externalCustomerId": external_id, "erase": "false"}
+            path, params = CONTACT_PATH, {"externalCustomerId": external_id, "erase": erase}
         elif remote_id:
-            path, params = f"{CONTACT_PATH}/{remote_id}", {"erase": "false"}
+            path, params = f"{CONTACT_PATH}/{remote_id}", {"erase": erase}
         else:
             raise PermanentError(self.label, "nothing identifies the contact to delete")
         try:
@@ -552,6 +590,59 @@ class YespoConnector(BaseConnector):
         except PermanentError as err:
             if err.status != 404:
                 raise
+
+    def read_contact(self, *, external_id: str, remote_id: str | None) -> ContactRecord | None:
+        """`GET /api/v1/contact/{id}` (the full `Contact`). Without a stored id, or when it no
+        longer names this contact, the id comes from the search `GET
+        /api/v1/contacts?externalCustomerId=`, whose answer (`BaseContact`: names, channels,
+        fields, id) lacks the address, language and segments, hence the second call."""
+        contact = self._contact_by_id(remote_id) if remote_id else None
+        if contact is None or str(contact.get("externalCustomerId") or "") != external_id:
+            found = self._lookup_id(external_id)
+            contact = self._contact_by_id(found) if found else None
+        return self._record_of(contact, external_id) if contact is not None else None
+
+    def _contact_by_id(self, remote_id: str) -> dict | None:
+        try:
+            status, data = self.request(
+                "GET", f"{CONTACT_PATH}/{self._numeric_id(remote_id, 'id')}"
+            )
+        except PermanentError as err:
+            if err.status == 404:
+                return None
+            raise
+        if not isinstance(data, dict):
+            raise PermanentError(self.label, "the contact answer is not an object", status=status)
+        return data
+
+    def _record_of(self, contact: dict, external_id: str) -> ContactRecord:
+        """The inverse of `build_payload`: channels back to the primary email and phone and
+        the extra rows, the address, the additional fields the destination maps."""
+        primary: dict[str, str] = {}
+        extra = []
+        for channel in _object_or_list(contact.get("channels")):
+            kind, value = str(channel.get("type") or ""), str(channel.get("value") or "")
+            if kind in ("email", "sms") and kind not in primary:
+                primary[kind] = value
+            elif value:
+                extra.append(ChannelRecord(kind, value))
+        address = contact.get("address") if isinstance(contact.get("address"), dict) else {}
+        fields = {str(f.get("id")): f.get("value") for f in _object_or_list(contact.get("fields"))}
+        segments = {str(g.get("id")) for g in _object_or_list(contact.get("groups"))}
+        return ContactRecord(
+            id=None,
+            external_id=str(contact.get("externalCustomerId") or external_id),
+            first_name=str(contact.get("firstName") or ""),
+            last_name=str(contact.get("lastName") or ""),
+            email=primary.get("email", ""),
+            phone=primary.get("sms", ""),
+            channels=tuple(extra),
+            language=str(contact.get("languageCode") or ""),
+            time_zone=str(contact.get("timeZone") or ""),
+            **{attr: str(address.get(key) or "") for key, attr in ADDRESS_KEYS},
+            **readback.mapped_values(self.mapping, fields, MAPPABLE_STANDARD_FIELDS),
+            **readback.mapped_lists(self.mapping, segments),
+        )
 
     def test_connection(self) -> str:
         self.request("GET", CONTACTS_PATH, params={"startindex": 1, "maxrows": 1})

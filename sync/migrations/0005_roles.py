@@ -4,7 +4,7 @@ from django.db import migrations
 def create_roles(apps, schema_editor):
     from sync.roles import sync_roles
 
-    sync_roles(apps)
+    sync_roles(apps, missing_ok=True)  # later models' permissions: their migrations
 
 
 class Migration(migrations.Migration):

@@ -368,6 +368,32 @@ class CendynEmulator(PlatformEmulator):
             "text_field": contact.get(self.account_text_field),
         }
 
+    def edit_contact(self, external_id: str, changes: dict) -> bool:
+        ids = self.by_user_id.get(external_id) or []
+        if not ids:
+            return False
+        contact = self.contacts[ids[0]]
+        for key, attr in (
+            ("first_name", "name_first"),
+            ("last_name", "name_last"),
+            ("email", "email"),
+            ("text_field", self.account_text_field),
+        ):
+            if key in changes:
+                contact[attr] = changes[key]
+        for key, value in changes.get("raw", {}).items():
+            if key in ("id", "user_id"):
+                raise BadRequest(f"{key} is what the contact is found by")
+            contact[key] = value
+        contact["updated_at"] = _now()
+        return True
+
+    def remove_contact(self, external_id: str) -> bool:
+        ids = self.by_user_id.pop(external_id, [])
+        for contact_id in ids:
+            self.contacts.pop(contact_id, None)
+        return bool(ids)
+
     def snapshot(self) -> Any:
         return {
             "contacts": [_copy(c) for c in self.contacts.values()],

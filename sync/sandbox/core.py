@@ -219,6 +219,20 @@ class PlatformEmulator:
         one). Called under `self.lock`."""
         raise NotImplementedError
 
+    def edit_contact(self, external_id: str, changes: dict) -> bool:
+        """Change a stored contact as a person would in the platform's own screens (what a
+        read-back must then see as drift): `changes` holds neutral names of `contact_view`
+        ("first_name", "last_name", "email", "text_field") and/or "raw", an object of the
+        platform's own keys set as the store keeps them. False when no live contact holds
+        this external ID. Called under `self.lock`; raises BadRequest for an unknown name."""
+        raise NotImplementedError
+
+    def remove_contact(self, external_id: str) -> bool:
+        """Remove the contact from the store, as a person deleting it on the platform would
+        (iVvy has no delete call, so this is the only way there). False when none is held.
+        Called under `self.lock`."""
+        raise NotImplementedError
+
 
 class Sandbox:
     """All emulators, their faults and the request log, independent of the HTTP server."""
@@ -366,6 +380,24 @@ class Sandbox:
         emulator = self.emulators[platform]
         with emulator.lock:
             return emulator.contact_view(external_id)
+
+    def edit_contact(self, platform: str, external_id: str, changes: dict) -> dict | None:
+        """Apply a platform-side change; the contact's view afterwards, None when not held."""
+        emulator = self.emulators[platform]
+        if not isinstance(changes, dict):
+            raise BadRequest("the changes are a JSON object")
+        unknown = set(changes) - {"first_name", "last_name", "email", "text_field", "raw"}
+        if unknown or not isinstance(changes.get("raw", {}), dict):
+            raise BadRequest(f"unknown change(s) {sorted(unknown)}; raw takes an object")
+        with emulator.lock:
+            if not emulator.edit_contact(external_id, changes):
+                return None
+            return emulator.contact_view(external_id)
+
+    def remove_contact(self, platform: str, external_id: str) -> bool:
+        emulator = self.emulators[platform]
+        with emulator.lock:
+            return emulator.remove_contact(external_id)
 
     def store(self, platform: str | None = None) -> dict:
         slugs = [platform] if platform else list(self.emulators)

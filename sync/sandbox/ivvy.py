@@ -456,6 +456,41 @@ class IvvyEmulator(PlatformEmulator):
             "text_field": values.get(self.account_text_field),
         }
 
+    def edit_contact(self, external_id: str, changes: dict) -> bool:
+        ids = sorted(self.by_external_id.get(external_id, ()))
+        if not ids:
+            return False
+        contact = self.contacts[ids[0]]
+        for key, attr in (
+            ("first_name", "firstName"),
+            ("last_name", "lastName"),
+            ("email", "email"),
+        ):
+            if key in changes:
+                contact[attr] = changes[key]
+        if "text_field" in changes:
+            field_id = int(self.account_text_field)
+            kept = [f for f in contact["customFields"] if f["fieldId"] != field_id]
+            contact["customFields"] = kept + [
+                {
+                    "fieldId": field_id,
+                    "displayName": self.fields[field_id]["displayName"],
+                    "value": changes["text_field"],
+                }
+            ]
+        for key, value in changes.get("raw", {}).items():
+            if key in ("id", "externalId"):
+                raise BadRequest(f"{key} is what the contact is found by")
+            contact[key] = value
+        contact["modifiedDate"] = _now()
+        return True
+
+    def remove_contact(self, external_id: str) -> bool:
+        ids = self.by_external_id.pop(external_id, set())
+        for contact_id in ids:
+            self.contacts.pop(contact_id, None)
+        return bool(ids)
+
     def snapshot(self) -> Any:
         return {
             "contacts": [self._shown(self.contacts[i]) for i in sorted(self.contacts)],

@@ -175,6 +175,37 @@ class LoopsEmulator(PlatformEmulator):
             "text_field": contact.get(self.account_text_field),
         }
 
+    def edit_contact(self, external_id: str, changes: dict) -> bool:
+        contact_id = self.by_user_id.get(external_id)
+        if contact_id is None:
+            return False
+        contact = self.contacts[contact_id]
+        raw = dict(changes.get("raw", {}))
+        for key, attr in (
+            ("first_name", "firstName"),
+            ("last_name", "lastName"),
+            ("email", "email"),
+            ("text_field", self.account_text_field),
+        ):
+            if key in changes:
+                raw[attr] = changes[key]
+        for key, value in raw.items():
+            if key in ("id", "userId"):
+                raise BadRequest(f"`{key}` is what the contact is found by.")
+            if key == "email":
+                self.by_email.pop((contact["email"] or "").lower(), None)
+                self.by_email[value.lower()] = contact_id
+            contact[key] = value
+        return True
+
+    def remove_contact(self, external_id: str) -> bool:
+        contact_id = self.by_user_id.pop(external_id, None)
+        if contact_id is None:
+            return False
+        contact = self.contacts.pop(contact_id)
+        self.by_email.pop((contact["email"] or "").lower(), None)
+        return True
+
     def snapshot(self) -> Any:
         return {
             "contacts": [

@@ -3,6 +3,10 @@
 /<platform slug>/...                 each registered platform's contract
 GET  /_sandbox/store[/<platform>]   what each platform holds now
 GET  /_sandbox/contact/<platform>/<external id>   that contact in neutral words, or 404
+POST /_sandbox/contact/<platform>/<external id>   change it on the platform's side:
+                                    {"first_name"|"last_name"|"email"|"text_field": …,
+                                     "raw": {<the platform's own keys>: …}}; 404 if not held
+DELETE /_sandbox/contact/<platform>/<external id> remove it on the platform's side
 GET  /_sandbox/stats                request counts by platform and status
 GET  /_sandbox/log[?platform=…]     every request: time, platform, method, path, status
 POST /_sandbox/faults               {"platform": <slug> | "*", <fault>: <value>, …}
@@ -67,6 +71,20 @@ class _Handler(BaseHTTPRequestHandler):
             if self.command == "GET" and rest.startswith("contact/"):
                 _, platform, external_id = rest.split("/", 2)
                 view = sandbox.contact_view(platform, unquote(external_id))
+                if view is None:
+                    return self._send(404, {"error": f"{platform} holds no {external_id!r}"})
+                return self._send(200, view)
+            if self.command in ("POST", "DELETE") and rest.startswith("contact/"):
+                _, platform, external_id = rest.split("/", 2)
+                if platform not in sandbox.emulators:
+                    raise BadRequest(f"unknown platform {platform!r}")
+                external_id = unquote(external_id)
+                if self.command == "POST":
+                    view = sandbox.edit_contact(platform, external_id, data)
+                else:
+                    view = (
+                        {"removed": True} if sandbox.remove_contact(platform, external_id) else None
+                    )
                 if view is None:
                     return self._send(404, {"error": f"{platform} holds no {external_id!r}"})
                 return self._send(200, view)

@@ -13,9 +13,9 @@ shared/specs/yespo/yespo-openapi.json), strict the way the real platform is.
   `customFieldsIDs` decide what an update touches, and a listed field the contact does not carry
   is nulled, as the spec warns. Imports are applied at once; `GET /api/v1/importstatus/{id}`
   answers FINISHED with the dedupe mapping.
-- Search (50 requests/s, TotalCount header), delete (erase=false keeps the profile
-  restorable), segments (attach/detach by up to 500 ids, static segments only) and the address
-  book with the spec's object-when-one quirk.
+- Search (50 requests/s, TotalCount header, each hit in the spec's `BaseContact` shape),
+  delete (erase=false keeps the profile restorable), segments (attach/detach by up to 500
+  ids, static segments only) and the address book with the spec's object-when-one quirk.
 """
 
 import base64
@@ -97,6 +97,7 @@ NUMBER = re.compile(r"-?\d+")
 DECIMAL = re.compile(r"-?\d+(\.\d+)?")
 SEARCH_RATE = 50  # GET /api/v1/contacts: 50 requests/s (rate-limits page)
 FIRST_ID = 23456789
+ADDRESS_BOOK_ID = 7200  # the sandbox account's one catalogue
 
 
 class YespoEmulator(PlatformEmulator):
@@ -230,7 +231,7 @@ class YespoEmulator(PlatformEmulator):
             for i, c in sorted(self.contacts.items())
             if i not in self.deleted and self.search_hit(c, request)
         ]
-        page = [self.render(c) for c in found[start - 1 : start - 1 + rows]]
+        page = [self.render_base(c) for c in found[start - 1 : start - 1 + rows]]
         return SandboxResponse(200, page, {"TotalCount": str(len(found))})
 
     @staticmethod
@@ -397,7 +398,7 @@ class YespoEmulator(PlatformEmulator):
             for group, fields in groups.items()
         ]
         # One catalogue: addressBook is then an object, not a list (spec, AddressBooks).
-        book = {"addressBookId": 7200, "name": "Contacts", "fieldGroups": field_groups}
+        book = {"addressBookId": ADDRESS_BOOK_ID, "name": "Contacts", "fieldGroups": field_groups}
         return SandboxResponse(200, {"addressBook": book})
 
     # -- validation and the store
@@ -548,6 +549,17 @@ class YespoEmulator(PlatformEmulator):
         shown["groups"] = [dict(self.segments[s]) for s in sorted(contact["segments"])]
         return shown
 
+    def render_base(self, contact: dict) -> dict:
+        """A contact as the search answers it: the spec's `BaseContact` (firstName, lastName,
+        channels, fields, addressBookId, id), without the external ID, address, language or
+        segments that `GET /api/v1/contact/{id}` shows."""
+        shown = {k: contact[k] for k in ("firstName", "lastName") if k in contact}
+        shown["channels"] = [dict(c) for c in contact["channels"]]
+        shown["fields"] = [{"id": i, "value": v} for i, v in sorted(contact["fields"].items())]
+        shown["addressBookId"] = ADDRESS_BOOK_ID
+        shown["id"] = contact["id"]
+        return shown
+
     account_text_field = "79814"  # profession, a TEXTFIELD
 
     def contact_view(self, external_id: str) -> dict | None:
@@ -562,6 +574,38 @@ class YespoEmulator(PlatformEmulator):
             "email": emails[0] if emails else None,
             "text_field": contact["fields"].get(int(self.account_text_field)),
         }
+
+    def edit_contact(self, external_id: str, changes: dict) -> bool:
+        contact_id = self.by_external.get(external_id)
+        if contact_id is None or contact_id in self.deleted:
+            return False
+        contact = self.contacts[contact_id]
+        for key, attr in (("first_name", "firstName"), ("last_name", "lastName")):
+            if key in changes:
+                _set_or_drop(contact, attr, changes[key])
+        if "email" in changes:
+            others = [c for c in contact["channels"] if c["type"] != "email"]
+            contact["channels"] = [{"type": "email", "value": changes["email"]}, *others]
+        if "text_field" in changes:
+            _set_or_drop(contact["fields"], int(self.account_text_field), changes["text_field"])
+        for key, value in changes.get("raw", {}).items():
+            if key == "address":
+                contact["address"].update(value)
+            elif key == "fields":
+                contact["fields"].update({int(k): v for k, v in value.items()})
+            elif key == "externalCustomerId":
+                raise BadRequest("the external ID is what the contact is found by")
+            else:
+                contact[key] = value
+        return True
+
+    def remove_contact(self, external_id: str) -> bool:
+        contact_id = self.by_external.pop(external_id, None)
+        if contact_id is None:
+            return False
+        self.contacts.pop(contact_id, None)
+        self.deleted.discard(contact_id)
+        return True
 
     def snapshot(self) -> dict:
         ordered = sorted(self.contacts.items())

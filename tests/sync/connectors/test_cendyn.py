@@ -813,3 +813,33 @@ def test_confirm_401_is_raised():
     cendyn.transport.add(401, {"error": f"authorization failure for account: {ACCOUNT}"})
     with pytest.raises(AuthenticationError):
         cendyn.confirm(pending(SEED_CONTACT))
+
+
+def test_read_contact_joins_the_phone_and_reads_our_codes():
+    conn = connector()
+    conn.transport.add(
+        200,
+        {
+            "contacts": [
+                {
+                    "id": "a1",
+                    "user_id": "u1",
+                    "email": "j@x.com",
+                    "phone_countrycode": "44",
+                    "phone_number": "7712345678",
+                    "language": "ES",
+                    "gender": "MALE",
+                    "born_date": "1990-01-01T00:00:00Z",
+                    "tags": ["t1"],
+                }
+            ]
+        },
+    )
+    theirs = conn.read_contact(external_id="u1", remote_id=None)
+    assert conn.transport.calls[0].url.endswith(f"{BASE}/contact?user_id=u1")
+    assert (theirs.phone, theirs.language, theirs.gender) == ("+447712345678", "es", "male")
+    assert theirs.birth_date == datetime.date(1990, 1, 1) and theirs.tags == ("t1",)
+    ours = ContactRecord(id=1, external_id="u1", phone="+44 7712 345678", country="GB")
+    assert not conn.field_differs("phone", ours, theirs)
+    assert "list_subscriptions" not in CendynConnector.readable_fields
+    assert not {"gdpr_marketing_consent", "email_status"} & CendynConnector.readable_fields

@@ -349,3 +349,76 @@ def test_hostile_values_round_trip(platform, destination, sandbox):
         "text_field": LONG,
     }
     assert Contact.objects.get(pk=contact.pk).city == CITY  # and our own table is intact
+
+
+# --------------------------------------------------------------------------- read-back
+
+
+def edit_on_platform(sandbox, platform, contact, **changes):
+    """Change the contact on the platform's side (the sandbox's control), as a person would."""
+    response = requests.post(
+        f"{sandbox.url}/_sandbox/contact/{platform.slug}/{contact.external_id}",
+        json=changes,
+        timeout=5,
+    )
+    assert response.status_code == 200, response.text
+
+
+def drifted(connector, ours, theirs):
+    return [f for f in connector.compared_fields() if connector.field_differs(f, ours, theirs)]
+
+
+def test_readable_fields_are_fields_of_our_record(platform):
+    from sync.connectors.records import ContactRecord
+
+    assert platform.readable_fields, f"{platform.slug} declares no readable field"
+    assert platform.readable_fields <= set(ContactRecord.__dataclass_fields__)
+
+
+def test_a_contact_reads_back_as_pushed_and_a_platform_side_change_is_exactly_the_drift(
+    platform, destination, sandbox
+):
+    from sync import selectors
+
+    note = CustomFieldDefinition.objects.create(name="note", type="string")
+    FieldMapping.objects.create(
+        destination=destination,
+        custom_field=note,
+        remote_field=emulator_class(platform).account_text_field,
+    )
+    destination = Destination.objects.get(pk=destination.pk)
+    contact = new_contact(first_name=FIRST, last_name=LAST, email="Read.Back@example.com")
+    CustomFieldValue.objects.create(contact=contact, definition=note, value="pushed")
+    state = push(contact, destination)
+    assert state.status == SyncStatus.SYNCED, state.last_error
+
+    connector = services.destination_connector(destination=destination)
+    ours = selectors.contact_records([contact.pk])[0]
+    assert {"first_name", "last_name", "email", "custom:note"} <= set(connector.compared_fields())
+    for remote_id in (state.remote_id, None):  # by the stored id, and found by external ID
+        theirs = connector.read_contact(external_id=contact.external_id, remote_id=remote_id)
+        assert theirs is not None and theirs.external_id == contact.external_id
+        assert (theirs.first_name, theirs.last_name) == (FIRST, LAST)
+        assert drifted(connector, ours, theirs) == []
+
+    edit_on_platform(sandbox, platform, contact, first_name="Changed there", text_field="edited")
+    theirs = connector.read_contact(external_id=contact.external_id, remote_id=state.remote_id)
+    assert theirs.first_name == "Changed there"
+    assert drifted(connector, ours, theirs) == ["first_name", "custom:note"]
+
+
+def test_a_contact_the_platform_does_not_hold_reads_as_none(platform, destination, sandbox):
+    connector = services.destination_connector(destination=destination)
+    assert connector.read_contact(external_id="nobody-here", remote_id=None) is None
+    contact = new_contact()
+    state = push(contact, destination)
+    assert state.status == SyncStatus.SYNCED, state.last_error
+    response = requests.delete(
+        f"{sandbox.url}/_sandbox/contact/{platform.slug}/{contact.external_id}", timeout=5
+    )
+    assert response.status_code == 200, response.text
+    assert held(sandbox, platform, contact) is None
+    # the stored id no longer answers, and the lookup by external ID finds nothing
+    assert (
+        connector.read_contact(external_id=contact.external_id, remote_id=state.remote_id) is None
+    )

@@ -671,3 +671,50 @@ def test_class_attributes_follow_the_contract():
     assert not {"phone", "email_status", "sms_status", "privacy_consent"} & set(
         IvvyConnector.mappable_standard_fields
     )
+
+
+def test_read_contact_reads_the_vendors_get_contact_example():
+    """getContact as contact/get-contact.md shows it: ids as text, custom values as arrays,
+    groups as `{contactId, groupId, joinDate}`; status 4 (Registering) is no opt-in."""
+    conn = connector()
+    conn.transport.add(
+        200, {"meta": {"totalResults": 1}, "results": [{"id": 25146, "externalId": "e-9"}]}
+    )
+    conn.transport.add(
+        200,
+        {
+            "id": "25146",
+            "firstName": "Test",
+            "lastName": "User",
+            "email": "user@test.com",
+            "phone": "0455550000",
+            "status": 4,
+            "customFields": [{"fieldId": "33443", "displayName": "Opt-in", "value": ["Yes"]}],
+            "groups": [{"contactId": "25146", "groupId": "10", "joinDate": "2012-04-16 21:07:04"}],
+            "companies": [4, 5, 6],
+            "externalId": "e-9",
+        },
+    )
+    record = conn.read_contact(external_id="e-9", remote_id=None)
+    assert [c.json for c in conn.transport.calls] == [
+        {"perPage": 1, "start": 0, "filter": {"externalId": "e-9"}},
+        {"id": 25146},
+    ]
+    assert (record.first_name, record.phone, record.email_status) == (
+        "Test",
+        "0455550000",
+        "registering",
+    )
+    assert record.custom_values == (CustomValueRecord("newsletter_optin", "", "Yes"),)
+    assert record.group_ids == frozenset({1})
+    assert "sms_status" not in IvvyConnector.readable_fields
+
+
+def test_read_contact_by_a_stale_id_falls_back_to_the_external_id():
+    conn = connector()
+    conn.transport.add(
+        404, {"errorCode": 404, "message": "Unable to find contact", "specificCode": 24096}
+    )
+    conn.transport.add(200, {"meta": {"totalResults": 0}, "results": []})
+    assert conn.read_contact(external_id="e-9", remote_id="777") is None
+    assert len(conn.transport.calls) == 2

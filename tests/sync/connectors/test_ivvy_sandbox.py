@@ -498,3 +498,33 @@ def test_a_contact_saved_in_the_admin_reaches_ivvy_with_its_external_urls(
     assert response.status_code == 302
     (record,) = sandbox.sandbox.store("ivvy")["ivvy"]["contacts"]
     assert [u["ref"] for u in record["externalUrls"]] == ["crm"]  # the inline row went out
+
+
+# ----------------------------------------------------------------------------- erasure
+
+
+def test_erase_blanks_what_ivvy_lets_us_blank_and_says_to_erase_by_hand(sandbox, mapped):
+    """iVvy has no delete-contact call: `externalUrls: null` removes every external URL and
+    `groups: []` leaves no subscription group (add-or-update-contact.md); the email status
+    becomes No Marketing and the privacy consent is withdrawn. The rest stays, said so."""
+    connector, group_id = mapped
+    remote_id = connector.push(contact(group_id), RemoteState()).remote_id
+    (before,) = stored(sandbox)
+    assert before["externalUrls"] and before["groups"]
+
+    result = connector.erase(external_id="ext-ivvy-1", remote_id=None)  # found by externalId
+
+    assert (result.deleted, result.absent, result.remote_id) == (False, False, remote_id)
+    assert f"Erase by hand in iVvy: contact id {remote_id}" in result.instruction
+    (after,) = stored(sandbox)
+    assert after["externalUrls"] == [] and after["groups"] == []
+    assert after["status"] == 5 and after["privacyConsent"] is False
+    assert after["email"] == "bobby@example.com"  # no documented way to blank it: it stays
+    record = connector.read_contact(external_id="ext-ivvy-1", remote_id=remote_id)
+    assert record is not None and record.external_urls == ()
+
+
+def test_erase_of_a_contact_ivvy_does_not_hold(sandbox, mapped):
+    connector, _ = mapped
+    assert connector.erase(external_id="ext-ivvy-none", remote_id=None).absent
+    assert connector.erase(external_id="ext-ivvy-none", remote_id="999999").absent

@@ -536,3 +536,31 @@ def test_the_closed_schema_catches_a_stray_key():
         {**payload, "mailingLists": {PRODUCT_UPDATES: "yes"}}, SEED_MAPPING.fields.values()
     )
     assert schema_errors({"firstName": "John"})  # neither email nor userId
+
+
+def test_read_contact_and_the_subscribed_flag_as_drift():
+    """Loops holds one `subscribed` flag: drift only where it mails a person our status says
+    not to mail; an unsubscribe made in Loops is not undone (we would not send `true`)."""
+    conn = connector()
+    found = {
+        "id": "c1",
+        "email": "a@x.com",
+        "firstName": "A",
+        "lastName": None,
+        "userId": "u1",
+        "subscribed": True,
+        "userGroup": "",
+        "mailingLists": {},
+        "optInStatus": None,
+    }
+    conn.transport.add(200, [found])
+    conn.transport.add(200, [])
+    theirs = conn.read_contact(external_id="u1", remote_id=None)
+    assert conn.transport.calls[0].url.endswith("/v1/contacts/find?userId=u1")
+    assert theirs.email_status == "subscribed" and theirs.last_name == ""
+    assert conn.read_contact(external_id="u2", remote_id=None) is None
+    ours = ContactRecord(id=1, external_id="u1", email_status="bounced")
+    assert conn.field_differs("email_status", ours, theirs)
+    unsubscribed_there = ContactRecord(id=None, external_id="u1", email_status="unsubscribed")
+    subscribed_here = ContactRecord(id=1, external_id="u1", email_status="subscribed")
+    assert not conn.field_differs("email_status", subscribed_here, unsubscribed_there)

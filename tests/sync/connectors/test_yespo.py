@@ -817,3 +817,41 @@ def test_confirm_401_is_raised():
     transport = MockTransport().add(401, text="Unauthorized")
     with pytest.raises(AuthenticationError):
         connector(transport).confirm([Unconfirmed(contact("e1"), "s-1")])
+
+
+def test_read_contact_searches_then_reads_the_full_contact():
+    """The search answers `BaseContact` (no address, language or segments): the id it gives
+    is read with GET /api/v1/contact/{id}. Channels and fields may be bare objects."""
+    conn = connector(mapping=MappingRecord(fields={"custom:job": "79814"}, groups={3: "200401"}))
+    conn.transport.add(200, [{"id": 42, "channels": [], "fields": []}])
+    conn.transport.add(
+        200,
+        {
+            "id": 42,
+            "externalCustomerId": "TV1",
+            "firstName": "John",
+            "channels": [
+                {"type": "email", "value": "j@x.com"},
+                {"type": "sms", "value": "+380501234567"},
+                {"type": "email", "value": "second@x.com"},
+            ],
+            "address": {"town": "Toulouse", "postcode": "31000"},
+            "fields": {"id": 79814, "value": "writer"},
+            "groups": {"id": 200401, "name": "VIP", "type": "Static"},
+        },
+    )
+    theirs = conn.read_contact(external_id="TV1", remote_id=None)
+    assert [c.url for c in conn.transport.calls] == [
+        BASE + "api/v1/contacts?externalCustomerId=TV1&startindex=1&maxrows=1",
+        BASE + "api/v1/contact/42",
+    ]
+    assert (theirs.email, theirs.phone, theirs.city, theirs.postal_code) == (
+        "j@x.com",
+        "+380501234567",
+        "Toulouse",
+        "31000",
+    )
+    assert theirs.channels == (ChannelRecord("email", "second@x.com"),)
+    assert theirs.custom_values[0].value == "writer" and theirs.group_ids == frozenset({3})
+    conn.transport.add(200, [])
+    assert conn.read_contact(external_id="nobody", remote_id=None) is None

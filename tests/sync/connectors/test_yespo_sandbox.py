@@ -154,6 +154,15 @@ def test_delete_keeps_the_profile_and_a_push_restores_it(yespo, sandbox):
     assert stored(sandbox)["deleted"] == []
 
 
+def test_erase_deletes_for_good_and_nothing_is_left_to_restore(yespo, sandbox):
+    """An erasure deletes with erase=true ("permanent, unrecoverable"), not erase=false."""
+    pushed = yespo.push(record(), RemoteState())
+    assert yespo.erase(external_id="EM12790", remote_id=pushed.remote_id).deleted
+    assert stored(sandbox)["contacts"] == [] and stored(sandbox)["deleted"] == []
+    assert yespo.read_contact(external_id="EM12790", remote_id=pushed.remote_id) is None
+    assert yespo.erase(external_id="EM12790", remote_id=None).deleted  # already gone: done
+
+
 def test_mapped_fields_reach_the_address_book_fields(sandbox_destination, sandbox):
     destination = sandbox_destination("yespo")
     loyalty = CustomFieldDefinition.objects.create(name="loyaltyLevel")
@@ -340,9 +349,11 @@ def test_search_pages_and_counts(sandbox):
         raw(sandbox, "POST", "/api/v1/contact", body)
     response = raw(sandbox, "GET", "/api/v1/contacts", params={"startindex": 2, "maxrows": 1})
     assert response.headers["TotalCount"] == "3"
-    assert [c["externalCustomerId"] for c in response.json()] == ["s1"]
+    assert [c["channels"][0]["value"] for c in response.json()] == ["s1@x.com"]
     found = raw(sandbox, "GET", "/api/v1/contacts", params={"externalCustomerId": "s2"}).json()
-    assert [c["externalCustomerId"] for c in found] == ["s2"]
+    assert [c["channels"][0]["value"] for c in found] == ["s2@x.com"]
+    # the spec's BaseContact: no external ID, address, language or segments in a search hit
+    assert set(found[0]) == {"channels", "fields", "addressBookId", "id"}
     assert raw(sandbox, "GET", "/api/v1/contacts", params={"maxrows": 501}).status_code == 400
 
 

@@ -1,0 +1,66 @@
+"""Reads about contacts that other apps ask: whether a person was erased (the tombstone)."""
+
+from django.conf import settings
+from django.utils.crypto import salted_hmac
+
+from contacts.models import Tombstone
+
+# The key's salt: tombstones are HMACs keyed by SECRET_KEY (and this salt), so a leaked table
+# cannot be reversed by hashing a list of guessed emails. A tombstone made under an older key
+# is still recognised while that key is in SECRET_KEY_FALLBACKS; dropped from there, it is not.
+TOMBSTONE_SALT = "contacts.tombstone"
+
+
+def normalise_email(email: str) -> str:
+    """Emails compare ignoring case and surrounding space, as the unique constraint does."""
+    return (email or "").strip().lower()
+
+
+def tombstone_hash(*, kind: str, value: str, secret: str | None = None) -> str:
+    """The keyed hash of one identifier ("email" or "external_id"), "" for a blank one;
+    keyed by SECRET_KEY unless `secret` is given."""
+    value = normalise_email(value) if kind == "email" else (value or "").strip()
+    if not value:
+        return ""
+    text = f"{kind}:{value}"
+    return salted_hmac(TOMBSTONE_SALT, text, secret=secret, algorithm="sha256").hexdigest()
+
+
+def tombstone_hash_forms(*, kind: str, value: str) -> set[str]:
+    """The identifier's hash under SECRET_KEY and under each of SECRET_KEY_FALLBACKS."""
+    secrets = [settings.SECRET_KEY, *getattr(settings, "SECRET_KEY_FALLBACKS", [])]
+    return {h for secret in secrets if (h := tombstone_hash(kind=kind, value=value, secret=secret))}
+
+
+def tombstone_hashes(*, email: str = "", external_id: str = "") -> tuple[str, str]:
+    return tombstone_hash(kind="email", value=email), tombstone_hash(
+        kind="external_id", value=external_id
+    )
+
+
+def contact_is_erased(*, email: str = "", external_id: str = "") -> bool:
+    """True when the person with this email or this external ID was erased: an inbound event
+    or an import that would re-create them must say so instead of creating them."""
+    return erased_tombstone(email=email, external_id=external_id) is not None
+
+
+def erased_tombstone(*, email: str = "", external_id: str = "") -> Tombstone | None:
+    """The tombstone matching either identifier (under the current key or a fallback), or
+    None."""
+    email_hashes = tombstone_hash_forms(kind="email", value=email)
+    external_id_hashes = tombstone_hash_forms(kind="external_id", value=external_id)
+    found = Tombstone.objects.none()
+    if email_hashes:
+        found |= Tombstone.objects.filter(email_hash__in=email_hashes)
+    if external_id_hashes:
+        found |= Tombstone.objects.filter(external_id_hash__in=external_id_hashes)
+    return found.first()
+
+
+def tombstone_index() -> tuple[frozenset[str], frozenset[str]]:
+    """Every tombstone's (email hashes, external ID hashes), read once for a whole import."""
+    rows = list(Tombstone.objects.values_list("email_hash", "external_id_hash"))
+    return (
+        frozenset(e for e, _ in rows if e),
+        frozenset(x for _, x in rows if x),
+    )
