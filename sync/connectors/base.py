@@ -465,7 +465,7 @@ class BaseConnector:
         secrets = Redactor(self.secrets.values())
         headers = {}
         for name, value in prepared.headers.items():
-            if "authorization" in name.lower():
+            if carries_credentials(name):
                 signed = Redactor(self.secrets.values())
                 signed.add_header(value)
                 value = signed(value)
@@ -606,7 +606,7 @@ class BaseConnector:
         unsigned = dict(prepared.headers)
         self.sign(method, prepared.path_url, body, prepared.headers)
         for name, value in prepared.headers.items():
-            if unsigned.get(name) != value and name.lower() not in ("content-type", "accept"):
+            if unsigned.get(name) != value and carries_credentials(name):
                 self.redact.add_header(value)  # an echoed signature is as good as the key
         return prepared, body
 
@@ -710,6 +710,14 @@ class BaseConnector:
     def drain_exchanges(self) -> list[Exchange]:
         exchanges, self.exchanges = self.exchanges, []
         return exchanges
+
+
+def carries_credentials(header: str) -> bool:
+    """Whether a header the connector signs with carries a credential or a signature over
+    one (`Authorization`, iVvy's `X-Api-Authorization`). The other signed headers (a version,
+    a date, a body hash) are no secret: learning them would blank them wherever they appear,
+    "1.0" in every iVvy URL of the attempt log."""
+    return "authorization" in header.lower()
 
 
 def _retry_after(response: requests.Response) -> float | None:
