@@ -176,6 +176,7 @@ UNFOLD = {
     "SITE_SYMBOL": "sync",
     "SHOW_VIEW_ON_SITE": False,
     "STYLES": [lambda request: static("sync/sync.css")],
+    "SCRIPTS": [lambda request: static("sync/sync.js")],
     "SIDEBAR": {"show_search": False, "navigation": "sync.navigation.sidebar"},
 }
 

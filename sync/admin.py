@@ -1,6 +1,8 @@
 """Sync in the admin: destinations with their mappings, read-only state, attempt log and runs,
 and the contact admin extended with badges, a sync panel and push actions."""
 
+from functools import partial
+
 from axes import admin as axes_admin
 from axes.models import AccessAttempt, AccessFailureLog, AccessLog
 from django import forms
@@ -11,17 +13,18 @@ from django.contrib.auth.models import Group as AuthGroup
 from django.contrib.auth.models import User
 from django.core.exceptions import PermissionDenied
 from django.db.models import Exists, OuterRef, Prefetch, Q
-from django.shortcuts import get_object_or_404
+from django.http import HttpResponseNotAllowed
+from django.shortcuts import get_object_or_404, redirect
 from django.template.loader import render_to_string
 from django.template.response import TemplateResponse
-from django.urls import path
+from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 from django.utils.translation import ngettext
 from django_tasks_db import admin as tasks_admin
 from django_tasks_db.models import DBTaskResult
 from simple_history.admin import SimpleHistoryAdmin
 from unfold.admin import ModelAdmin, TabularInline
-from unfold.forms import AdminPasswordChangeForm, UserChangeForm, UserCreationForm
+from unfold.forms import ActionForm, AdminPasswordChangeForm, UserChangeForm, UserCreationForm
 
 from contacts.admin import ContactAdmin
 from contacts.models import Contact, CustomFieldDefinition, Group, MailingList
@@ -355,16 +358,18 @@ class SyncRunAdmin(ReadOnlyAdmin):
 # ------------------------------------------------------------- the contact, with sync
 
 
-BADGE_TEXT = {
-    SyncStatus.SYNCED: "synced",
-    SyncStatus.UNCHANGED: "unchanged",
-    SyncStatus.PENDING: "pending",
-    SyncStatus.IN_PROGRESS: "pushing",
-    SyncStatus.WAITING: "waiting",
-    SyncStatus.AWAITING: "awaiting confirmation",
-    SyncStatus.SKIPPED: "skipped",
-    SyncStatus.FAILED: "failed",
-    SyncStatus.NEVER: "never",
+# Per status: the word in the tooltip and the symbol on the mark, so that the mark does not
+# rely on its colour alone.
+MARK_TEXT = {
+    SyncStatus.SYNCED: ("synced", "✓"),
+    SyncStatus.UNCHANGED: ("unchanged", "✓"),
+    SyncStatus.PENDING: ("pending", "…"),
+    SyncStatus.IN_PROGRESS: ("pushing", "…"),
+    SyncStatus.WAITING: ("waiting (destination paused)", "‖"),
+    SyncStatus.AWAITING: ("awaiting confirmation", "◷"),
+    SyncStatus.SKIPPED: ("skipped", "–"),
+    SyncStatus.FAILED: ("failed", "✕"),
+    SyncStatus.NEVER: ("never pushed", "○"),
 }
 
 
@@ -428,6 +433,18 @@ class SyncedContactAdmin(ContactAdmin):
     ]
     change_form_template = "admin/contacts/contact/sync_change_form.html"
 
+    def changelist_view(self, request, extra_context=None):
+        """The action bar's destination and force controls are for those who may push: other
+        roles get unfold's plain bar (their actions, preview and export, take neither)."""
+        response = super().changelist_view(request, extra_context)
+        context = getattr(response, "context_data", None) or {}
+        form = context.get("action_form")
+        if form is not None and not self.has_push_permission(request):
+            plain = ActionForm(auto_id=None)
+            plain.fields["action"].choices = form.fields["action"].choices
+            context["action_form"] = plain
+        return response
+
     def get_deleted_objects(self, objs, request):
         """Deleting a contact deletes its sync states and unlinks its attempt-log rows: the
         sync engine's own records, which no role edits. Whoever may delete the contact may
@@ -442,19 +459,19 @@ class SyncedContactAdmin(ContactAdmin):
         destinations = self.destinations(request)
 
         @admin.display(description="sync")
-        def sync_badges(obj):
+        def sync_cell(obj):
             states = {s.destination_id: s for s in obj.sync_states.all()}
             return render_to_string(
-                "admin/sync/badges.html",
-                {"badges": [_badge(d, states.get(d.pk)) for d in destinations]},
+                "admin/sync/sync_cell.html",
+                {"contact_id": obj.pk, "marks": [_mark(d, states.get(d.pk)) for d in destinations]},
             )
 
         name, *rest = super().get_list_display(request)
-        return [name, sync_badges, *rest]  # near the name: the list is wide
+        return [name, sync_cell, *rest]  # near the name
 
     def get_queryset(self, request):
         states = ContactSyncState.objects.only(
-            "contact_id", "destination_id", "status", "remote_id", "last_error"
+            "contact_id", "destination_id", "status", "remote_id", "last_error", "skip_reason"
         )
         return (
             super().get_queryset(request).prefetch_related(Prefetch("sync_states", queryset=states))
@@ -479,19 +496,78 @@ class SyncedContactAdmin(ContactAdmin):
         return request.user.has_perm(PUSH_PERMISSION)
 
     def get_urls(self):
-        view = self.admin_site.admin_view(self.sync_panel_view)
+        def view(function, **kwargs):
+            return self.admin_site.admin_view(partial(function, **kwargs))
+
+        destination = "<int:contact_id>/sync/<int:destination_id>"
         return [
-            path("<int:contact_id>/sync-panel/", view, name="contacts_contact_sync_panel"),
+            path(
+                "<int:contact_id>/sync-panel/",
+                view(self.sync_panel_view),
+                name="contacts_contact_sync_panel",
+            ),
+            path(
+                f"{destination}/push/",
+                view(self.sync_push_view, retry=False),
+                name="contacts_contact_push_now",
+            ),
+            path(
+                f"{destination}/retry/",
+                view(self.sync_push_view, retry=True),
+                name="contacts_contact_retry",
+            ),
             *super().get_urls(),
         ]
+
+    def sync_panel_context(self, request, contact) -> dict:
+        """The sync panel's rows (sync.selectors) and what this user may do from it: push,
+        and open the attempt log's pages (its links are shown only to those who may)."""
+        attempts_admin = self.admin_site._registry.get(SyncAttempt)
+        return {
+            **selectors.contact_sync_panel(contact),
+            "can_push": self.has_push_permission(request),
+            "can_view_attempts": bool(
+                attempts_admin and attempts_admin.has_view_permission(request)
+            ),
+        }
 
     def sync_panel_view(self, request, contact_id):
         contact = get_object_or_404(Contact, pk=contact_id)
         if not self.has_view_or_change_permission(request, contact):
             raise PermissionDenied
         return TemplateResponse(
-            request, "admin/sync/contact_sync_panel.html", selectors.contact_sync_panel(contact)
+            request,
+            "admin/sync/contact_sync_panel.html",
+            self.sync_panel_context(request, contact),
         )
+
+    def sync_push_view(self, request, contact_id, destination_id, retry):
+        """The panel's "Push now" and "Retry" for one destination (POST, push permission)."""
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["POST"])
+        if not self.has_push_permission(request):
+            raise PermissionDenied
+        contact = get_object_or_404(Contact, pk=contact_id)
+        destination = get_object_or_404(Destination, pk=destination_id)
+        done = services.contact_push_now(
+            contact_id=contact.pk, destination=destination, user_id=request.user.pk, retry=retry
+        )
+        if done in ("pushed", "queued"):
+            level, text = selectors.contact_push_outcome(
+                contact_id=contact.pk, destination=destination
+            )
+            levels = {"success": messages.SUCCESS, "warning": messages.WARNING}
+            self.message_user(request, text, levels.get(level, messages.INFO))
+        else:
+            reasons = {
+                "paused": "is paused: test its connection to resume it",
+                "disabled": "is disabled",
+                "not failed": "has no failed push of this contact to retry",
+            }
+            self.message_user(
+                request, f"Nothing sent: {destination.name} {reasons[done]}.", messages.WARNING
+            )
+        return redirect(reverse("admin:contacts_contact_change", args=[contact.pk]))
 
     def save_model(self, request, obj, form, change):
         super().save_model(request, obj, form, change)
@@ -510,22 +586,24 @@ class SyncedContactAdmin(ContactAdmin):
 
     def render_change_form(self, request, context, add=False, change=False, form_url="", obj=None):
         if obj is not None:
-            context["sync_panel"] = selectors.contact_sync_panel(obj)
+            context["sync_panel"] = self.sync_panel_context(request, obj)
         return super().render_change_form(request, context, add, change, form_url, obj)
 
 
-def _badge(destination, state):
-    """Status in the badge; the remote ID (or the platform's error) on hover."""
+def _mark(destination, state):
+    """One destination's mark in the list's sync cell: its status as a colour and a symbol,
+    with the status, the remote ID and the platform's error in its tooltip."""
     status = state.status if state else SyncStatus.NEVER
-    text = BADGE_TEXT[status]
-    if status == SyncStatus.SYNCED and state.remote_id:
-        text = f"{text} {state.remote_id[:8]}{'…' if len(state.remote_id) > 8 else ''}"
-    title = ""
-    if state and state.last_error:
-        title = state.last_error
-    elif state and state.remote_id:
-        title = f"remote ID {state.remote_id}"
-    return {"destination": destination.name, "status": status, "text": text, "title": title}
+    text, symbol = MARK_TEXT[status]
+    return {
+        "destination": destination,
+        "short": destination.name[:2],
+        "status": status,
+        "text": text,
+        "symbol": symbol,
+        "remote_id": state.remote_id if state else "",
+        "error": (state.last_error or state.skip_reason) if state else "",
+    }
 
 
 admin.site.unregister(Contact)

@@ -321,6 +321,26 @@ def _mapping_text(record) -> str:
     return f"{source} -> {record.remote_list}"
 
 
+def contact_push_outcome(*, contact_id: int, destination: Destination) -> tuple[str, str]:
+    """After a person's "Push now" or "Retry": what became of it, as (level, text)."""
+    state = ContactSyncState.objects.filter(contact_id=contact_id, destination=destination).first()
+    status = state.status if state else SyncStatus.NEVER
+    name = destination.name
+    if status in (SyncStatus.SYNCED, SyncStatus.UNCHANGED):
+        return "success", f"Pushed to {name}: synced."
+    if status == SyncStatus.FAILED:
+        return "warning", f"{name} refused it: {state.last_error}"
+    if status == SyncStatus.WAITING:
+        return "warning", f"{name} is paused: {state.last_error}"
+    if status == SyncStatus.SKIPPED:
+        return "info", f"Not sent to {name}: {state.skip_reason}"
+    if status == SyncStatus.PENDING and state.last_error:
+        return "warning", f"{name} will be tried again: {state.last_error}"
+    if status == SyncStatus.AWAITING:
+        return "info", f"{name} took it and has yet to confirm it; the Sync panel updates itself."
+    return "info", f"Queued for {name}; the Sync panel updates itself."
+
+
 def contact_save_outcomes(*, contact_id: int) -> list[tuple[str, str]]:
     """What became of a contact's push on save, per destination that pushes on save, as
     (level, text) for the page that follows the save: "success", "warning" (a platform

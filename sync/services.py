@@ -320,6 +320,37 @@ def contacts_changed(*, contact_ids: set[int], user_id: int | None) -> None:
     )
 
 
+def contact_push_now(
+    *, contact_id: int, destination: Destination, user_id: int | None, retry: bool = False
+) -> str:
+    """A person's "Push now" (forced: sent even when unchanged) or "Retry" (a failed push
+    again) of one contact to one destination, from the contact's sync panel. Pushed here in
+    immediate mode, like a save; queued for the workers otherwise. Returns what happened,
+    for the page: "pushed", "queued", or why nothing was done ("paused", "disabled",
+    "not failed")."""
+    destination.refresh_from_db(fields=["enabled", "paused_at"])
+    if not destination.enabled:
+        return "disabled"
+    if destination.is_paused:
+        return "paused"
+    state = ContactSyncState.objects.filter(contact_id=contact_id, destination=destination).first()
+    if retry and (state is None or state.status != SyncStatus.FAILED):
+        return "not failed"
+    trigger = Trigger.RETRY if retry else Trigger.ACTION
+    if settings.SYNC_ON_SAVE_MODE == "immediate":
+        context = PushContext(trigger=trigger, user_id=user_id, force=not retry)
+        contact_push(contact_id=contact_id, destination=destination, context=context)
+        return "pushed"
+    contacts_enqueue_push(
+        contact_ids=[contact_id],
+        destinations=[destination],
+        trigger=trigger,
+        user_id=user_id,
+        force=not retry,
+    )
+    return "queued"
+
+
 def contact_deleted(*, external_id: str, remote_ids: dict[int, str], user_id: int | None) -> None:
     """Queue the remote delete on each destination that enables it. The values it needs are
     passed along: the local rows are gone by the time it runs."""

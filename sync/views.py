@@ -81,3 +81,49 @@ def cancel_run(request, run_id):
     services.run_cancel(run=run)
     messages.success(request, f"Run {run.pk} cancelled; what was not sent stays as it was.")
     return redirect("sync_dashboard")
+
+
+# ------------------------------------------------------------- error pages in the admin's look
+
+
+def _error_page(request, *, status: int, title: str, text: str, fallback):
+    """A 403 or 404 inside the admin, for its staff, in unfold's page (sidebar, header, dark
+    mode) with a way back; anyone else gets Django's plain page (nothing of the admin's
+    navigation is shown to them)."""
+    user = getattr(request, "user", None)
+    if not (user and user.is_active and user.is_staff):
+        return fallback
+    from django.contrib import admin
+
+    context = {
+        **admin.site.each_context(request),
+        "title": title,
+        "error_text": text,
+        "error_status": status,
+    }
+    return TemplateResponse(request, "admin/sync/error.html", context, status=status).render()
+
+
+def permission_denied(request, exception=None):
+    from django.views import defaults
+
+    return _error_page(
+        request,
+        status=403,
+        title="You may not open this page",
+        text="Your role does not include this page or this action. Ask a sync admin if you "
+        "need it.",
+        fallback=defaults.permission_denied(request, exception),
+    )
+
+
+def page_not_found(request, exception=None):
+    from django.views import defaults
+
+    return _error_page(
+        request,
+        status=404,
+        title="Page not found",
+        text="There is nothing at this address: it may have been deleted, or the link is mistyped.",
+        fallback=defaults.page_not_found(request, exception),
+    )
