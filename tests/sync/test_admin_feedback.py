@@ -1,0 +1,267 @@
+"""What people see and press on the contact list, the contact's sync panel, the dashboard and
+the error pages: the compact sync cell, filters by name, push controls only for those who may
+push, "Push now" and "Retry", contacts counted rather than attempts, workers by process."""
+
+import re
+from datetime import timedelta
+
+import pytest
+from django.contrib.auth.models import Group
+from django.urls import reverse
+from django.utils import timezone
+
+from contacts.demo import seed_demo_contacts
+from contacts.models import Contact
+from sync.models import (
+    ContactSyncState,
+    Destination,
+    SyncAttempt,
+    SyncStatus,
+    WorkerHeartbeat,
+)
+from tests.conftest import PLATFORMS, platform_with
+from tests.sync.conftest import sandbox_requests
+
+pytestmark = pytest.mark.django_db
+
+PLATFORM = platform_with(bulk=False)
+LIST = "admin:contacts_contact_changelist"
+
+
+@pytest.fixture
+def as_role(client, django_user_model):
+    """as_role(role) -> the test client, logged in as a fresh staff user in that role."""
+
+    def login(role):
+        user = django_user_model.objects.create_user(
+            re.sub(r"\W+", "-", role.lower()), "someone@example.com", "pw-1", is_staff=True
+        )
+        user.groups.add(Group.objects.get(name=role))
+        client.force_login(user)
+        return client
+
+    return login
+
+
+def _messages(response):
+    return [str(m) for m in response.context["messages"]] if response.context else []
+
+
+def test_the_list_shows_one_mark_per_destination_with_status_remote_id_and_error(
+    admin_client_logged, all_destinations
+):
+    seed_demo_contacts(3)
+    first, second, _ = Contact.objects.order_by("pk")
+    synced_on, failed_on = all_destinations[:2]
+    ContactSyncState.objects.create(
+        contact=first, destination=synced_on, status=SyncStatus.SYNCED, remote_id="R-123"
+    )
+    ContactSyncState.objects.create(
+        contact=first,
+        destination=failed_on,
+        status=SyncStatus.FAILED,
+        last_error="HTTP 400: <b>lastName</b> is required",
+    )
+    page = admin_client_logged.get(reverse(LIST)).content.decode()
+
+    assert page.count('class="sync-mark ') == 3 * len(all_destinations)
+    assert "sync-badge" not in page.split('id="result_list"')[1]  # no stacked badges
+    tip = page.split(f'id="sync-tip-{first.pk}-{synced_on.pk}"')[1].split("</span></span>")[0]
+    assert synced_on.name in tip and "synced" in tip and "Remote ID R-123" in tip
+    tip = page.split(f'id="sync-tip-{first.pk}-{failed_on.pk}"')[1].split("</span></span>")[0]
+    assert "failed" in tip and "HTTP 400: &lt;b&gt;lastName&lt;/b&gt; is required" in tip
+    tip = page.split(f'id="sync-tip-{second.pk}-{synced_on.pk}"')[1].split("</span></span>")[0]
+    assert "never pushed" in tip
+
+
+def test_country_and_language_filters_show_names_not_codes(admin_client_logged, db):
+    seed_demo_contacts(1)
+    Contact.objects.update(country="AU", language="en")
+    page = admin_client_logged.get(reverse(LIST)).content.decode()
+    assert "Australia" in page and "English" in page
+    assert "?country=AU" in page  # the query string keeps the code
+    filtered = admin_client_logged.get(reverse(LIST), {"country": "AU"})
+    assert filtered.context["cl"].result_count == 1
+
+
+@pytest.mark.parametrize(
+    "role, sees_push",
+    [("Marketing staff", False), ("Managers", False), ("Sync admins", True)],
+)
+def test_push_controls_only_for_those_who_may_push(as_role, sandbox_destination, role, sees_push):
+    sandbox_destination(PLATFORM)
+    seed_demo_contacts(1)
+    page = as_role(role).get(reverse(LIST)).content.decode()
+    assert ('name="destination"' in page) is sees_push
+    assert ('name="force"' in page) is sees_push
+
+
+def test_push_now_and_retry_from_the_contacts_sync_panel(
+    as_role, sandbox_destination, sandbox, settings
+):
+    settings.SYNC_ON_SAVE_MODE = "immediate"
+    destination = sandbox_destination(PLATFORM)
+    seed_demo_contacts(1)
+    contact = Contact.objects.get()
+    http = as_role("Sync admins")
+    change = reverse("admin:contacts_contact_change", args=[contact.pk])
+    push = reverse("admin:contacts_contact_push_now", args=[contact.pk, destination.pk])
+    retry = reverse("admin:contacts_contact_retry", args=[contact.pk, destination.pk])
+
+    page = http.get(change).content.decode()
+    assert f'action="{push}"' in page and f'action="{retry}"' not in page  # nothing failed
+    assert page.index('id="sync-panel"') < page.index('name="first_name"')  # at the top
+
+    response = http.post(push, follow=True)
+    assert response.redirect_chain[-1][0] == change
+    assert _messages(response) == [f"Pushed to {destination.name}: synced."]
+    state = ContactSyncState.objects.get(contact=contact, destination=destination)
+    assert state.status == SyncStatus.SYNCED and state.remote_id
+
+    requests_before = sandbox_requests(sandbox)
+    http.post(push, follow=True)  # unchanged, but "Push now" sends it anyway
+    assert sandbox_requests(sandbox) > requests_before
+
+    response = http.post(retry, follow=True)
+    assert "has no failed push of this contact to retry" in _messages(response)[0]
+
+    ContactSyncState.objects.filter(pk=state.pk).update(
+        status=SyncStatus.FAILED, last_error="HTTP 500: boom"
+    )
+    assert f'action="{retry}"' in http.get(change).content.decode()
+    response = http.post(retry, follow=True)
+    assert _messages(response) == [f"Pushed to {destination.name}: synced."]
+    state.refresh_from_db()  # the platform holds it as it is (unchanged since its last push)
+    assert state.status in (SyncStatus.SYNCED, SyncStatus.UNCHANGED) and state.last_error == ""
+
+    Destination.objects.filter(pk=destination.pk).update(paused_at=timezone.now())
+    requests_before = sandbox_requests(sandbox)
+    response = http.post(push, follow=True)
+    assert "Nothing sent" in _messages(response)[0] and "paused" in _messages(response)[0]
+    assert sandbox_requests(sandbox) == requests_before
+    assert f'action="{push}"' not in response.content.decode()
+
+
+def test_push_now_in_queued_mode_queues_and_the_panel_says_so(
+    as_role, sandbox_destination, sandbox, settings
+):
+    settings.SYNC_ON_SAVE_MODE = "queued"
+    destination = sandbox_destination(PLATFORM)
+    seed_demo_contacts(1)
+    contact = Contact.objects.get()
+    push = reverse("admin:contacts_contact_push_now", args=[contact.pk, destination.pk])
+    response = as_role("Sync admins").post(push, follow=True)
+    assert _messages(response) == [f"Queued for {destination.name}; the Sync panel updates itself."]
+    assert sandbox_requests(sandbox) == 0
+    state = ContactSyncState.objects.get(contact=contact, destination=destination)
+    assert state.status == SyncStatus.PENDING
+    assert 'data-active="1"' in response.content.decode()  # the panel polls until it settles
+
+
+@pytest.mark.parametrize("role, links", [("Marketing staff", False), ("Sync admins", True)])
+def test_the_panel_links_attempts_only_for_those_who_may_open_them(
+    as_role, sandbox_destination, role, links
+):
+    destination = sandbox_destination(PLATFORM)
+    seed_demo_contacts(1)
+    contact = Contact.objects.get()
+    attempt = SyncAttempt.objects.create(
+        destination=destination,
+        contact=contact,
+        trigger="save",
+        outcome="failed",
+        started_at=timezone.now(),
+    )
+    http = as_role(role)
+    page = http.get(reverse("admin:contacts_contact_change", args=[contact.pk])).content.decode()
+    link = reverse("admin:sync_syncattempt_change", args=[attempt.pk])
+    assert (f'href="{link}"' in page) is links
+    assert attempt.started_at.strftime("%Y-%m-%d") in page  # the attempt is listed either way
+    assert ("Push now" in page) is links  # sync admins push; marketing staff do not
+
+
+def test_403_and_404_are_pages_of_the_admin_for_its_staff(as_role, client, sandbox_destination):
+    destination = sandbox_destination(PLATFORM)
+    seed_demo_contacts(1)
+    attempt = SyncAttempt.objects.create(
+        destination=destination, trigger="save", outcome="failed", started_at=timezone.now()
+    )
+    http = as_role("Marketing staff")
+    refused = http.get(reverse("admin:sync_syncattempt_change", args=[attempt.pk]))
+    assert refused.status_code == 403
+    page = refused.content.decode()
+    assert 'data-status="403"' in page and "You may not open this page" in page
+    assert "/static/sync/sync.css" in page and 'id="nav-sidebar-apps"' in page  # unfold's page
+    assert reverse("admin:sync_syncattempt_changelist") not in page  # not in their sidebar
+
+    missing = http.get("/admin/contacts/contact/999999/change/")
+    assert missing.status_code in (302, 404)  # Django's admin redirects a missing object
+    missing = http.get("/admin/no-such-page/")
+    assert missing.status_code == 404 and 'data-status="404"' in missing.content.decode()
+
+    client.logout()
+    plain = client.get("/no-such-page/")
+    assert plain.status_code == 404 and "nav-sidebar" not in plain.content.decode()
+
+
+def test_the_overview_counts_contacts_not_attempts(admin_client_logged, all_destinations):
+    seed_demo_contacts(4)
+    contacts = list(Contact.objects.order_by("pk"))
+    target = all_destinations[0]
+    now = timezone.now()
+    for contact in contacts:
+        ContactSyncState.objects.create(
+            contact=contact, destination=target, status=SyncStatus.SYNCED, remote_id="r"
+        )
+        # a contact failed once, then went through: attempts say 50 %, contacts 100 %
+        for outcome in ("failed", "created"):
+            SyncAttempt.objects.create(
+                destination=target,
+                contact=contact,
+                trigger="save",
+                outcome=outcome,
+                started_at=now - timedelta(hours=1),
+            )
+    ContactSyncState.objects.create(
+        contact=contacts[0], destination=all_destinations[1], status=SyncStatus.FAILED
+    )
+    page = admin_client_logged.get(reverse("sync_dashboard")).content.decode()
+    overview = page.split('id="sync-overview"')[1].split("</table>")[0]
+    row = overview.split(f'data-destination="{target.pk}"')[1].split("</tr>")[0]
+    cells = dict(re.findall(r'data-count="([\w-]+)">(.*?)</td>', row, re.S))
+    assert cells["synced"] == "4" and cells["failed"] == "0" and cells["never"] == "0"
+    assert cells["success-rate"] == "100.0 %"
+    assert page.index('id="sync-overview"') < page.index(f'id="destination-{target.pk}"')
+    other = overview.split(f'data-destination="{all_destinations[1].pk}"')[1].split("</tr>")[0]
+    other_cells = dict(re.findall(r'data-count="([\w-]+)">(.*?)</td>', other, re.S))
+    assert ">1</a>" in other_cells["failed"] and other_cells["success-rate"] == "0.0 %"
+    assert other_cells["never"] == "3"
+    assert len(PLATFORMS) == len(re.findall(r"<tr data-destination=", overview))
+
+
+def test_the_live_part_refreshes_and_opened_directly_is_the_whole_dashboard(
+    admin_client_logged, sandbox_destination
+):
+    sandbox_destination(PLATFORM)
+    url = reverse("sync_dashboard_runs")
+    polled = admin_client_logged.get(url, headers={"X-Sync-Fragment": "1"}).content.decode()
+    assert 'id="sync-overview"' in polled and "<html" not in polled
+    direct = admin_client_logged.get(url).content.decode()
+    assert "<html" in direct and 'id="sync-live"' in direct and "/static/sync/sync.css" in direct
+
+
+def test_workers_are_shown_by_host_and_process_with_their_last_beat(admin_client_logged, db):
+    now = timezone.now()
+    WorkerHeartbeat.objects.create(name="web-1:4242:139963000001", last_seen=now)
+    WorkerHeartbeat.objects.create(
+        name="web-1:4242:139963000002", last_seen=now - timedelta(minutes=5)
+    )
+    WorkerHeartbeat.objects.create(
+        name="worker-2:77:139963000003", last_seen=now - timedelta(hours=2)
+    )
+    page = admin_client_logged.get(reverse("sync_dashboard")).content.decode()
+    workers = page.split('id="sync-workers"')[1].split("</table>")[0]
+    rows = re.findall(r"<tr><td>(.*?)</td><td>(.*?)</td>", workers)
+    assert rows == [("web-1", "4242"), ("worker-2", "77")]  # one row per process
+    assert "139963" not in workers
+    assert "2\xa0hours ago" in workers
