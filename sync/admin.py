@@ -297,6 +297,26 @@ class SyncAttemptAdmin(ReadOnlyAdmin):
     def short_error(self, obj):
         return obj.error[:120]
 
+    def get_fields(self, request, obj=None):
+        # The body with the model's help text ("Credentials removed.") under an empty value
+        # read as an error: shown by `request_sent`, which says what it holds.
+        return [
+            "request_sent" if name == "request_body" else name
+            for name in super().get_fields(request, obj)
+        ]
+
+    def get_readonly_fields(self, request, obj=None):
+        return [*super().get_readonly_fields(request, obj), "request_sent"]
+
+    @admin.display(description="request body")
+    def request_sent(self, obj):
+        if not obj.request_body:
+            return "No body was sent (or none was kept for this attempt)."
+        return format_html(
+            '<pre class="sync-payload">{}</pre><p class="text-xs">Credentials are redacted.</p>',
+            obj.request_body,
+        )
+
 
 class FailedAttemptInline(TabularInline):
     model = SyncAttempt

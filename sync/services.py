@@ -376,6 +376,8 @@ def destination_test_connection(*, destination: Destination) -> tuple[bool, str]
         return False, err.describe()
     except ConnectorConfigurationError as err:
         return False, str(err)
+    if message and not message.endswith((".", "!", "?")):
+        message += "."  # a platform's own words, as a sentence
     if destination_resume(destination=destination) is not None:
         message += " The destination is resumed; waiting contacts are queued."
     return True, message

@@ -265,3 +265,61 @@ def test_workers_are_shown_by_host_and_process_with_their_last_beat(admin_client
     assert rows == [("web-1", "4242"), ("worker-2", "77")]  # one row per process
     assert "139963" not in workers
     assert "2\xa0hours ago" in workers
+
+
+# ------------------------------------------------------------------ smaller defects
+
+
+def test_pages_name_their_favicon_and_it_exists(admin_client_logged):
+    from django.contrib.staticfiles import finders
+
+    page = admin_client_logged.get(reverse("admin:index")).content.decode()
+    href = re.search(r'<link rel="icon" href="([^"]+)" type="image/svg\+xml"', page)
+    assert href, "no favicon link"
+    assert finders.find(href.group(1).removeprefix("/static/"))
+
+
+def test_an_attempts_title_names_its_destination_and_its_body_reads_as_such(
+    admin_client_logged, sandbox_destination
+):
+    destination = sandbox_destination(PLATFORM)
+    attempt = SyncAttempt.objects.create(
+        destination=destination,
+        external_id="ct-1",
+        trigger="save",
+        outcome="failed",
+        started_at=timezone.now(),
+    )
+    assert str(attempt).endswith(f"ct-1 on {destination.name}")
+    page = admin_client_logged.get(
+        reverse("admin:sync_syncattempt_change", args=[attempt.pk])
+    ).content.decode()
+    assert f"on {destination.name}" in page
+    assert "No body was sent" in page and "Credentials removed." not in page
+
+
+def test_the_history_says_no_change_reason_rather_than_none(admin_client_logged, db):
+    seed_demo_contacts(1)
+    contact = Contact.objects.get()
+    contact.first_name = "Edited"
+    contact.save()
+    page = admin_client_logged.get(
+        reverse("admin:contacts_contact_history", args=[contact.pk])
+    ).content.decode()
+    assert "Edited" in page or "first name" in page.lower()
+    reasons = re.findall(r'data-label="Change reason">\s*(.*?)\s*</td>', page, re.S)
+    assert reasons and all(reason == "—" for reason in reasons), reasons
+
+
+@pytest.mark.parametrize("platform", PLATFORMS)
+def test_a_test_connection_message_is_made_of_sentences(sandbox_destination, platform):
+    from sync import services
+
+    destination = sandbox_destination(platform)
+    Destination.objects.filter(pk=destination.pk).update(paused_at=timezone.now())
+    destination.refresh_from_db()
+    ok, message = services.destination_test_connection(destination=destination)
+    assert ok, message
+    first, _, rest = message.partition(" The destination is resumed")
+    assert first.endswith("."), message
+    assert rest, message
