@@ -169,6 +169,18 @@ class DestinationAdmin(ObjectActionsMixin, SimpleHistoryAdmin, ModelAdmin):
             ("Mappings", {"fields": ["unmapped_fields", "options_refreshed_at"]}),
         ]
 
+    def save_model(self, request, obj, form, change):
+        """Saved; and said when a credential's variable is not set where this site runs (a
+        push or test would fail until the operator sets it)."""
+        super().save_model(request, obj, form, change)
+        for label, name in selectors.destination_unset_credentials(destination=obj):
+            self.message_user(
+                request,
+                f"{obj.name}: {label} {name} is not set on this server; pushes and tests "
+                "will fail until the operator sets it.",
+                messages.WARNING,
+            )
+
     def get_form(self, request, obj=None, change=False, **kwargs):
         cls = connectors.CONNECTORS.get(platform_of(request, obj))
         kwargs["form"] = destination_form_for(cls)

@@ -349,6 +349,24 @@ def _mapping_text(record) -> str:
     return f"{source} -> {record.remote_list}"
 
 
+def destination_unset_credentials(*, destination: Destination) -> list[tuple[str, str]]:
+    """(credential label, variable name) for each credential whose variable is allowed by the
+    outbound policy but not set (or empty) in this process's environment: the destination
+    saves, but every push and test would fail. Names the policy refuses are left out (the
+    form refuses them itself), so nothing is said about variables outside the allow list."""
+    import os
+
+    from sync.policy import credential_name_problem
+
+    cls = destination.connector_class
+    unset = []
+    for credential in getattr(cls, "credentials", {}).values():
+        name = getattr(destination, credential.field, "")
+        if name and not credential_name_problem(name) and not os.environ.get(name):
+            unset.append((str(credential.label), name))
+    return unset
+
+
 def contact_push_outcome(*, contact_id: int, destination: Destination) -> tuple[str, str]:
     """After a person's "Push now" or "Retry": what became of it, as (level, text)."""
     state = ContactSyncState.objects.filter(contact_id=contact_id, destination=destination).first()

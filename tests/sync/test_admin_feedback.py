@@ -323,3 +323,51 @@ def test_a_test_connection_message_is_made_of_sentences(sandbox_destination, pla
     first, _, rest = message.partition(" The destination is resumed")
     assert first.endswith("."), message
     assert rest, message
+
+
+def test_saving_a_destination_whose_credential_variable_is_unset_warns(
+    admin_client_logged, sandbox_destination, monkeypatch
+):
+    from tests.sync.conftest import destination_form_data
+
+    destination = sandbox_destination(PLATFORM)
+    field = next(iter(destination.connector_class.credentials.values())).field
+    monkeypatch.delenv("SYNC_CREDENTIAL_NOT_SET_ANYWHERE", raising=False)
+    url = reverse("admin:sync_destination_change", args=[destination.pk])
+    response = admin_client_logged.post(
+        url,
+        destination_form_data(destination, **{field: "SYNC_CREDENTIAL_NOT_SET_ANYWHERE"}),
+        follow=True,
+    )
+    label = next(
+        c.label for c in destination.connector_class.credentials.values() if c.field == field
+    )
+    warnings = [m for m in _messages(response) if "is not set on this server" in m]
+    assert warnings == [
+        f"{destination.name}: {label} SYNC_CREDENTIAL_NOT_SET_ANYWHERE is not set on this "
+        "server; pushes and tests will fail until the operator sets it."
+    ]
+
+    monkeypatch.setenv("SYNC_CREDENTIAL_NOT_SET_ANYWHERE", "a-value")
+    response = admin_client_logged.post(
+        url,
+        destination_form_data(destination, **{field: "SYNC_CREDENTIAL_NOT_SET_ANYWHERE"}),
+        follow=True,
+    )
+    assert not [m for m in _messages(response) if "is not set" in m]
+
+
+def test_a_name_outside_the_allow_list_gets_the_forms_refusal_and_no_warning(
+    admin_client_logged, sandbox_destination
+):
+    from tests.sync.conftest import destination_form_data
+
+    destination = sandbox_destination(PLATFORM)
+    field = next(iter(destination.connector_class.credentials.values())).field
+    for name in ("HOME", "NO_SUCH_VARIABLE_ANYWHERE"):  # one set, one not: the same answer
+        response = admin_client_logged.post(
+            reverse("admin:sync_destination_change", args=[destination.pk]),
+            destination_form_data(destination, **{field: name}),
+        )
+        assert response.status_code == 200  # refused on the form
+        assert "is not set" not in response.content.decode()
