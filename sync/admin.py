@@ -27,11 +27,23 @@ from unfold.admin import ModelAdmin, TabularInline
 from unfold.forms import ActionForm, AdminPasswordChangeForm, UserChangeForm, UserCreationForm
 
 from contacts.admin import ContactAdmin
-from contacts.models import Contact, CustomFieldDefinition, Group, MailingList
+from contacts.models import (
+    Contact,
+    CustomFieldDefinition,
+    Group,
+    MailingList,
+    new_external_id,
+)
 from sync import actions, connectors, selectors, services
 from sync.actions import ObjectActionsMixin, object_action
 from sync.connectors.base import ConnectorConfigurationError, ConnectorError
-from sync.connectors.records import STANDARD_FIELDS
+from sync.connectors.records import (
+    STANDARD_FIELDS,
+    ChannelRecord,
+    ContactRecord,
+    CustomValueRecord,
+    ExternalUrlRecord,
+)
 from sync.forms import (
     credential_field_names,
     destination_form_for,
@@ -539,6 +551,11 @@ class SyncedContactAdmin(ContactAdmin):
                 name="contacts_contact_sync_panel",
             ),
             path(
+                "sync-check/",
+                view(self.sync_check_view),
+                name="contacts_contact_sync_check",
+            ),
+            path(
                 f"{destination}/push/",
                 view(self.sync_push_view, retry=False),
                 name="contacts_contact_push_now",
@@ -572,6 +589,28 @@ class SyncedContactAdmin(ContactAdmin):
             "admin/sync/contact_sync_panel.html",
             self.sync_panel_context(request, contact),
         )
+
+    def sync_check_view(self, request):
+        """Before a save: what each destination will refuse or not receive of the contact as
+        typed on its page (POST of the page's form; reads only, writes nothing)."""
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["POST"])
+        contact = None
+        contact_id = request.POST.get("_sync_check_contact", "")
+        if contact_id.isdigit():
+            contact = Contact.objects.filter(pk=int(contact_id)).first()
+        allowed = (
+            self.has_change_permission(request, contact)
+            if contact is not None
+            else self.has_add_permission(request)
+        )
+        if not allowed:
+            raise PermissionDenied
+        record = _record_as_typed(self.get_form(request, contact), request.POST, contact)
+        checks = services.contact_sync_check(
+            record=record, contact_id=contact.pk if contact else None
+        )
+        return TemplateResponse(request, "admin/sync/contact_sync_check.html", {"checks": checks})
 
     def sync_push_view(self, request, contact_id, destination_id, retry):
         """The panel's "Push now" and "Retry" for one destination (POST, push permission)."""
@@ -619,7 +658,78 @@ class SyncedContactAdmin(ContactAdmin):
     def render_change_form(self, request, context, add=False, change=False, form_url="", obj=None):
         if obj is not None:
             context["sync_panel"] = self.sync_panel_context(request, obj)
+        may_edit = (
+            self.has_change_permission(request, obj) if obj else self.has_add_permission(request)
+        )
+        if may_edit:
+            context["sync_check_url"] = reverse("admin:contacts_contact_sync_check")
         return super().render_change_form(request, context, add, change, form_url, obj)
+
+
+def _inline_rows(data, prefix: str, names: list[str]) -> list[dict]:
+    """The rows of one inline formset as posted, without deleted and empty ones."""
+    try:
+        total = min(int(data.get(f"{prefix}-TOTAL_FORMS", 0)), 1000)
+    except ValueError:
+        return []
+    rows = []
+    for index in range(total):
+        if data.get(f"{prefix}-{index}-DELETE"):
+            continue
+        row = {name: data.get(f"{prefix}-{index}-{name}", "").strip() for name in names}
+        if any(row.values()):
+            rows.append(row)
+    return rows
+
+
+def _record_as_typed(form_class, data, contact) -> ContactRecord:
+    """The contact as typed on its page, unsaved, as the record a connector builds from: the
+    form's fields that are valid (an invalid one shows its own error on the page) and its
+    inline rows."""
+    form = form_class(data, instance=contact)
+    form.is_valid()
+    values = {
+        name: value
+        for name, value in form.cleaned_data.items()
+        if name in ContactRecord.__dataclass_fields__ and value is not None
+    }
+    values["tags"] = tuple(values.get("tags") or ())
+    definitions = {str(d.pk): d for d in CustomFieldDefinition.objects.only("pk", "name", "type")}
+    custom = tuple(
+        CustomValueRecord(
+            definitions[row["definition"]].name, definitions[row["definition"]].type, row["value"]
+        )
+        for row in _inline_rows(data, "custom_values", ["definition", "value"])
+        if row["definition"] in definitions
+    )
+    return ContactRecord(
+        **{
+            **values,
+            "id": contact.pk if contact else None,
+            # a new contact's ID is generated on save: one of the same shape stands in for it
+            "external_id": values.get("external_id")
+            or (contact.external_id if contact else new_external_id()),
+        },
+        channels=tuple(
+            ChannelRecord(row["type"], row["value"])
+            for row in _inline_rows(data, "channels", ["type", "value"])
+        ),
+        custom_values=custom,
+        group_ids=frozenset(
+            int(row["group"])
+            for row in _inline_rows(data, "memberships", ["group"])
+            if row["group"].isdigit()
+        ),
+        subscriptions={
+            int(row["mailing_list"]): bool(row["subscribed"])
+            for row in _inline_rows(data, "subscriptions", ["mailing_list", "subscribed"])
+            if row["mailing_list"].isdigit()
+        },
+        external_urls=tuple(
+            ExternalUrlRecord(row["ref"], row["url"], row["label"])
+            for row in _inline_rows(data, "external_urls", ["ref", "url", "label"])
+        ),
+    )
 
 
 def _mark(destination, state):

@@ -26,7 +26,7 @@ from sync.connectors.base import (
     PartialOptionsError,
     PermanentError,
 )
-from sync.connectors.records import RemoteState
+from sync.connectors.records import ContactRecord, RemoteState
 from sync.engine import (  # noqa: F401  (re-exported for adapters)
     PushContext,
     contact_delete_remote,
@@ -459,6 +459,68 @@ def contact_preview_payloads(*, contact_ids: list[int]) -> list[dict]:
                 }
             )
     return previews
+
+
+def contact_sync_check(*, record: ContactRecord, contact_id: int | None) -> list[dict]:
+    """Before a save: per enabled destination, whether its platform will refuse the contact
+    as typed (the connector's own checks in `build_payload`, which raise PermanentError
+    before any request) and which of its values it will not receive because they are not
+    mapped there. Sends nothing, writes nothing.
+
+    [{"destination", "refusal" (the platform's reason, "" if none), "unmapped" (labels)}]"""
+    from contacts.models import Group, MailingList
+    from sync.connectors.records import STANDARD_FIELDS
+
+    states = (
+        {s.destination_id: s for s in ContactSyncState.objects.filter(contact_id=contact_id)}
+        if contact_id
+        else {}
+    )
+    group_names = dict(Group.objects.filter(pk__in=record.group_ids).values_list("pk", "name"))
+    list_names = dict(
+        MailingList.objects.filter(pk__in=record.subscriptions).values_list("pk", "name")
+    )
+    checks = []
+    for destination in Destination.objects.filter(enabled=True).order_by("name"):
+        mapping = selectors.destination_mapping(destination)
+        unmapped = [
+            f"custom field “{value.name}”"
+            for value in record.custom_values
+            if value.value != "" and f"custom:{value.name}" not in mapping.fields
+        ]
+        unmapped += [
+            str(STANDARD_FIELDS[name])
+            for name in destination.connector_class.mappable_standard_fields
+            if name in STANDARD_FIELDS
+            and getattr(record, name, None) not in (None, "", (), False)
+            and name not in mapping.fields
+        ]
+        unmapped += [
+            f"group “{group_names[pk]}”"
+            for pk in sorted(record.group_ids)
+            if pk in group_names and pk not in mapping.groups
+        ]
+        unmapped += [
+            f"mailing list “{list_names[pk]}”"
+            for pk in sorted(record.subscriptions)
+            if pk in list_names and pk not in mapping.mailing_lists
+        ]
+        state = states.get(destination.pk)
+        remote = (
+            RemoteState(state.remote_id or None, state.accepted_email_status or None)
+            if state
+            else RemoteState()
+        )
+        refusal = ""
+        try:
+            connector = destination_connector(destination=destination, throttle=False)
+            connector.build_payload(record, remote)
+        except PermanentError as err:
+            refusal = str(err)
+        except ConnectorConfigurationError:
+            pass  # not the contact's fault: the destination's page and dashboard say so
+        checks.append({"destination": destination, "refusal": refusal, "unmapped": unmapped})
+    return checks
 
 
 def _preview(connector, record, remote) -> str:

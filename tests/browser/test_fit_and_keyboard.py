@@ -182,3 +182,37 @@ def test_focus_moves_into_a_new_inline_row_and_shows_a_ring(page, login, role_us
         " return [s.outlineStyle, s.outlineWidth, document.activeElement.name]; }"
     )
     assert outline[0] != "none" and outline[1] != "0px", outline
+
+
+def test_the_contact_form_says_before_saving_which_platform_will_refuse_it(
+    page, login, role_user, destinations
+):
+    from sync.connectors.base import PermanentError
+    from sync.connectors.records import ContactRecord, RemoteState
+    from sync.engine import destination_connector
+
+    probe = ContactRecord(
+        id=None, external_id="ct-probe", first_name="Ada", last_name="", email="ada@example.com"
+    )
+    refusing = []
+    for destination in destinations.values():
+        try:
+            destination_connector(destination=destination, throttle=False).build_payload(
+                probe, RemoteState()
+            )
+        except PermanentError:
+            refusing.append(destination)
+    if not refusing:
+        pytest.skip("no platform refuses a contact without a last name")
+    login(role_user("Marketing staff", "marta"))
+    page.goto("/admin/contacts/contact/add/")
+    page.fill("#id_first_name", "Ada")
+    page.fill("#id_email", "ada@example.com")
+    notice = page.locator("#sync-check")
+    for destination in refusing:
+        notice.locator(f".sync-check-refusal[data-destination='{destination.pk}']").wait_for()
+    page.fill("#id_last_name", "Lovelace")
+    page.wait_for_function(
+        "() => !document.querySelector('#sync-check .sync-check-refusal')", timeout=5000
+    )
+    assert Contact.objects.count() == 0

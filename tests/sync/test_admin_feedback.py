@@ -371,3 +371,72 @@ def test_a_name_outside_the_allow_list_gets_the_forms_refusal_and_no_warning(
         )
         assert response.status_code == 200  # refused on the form
         assert "is not set" not in response.content.decode()
+
+
+# ---------------------------------------------------- before a save: refusals and unmapped
+
+
+def _check(http, data, contact=None):
+    body = {**data, "_sync_check_contact": str(contact.pk) if contact else ""}
+    response = http.post(reverse("admin:contacts_contact_sync_check"), body)
+    assert response.status_code == 200, response.status_code
+    return response.content.decode()
+
+
+def test_before_a_save_the_page_hears_which_platform_will_refuse_the_contact(
+    admin_client_logged, all_destinations
+):
+    from contacts.admin import ContactAdmin  # noqa: F401  (the form's fields)
+    from sync.connectors.base import PermanentError
+    from sync.connectors.records import ContactRecord, RemoteState
+    from sync.engine import destination_connector
+    from tests.contacts.admin_post import contact_post
+
+    data = contact_post(last_name="")
+    page = _check(admin_client_logged, data)
+    probe = ContactRecord(
+        id=None,
+        external_id="ct-probe",
+        first_name="John",
+        last_name="",
+        email="john.smith@example.com",
+    )
+    refusing = []
+    for destination in all_destinations:
+        try:
+            destination_connector(destination=destination, throttle=False).build_payload(
+                probe, RemoteState()
+            )
+        except PermanentError as err:
+            refusing.append((destination, str(err)))
+    if not refusing:
+        pytest.skip("no platform refuses a contact without a last name")
+    for destination, reason in refusing:
+        assert f"{destination.name} will refuse it:</strong> {reason}" in page
+    assert page.count("will refuse it") == len(refusing)
+    assert "will refuse it" not in _check(admin_client_logged, contact_post())
+    assert Contact.objects.count() == 0  # nothing saved to ask
+
+
+def test_before_a_save_the_page_hears_what_each_destination_does_not_receive(
+    admin_client_logged, sandbox_destination
+):
+    from contacts.models import CustomFieldDefinition, Group
+    from sync.models import FieldMapping, ListMapping
+    from tests.contacts.admin_post import contact_post
+
+    destination = sandbox_destination(PLATFORM)
+    loyalty = CustomFieldDefinition.objects.create(name="loyalty", type="string")
+    vip = Group.objects.create(name="VIP")
+    data = contact_post(
+        custom_values=[{"definition": str(loyalty.pk), "value": "Gold"}],
+        memberships=[{"group": str(vip.pk)}],
+    )
+    page = _check(admin_client_logged, data)
+    line = page.split(f"Not sent to {destination.name}")[1].split("</li>")[0]
+    assert "custom field “loyalty”" in line and "group “VIP”" in line
+
+    FieldMapping.objects.create(destination=destination, custom_field=loyalty, remote_field="x")
+    ListMapping.objects.create(destination=destination, group=vip, remote_list="1")
+    page = _check(admin_client_logged, data)
+    assert "loyalty" not in page and "VIP" not in page
