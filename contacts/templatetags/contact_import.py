@@ -27,7 +27,7 @@ def import_error_list(result) -> list[dict]:
     """Every error of the invalid rows, one entry per row and column, for the list above the
     table: {"row", "column" (blank for a row's own error), "errors"}."""
     found = []
-    for row in result.invalid_rows:
+    for row in getattr(result, "invalid_rows", ()):
         for name, errors in row.field_specific_errors.items():
             found.append(
                 {"row": row.number, "column": str(name), "errors": [str(e) for e in errors]}
@@ -48,6 +48,8 @@ def import_clearings(result) -> list[dict]:
     one <del> and nothing else (django-import-export's Diff.as_html); the rows of a preview
     with no invalid row are the file's rows, in order."""
     found = []
+    if not hasattr(result, "valid_rows"):  # no preview on this page
+        return found
     for number, row in enumerate(result.valid_rows(), start=1):
         for header, cell in zip(result.diff_headers, row.diff or (), strict=False):
             match = CLEARED.fullmatch(str(cell).strip())
