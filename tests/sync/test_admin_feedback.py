@@ -386,7 +386,6 @@ def _check(http, data, contact=None):
 def test_before_a_save_the_page_hears_which_platform_will_refuse_the_contact(
     admin_client_logged, all_destinations
 ):
-    from contacts.admin import ContactAdmin  # noqa: F401  (the form's fields)
     from sync.connectors.base import PermanentError
     from sync.connectors.records import ContactRecord, RemoteState
     from sync.engine import destination_connector
