@@ -176,6 +176,10 @@ UNFOLD = {
     "SITE_SYMBOL": "sync",
     "SHOW_VIEW_ON_SITE": False,
     "STYLES": [lambda request: static("sync/sync.css")],
+    "SCRIPTS": [lambda request: static("sync/sync.js")],
+    "SITE_FAVICONS": [
+        {"rel": "icon", "type": "image/svg+xml", "href": lambda request: static("sync/favicon.svg")}
+    ],
     "SIDEBAR": {"show_search": False, "navigation": "sync.navigation.sidebar"},
 }
 

@@ -11,6 +11,10 @@ admin.site.site_title = "Contact sync"
 admin.site.index_title = "Contacts and their destinations"
 admin.site.index_template = "admin/sync_index.html"
 
+# 403 and 404 in the admin's look for its staff (sync/views.py).
+handler403 = "sync.views.permission_denied"
+handler404 = "sync.views.page_not_found"
+
 
 def _admin(view):
     return admin.site.admin_view(partial(view, admin_site=admin.site))

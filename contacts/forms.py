@@ -5,6 +5,7 @@ from collections import Counter
 from django import forms
 from django.core.exceptions import ValidationError
 from django.db.models.functions import Lower
+from unfold.widgets import UnfoldAdminSelect2Widget
 
 from contacts import validators
 from contacts.models import MAX_CHANNELS_PER_TYPE, MAX_EXTERNAL_URLS, Channel, Contact
@@ -27,8 +28,28 @@ class TagsField(forms.CharField):
         return tags
 
 
+class TimeZoneField(forms.ChoiceField):
+    """The IANA zones in a searchable select (unfold's select2); a value posted in another
+    case (europe/london) is read as its zone."""
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault("choices", validators.time_zone_choices)
+        kwargs.setdefault("widget", UnfoldAdminSelect2Widget)
+        super().__init__(**kwargs)
+
+    def to_python(self, value):
+        return validators.canonical_time_zone(super().to_python(value))
+
+    def validate(self, value):
+        if value:
+            validators.validate_time_zone(value)  # its own message, not "not one of the choices"
+
+
 class ContactForm(forms.ModelForm):
     tags = TagsField(required=False, help_text="Comma-separated.")
+    time_zone = TimeZoneField(
+        required=False, label="Time zone", help_text="IANA name: type to search (e.g. London)."
+    )
 
     class Meta:
         model = Contact

@@ -240,6 +240,7 @@ class ContactResource(resources.ModelResource):
         self._row_number = 0
         self._looked_up_email: tuple[str, int | None] | None = None
         self._tombstones: tuple[frozenset[str], frozenset[str]] = (frozenset(), frozenset())
+        self._stored_email = ""
 
     @classmethod
     def field_from_django_field(cls, field_name, django_field, readonly):
@@ -315,6 +316,8 @@ class ContactResource(resources.ModelResource):
                     "external ID: give that one, or leave the cell blank."
                 )
                 raise ValidationError({"external_id": message})
+        # The email as stored: a file that has it in another case does not rewrite it.
+        self._stored_email = contact.email if contact is not None else ""
         if contact is not None:
             earlier = self._row_of_contact.get(contact.pk)
             if earlier is not None and external_id not in self._duplicate_external_ids:
@@ -332,6 +335,12 @@ class ContactResource(resources.ModelResource):
         # Codes as the admin's selects send them, whatever case the file has.
         instance.country = (instance.country or "").upper()
         instance.language = (instance.language or "").lower()
+        instance.time_zone = validators.canonical_time_zone(instance.time_zone or "")
+        # Matching ignores the email's case; the stored spelling stays (JANE@ in the file
+        # over jane@ here is the same contact, not a change to push).
+        stored = getattr(self, "_stored_email", "")
+        if stored and (instance.email or "").lower() == stored.lower():
+            instance.email = stored
         for key, message in self._row_checks(instance, errors):
             errors.setdefault(key, []).append(ValidationError(message, code="invalid"))
         if errors:

@@ -44,6 +44,22 @@ def time_zone_names() -> frozenset[str]:
     return frozenset(zoneinfo.available_timezones())
 
 
+@cache
+def _time_zones_by_folded_name() -> dict[str, str]:
+    return {name.casefold(): name for name in time_zone_names()}
+
+
+def canonical_time_zone(value: str) -> str:
+    """The IANA name as spelled in the database of zones (europe/london -> Europe/London);
+    anything that is not a zone name is returned as it is, for the validator to refuse."""
+    value = value.strip()
+    return _time_zones_by_folded_name().get(value.casefold(), value)
+
+
+def time_zone_choices() -> list[tuple[str, str]]:
+    return [("", "---------")] + [(name, name) for name in sorted(time_zone_names())]
+
+
 def validate_time_zone(value: str) -> None:
     if value and value not in time_zone_names():
         raise ValidationError(f"{value!r} is not an IANA time zone name (e.g. Europe/London).")

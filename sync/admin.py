@@ -1,6 +1,8 @@
 """Sync in the admin: destinations with their mappings, read-only state, attempt log and runs,
 and the contact admin extended with badges, a sync panel and push actions."""
 
+from functools import partial
+
 from axes import admin as axes_admin
 from axes.models import AccessAttempt, AccessFailureLog, AccessLog
 from django import forms
@@ -11,10 +13,11 @@ from django.contrib.auth.models import Group as AuthGroup
 from django.contrib.auth.models import User
 from django.core.exceptions import PermissionDenied
 from django.db.models import Exists, OuterRef, Prefetch, Q
-from django.shortcuts import get_object_or_404
+from django.http import HttpResponseNotAllowed
+from django.shortcuts import get_object_or_404, redirect
 from django.template.loader import render_to_string
 from django.template.response import TemplateResponse
-from django.urls import path
+from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.translation import ngettext
@@ -22,14 +25,26 @@ from django_tasks_db import admin as tasks_admin
 from django_tasks_db.models import DBTaskResult
 from simple_history.admin import SimpleHistoryAdmin
 from unfold.admin import ModelAdmin, TabularInline
-from unfold.forms import AdminPasswordChangeForm, UserChangeForm, UserCreationForm
+from unfold.forms import ActionForm, AdminPasswordChangeForm, UserChangeForm, UserCreationForm
 
 from contacts.admin import ContactAdmin
-from contacts.models import Contact, CustomFieldDefinition, Group, MailingList
+from contacts.models import (
+    Contact,
+    CustomFieldDefinition,
+    Group,
+    MailingList,
+    new_external_id,
+)
 from sync import actions, connectors, selectors, services
 from sync.actions import ObjectActionsMixin, object_action
 from sync.connectors.base import ConnectorConfigurationError, ConnectorError
-from sync.connectors.records import STANDARD_FIELDS
+from sync.connectors.records import (
+    STANDARD_FIELDS,
+    ChannelRecord,
+    ContactRecord,
+    CustomValueRecord,
+    ExternalUrlRecord,
+)
 from sync.forms import (
     credential_field_names,
     destination_form_for,
@@ -180,6 +195,18 @@ class DestinationAdmin(ObjectActionsMixin, SimpleHistoryAdmin, ModelAdmin):
             ("Mappings", {"fields": ["unmapped_fields", "options_refreshed_at"]}),
         ]
 
+    def save_model(self, request, obj, form, change):
+        """Saved; and said when a credential's variable is not set where this site runs (a
+        push or test would fail until the operator sets it)."""
+        super().save_model(request, obj, form, change)
+        for label, name in selectors.destination_unset_credentials(destination=obj):
+            self.message_user(
+                request,
+                f"{obj.name}: {label} {name} is not set on this server; pushes and tests "
+                "will fail until the operator sets it.",
+                messages.WARNING,
+            )
+
     def get_form(self, request, obj=None, change=False, **kwargs):
         cls = connectors.CONNECTORS.get(platform_of(request, obj))
         kwargs["form"] = destination_form_for(cls)
@@ -324,6 +351,26 @@ class SyncAttemptAdmin(ReadOnlyAdmin):
     @admin.display(description="error")
     def short_error(self, obj):
         return obj.error[:120]
+
+    def get_fields(self, request, obj=None):
+        # The body with the model's help text ("Credentials removed.") under an empty value
+        # read as an error: shown by `request_sent`, which says what it holds.
+        return [
+            "request_sent" if name == "request_body" else name
+            for name in super().get_fields(request, obj)
+        ]
+
+    def get_readonly_fields(self, request, obj=None):
+        return [*super().get_readonly_fields(request, obj), "request_sent"]
+
+    @admin.display(description="request body")
+    def request_sent(self, obj):
+        if not obj.request_body:
+            return "No body was sent (or none was kept for this attempt)."
+        return format_html(
+            '<pre class="sync-payload">{}</pre><p class="text-xs">Credentials are redacted.</p>',
+            obj.request_body,
+        )
 
 
 class FailedAttemptInline(TabularInline):
@@ -473,16 +520,18 @@ class ErasureAdmin(ObjectActionsMixin, ReadOnlyAdmin):
 # ------------------------------------------------------------- the contact, with sync
 
 
-BADGE_TEXT = {
-    SyncStatus.SYNCED: "synced",
-    SyncStatus.UNCHANGED: "unchanged",
-    SyncStatus.PENDING: "pending",
-    SyncStatus.IN_PROGRESS: "pushing",
-    SyncStatus.WAITING: "waiting",
-    SyncStatus.AWAITING: "awaiting confirmation",
-    SyncStatus.SKIPPED: "skipped",
-    SyncStatus.FAILED: "failed",
-    SyncStatus.NEVER: "never",
+# Per status: the word in the tooltip and the symbol on the mark, so that the mark does not
+# rely on its colour alone.
+MARK_TEXT = {
+    SyncStatus.SYNCED: ("synced", "✓"),
+    SyncStatus.UNCHANGED: ("unchanged", "✓"),
+    SyncStatus.PENDING: ("pending", "…"),
+    SyncStatus.IN_PROGRESS: ("pushing", "…"),
+    SyncStatus.WAITING: ("waiting (destination paused)", "‖"),
+    SyncStatus.AWAITING: ("awaiting confirmation", "◷"),
+    SyncStatus.SKIPPED: ("skipped", "–"),
+    SyncStatus.FAILED: ("failed", "✕"),
+    SyncStatus.NEVER: ("never pushed", "○"),
 }
 
 
@@ -552,6 +601,18 @@ class SyncedContactAdmin(ContactAdmin):
     ]
     change_form_template = "admin/contacts/contact/sync_change_form.html"
 
+    def changelist_view(self, request, extra_context=None):
+        """The action bar's destination and force controls are for those who may push: other
+        roles get unfold's plain bar (their actions, preview and export, take neither)."""
+        response = super().changelist_view(request, extra_context)
+        context = getattr(response, "context_data", None) or {}
+        form = context.get("action_form")
+        if form is not None and not self.has_push_permission(request):
+            plain = ActionForm(auto_id=None)
+            plain.fields["action"].choices = form.fields["action"].choices
+            context["action_form"] = plain
+        return response
+
     def get_deleted_objects(self, objs, request):
         """Deleting a contact deletes its sync states and unlinks its attempt-log rows: the
         sync engine's own records, which no role edits. Whoever may delete the contact may
@@ -566,19 +627,19 @@ class SyncedContactAdmin(ContactAdmin):
         destinations = self.destinations(request)
 
         @admin.display(description="sync")
-        def sync_badges(obj):
+        def sync_cell(obj):
             states = {s.destination_id: s for s in obj.sync_states.all()}
             return render_to_string(
-                "admin/sync/badges.html",
-                {"badges": [_badge(d, states.get(d.pk)) for d in destinations]},
+                "admin/sync/sync_cell.html",
+                {"contact_id": obj.pk, "marks": [_mark(d, states.get(d.pk)) for d in destinations]},
             )
 
         name, *rest = super().get_list_display(request)
-        return [name, sync_badges, *rest]  # near the name: the list is wide
+        return [name, sync_cell, *rest]  # near the name
 
     def get_queryset(self, request):
         states = ContactSyncState.objects.only(
-            "contact_id", "destination_id", "status", "remote_id", "last_error"
+            "contact_id", "destination_id", "status", "remote_id", "last_error", "skip_reason"
         )
         return (
             super().get_queryset(request).prefetch_related(Prefetch("sync_states", queryset=states))
@@ -606,19 +667,105 @@ class SyncedContactAdmin(ContactAdmin):
         return request.user.has_perm(ERASE_PERMISSION)
 
     def get_urls(self):
-        view = self.admin_site.admin_view(self.sync_panel_view)
+        def view(function, **kwargs):
+            return self.admin_site.admin_view(partial(function, **kwargs))
+
+        destination = "<int:contact_id>/sync/<int:destination_id>"
         return [
-            path("<int:contact_id>/sync-panel/", view, name="contacts_contact_sync_panel"),
+            path(
+                "<int:contact_id>/sync-panel/",
+                view(self.sync_panel_view),
+                name="contacts_contact_sync_panel",
+            ),
+            path(
+                "sync-check/",
+                view(self.sync_check_view),
+                name="contacts_contact_sync_check",
+            ),
+            path(
+                f"{destination}/push/",
+                view(self.sync_push_view, retry=False),
+                name="contacts_contact_push_now",
+            ),
+            path(
+                f"{destination}/retry/",
+                view(self.sync_push_view, retry=True),
+                name="contacts_contact_retry",
+            ),
             *super().get_urls(),
         ]
+
+    def sync_panel_context(self, request, contact) -> dict:
+        """The sync panel's rows (sync.selectors) and what this user may do from it: push,
+        and open the attempt log's pages (its links are shown only to those who may)."""
+        attempts_admin = self.admin_site._registry.get(SyncAttempt)
+        return {
+            **selectors.contact_sync_panel(contact),
+            "can_push": self.has_push_permission(request),
+            "can_view_attempts": bool(
+                attempts_admin and attempts_admin.has_view_permission(request)
+            ),
+        }
 
     def sync_panel_view(self, request, contact_id):
         contact = get_object_or_404(Contact, pk=contact_id)
         if not self.has_view_or_change_permission(request, contact):
             raise PermissionDenied
         return TemplateResponse(
-            request, "admin/sync/contact_sync_panel.html", selectors.contact_sync_panel(contact)
+            request,
+            "admin/sync/contact_sync_panel.html",
+            self.sync_panel_context(request, contact),
         )
+
+    def sync_check_view(self, request):
+        """Before a save: what each destination will refuse or not receive of the contact as
+        typed on its page (POST of the page's form; reads only, writes nothing)."""
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["POST"])
+        contact = None
+        contact_id = request.POST.get("_sync_check_contact", "")
+        if contact_id.isdigit():
+            contact = Contact.objects.filter(pk=int(contact_id)).first()
+        allowed = (
+            self.has_change_permission(request, contact)
+            if contact is not None
+            else self.has_add_permission(request)
+        )
+        if not allowed:
+            raise PermissionDenied
+        record = _record_as_typed(self.get_form(request, contact), request.POST, contact)
+        checks = services.contact_sync_check(
+            record=record, contact_id=contact.pk if contact else None
+        )
+        return TemplateResponse(request, "admin/sync/contact_sync_check.html", {"checks": checks})
+
+    def sync_push_view(self, request, contact_id, destination_id, retry):
+        """The panel's "Push now" and "Retry" for one destination (POST, push permission)."""
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["POST"])
+        if not self.has_push_permission(request):
+            raise PermissionDenied
+        contact = get_object_or_404(Contact, pk=contact_id)
+        destination = get_object_or_404(Destination, pk=destination_id)
+        done = services.contact_push_now(
+            contact_id=contact.pk, destination=destination, user_id=request.user.pk, retry=retry
+        )
+        if done in ("pushed", "queued"):
+            level, text = selectors.contact_push_outcome(
+                contact_id=contact.pk, destination=destination
+            )
+            levels = {"success": messages.SUCCESS, "warning": messages.WARNING}
+            self.message_user(request, text, levels.get(level, messages.INFO))
+        else:
+            reasons = {
+                "paused": "is paused: test its connection to resume it",
+                "disabled": "is disabled",
+                "not failed": "has no failed push of this contact to retry",
+            }
+            self.message_user(
+                request, f"Nothing sent: {destination.name} {reasons[done]}.", messages.WARNING
+            )
+        return redirect(reverse("admin:contacts_contact_change", args=[contact.pk]))
 
     def save_model(self, request, obj, form, change):
         super().save_model(request, obj, form, change)
@@ -637,22 +784,95 @@ class SyncedContactAdmin(ContactAdmin):
 
     def render_change_form(self, request, context, add=False, change=False, form_url="", obj=None):
         if obj is not None:
-            context["sync_panel"] = selectors.contact_sync_panel(obj)
+            context["sync_panel"] = self.sync_panel_context(request, obj)
+        may_edit = (
+            self.has_change_permission(request, obj) if obj else self.has_add_permission(request)
+        )
+        if may_edit:
+            context["sync_check_url"] = reverse("admin:contacts_contact_sync_check")
         return super().render_change_form(request, context, add, change, form_url, obj)
 
 
-def _badge(destination, state):
-    """Status in the badge; the remote ID (or the platform's error) on hover."""
+def _inline_rows(data, prefix: str, names: list[str]) -> list[dict]:
+    """The rows of one inline formset as posted, without deleted and empty ones."""
+    try:
+        total = min(int(data.get(f"{prefix}-TOTAL_FORMS", 0)), 1000)
+    except ValueError:
+        return []
+    rows = []
+    for index in range(total):
+        if data.get(f"{prefix}-{index}-DELETE"):
+            continue
+        row = {name: data.get(f"{prefix}-{index}-{name}", "").strip() for name in names}
+        if any(row.values()):
+            rows.append(row)
+    return rows
+
+
+def _record_as_typed(form_class, data, contact) -> ContactRecord:
+    """The contact as typed on its page, unsaved, as the record a connector builds from: the
+    form's fields that are valid (an invalid one shows its own error on the page) and its
+    inline rows."""
+    form = form_class(data, instance=contact)
+    form.is_valid()
+    values = {
+        name: value
+        for name, value in form.cleaned_data.items()
+        if name in ContactRecord.__dataclass_fields__ and value is not None
+    }
+    values["tags"] = tuple(values.get("tags") or ())
+    definitions = {str(d.pk): d for d in CustomFieldDefinition.objects.only("pk", "name", "type")}
+    custom = tuple(
+        CustomValueRecord(
+            definitions[row["definition"]].name, definitions[row["definition"]].type, row["value"]
+        )
+        for row in _inline_rows(data, "custom_values", ["definition", "value"])
+        if row["definition"] in definitions
+    )
+    return ContactRecord(
+        **{
+            **values,
+            "id": contact.pk if contact else None,
+            # a new contact's ID is generated on save: one of the same shape stands in for it
+            "external_id": values.get("external_id")
+            or (contact.external_id if contact else new_external_id()),
+        },
+        channels=tuple(
+            ChannelRecord(row["type"], row["value"])
+            for row in _inline_rows(data, "channels", ["type", "value"])
+        ),
+        custom_values=custom,
+        group_ids=frozenset(
+            int(row["group"])
+            for row in _inline_rows(data, "memberships", ["group"])
+            if row["group"].isdigit()
+        ),
+        subscriptions={
+            int(row["mailing_list"]): bool(row["subscribed"])
+            for row in _inline_rows(data, "subscriptions", ["mailing_list", "subscribed"])
+            if row["mailing_list"].isdigit()
+        },
+        external_urls=tuple(
+            ExternalUrlRecord(row["ref"], row["url"], row["label"])
+            for row in _inline_rows(data, "external_urls", ["ref", "url", "label"])
+        ),
+    )
+
+
+def _mark(destination, state):
+    """One destination's mark in the list's sync cell: its status as a colour and a symbol,
+    with the status, the remote ID and the platform's error in its tooltip."""
     status = state.status if state else SyncStatus.NEVER
-    text = BADGE_TEXT[status]
-    if status == SyncStatus.SYNCED and state.remote_id:
-        text = f"{text} {state.remote_id[:8]}{'…' if len(state.remote_id) > 8 else ''}"
-    title = ""
-    if state and state.last_error:
-        title = state.last_error
-    elif state and state.remote_id:
-        title = f"remote ID {state.remote_id}"
-    return {"destination": destination.name, "status": status, "text": text, "title": title}
+    text, symbol = MARK_TEXT[status]
+    return {
+        "destination": destination,
+        "short": destination.name[:2],
+        "status": status,
+        "text": text,
+        "symbol": symbol,
+        "remote_id": state.remote_id if state else "",
+        "error": (state.last_error or state.skip_reason) if state else "",
+    }
 
 
 admin.site.unregister(Contact)

@@ -372,7 +372,7 @@ class ContactSyncState(models.Model):
         ]
 
     def __str__(self):
-        return f"{self.contact_id} on {self.destination_id}: {self.status}"
+        return f"{self.contact} on {self.destination.name}: {self.get_status_display()}"
 
 
 class SyncRun(models.Model):
@@ -476,7 +476,7 @@ class SyncAttempt(models.Model):
         ]
 
     def __str__(self):
-        return f"{self.get_outcome_display()} {self.external_id} on {self.destination_id}"
+        return f"{self.get_outcome_display()} {self.external_id} on {self.destination.name}"
 
 
 class RateLimitSlot(models.Model):

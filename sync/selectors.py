@@ -188,14 +188,9 @@ def dashboard(now=None) -> dict:
     counts: dict[int, dict[str, int]] = {}
     for row in ContactSyncState.objects.values("destination_id", "status").annotate(n=Count("id")):
         counts.setdefault(row["destination_id"], {})[row["status"]] = row["n"]
-    day_ago, week_ago = now - timedelta(hours=24), now - timedelta(days=7)
-    outcomes: dict[int, dict[str, int]] = {}
-    for row in (
-        SyncAttempt.objects.filter(started_at__gte=day_ago)
-        .values("destination_id", "outcome")
-        .annotate(n=Count("id"))
-    ):
-        outcomes.setdefault(row["destination_id"], {})[row["outcome"]] = row["n"]
+    # Hourly pushes over the week: the charts, and the trend (the last 24 h against the 24 h
+    # before).
+    week_ago = now - timedelta(days=7)
     hourly: dict[int, dict] = {}
     for row in (
         SyncAttempt.objects.filter(started_at__gte=week_ago)
@@ -219,7 +214,6 @@ def dashboard(now=None) -> dict:
         _destination_row(
             d,
             counts.get(d.pk, {}),
-            outcomes.get(d.pk, {}),
             hourly.get(d.pk, {}),
             errors.get(d.pk, []),
             total_contacts,
@@ -238,17 +232,31 @@ def dashboard(now=None) -> dict:
             )
         ),
         "queue_depth": DBTaskResult.objects.filter(status=TaskResultStatus.READY).count(),
-        "workers": list(WorkerHeartbeat.objects.order_by("-last_seen")[:20]),
+        "workers": dashboard_workers(),
         "now": now,
     }
 
 
-def _destination_row(destination, counts, outcomes, hourly, errors, total_contacts, now):
+def dashboard_workers(limit: int = 20) -> list[dict]:
+    """The worker processes that took up work, newest beat first, each as its host and
+    process id with its last beat. A heartbeat is named host:pid:thread (sync.engine's
+    PushContext.worker); a process's threads are one process here."""
+    processes: dict[tuple[str, str], dict] = {}
+    for beat in WorkerHeartbeat.objects.order_by("-last_seen")[: limit * 4]:
+        parts = beat.name.rsplit(":", 2)
+        key = (parts[0], parts[1] if len(parts) > 1 else "")
+        if key not in processes:
+            processes[key] = {"host": key[0], "pid": key[1], "last_seen": beat.last_seen}
+    return list(processes.values())[:limit]
+
+
+def _destination_row(destination, counts, hourly, errors, total_contacts, now):
     known = sum(n for status, n in counts.items() if status != SyncStatus.NEVER)
-    succeeded = sum(
-        outcomes.get(o, 0) for o in (Outcome.CREATED, Outcome.UPDATED, Outcome.ACCEPTED)
-    )
-    tried = succeeded + outcomes.get(Outcome.FAILED, 0) + outcomes.get(Outcome.RETRY, 0)
+    # Contacts, not attempts: of the contacts the platform has answered for (held or
+    # refused), the share it holds now. A contact tried five times counts once; those
+    # pending, waiting or awaiting confirmation have no answer yet and are left out.
+    held = counts.get(SyncStatus.SYNCED, 0) + counts.get(SyncStatus.UNCHANGED, 0)
+    answered = held + counts.get(SyncStatus.FAILED, 0)
     # TruncHour buckets in the current time zone; so do these keys.
     this_hour = timezone.localtime(now).replace(minute=0, second=0, microsecond=0)
     hours = [this_hour - timedelta(hours=h) for h in range(23, -1, -1)]
@@ -258,6 +266,8 @@ def _destination_row(destination, counts, outcomes, hourly, errors, total_contac
     per_day = [
         sum(n for h, n in hourly.items() if day <= h < day + timedelta(days=1)) for day in days
     ]
+    last_day = sum(per_hour)
+    day_before = sum(n for h, n in hourly.items() if hours[0] - timedelta(hours=24) <= h < hours[0])
     return {
         "destination": destination,
         "synced": counts.get(SyncStatus.SYNCED, 0),
@@ -268,10 +278,28 @@ def _destination_row(destination, counts, outcomes, hourly, errors, total_contac
         "awaiting": counts.get(SyncStatus.AWAITING, 0),
         "skipped": counts.get(SyncStatus.SKIPPED, 0),
         "never": total_contacts - known,
-        "success_rate": round(100 * succeeded / tried, 1) if tried else None,
-        "hour_chart": _series(per_hour, [h.strftime("%H:00") for h in hours]),
+        "success_rate": round(100 * held / answered, 1) if answered else None,
+        "answered": answered,
+        "trend": _trend(last_day, day_before),
+        "hour_chart": _series(per_hour, [h.strftime("%a %H:00") for h in hours]),
         "day_chart": _series(per_day, [d.strftime("%a %d") for d in days]),
         "errors": errors,
+    }
+
+
+def _trend(last_day: int, day_before: int) -> dict:
+    """Pushes of the last 24 hours against the 24 hours before, as an arrow and its words."""
+    if last_day > day_before:
+        arrow, word = "↑", "more"
+    elif last_day < day_before:
+        arrow, word = "↓", "fewer"
+    else:
+        arrow, word = "→", "as many"
+    return {
+        "arrow": arrow,
+        "last_day": last_day,
+        "day_before": day_before,
+        "text": f"{last_day} pushes in the last 24 h, {word} than the 24 h before ({day_before})",
     }
 
 
@@ -321,6 +349,44 @@ def _mapping_text(record) -> str:
         else f"mailing list #{record.mailing_list_id}"
     )
     return f"{source} -> {record.remote_list}"
+
+
+def destination_unset_credentials(*, destination: Destination) -> list[tuple[str, str]]:
+    """(credential label, variable name) for each credential whose variable is allowed by the
+    outbound policy but not set (or empty) in this process's environment: the destination
+    saves, but every push and test would fail. Names the policy refuses are left out (the
+    form refuses them itself), so nothing is said about variables outside the allow list."""
+    import os
+
+    from sync.policy import credential_name_problem
+
+    cls = destination.connector_class
+    unset = []
+    for credential in getattr(cls, "credentials", {}).values():
+        name = getattr(destination, credential.field, "")
+        if name and not credential_name_problem(name) and not os.environ.get(name):
+            unset.append((str(credential.label), name))
+    return unset
+
+
+def contact_push_outcome(*, contact_id: int, destination: Destination) -> tuple[str, str]:
+    """After a person's "Push now" or "Retry": what became of it, as (level, text)."""
+    state = ContactSyncState.objects.filter(contact_id=contact_id, destination=destination).first()
+    status = state.status if state else SyncStatus.NEVER
+    name = destination.name
+    if status in (SyncStatus.SYNCED, SyncStatus.UNCHANGED):
+        return "success", f"Pushed to {name}: synced."
+    if status == SyncStatus.FAILED:
+        return "warning", f"{name} refused it: {state.last_error}"
+    if status == SyncStatus.WAITING:
+        return "warning", f"{name} is paused: {state.last_error}"
+    if status == SyncStatus.SKIPPED:
+        return "info", f"Not sent to {name}: {state.skip_reason}"
+    if status == SyncStatus.PENDING and state.last_error:
+        return "warning", f"{name} will be tried again: {state.last_error}"
+    if status == SyncStatus.AWAITING:
+        return "info", f"{name} took it and has yet to confirm it; the Sync panel updates itself."
+    return "info", f"Queued for {name}; the Sync panel updates itself."
 
 
 def contact_save_outcomes(*, contact_id: int) -> list[tuple[str, str]]:

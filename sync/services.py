@@ -27,7 +27,7 @@ from sync.connectors.base import (
     PermanentError,
     PlannedRequest,
 )
-from sync.connectors.records import RemoteState
+from sync.connectors.records import ContactRecord, RemoteState
 from sync.engine import (  # noqa: F401  (re-exported for adapters)
     PushContext,
     contact_delete_remote,
@@ -323,6 +323,37 @@ def contacts_changed(*, contact_ids: set[int], user_id: int | None) -> None:
     )
 
 
+def contact_push_now(
+    *, contact_id: int, destination: Destination, user_id: int | None, retry: bool = False
+) -> str:
+    """A person's "Push now" (forced: sent even when unchanged) or "Retry" (a failed push
+    again) of one contact to one destination, from the contact's sync panel. Pushed here in
+    immediate mode, like a save; queued for the workers otherwise. Returns what happened,
+    for the page: "pushed", "queued", or why nothing was done ("paused", "disabled",
+    "not failed")."""
+    destination.refresh_from_db(fields=["enabled", "paused_at"])
+    if not destination.enabled:
+        return "disabled"
+    if destination.is_paused:
+        return "paused"
+    state = ContactSyncState.objects.filter(contact_id=contact_id, destination=destination).first()
+    if retry and (state is None or state.status != SyncStatus.FAILED):
+        return "not failed"
+    trigger = Trigger.RETRY if retry else Trigger.ACTION
+    if settings.SYNC_ON_SAVE_MODE == "immediate":
+        context = PushContext(trigger=trigger, user_id=user_id, force=not retry)
+        contact_push(contact_id=contact_id, destination=destination, context=context)
+        return "pushed"
+    contacts_enqueue_push(
+        contact_ids=[contact_id],
+        destinations=[destination],
+        trigger=trigger,
+        user_id=user_id,
+        force=not retry,
+    )
+    return "queued"
+
+
 def contact_deleted(*, external_id: str, remote_ids: dict[int, str], user_id: int | None) -> None:
     """Queue the remote delete on each destination that enables it. The values it needs are
     passed along: the local rows are gone by the time it runs."""
@@ -412,6 +443,8 @@ def destination_test_connection(*, destination: Destination) -> tuple[bool, str]
         return False, err.describe()
     except ConnectorConfigurationError as err:
         return False, str(err)
+    if message and not message.endswith((".", "!", "?")):
+        message += "."  # a platform's own words, as a sentence
     if destination_resume(destination=destination) is not None:
         message += " The destination is resumed; waiting contacts are queued."
     return True, message
@@ -626,6 +659,68 @@ def contact_preview_payloads(*, contact_ids: list[int]) -> list[dict]:
                 }
             )
     return previews
+
+
+def contact_sync_check(*, record: ContactRecord, contact_id: int | None) -> list[dict]:
+    """Before a save: per enabled destination, whether its platform will refuse the contact
+    as typed (the connector's own checks in `build_payload`, which raise PermanentError
+    before any request) and which of its values it will not receive because they are not
+    mapped there. Sends nothing, writes nothing.
+
+    [{"destination", "refusal" (the platform's reason, "" if none), "unmapped" (labels)}]"""
+    from contacts.models import Group, MailingList
+    from sync.connectors.records import STANDARD_FIELDS
+
+    states = (
+        {s.destination_id: s for s in ContactSyncState.objects.filter(contact_id=contact_id)}
+        if contact_id
+        else {}
+    )
+    group_names = dict(Group.objects.filter(pk__in=record.group_ids).values_list("pk", "name"))
+    list_names = dict(
+        MailingList.objects.filter(pk__in=record.subscriptions).values_list("pk", "name")
+    )
+    checks = []
+    for destination in Destination.objects.filter(enabled=True).order_by("name"):
+        mapping = selectors.destination_mapping(destination)
+        unmapped = [
+            f"custom field “{value.name}”"
+            for value in record.custom_values
+            if value.value != "" and f"custom:{value.name}" not in mapping.fields
+        ]
+        unmapped += [
+            str(STANDARD_FIELDS[name])
+            for name in destination.connector_class.mappable_standard_fields
+            if name in STANDARD_FIELDS
+            and getattr(record, name, None) not in (None, "", (), False)
+            and name not in mapping.fields
+        ]
+        unmapped += [
+            f"group “{group_names[pk]}”"
+            for pk in sorted(record.group_ids)
+            if pk in group_names and pk not in mapping.groups
+        ]
+        unmapped += [
+            f"mailing list “{list_names[pk]}”"
+            for pk in sorted(record.subscriptions)
+            if pk in list_names and pk not in mapping.mailing_lists
+        ]
+        state = states.get(destination.pk)
+        remote = (
+            RemoteState(state.remote_id or None, state.accepted_email_status or None)
+            if state
+            else RemoteState()
+        )
+        refusal = ""
+        try:
+            connector = destination_connector(destination=destination, throttle=False)
+            connector.build_payload(record, remote)
+        except PermanentError as err:
+            refusal = str(err)
+        except ConnectorConfigurationError:
+            pass  # not the contact's fault: the destination's page and dashboard say so
+        checks.append({"destination": destination, "refusal": refusal, "unmapped": unmapped})
+    return checks
 
 
 def _preview(connector, record, remote) -> str:

@@ -17,6 +17,37 @@ VIEW_PERMISSION = "sync.view_contactsyncstate"
 PUSH_PERMISSION = "sync.push_contacts"
 
 
+def chart_options(x_title: str) -> str:
+    """Chart.js options for unfold's bar chart component (its `options`, JSON: no functions):
+    both axes titled, whole-number ticks from zero, at most 8 labels on the x axis, no
+    legend (the card's caption says what is counted)."""
+    axis_title = {"display": True, "color": "#9ca3af", "font": {"size": 11}}
+    return json.dumps(
+        {
+            "responsive": True,
+            "maintainAspectRatio": False,
+            "animation": False,
+            "plugins": {"legend": {"display": False}, "tooltip": {"enabled": True}},
+            "scales": {
+                "x": {
+                    "title": {**axis_title, "text": x_title},
+                    "ticks": {"color": "#9ca3af", "maxTicksLimit": 8, "maxRotation": 0},
+                    "grid": {"display": False},
+                },
+                "y": {
+                    "beginAtZero": True,
+                    "title": {**axis_title, "text": "pushes"},
+                    "ticks": {"color": "#9ca3af", "precision": 0, "maxTicksLimit": 5},
+                },
+            },
+        }
+    )
+
+
+HOUR_CHART_OPTIONS = chart_options("hour (local time)")
+DAY_CHART_OPTIONS = chart_options("day")
+
+
 def bar_chart(series: dict, label: str) -> str:
     """A selector's series (`labels`, `values`) as the JSON unfold's bar chart component reads
     (Chart.js's `data`): one dataset, in the theme's primary colour, with its y axis shown."""
@@ -46,6 +77,9 @@ def _context(request, admin_site):
         **admin_site.each_context(request),
         "title": "Sync dashboard",
         "can_push": request.user.has_perm(PUSH_PERMISSION),
+        "can_view_destinations": request.user.has_perm("sync.view_destination"),
+        "hour_chart_options": HOUR_CHART_OPTIONS,
+        "day_chart_options": DAY_CHART_OPTIONS,
         **data,
     }
 
@@ -57,12 +91,14 @@ def dashboard(request, admin_site):
 
 
 def dashboard_runs(request, admin_site):
-    """The running pushes alone, polled by the dashboard so their progress bars move."""
+    """The dashboard's live part (overview table, queue, workers, running pushes), polled by
+    the dashboard so that its counters and progress bars move. Opened directly (not by the
+    dashboard's script, which says so in a header), it is the whole dashboard."""
     if not request.user.has_perm(VIEW_PERMISSION):
         raise PermissionDenied
-    return TemplateResponse(
-        request, "admin/sync/dashboard_runs.html", _context(request, admin_site)
-    )
+    polled = request.headers.get("X-Sync-Fragment") == "1"
+    template = "admin/sync/dashboard_runs.html" if polled else "admin/sync/dashboard.html"
+    return TemplateResponse(request, template, _context(request, admin_site))
 
 
 @require_POST
@@ -81,3 +117,49 @@ def cancel_run(request, run_id):
     services.run_cancel(run=run)
     messages.success(request, f"Run {run.pk} cancelled; what was not sent stays as it was.")
     return redirect("sync_dashboard")
+
+
+# ------------------------------------------------------------- error pages in the admin's look
+
+
+def _error_page(request, *, status: int, title: str, text: str, fallback):
+    """A 403 or 404 inside the admin, for its staff, in unfold's page (sidebar, header, dark
+    mode) with a way back; anyone else gets Django's plain page (nothing of the admin's
+    navigation is shown to them)."""
+    user = getattr(request, "user", None)
+    if not (user and user.is_active and user.is_staff):
+        return fallback
+    from django.contrib import admin
+
+    context = {
+        **admin.site.each_context(request),
+        "title": title,
+        "error_text": text,
+        "error_status": status,
+    }
+    return TemplateResponse(request, "admin/sync/error.html", context, status=status).render()
+
+
+def permission_denied(request, exception=None):
+    from django.views import defaults
+
+    return _error_page(
+        request,
+        status=403,
+        title="You may not open this page",
+        text="Your role does not include this page or this action. Ask a sync admin if you "
+        "need it.",
+        fallback=defaults.permission_denied(request, exception),
+    )
+
+
+def page_not_found(request, exception=None):
+    from django.views import defaults
+
+    return _error_page(
+        request,
+        status=404,
+        title="Page not found",
+        text="There is nothing at this address: it may have been deleted, or the link is mistyped.",
+        fallback=defaults.page_not_found(request, exception),
+    )

@@ -167,6 +167,11 @@ EXPECTED = {
     # An old version is shown, never saved back (ContactAdmin.history_form_view).
     "admin:contacts_contact_simple_history": Rule(get=READ_CONTACTS),
     "admin:contacts_contact_sync_panel": Rule(get=READ_CONTACTS, post=READ_CONTACTS),
+    # The sync panel's "Push now" and "Retry" for one destination: those who may push.
+    "admin:contacts_contact_push_now": Rule(post=CONFIGURE, post_only=True, writes=True),
+    "admin:contacts_contact_retry": Rule(post=CONFIGURE, post_only=True, writes=True),
+    # Before a save: what each destination would refuse of the contact as typed (reads only).
+    "admin:contacts_contact_sync_check": Rule(post=EDIT_CONTACTS, post_only=True),
     "admin:contacts_contact_import": Rule(get=EDIT_CONTACTS, post=EDIT_CONTACTS),
     "admin:contacts_contact_process_import": Rule(post=EDIT_CONTACTS, post_only=True),
     "admin:contacts_contact_export": Rule(get=READ_CONTACTS, post=READ_CONTACTS),

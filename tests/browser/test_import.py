@@ -38,6 +38,29 @@ def test_import_preview_shows_the_bad_rows_error(page, login, role_user, tmp_pat
     assert len(messages) == 1 and messages[0].startswith("phone:"), messages
     assert "not a valid phone number" in messages[0]
     assert page.locator("input[name=confirm]").count() == 0  # nothing to confirm yet
-    errors.evaluate("row => window.scrollTo(0, row.getBoundingClientRect().top + scrollY - 450)")
-    save_screenshot(page, "import-preview", full_page=False)  # the table runs far to the right
+
+    # Listed above the table, each error linked to its cell, which shows it too.
+    listed = page.locator(".import-error-list li").all_inner_texts()
+    assert len(listed) == 1 and listed[0].startswith("Row 2, phone:"), listed
+    cell = values.locator("td[data-column=phone]")
+    assert "import-cell-error" in cell.get_attribute("class")
+    assert "not a valid phone number" in cell.inner_text()
+    page.locator(".import-error-list a").first.click()
+    assert page.url.endswith("#import-cell-2-phone")
+
+    # The wide table scrolls inside its own box; the page itself does not scroll sideways.
+    box = page.locator(".import-scroll").first
+    inner, outer = box.evaluate("b => [b.scrollWidth, b.clientWidth]")
+    assert inner > outer, (inner, outer)
+    for width in (1366, 390):
+        page.set_viewport_size({"width": width, "height": 900})
+        document, viewport = page.evaluate(
+            "() => [document.documentElement.scrollWidth, window.innerWidth]"
+        )
+        assert document <= viewport, f"the preview page is {document} px wide at {width} px"
+    page.set_viewport_size({"width": 1366, "height": 900})
+    page.locator(".import-error-list").evaluate(
+        "list => window.scrollTo(0, list.getBoundingClientRect().top + scrollY - 250)"
+    )
+    save_screenshot(page, "import-preview", full_page=False)
     assert Contact.objects.count() == 0
