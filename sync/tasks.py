@@ -18,7 +18,8 @@ import logging
 from django.db import InterfaceError, OperationalError
 from django_tasks import task
 
-from sync import dbretry, engine
+from sync import dbretry, drift, engine
+from sync.models import Destination
 
 logger = logging.getLogger(__name__)
 
@@ -92,6 +93,24 @@ def delete_contact(
             "delete of %s on destination %s gave up on the database", external_id, destination_id
         )
         _after_database_loss()
+
+
+@task()
+def reconcile_contacts(*, destination_id: int, contact_ids: list[int]):
+    """Read these contacts back from the destination's platform and store their drift."""
+    destination = Destination.objects.filter(pk=destination_id).first()
+    if destination is None or destination.is_paused:
+        return  # removed, or waiting for its credentials: the next daily pass reads again
+    try:
+        report = drift.contacts_reconcile(destination=destination, contact_ids=contact_ids)
+    except (OperationalError, InterfaceError) as err:
+        if not dbretry.is_transient(err):
+            raise
+        # nothing was claimed: the next pass reads these contacts again
+        logger.exception("reconcile on destination %s gave up on the database", destination_id)
+        _after_database_loss()
+        return
+    logger.info("; ".join(report.lines()))
 
 
 def _after_database_loss(hand_back=None, **kwargs) -> None:

@@ -386,6 +386,10 @@ class IvvyConnector(BaseConnector):
             contact = self._get_contact(found) if found else None
         return self._record_of(contact, external_id) if contact is not None else None
 
+    def find_remote_id(self, *, external_id: str) -> str | None:
+        """getContactList filtered by externalId, one row (the lookup a first push makes)."""
+        return self._find_by_external_id(external_id)
+
     def _get_contact(self, remote_id: str) -> dict | None:
         """getContact with `{"id"}` as the vendor's example request sends it; None for
         specificCode 24096 "Unable to find contact"."""
