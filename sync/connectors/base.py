@@ -23,7 +23,7 @@ from requests.adapters import HTTPAdapter
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
-from sync.connectors import readback
+import sync.connectors.readback as readback
 from sync.connectors.declarations import Credential, Setting
 from sync.connectors.records import (
     ContactRecord,

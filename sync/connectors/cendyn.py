@@ -33,7 +33,7 @@ from urllib.parse import quote
 
 import phonenumbers
 
-from sync.connectors import readback
+import sync.connectors.readback as readback
 from sync.connectors.base import (
     AuthenticationError,
     BaseConnector,

@@ -18,7 +18,7 @@ import decimal
 import json
 from typing import Any
 
-from sync.connectors import readback
+import sync.connectors.readback as readback
 from sync.connectors.base import BaseConnector, PermanentError, PushResult
 from sync.connectors.declarations import Credential
 from sync.connectors.records import (

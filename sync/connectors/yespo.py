@@ -24,7 +24,7 @@ import decimal
 import time
 from typing import Any
 
-from sync.connectors import readback
+import sync.connectors.readback as readback
 from sync.connectors.base import (
     AuthenticationError,
     BaseConnector,
