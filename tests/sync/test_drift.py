@@ -325,3 +325,28 @@ def test_the_limiter_spaces_a_class_by_its_rate_and_the_rest_by_the_destinations
         limiter.acquire()
     fast = time.monotonic() - started
     assert slow >= 10 / 20 and fast < slow / 2, (slow, fast)
+
+
+# ------------------------------------------------------------- what is compared
+
+
+def test_only_readable_sent_always_written_fields_are_compared():
+    from sync.connectors.readback import compared_fields
+    from sync.connectors.records import MappingRecord
+
+    readable = frozenset({"first_name", "city", "birth_date", "custom_values", "group_ids"})
+    mapping = MappingRecord(
+        fields={"custom:note": "n", "custom:tier": "t", "birth_date": "b"},
+        groups={1: "g"},
+        write_rules={"custom:tier": "create", "city": "never"},
+    )
+    # birth_date: mappable, and mapped; gender: mappable, not mapped; tier: "on create only"
+    assert compared_fields(readable, mapping, ("birth_date", "gender")) == (
+        "first_name",
+        "birth_date",
+        "custom:note",
+        "group_ids",
+    )
+    # lists only when the destination maps lists; unreadable fields never
+    bare = MappingRecord(fields={})
+    assert compared_fields(readable, bare, ("birth_date",)) == ("first_name", "city")
