@@ -439,6 +439,13 @@ class IvvyConnector(BaseConnector):
             **readback.mapped_lists(self.mapping, groups),
         )
 
+    def field_differs(self, name: str, ours: ContactRecord, theirs: ContactRecord) -> bool:
+        """An answer without `status` (the vendor's own getContact example has none) says
+        nothing of the email status: unknown, not drift."""
+        if name == "email_status" and not theirs.email_status:
+            return False
+        return super().field_differs(name, ours, theirs)
+
     def delete(self, *, external_id: str, remote_id: str | None) -> None:
         raise NotImplementedError(
             "iVvy has no delete-contact call (developer.ivvy.com): the contact stays on iVvy"
