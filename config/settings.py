@@ -230,6 +230,8 @@ SYNC_LEASE_SECONDS = env.float("SYNC_LEASE_SECONDS", default=300.0)
 SYNC_CHUNK_SIZE = env.int("SYNC_CHUNK_SIZE", default=100)  # contacts per task, one by one
 SYNC_BULK_CHUNK_SIZE = env.int("SYNC_BULK_CHUNK_SIZE", default=1000)  # per batch call
 SYNC_SCHEDULER_INTERVAL = env.float("SYNC_SCHEDULER_INTERVAL", default=5.0)
+# Contacts per destination read back once a day by the scheduler (0: no daily pass).
+SYNC_RECONCILE_SAMPLE = env.int("SYNC_RECONCILE_SAMPLE", default=100)
 # Outbound calls to the platforms: a proxy and a CA bundle, if your network needs them (the
 # connectors do not read HTTPS_PROXY or REQUESTS_CA_BUNDLE from the environment per call).
 SYNC_HTTPS_PROXY = env.str("SYNC_HTTPS_PROXY", default="")

@@ -32,6 +32,11 @@ urlpatterns = [
         name="sync_retry_failed",
     ),
     path(
+        "admin/sync/dashboard/repush-drifted/<int:destination_id>/",
+        admin.site.admin_view(sync_views.repush_drifted),
+        name="sync_repush_drifted",
+    ),
+    path(
         "admin/sync/dashboard/cancel/<int:run_id>/",
         admin.site.admin_view(sync_views.cancel_run),
         name="sync_cancel_run",

@@ -6,6 +6,7 @@ from functools import partial
 from axes import admin as axes_admin
 from axes.models import AccessAttempt, AccessFailureLog, AccessLog
 from django import forms
+from django.conf import settings
 from django.contrib import admin, messages
 from django.contrib.auth.admin import GroupAdmin as BaseGroupAdmin
 from django.contrib.auth.admin import UserAdmin as BaseUserAdmin
@@ -66,6 +67,7 @@ from sync.models import (
 
 PUSH_PERMISSION = "sync.push_contacts"
 ERASE_PERMISSION = "sync.erase_contacts"
+DEFAULT_RECONCILE_SAMPLE = 100  # the admin's sample when the daily pass is off
 
 
 class ReadOnlyAdmin(ModelAdmin):
@@ -145,11 +147,42 @@ def refresh_options(modeladmin, request, queryset):
         )
 
 
+@admin.action(description="Read back a sample and compare (drift)", permissions=["push"])
+def reconcile_sample(modeladmin, request, queryset):
+    """Queue the read-back of a random sample of each destination's contacts (a task)."""
+    sample = settings.SYNC_RECONCILE_SAMPLE or DEFAULT_RECONCILE_SAMPLE
+    for destination in queryset:
+        ids = services.reconcile_candidates(destination=destination, sample=sample)
+        queued = services.reconcile_enqueue(destination=destination, contact_ids=ids)
+        modeladmin.message_user(
+            request,
+            f"{destination}: {queued} contacts queued to be read back; their drift shows on "
+            "the dashboard and on each contact's sync panel.",
+            messages.SUCCESS,
+        )
+
+
+@admin.action(description="Re-push drifted contacts", permissions=["push"])
+def repush_drifted(modeladmin, request, queryset):
+    queued = services.drifted_repush(destinations=queryset, user_id=request.user.pk)
+    modeladmin.message_user(
+        request, f"{queued} drifted contacts queued to be pushed again.", messages.SUCCESS
+    )
+
+
 @admin.register(Destination)
 class DestinationAdmin(ObjectActionsMixin, SimpleHistoryAdmin, ModelAdmin):
-    list_display = ["name", "platform", "enabled", "push_on_save", "health", "effective_url"]
-    list_filter = ["platform", "enabled"]
-    actions = [test_connection, refresh_options]
+    list_display = [
+        "name",
+        "platform",
+        "enabled",
+        "push_on_save",
+        "sync_mode",
+        "health",
+        "effective_url",
+    ]
+    list_filter = ["platform", "enabled", "sync_mode"]
+    actions = [test_connection, refresh_options, reconcile_sample, repush_drifted]
     object_actions = ("test_connection_button", "refresh_options_button")
     # The history page lists who changed the platform, URL or credential variables.
     history_list_display = ["platform", "base_url", "key_env", "secret_env", "settings"]
@@ -185,6 +218,7 @@ class DestinationAdmin(ObjectActionsMixin, SimpleHistoryAdmin, ModelAdmin):
                 "Behaviour",
                 {
                     "fields": [
+                        "sync_mode",
                         "marketing_consent_only",
                         "delete_on_platform",
                         "rate_limit",
@@ -294,6 +328,9 @@ class DestinationAdmin(ObjectActionsMixin, SimpleHistoryAdmin, ModelAdmin):
         if request.method == "POST":
             raise PermissionDenied
         return super().history_form_view(request, object_id, version_id, extra_context)
+
+    def has_push_permission(self, request, obj=None):
+        return request.user.has_perm(PUSH_PERMISSION)
 
     @object_action(description="Test connection", permissions=["change"])
     def test_connection_button(self, request, obj):

@@ -43,6 +43,7 @@ from sync.connectors.base import (
 from sync.connectors.records import ContactRecord, RemoteState
 from sync.dbretry import with_database_retry
 from sync.models import (
+    ContactDrift,
     ContactSyncState,
     Destination,
     SyncAttempt,
@@ -79,6 +80,7 @@ CHECK_EVERY = 1.0  # seconds between checks for a cancelled run or a paused dest
 WRITE_EVERY, WRITE_EVERY_SECONDS = 25, 0.5  # outcomes written per batch, at least this often
 # A state in one of these still owes its run an outcome; the others have settled.
 OWED = (SyncStatus.PENDING, SyncStatus.IN_PROGRESS, SyncStatus.WAITING, SyncStatus.AWAITING)
+DRIFT_SETTLED = frozenset({Outcome.CREATED, Outcome.UPDATED, Outcome.ACCEPTED, Outcome.SKIPPED})
 
 
 @dataclass
@@ -105,7 +107,9 @@ def destination_connector(
     if problem:
         raise ConnectorConfigurationError(f"{destination}: {problem}")
     limiter = (
-        DatabaseRateLimiter(destination.pk, destination.effective_rate_limit) if throttle else None
+        DatabaseRateLimiter(destination.pk, destination.effective_rate_limit, cls.call_classes)
+        if throttle
+        else None
     )
     return cls(
         base_url=destination.effective_base_url,
@@ -232,9 +236,23 @@ class _Decide:
         self._accept(digest)
         return self._result(SyncStatus.UNCHANGED, Outcome.UNCHANGED, "unchanged")
 
-    def skipped(self, reason):
+    def skipped(self, reason, exchanges=()):
         self.state.skip_reason = reason
-        return self._result(SyncStatus.SKIPPED, Outcome.SKIPPED, "skipped", error=reason)
+        return self._result(
+            SyncStatus.SKIPPED, Outcome.SKIPPED, "skipped", error=reason, exchanges=exchanges
+        )
+
+    def not_on_platform(self, label, exchanges):
+        """An update-only destination's platform holds no such contact: skipped, not failed,
+        and nothing is known to be held there any more (a read-back finds no drift in it)."""
+        self.forget()
+        self.state.remote_id = ""
+        self.state.last_error = ""
+        return self.skipped(
+            f"not on {label}: this destination only updates contacts the platform holds "
+            "(update-only)",
+            exchanges,
+        )
 
     def waiting(self, message, exchanges=()):
         self.state.last_error = message
@@ -297,13 +315,20 @@ def _write(results: list[_Result], destination: Destination, context: PushContex
         owed = getattr(r.state, "claimed_from", SyncStatus.PENDING) in OWED
         if r.counter and r.state.run_id and owed:
             counts.setdefault(r.state.run_id, Counter())[r.counter] += 1
-    with_database_retry(_write_rows, [r.state for r in results], attempts, counts)
+    # What a read-back found different is stale once the platform took what we hold now (or
+    # once we stop sending it): the next reconcile looks again.
+    settled = [r.state.contact_id for r in results if r.outcome in DRIFT_SETTLED]
+    with_database_retry(
+        _write_rows, [r.state for r in results], attempts, counts, destination, settled
+    )
 
 
-def _write_rows(states, attempts, counts) -> None:
+def _write_rows(states, attempts, counts, destination=None, settled=()) -> None:
     with transaction.atomic():
         _save_states(states)
         _insert_rows(SyncAttempt, attempts)
+        if settled:
+            ContactDrift.objects.filter(destination=destination, contact_id__in=settled).delete()
         for run_id, run_counts in counts.items():
             SyncRun.objects.filter(pk=run_id, state=SyncRun.State.RUNNING).update(
                 **{name: F(name) + count for name, count in run_counts.items()}
@@ -448,12 +473,22 @@ def _prepare(record, state, destination, context, connector):
     return None, digest, payload
 
 
+def _update_only(destination) -> bool:
+    return destination.sync_mode == Destination.SyncMode.UPDATE_ONLY
+
+
 def _push_one(record, state, destination, context, connector) -> _Result:
     try:
         result, digest, _ = _prepare(record, state, destination, context, connector)
         if result is not None:
             return result
         remote = RemoteState(state.remote_id or None, state.accepted_email_status or None)
+        if _update_only(destination):
+            found = connector.find_remote_id(external_id=record.external_id)
+            if found is None:
+                decide = _Decide(state, destination, record)
+                return decide.not_on_platform(connector.label, connector.drain_exchanges())
+            remote = RemoteState(found, remote.accepted_email_status)
         pushed = connector.push(record, remote)
     except ConnectorError as err:
         if err.destination_wide:
@@ -573,6 +608,8 @@ def _push_chunk_in_bulk(records, states, destination, context, connector):
         result, digest, payload = _prepare(
             record, states[record.id], destination, context, connector
         )
+        if result is None and _update_only(destination):
+            result = _not_held(record, states[record.id], destination, connector)
         if result is not None:
             results.append(result)
         else:
@@ -580,6 +617,26 @@ def _push_chunk_in_bulk(records, states, destination, context, connector):
     results += _push_bulk(prepared, destination, context, connector)
     _write(results, destination, context)
     return results
+
+
+def _not_held(record, state, destination, connector) -> _Result | None:
+    """For an update-only destination's bulk push: the contact's result when the platform
+    holds no such contact (or the lookup failed), None when it may go in the bulk call, which
+    matches on the external ID and so updates it. A lookup per contact is the price of never
+    creating one: the bulk calls create what they do not find."""
+    decide = _Decide(state, destination, record)
+    if destination.is_paused:  # by an earlier lookup's 401 in this chunk
+        return decide.waiting(destination.pause_error)
+    try:
+        found = connector.find_remote_id(external_id=record.external_id)
+    except ConnectorError as err:
+        if err.destination_wide:
+            destination_pause(destination=destination, error=str(err))
+        return decide.error(err, connector.drain_exchanges())
+    if found is None:
+        return decide.not_on_platform(connector.label, connector.drain_exchanges())
+    connector.drain_exchanges()  # the lookup is not part of the bulk call's log
+    return None
 
 
 def _push_chunk_one_by_one(records, states, destination, context, connector):

@@ -47,6 +47,7 @@ class DestinationForm(forms.ModelForm):
             "base_url",
             "key_env",
             "secret_env",
+            "sync_mode",
             "marketing_consent_only",
             "delete_on_platform",
             "rate_limit",
@@ -55,6 +56,8 @@ class DestinationForm(forms.ModelForm):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
+        if "sync_mode" in self.fields:
+            self.fields["sync_mode"].required = False  # left out: create or update, as before
         cls = self.connector_class
         if cls is None:
             return
@@ -68,6 +71,9 @@ class DestinationForm(forms.ModelForm):
             name = SETTING_PREFIX + setting.name
             if name in self.fields:
                 self.fields[name].initial = stored.get(setting.name, setting.default)
+
+    def clean_sync_mode(self):
+        return self.cleaned_data.get("sync_mode") or Destination.SyncMode.UPSERT
 
     def clean(self):
         cleaned = super().clean()

@@ -43,7 +43,20 @@ class Destination(models.Model):
         blank=True,
         help_text="The platform's own settings, as its connector declares them.",
     )
+
+    class SyncMode(models.TextChoices):
+        UPSERT = "upsert", "Create or update"
+        UPDATE_ONLY = "update_only", "Update only (never create on the platform)"
+
     enabled = models.BooleanField(default=True)
+    sync_mode = models.CharField(
+        "sync mode",
+        max_length=20,
+        choices=SyncMode.choices,
+        default=SyncMode.UPSERT,
+        help_text="Update only: contacts the platform does not hold are skipped (“not on "
+        "platform”), never created there.",
+    )
     push_on_save = models.BooleanField(default=True)
     delete_on_platform = models.BooleanField(
         default=False, help_text="Delete the contact on the platform when it is deleted here."
@@ -74,6 +87,12 @@ class Destination(models.Model):
     probe_results = models.JSONField(default=list, blank=True, editable=False)
     probe_warning = models.TextField(blank=True, editable=False)
     probe_due_at = models.DateTimeField(null=True, blank=True, editable=False)
+    reconciled_at = models.DateTimeField(
+        null=True,
+        blank=True,
+        editable=False,
+        help_text="When the scheduler last queued the daily sampled read-back.",
+    )
     paused_at = models.DateTimeField(null=True, blank=True, editable=False)
     pause_error = models.TextField(
         blank=True, editable=False, help_text="Why the platform refused our credentials."
@@ -89,6 +108,7 @@ class Destination(models.Model):
             "probe_results",
             "probe_warning",
             "probe_due_at",
+            "reconciled_at",
         ]
     )
 
@@ -479,6 +499,38 @@ class SyncAttempt(models.Model):
         return f"{self.get_outcome_display()} {self.external_id} on {self.destination.name}"
 
 
+class ContactDrift(models.Model):
+    """What a read-back found different on the platform from what we would send now, for one
+    contact on one destination (sync.drift). Field names only: the values stay where they are
+    (here and there), so no copy of personal data is kept. Removed when a push is accepted."""
+
+    contact = models.ForeignKey("contacts.Contact", on_delete=models.CASCADE, related_name="drifts")
+    destination = models.ForeignKey(Destination, on_delete=models.CASCADE, related_name="drifts")
+    fields = models.JSONField(default=list, help_text="The fields that differ, in our words.")
+    missing = models.BooleanField(
+        default=False, help_text="Our state says the platform holds it; the platform does not."
+    )
+    checked_at = models.DateTimeField()
+
+    class Meta:
+        verbose_name = "contact drift"
+        constraints = [
+            models.UniqueConstraint(fields=["contact", "destination"], name="drift_unique")
+        ]
+
+    def __str__(self):
+        what = "missing" if self.missing else ", ".join(self.fields)
+        return f"{self.contact_id} on {self.destination_id}: {what}"
+
+    @property
+    def summary(self) -> str:
+        """ "drifted: city, phone" or "missing on the platform"."""
+        if self.missing:
+            return "missing on the platform"
+        names = (name.removeprefix("custom:").replace("_", " ") for name in self.fields)
+        return "drifted: " + ", ".join(names)
+
+
 class RateLimitSlot(models.Model):
     """The next free request slot of a destination, shared by every worker on every machine
     (the platform counts per account, not per process). See sync.ratelimit."""
@@ -490,6 +542,27 @@ class RateLimitSlot(models.Model):
 
     def __str__(self):
         return f"next slot of {self.destination_id} at {self.next_at:.3f}"
+
+
+class CallClassSlot(models.Model):
+    """The next free slot of one class of calls of a destination (Yespo's contact search, 50
+    requests/s beside 200 for the rest), on top of the destination's own (sync.ratelimit)."""
+
+    destination = models.ForeignKey(
+        Destination, on_delete=models.CASCADE, related_name="call_class_slots"
+    )
+    call_class = models.CharField(max_length=40)
+    next_at = models.FloatField(default=0.0, help_text="Unix time of the next free slot.")
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["destination", "call_class"], name="call_class_slot_unique"
+            )
+        ]
+
+    def __str__(self):
+        return f"next {self.call_class} slot of {self.destination_id} at {self.next_at:.3f}"
 
 
 class WorkerHeartbeat(models.Model):

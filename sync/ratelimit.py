@@ -1,11 +1,15 @@
-"""A rate limit per destination shared through the database by every worker process.
+"""A rate limit per destination shared through the database by every worker process, with
+tighter limits for the classes of calls a platform limits on their own (Yespo's contact search:
+50 requests/s beside 200 for everything else; the connector declares its `call_classes`).
 
 Each request reserves the next free slot in one short transaction (a row lock on PostgreSQL,
 the write lock on SQLite), then sleeps until that slot outside the transaction. Slots are
 spaced by 1/rate seconds plus a small margin, so no window of one second ever holds more than
-the destination's rate, even when requests reach the platform with some jitter. Worker clocks
-are assumed to agree (NTP), as slots are wall-clock times. Each transaction is retried while
-the database is locked or away (sync.dbretry): a request waits rather than fails.
+the destination's rate, even when requests reach the platform with some jitter. A call of a
+class takes a slot of the destination and one of its class (its own row), and waits for the
+later of the two. Worker clocks are assumed to agree (NTP), as slots are wall-clock times. Each
+transaction is retried while the database is locked or away (sync.dbretry): a request waits
+rather than fails.
 """
 
 import time
@@ -13,15 +17,17 @@ import time
 from django.db import transaction
 
 from sync.dbretry import with_database_retry
-from sync.models import RateLimitSlot
+from sync.models import CallClassSlot, RateLimitSlot
 
 SAFETY_MARGIN = 1.03  # spacing 3 % wider than the nominal rate absorbs network jitter
 RESERVE_SECONDS, MAX_BLOCK = 0.1, 50
 
 
-class DatabaseRateLimiter:
-    def __init__(self, destination_id: int, rate: float):
-        self.destination_id = destination_id
+class _Slots:
+    """Slots of one row (a destination's, or one call class of it), reserved in blocks."""
+
+    def __init__(self, rows, rate: float):
+        self.rows = rows  # a queryset of exactly one row with `next_at`
         self.interval = SAFETY_MARGIN / rate if rate and rate > 0 else 0.0
         # Slots reserved per transaction: one at ordinary rates; at high rates a block worth
         # at most RESERVE_SECONDS, so the database is not asked once per request.
@@ -31,19 +37,53 @@ class DatabaseRateLimiter:
             else MAX_BLOCK
         )
         self._slots: list[float] = []
-        with_database_retry(RateLimitSlot.objects.get_or_create, destination_id=destination_id)
 
-    def acquire(self) -> None:
-        """Block until this process may send one request."""
+    def next_slot(self) -> float:
         if not self._slots:
             self._slots = with_database_retry(self._reserve)
-        wait = self._slots.pop(0) - time.time()
+        return self._slots.pop(0)
+
+    def forget(self) -> None:
+        self._slots = []
+
+    def _reserve(self) -> list[float]:
+        with transaction.atomic():
+            row = self.rows.select_for_update().get()
+            first = max(time.time(), row.next_at)
+            row.next_at = first + self.block * self.interval
+            row.save(update_fields=["next_at"])
+        return [first + i * self.interval for i in range(self.block)]
+
+
+class DatabaseRateLimiter:
+    def __init__(self, destination_id: int, rate: float, classes: dict[str, float] | None = None):
+        self.destination_id = destination_id
+        with_database_retry(RateLimitSlot.objects.get_or_create, destination_id=destination_id)
+        self.slots = _Slots(RateLimitSlot.objects.filter(destination_id=destination_id), rate)
+        self.interval = self.slots.interval
+        self.classes: dict[str, _Slots] = {}
+        for name, class_rate in (classes or {}).items():
+            with_database_retry(
+                CallClassSlot.objects.get_or_create, destination_id=destination_id, call_class=name
+            )
+            rows = CallClassSlot.objects.filter(destination_id=destination_id, call_class=name)
+            self.classes[name] = _Slots(rows, min(class_rate, rate) if rate else class_rate)
+
+    def acquire(self, call_class: str | None = None) -> None:
+        """Block until this process may send one request (of this class, when named; a class
+        the limiter was not given counts as an ordinary call)."""
+        slot = self.slots.next_slot()
+        if call_class in self.classes:
+            slot = max(slot, self.classes[call_class].next_slot())
+        wait = slot - time.time()
         if wait > 0:
             time.sleep(wait)
 
     def defer(self, seconds: float) -> None:
         """No worker sends before `seconds` from now (the platform's Retry-After)."""
-        self._slots = []
+        self.slots.forget()
+        for slots in self.classes.values():
+            slots.forget()
         with_database_retry(self._push_back, time.time() + seconds)
 
     def _push_back(self, until: float) -> None:
@@ -52,11 +92,3 @@ class DatabaseRateLimiter:
             if row.next_at < until:
                 row.next_at = until
                 row.save(update_fields=["next_at"])
-
-    def _reserve(self) -> list[float]:
-        with transaction.atomic():
-            row = RateLimitSlot.objects.select_for_update().get(destination_id=self.destination_id)
-            first = max(time.time(), row.next_at)
-            row.next_at = first + self.block * self.interval
-            row.save(update_fields=["next_at"])
-        return [first + i * self.interval for i in range(self.block)]

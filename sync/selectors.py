@@ -26,6 +26,7 @@ from sync.connectors.records import (
     MappingRecord,
 )
 from sync.models import (
+    ContactDrift,
     ContactSyncState,
     Destination,
     FieldMapping,
@@ -142,7 +143,8 @@ def destination_mapping(destination: Destination) -> MappingRecord:
 
 
 def contact_sync_panel(contact: Contact) -> dict:
-    """Per destination: the contact's sync state and its last five attempts (three queries)."""
+    """Per destination: the contact's sync state, its last five attempts and what the last
+    read-back found drifted (four queries)."""
     destinations = list(Destination.objects.order_by("name"))
     states = {s.destination_id: s for s in ContactSyncState.objects.filter(contact=contact)}
     recent = (
@@ -160,8 +162,14 @@ def contact_sync_panel(contact: Contact) -> dict:
     attempts: dict[int, list] = {}
     for attempt in recent:
         attempts.setdefault(attempt.destination_id, []).append(attempt)
+    drifts = {d.destination_id: d for d in ContactDrift.objects.filter(contact=contact)}
     rows = [
-        {"destination": d, "state": states.get(d.pk), "attempts": attempts.get(d.pk, [])}
+        {
+            "destination": d,
+            "state": states.get(d.pk),
+            "attempts": attempts.get(d.pk, []),
+            "drift": drifts.get(d.pk),
+        }
         for d in destinations
     ]
     active = any(
@@ -200,6 +208,10 @@ def dashboard(now=None) -> dict:
         .annotate(n=Count("id"))
     ):
         hourly.setdefault(row["destination_id"], {})[row["hour"]] = row["n"]
+    drifted: dict[int, dict[str, int]] = {}
+    for row in ContactDrift.objects.values("destination_id", "missing").annotate(n=Count("id")):
+        key = "missing" if row["missing"] else "drifted"
+        drifted.setdefault(row["destination_id"], {})[key] = row["n"]
     errors: dict[int, list] = {}
     for row in (
         ContactSyncState.objects.filter(status=SyncStatus.FAILED)
@@ -211,14 +223,18 @@ def dashboard(now=None) -> dict:
         if len(errors[row["destination_id"]]) < 5:
             errors[row["destination_id"]].append({"message": row["last_error"], "count": row["n"]})
     rows = [
-        _destination_row(
-            d,
-            counts.get(d.pk, {}),
-            hourly.get(d.pk, {}),
-            errors.get(d.pk, []),
-            total_contacts,
-            now,
-        )
+        {
+            **_destination_row(
+                d,
+                counts.get(d.pk, {}),
+                hourly.get(d.pk, {}),
+                errors.get(d.pk, []),
+                total_contacts,
+                now,
+            ),
+            "drifted": drifted.get(d.pk, {}).get("drifted", 0),
+            "missing": drifted.get(d.pk, {}).get("missing", 0),
+        }
         for d in destinations
     ]
     return {

@@ -13,13 +13,13 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Exists, F, OuterRef, QuerySet, Subquery
+from django.db.models import Exists, F, OuterRef, Q, QuerySet, Subquery
 from django.utils import timezone
 from django_tasks import TaskResultStatus
 from django_tasks_db.models import DBTaskResult
 
 from contacts.models import Contact
-from sync import engine, guard, selectors, tasks
+from sync import drift, engine, guard, selectors, tasks
 from sync.connectors.base import (
     ConnectorConfigurationError,
     ConnectorError,
@@ -28,6 +28,7 @@ from sync.connectors.base import (
     PlannedRequest,
 )
 from sync.connectors.records import ContactRecord, RemoteState
+from sync.drift import ReconcileReport
 from sync.engine import (  # noqa: F401  (re-exported for adapters)
     PushContext,
     contact_delete_remote,
@@ -42,6 +43,7 @@ from sync.engine import (  # noqa: F401  (re-exported for adapters)
     status_before_push,
 )
 from sync.models import (
+    ContactDrift,
     ContactSyncState,
     Destination,
     EraseReceipt,
@@ -925,3 +927,86 @@ def tasks_prune(*, days: int, batch: int = 5000) -> int:
         if not ids:
             return deleted
         deleted += DBTaskResult.objects.filter(pk__in=ids).delete()[0]
+
+
+# ------------------------------------------------------------------ read-back and drift
+
+
+def reconcile_candidates(
+    *, destination: Destination, sample: int | None = None, ids: list[int] | None = None
+) -> list[int]:
+    """The contacts a reconcile reads back: `ids` as given (those that exist), else a random
+    `sample` of the contacts the platform accepted a version of (our state says it holds
+    them), else (`sample` None) every contact, in id order."""
+    if ids is not None:
+        return list(Contact.objects.filter(pk__in=ids).order_by("pk").values_list("pk", flat=True))
+    if sample is None:
+        return list(Contact.objects.order_by("pk").values_list("pk", flat=True))
+    held = ContactSyncState.objects.filter(destination=destination).exclude(payload_hash="")
+    return sorted(held.order_by("?").values_list("contact_id", flat=True)[:sample])
+
+
+def destination_reconcile(*, destination: Destination, contact_ids: list[int]) -> ReconcileReport:
+    """Read these contacts back here, in this process (the command's way), and store their
+    drift."""
+    return drift.contacts_reconcile(destination=destination, contact_ids=contact_ids)
+
+
+def reconcile_enqueue(*, destination: Destination, contact_ids: list[int]) -> int:
+    """Queue read-backs of these contacts in chunks (the admin's and the scheduler's way).
+    Returns how many contacts were queued."""
+    for chunk in _chunks(contact_ids, settings.SYNC_CHUNK_SIZE):
+        tasks.reconcile_contacts.enqueue(destination_id=destination.pk, contact_ids=chunk)
+    return len(contact_ids)
+
+
+def reconcile_enqueue_daily(*, now=None, sample: int | None = None) -> int:
+    """Once a day per enabled, unpaused destination, queue the read-back of a random sample
+    of its contacts (SYNC_RECONCILE_SAMPLE; 0 turns it off). A destination is claimed by
+    moving its `reconciled_at` in one UPDATE, so that several schedulers queue it once."""
+    sample = settings.SYNC_RECONCILE_SAMPLE if sample is None else sample
+    if sample <= 0:
+        return 0
+    now = now or timezone.now()
+    due = Destination.objects.filter(enabled=True, paused_at__isnull=True).filter(
+        Q(reconciled_at__isnull=True) | Q(reconciled_at__lte=now - timedelta(days=1))
+    )
+    queued = 0
+    for destination in due:
+        claimed = Destination.objects.filter(
+            pk=destination.pk, reconciled_at=destination.reconciled_at
+        ).update(reconciled_at=now)
+        if claimed:
+            ids = reconcile_candidates(destination=destination, sample=sample)
+            queued += reconcile_enqueue(destination=destination, contact_ids=ids)
+    return queued
+
+
+def drifted_repush(*, destinations: Iterable[Destination], user_id: int | None) -> int:
+    """Push again, forced, every contact a read-back found drifted (or missing) on these
+    destinations, under one run per destination. Returns how many pushes were queued."""
+    queued = 0
+    for destination in destinations:
+        ids = list(
+            ContactDrift.objects.filter(destination=destination)
+            .order_by("contact_id")
+            .values_list("contact_id", flat=True)
+        )
+        if not ids:
+            continue
+        run = run_start(
+            trigger=Trigger.ACTION,
+            user_id=user_id,
+            destination=destination,
+            total=len(ids),
+            force=True,
+        )
+        queued += contacts_enqueue_push(
+            contact_ids=ids,
+            destinations=[destination],
+            trigger=Trigger.ACTION,
+            user_id=user_id,
+            run=run,
+            force=True,
+        )
+    return queued

@@ -18,7 +18,7 @@ import logging
 from django.db import InterfaceError, OperationalError
 from django_tasks import task
 
-from sync import dbretry, engine, guard
+from sync import dbretry, drift, engine, guard
 from sync.connectors.base import ConnectorConfigurationError
 from sync.models import Destination
 
@@ -122,6 +122,24 @@ def erase_contact(*, erasure_id: int):
         # receipts not written stay pending or failed: "Retry" on the erasure asks again
         logger.exception("erasure %s gave up on the database", erasure_id)
         _after_database_loss()
+
+
+@task()
+def reconcile_contacts(*, destination_id: int, contact_ids: list[int]):
+    """Read these contacts back from the destination's platform and store their drift."""
+    destination = Destination.objects.filter(pk=destination_id).first()
+    if destination is None or destination.is_paused:
+        return  # removed, or waiting for its credentials: the next daily pass reads again
+    try:
+        report = drift.contacts_reconcile(destination=destination, contact_ids=contact_ids)
+    except (OperationalError, InterfaceError) as err:
+        if not dbretry.is_transient(err):
+            raise
+        # nothing was claimed: the next pass reads these contacts again
+        logger.exception("reconcile on destination %s gave up on the database", destination_id)
+        _after_database_loss()
+        return
+    logger.info("; ".join(report.lines()))
 
 
 def _after_database_loss(hand_back=None, **kwargs) -> None:

@@ -112,6 +112,17 @@ def retry_failed(request, destination_id):
 
 @require_POST
 @permission_required(PUSH_PERMISSION, raise_exception=True)
+def repush_drifted(request, destination_id):
+    destination = get_object_or_404(Destination, pk=destination_id, enabled=True)
+    queued = services.drifted_repush(destinations=[destination], user_id=request.user.pk)
+    messages.success(
+        request, f"{destination}: {queued} drifted contacts queued to be pushed again."
+    )
+    return redirect("sync_dashboard")
+
+
+@require_POST
+@permission_required(PUSH_PERMISSION, raise_exception=True)
 def cancel_run(request, run_id):
     run = get_object_or_404(SyncRun, pk=run_id)
     services.run_cancel(run=run)

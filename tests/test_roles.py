@@ -135,6 +135,7 @@ EXPECTED = {
     "sync_dashboard_runs": Rule(get=READ_CONTACTS, post=READ_CONTACTS),
     "sync_retry_failed": Rule(post=CONFIGURE, post_only=True, writes=True),
     "sync_cancel_run": Rule(post=CONFIGURE, post_only=True, writes=True),
+    "sync_repush_drifted": Rule(post=CONFIGURE, post_only=True, writes=True),
     # --- the admin site's own pages
     "admin:index": Rule(get=EVERY_STAFF, post=EVERY_STAFF),
     "admin:login": Rule(auth="public", ok_get=(200, 302), ok_post=(200,)),
@@ -679,6 +680,8 @@ EXPECTED_ACTIONS = {
         "delete_selected": CONFIGURE,
         "test_connection": CONFIGURE,
         "refresh_options": CONFIGURE,
+        "reconcile_sample": CONFIGURE,  # permissions=["push"]: queues read-backs
+        "repush_drifted": CONFIGURE,
     },
     "sync.contactsyncstate": {"delete_selected": ONLY_SUPERUSER},
     "sync.syncattempt": {"delete_selected": ONLY_SUPERUSER},

@@ -23,7 +23,7 @@ from requests.adapters import HTTPAdapter
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
-from sync.connectors import readback
+import sync.connectors.readback as readback
 from sync.connectors.declarations import Credential, Setting
 from sync.connectors.records import (
     ContactRecord,
@@ -313,6 +313,9 @@ class BaseConnector:
     hosts: ClassVar[frozenset[str]] = frozenset()
     regions: ClassVar[dict[str, str]] = {}  # region code -> base URL
     default_rate_limit: ClassVar[float]  # requests per second
+    # Classes of calls the platform limits on their own, name -> requests per second (within
+    # the destination's rate): a call made with `request(..., call_class=name)` waits for both.
+    call_classes: ClassVar[dict[str, float]] = {}
     supports_delete: ClassVar[bool] = False
     batch_size: ClassVar[int] = 0  # > 0 when the platform has a bulk endpoint
     # Standard fields the platform has no native slot for: the destination may map them.
@@ -507,6 +510,13 @@ class BaseConnector:
         None when the platform holds no such contact. Raises ConnectorError subclasses."""
         raise NotImplementedError(f"{self.label} cannot read a contact back")
 
+    def find_remote_id(self, *, external_id: str) -> str | None:
+        """The platform's id of the contact holding this external ID, None when it holds
+        none, by the platform's cheapest documented lookup: an update-only destination asks
+        before every push that is not unchanged (never creating a contact there). Raises
+        ConnectorError subclasses."""
+        raise NotImplementedError(f"{self.label} cannot look a contact up")
+
     def compared_fields(self) -> tuple[str, ...]:
         """The fields a read-back of this destination compares (readback.compared_fields)."""
         return readback.compared_fields(
@@ -566,8 +576,10 @@ class BaseConnector:
         json_body: Any = None,
         params: dict | None = None,
         expect_json: bool = True,
+        call_class: str | None = None,
     ) -> tuple[int, Any]:
-        """Send one call and return `(status, parsed body)`.
+        """Send one call and return `(status, parsed body)`; `call_class` names the class of
+        calls it counts against (`call_classes`), besides the destination's own limit.
 
         2xx with a JSON body (or any body when `expect_json` is False) is returned; everything
         else raises the ConnectorError subclass that part A prescribes. A transient failure is
@@ -576,7 +588,12 @@ class BaseConnector:
         while True:
             try:
                 return self._send_once(
-                    method, path, json_body=json_body, params=params, expect_json=expect_json
+                    method,
+                    path,
+                    json_body=json_body,
+                    params=params,
+                    expect_json=expect_json,
+                    call_class=call_class,
                 )
             except ConnectorError as err:
                 if err.exchange is None and self.exchanges:
@@ -610,11 +627,14 @@ class BaseConnector:
                 self.redact.add_header(value)  # an echoed signature is as good as the key
         return prepared, body
 
-    def _send_once(self, method, path, *, json_body, params, expect_json):
+    def _send_once(self, method, path, *, json_body, params, expect_json, call_class=None):
         url = urljoin(self.base_url, path.lstrip("/"))
         prepared, body = self._prepare(method, path, json_body=json_body, params=params)
         if self.rate_limiter is not None:
-            self.rate_limiter.acquire()
+            if call_class is None:
+                self.rate_limiter.acquire()
+            else:
+                self.rate_limiter.acquire(call_class)
         started = time.monotonic()
         response = None
         try:

@@ -33,7 +33,7 @@ from urllib.parse import quote
 
 import phonenumbers
 
-from sync.connectors import readback
+import sync.connectors.readback as readback
 from sync.connectors.base import (
     AuthenticationError,
     BaseConnector,
@@ -358,6 +358,11 @@ class CendynConnector(BaseConnector):
             return None
         chosen = next((c for c in contacts if str(c["id"]) == str(remote_id)), contacts[0])
         return self._record_of(chosen, external_id)
+
+    def find_remote_id(self, *, external_id: str) -> str | None:
+        """`GET …/contact?user_id=` (the lookup every push without a stored id makes)."""
+        matches = self._find(external_id)
+        return matches[0] if matches else None
 
     def _record_of(self, contact: dict, external_id: str) -> ContactRecord:
         """The inverse of `build_payload`: plain keys back, the phone joined from country code

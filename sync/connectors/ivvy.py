@@ -35,7 +35,7 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
-from sync.connectors import readback
+import sync.connectors.readback as readback
 from sync.connectors.base import (
     AuthenticationError,
     BaseConnector,
@@ -437,6 +437,10 @@ class IvvyConnector(BaseConnector):
             contact = self._get_contact(found) if found else None
         return self._record_of(contact, external_id) if contact is not None else None
 
+    def find_remote_id(self, *, external_id: str) -> str | None:
+        """getContactList filtered by externalId, one row (the lookup a first push makes)."""
+        return self._find_by_external_id(external_id)
+
     def _get_contact(self, remote_id: str) -> dict | None:
         """getContact with `{"id"}` as the vendor's example request sends it; None for
         specificCode 24096 "Unable to find contact"."""
@@ -485,6 +489,13 @@ class IvvyConnector(BaseConnector):
             **readback.mapped_values(self.mapping, fields, MAPPABLE_STANDARD_FIELDS),
             **readback.mapped_lists(self.mapping, groups),
         )
+
+    def field_differs(self, name: str, ours: ContactRecord, theirs: ContactRecord) -> bool:
+        """An answer without `status` (the vendor's own getContact example has none) says
+        nothing of the email status: unknown, not drift."""
+        if name == "email_status" and not theirs.email_status:
+            return False
+        return super().field_differs(name, ours, theirs)
 
     def delete(self, *, external_id: str, remote_id: str | None) -> None:
         raise NotImplementedError(

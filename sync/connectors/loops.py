@@ -18,7 +18,7 @@ import decimal
 import json
 from typing import Any
 
-from sync.connectors import readback
+import sync.connectors.readback as readback
 from sync.connectors.base import BaseConnector, PermanentError, PushResult
 from sync.connectors.declarations import Credential
 from sync.connectors.probe import Maybe, ProbeCall
@@ -259,17 +259,25 @@ class LoopsConnector(BaseConnector):
             )
         return planned
 
-    def read_contact(self, *, external_id: str, remote_id: str | None) -> ContactRecord | None:
-        """`GET /v1/contacts/find?userId=` ("Only one parameter is allowed"): an array, empty
-        when Loops holds no such contact."""
+    def find_remote_id(self, *, external_id: str) -> str | None:
+        """`GET /v1/contacts/find?userId=`: its id, None for an empty array."""
+        found = self._find(external_id)
+        return str(found["id"]) if found and found.get("id") else None
+
+    def _find(self, external_id: str) -> dict | None:
         status, data = self.request("GET", "v1/contacts/find", params={"userId": external_id})
         if not isinstance(data, list) or not all(isinstance(c, dict) for c in data):
             raise PermanentError(
                 self.label, "the find answer is not a list of contacts", status=status
             )
-        if not data:
+        return data[0] if data else None
+
+    def read_contact(self, *, external_id: str, remote_id: str | None) -> ContactRecord | None:
+        """`GET /v1/contacts/find?userId=` ("Only one parameter is allowed"): an array, empty
+        when Loops holds no such contact."""
+        contact = self._find(external_id)
+        if contact is None:
             return None
-        contact = data[0]
         lists = contact.get("mailingLists") if isinstance(contact.get("mailingLists"), dict) else {}
         return ContactRecord(
             id=None,

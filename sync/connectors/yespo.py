@@ -24,7 +24,7 @@ import decimal
 import time
 from typing import Any
 
-from sync.connectors import readback
+import sync.connectors.readback as readback
 from sync.connectors.base import (
     AuthenticationError,
     BaseConnector,
@@ -86,6 +86,8 @@ class YespoConnector(BaseConnector):
     # (shared/platforms.md part B, Yespo base URL).
     hosts = frozenset({"api.yespo.io", "yespo.io", "esputnik.com"})
     default_rate_limit = 200.0  # "200 requests per 1 second" (spec, 429; rate-limits page)
+    # "GET /api/v1/contacts" (the search): 50 requests/s (docs.yespo.io/reference/rate-limits)
+    call_classes = {"search": 50.0}
     supports_delete = True
     batch_size = BULK_LIMIT
     mappable_standard_fields = MAPPABLE_STANDARD_FIELDS
@@ -262,7 +264,7 @@ class YespoConnector(BaseConnector):
 
     def _lookup_id(self, external_id: str) -> str | None:
         params = {"externalCustomerId": external_id, "startindex": 1, "maxrows": 1}
-        _, found = self.request("GET", CONTACTS_PATH, params=params)
+        _, found = self.request("GET", CONTACTS_PATH, params=params, call_class="search")
         if isinstance(found, list) and found and isinstance(found[0], dict) and found[0].get("id"):
             return str(found[0]["id"])
         return None
@@ -602,6 +604,10 @@ class YespoConnector(BaseConnector):
             contact = self._contact_by_id(found) if found else None
         return self._record_of(contact, external_id) if contact is not None else None
 
+    def find_remote_id(self, *, external_id: str) -> str | None:
+        """One search row by externalCustomerId (the search call class: 50 requests/s)."""
+        return self._lookup_id(external_id)
+
     def _contact_by_id(self, remote_id: str) -> dict | None:
         try:
             status, data = self.request(
@@ -645,7 +651,9 @@ class YespoConnector(BaseConnector):
         )
 
     def test_connection(self) -> str:
-        self.request("GET", CONTACTS_PATH, params={"startindex": 1, "maxrows": 1})
+        self.request(
+            "GET", CONTACTS_PATH, params={"startindex": 1, "maxrows": 1}, call_class="search"
+        )
         return "Yespo accepted the API key."
 
     def fetch_options(self) -> list[RemoteOption]:

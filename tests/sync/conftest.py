@@ -24,6 +24,7 @@ def destination_form_data(destination, **changes):
         "secret_env": destination.secret_env,
         "enabled": "on",
         "push_on_save": "on",
+        "sync_mode": destination.sync_mode,
         "rate_limit": "",
         "timeout": "10",
     }

@@ -16,7 +16,8 @@ class Command(BaseCommand):
     help = (
         "Long-running: every few seconds, queue the retries that are due, take back work left "
         "in progress by a worker that died and mark its task failed; daily, queue each "
-        "destination's vendor-change probe and prune the attempt log and finished task rows. "
+        "destination's vendor-change probe and a sampled read-back (drift), and prune the "
+        "attempt log and finished task rows. "
         "Safe to run on several machines at once."
     )
 
@@ -59,6 +60,10 @@ class Command(BaseCommand):
             with_database_retry(services.attempts_prune, days=settings.SYNC_ATTEMPT_RETENTION_DAYS)
             with_database_retry(services.tasks_prune, days=settings.SYNC_TASK_RETENTION_DAYS)
             self.next_prune = time.monotonic() + DAY
+        # daily per destination (claimed in the database: several schedulers queue it once)
+        reconciled = with_database_retry(services.reconcile_enqueue_daily)
+        if reconciled:
+            self.stdout.write(f"{reconciled} contacts queued for the daily read-back")
 
     def _stop(self, signum, frame):
         self.running = False

@@ -643,3 +643,37 @@ def test_a_forced_run_paused_by_401_then_resumed_ends_when_its_contacts_settle(
         100,
         100,
     )
+
+
+def test_a_city_and_phone_changed_in_cendyn_are_reported_as_drifted(
+    sandbox, sandbox_destination, client, admin_client_logged
+):
+    from django.urls import reverse
+
+    destination = sandbox_destination("cendyn")
+    contact = Contact.objects.create(
+        first_name="Ada",
+        last_name="Lovelace",
+        email="ada@example.com",
+        phone="+447712345678",
+        city="London",
+        country="GB",
+        language="en",
+    )
+    state = services.contact_push(
+        contact_id=contact.pk,
+        destination=destination,
+        context=services.PushContext(trigger="action"),
+    )
+    assert state.status == SyncStatus.SYNCED, state.last_error
+    report = services.destination_reconcile(destination=destination, contact_ids=[contact.pk])
+    assert report.drifted == 0, report.fields  # language "EN" there, phone split in two
+    changed = requests.post(
+        f"{sandbox.url}/_sandbox/contact/cendyn/{contact.external_id}",
+        json={"raw": {"city": "Paris", "phone_countrycode": "33", "phone_number": "612345678"}},
+    )
+    assert changed.status_code == 200, changed.text
+    report = services.destination_reconcile(destination=destination, contact_ids=[contact.pk])
+    assert dict(report.fields) == {"phone": 1, "city": 1}
+    panel = admin_client_logged.get(reverse("admin:contacts_contact_sync_panel", args=[contact.pk]))
+    assert "drifted: phone, city" in panel.content.decode()

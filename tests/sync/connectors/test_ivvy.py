@@ -708,6 +708,10 @@ def test_read_contact_reads_the_vendors_get_contact_example():
     assert record.custom_values == (CustomValueRecord("newsletter_optin", "", "Yes"),)
     assert record.group_ids == frozenset({1})
     assert "sms_status" not in IvvyConnector.readable_fields
+    ours = ContactRecord(id=1, external_id="e-9", email_status="subscribed")
+    assert conn.field_differs("email_status", ours, record)  # registering is not subscribed
+    unknown = ContactRecord(id=None, external_id="e-9", email_status="")
+    assert not conn.field_differs("email_status", ours, unknown)  # no `status` in the answer
 
 
 def test_read_contact_by_a_stale_id_falls_back_to_the_external_id():

@@ -488,3 +488,40 @@ def test_a_failed_import_status_check_leaves_stored_contacts_awaiting_then_confi
     assert {s.status for s in states} == {SyncStatus.SYNCED}, [s.last_error for s in states]
     held = {c["externalCustomerId"]: str(c["id"]) for c in stored(sandbox)["contacts"]}
     assert {s.contact.external_id: s.remote_id for s in states} == held
+
+
+def test_a_town_and_phone_changed_in_yespo_are_reported_as_drifted(sandbox, sandbox_destination):
+    from contacts.models import Contact
+    from sync import services
+
+    destination = sandbox_destination("yespo")
+    contact = Contact.objects.create(
+        first_name="John", email="john@example.com", phone="+380501234567", city="Kyiv"
+    )
+    state = services.contact_push(
+        contact_id=contact.pk,
+        destination=destination,
+        context=services.PushContext(trigger="action"),
+    )
+    assert state.status in ("synced", "unchanged"), state.last_error
+    assert (
+        services.destination_reconcile(destination=destination, contact_ids=[contact.pk]).drifted
+        == 0
+    )
+    changed = requests.post(
+        f"{sandbox.url}/_sandbox/contact/yespo/{contact.external_id}",
+        json={
+            "raw": {
+                "address": {"town": "Lviv"},
+                "channels": [
+                    {"type": "email", "value": "john@example.com"},
+                    {"type": "sms", "value": "+380671234567"},
+                ],
+            }
+        },
+    )
+    assert changed.status_code == 200, changed.text
+    report = services.destination_reconcile(destination=destination, contact_ids=[contact.pk])
+    assert dict(report.fields) == {"phone": 1, "city": 1}
+    # by the stored id: one GET /api/v1/contact/{id}, no search
+    assert report.requests == 1
