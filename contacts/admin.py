@@ -13,6 +13,7 @@ from django.core.exceptions import PermissionDenied
 from django.http import HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import reverse
+from django.utils import timezone as django_timezone
 from django.utils.decorators import method_decorator
 from django.views.decorators.http import require_POST
 from import_export.admin import ExportActionMixin, ImportMixin
@@ -24,6 +25,7 @@ from unfold.admin import ModelAdmin, TabularInline
 from unfold.contrib.import_export.forms import ExportForm, ImportForm
 
 from contacts import forms
+from contacts.consent import consent_record_admin_change
 from contacts.models import (
     MAX_EXTERNAL_URLS,
     Channel,
@@ -250,6 +252,23 @@ class ContactAdmin(ImportMixin, ExportActionMixin, SimpleHistoryAdmin, ModelAdmi
     ]
     search_fields = ["first_name", "last_name", "email", "phone", "=external_id"]
     readonly_fields = ["created_at", "updated_at"]
+
+    def save_model(self, request, obj, form, change):
+        """Saved as Django does; a changed email or SMS status (any, on an add) is also a
+        person's consent change in the ledger (`contacts.consent`)."""
+        before = {}
+        if change and obj.pk:
+            before = (
+                type(obj).objects.filter(pk=obj.pk).values("email_status", "sms_status").first()
+                or {}
+            )
+        super().save_model(request, obj, form, change)
+        consent_record_admin_change(
+            contact=obj,
+            before=before,
+            user_label=request.user.get_username(),
+            now=django_timezone.now(),
+        )
 
     def get_search_results(self, request, queryset, search_term):
         """Phones are stored in E.164 (+447911123456): a number typed the national way

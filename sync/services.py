@@ -630,3 +630,9 @@ def tasks_prune(*, days: int, batch: int = 5000) -> int:
         if not ids:
             return deleted
         deleted += DBTaskResult.objects.filter(pk__in=ids).delete()[0]
+
+
+def inbound_events_enqueue(*, event_ids: list[int]) -> None:
+    """Process stored inbound events in a task, after the transaction that stored them."""
+    ids = list(event_ids)
+    transaction.on_commit(lambda: tasks.process_inbound_events.enqueue(event_ids=ids))

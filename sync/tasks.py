@@ -105,3 +105,11 @@ def _after_database_loss(hand_back=None, **kwargs) -> None:
         dbretry.with_database_retry(hand_back, **kwargs)
     except (OperationalError, InterfaceError):
         logger.exception("handing back failed; the scheduler takes the work back later")
+
+
+@task()
+def process_inbound_events(*, event_ids: list[int]):
+    """Apply events a platform sent (sync.inbound). A failure stays on each event."""
+    from sync import inbound  # noqa: PLC0415 (sync.inbound enqueues through sync.services)
+
+    inbound.inbound_events_process(event_ids=event_ids)

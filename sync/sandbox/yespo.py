@@ -101,7 +101,12 @@ FIRST_ID = 23456789
 
 class YespoEmulator(PlatformEmulator):
     slug = "yespo"
-    account_credentials = {"api_key": "sandbox-yespo-api-key"}
+    account_credentials = {
+        "api_key": "sandbox-yespo-api-key",
+        # The password typed under Authentication in a webhook export (part B 1.1).
+        "webhook_password": "sandbox-yespo-webhook-password",
+    }
+    account_settings = {"webhook_login": "sandbox-webhook"}
     default_rate_limit = 200  # "More than 200 requests per 1 second" -> 429 (spec)
 
     def reset(self) -> None:
