@@ -133,6 +133,9 @@ EXPECTED = {
     "sync_dashboard_runs": Rule(get=READ_CONTACTS, post=READ_CONTACTS),
     "sync_retry_failed": Rule(post=CONFIGURE, post_only=True, writes=True),
     "sync_cancel_run": Rule(post=CONFIGURE, post_only=True, writes=True),
+    # A platform's events for one destination (sync.inbound): the platform's signature is the
+    # only proof. A refused POST is counted on the destination (a write, the same for all).
+    "sync_inbound": Rule(auth="signature", writes=True),
     # --- the admin site's own pages
     "admin:index": Rule(get=EVERY_STAFF, post=EVERY_STAFF),
     "admin:login": Rule(auth="public", ok_get=(200, 302), ok_post=(200,)),
@@ -383,6 +386,9 @@ URL_ARGUMENTS = {
             "admin:auth_user_password_change", args=[w.user.pk]
         )
     },
+    "sync_inbound": lambda w: {
+        "sync_inbound": reverse("sync_inbound", kwargs={"token": w.destination.inbound_token})
+    },
     "admin:app_list": lambda w: {
         f"admin:app_list[{label}]": reverse("admin:app_list", args=[label])
         for label in sorted({m._meta.app_label for m in admin.site._registry})
@@ -551,7 +557,7 @@ def _expected_answer(rule, subject, method):
 
 
 def _served(rule, subject, method):
-    return rule.auth == "public" or (
+    return rule.auth in ("public", "signature") or (
         subject in STAFF
         and subject in (rule.get if method == "GET" else rule.post)
         and not (method == "GET" and rule.post_only)
@@ -560,8 +566,8 @@ def _served(rule, subject, method):
 
 def _signature_answer(url, method, body):
     """What anonymous gets: a signed inbound endpoint must answer a logged-in user, even a
-    superuser, the same (its session proves nothing). None exist yet; mark one
-    Rule(auth="signature") in EXPECTED and the walker asks this for its expected answer."""
+    superuser, the same (its session proves nothing). Marked Rule(auth="signature") in
+    EXPECTED (the inbound endpoint); the walker asks this for its expected answer."""
     response = getattr(Client(), method.lower())(url, body)
     return (response.status_code,)
 
