@@ -15,6 +15,7 @@ from django.shortcuts import get_object_or_404
 from django.template.loader import render_to_string
 from django.template.response import TemplateResponse
 from django.urls import path
+from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.translation import ngettext
 from django_tasks_db import admin as tasks_admin
@@ -26,6 +27,7 @@ from unfold.forms import AdminPasswordChangeForm, UserChangeForm, UserCreationFo
 from contacts.admin import ContactAdmin
 from contacts.models import Contact, CustomFieldDefinition, Group, MailingList
 from sync import actions, connectors, selectors, services
+from sync import inbound as inbound_services
 from sync.actions import ObjectActionsMixin, object_action
 from sync.connectors.base import ConnectorConfigurationError, ConnectorError
 from sync.connectors.records import STANDARD_FIELDS
@@ -127,11 +129,21 @@ class DestinationAdmin(ObjectActionsMixin, SimpleHistoryAdmin, ModelAdmin):
     list_display = ["name", "platform", "enabled", "push_on_save", "health", "effective_url"]
     list_filter = ["platform", "enabled"]
     actions = [test_connection, refresh_options]
-    object_actions = ("test_connection_button", "refresh_options_button")
+    object_actions = (
+        "test_connection_button",
+        "refresh_options_button",
+        "register_inbound_button",
+    )
     # The history page lists who changed the platform, URL or credential variables.
     history_list_display = ["platform", "base_url", "key_env", "secret_env", "settings"]
     inlines = [FieldMappingInline, ListMappingInline]
-    readonly_fields = ["health", "platform_notes", "unmapped_fields", "options_refreshed_at"]
+    readonly_fields = [
+        "health",
+        "platform_notes",
+        "unmapped_fields",
+        "options_refreshed_at",
+        "inbound",
+    ]
     change_form_template = "admin/sync/destination/change_form.html"
 
     def get_fieldsets(self, request, obj=None):
@@ -158,13 +170,14 @@ class DestinationAdmin(ObjectActionsMixin, SimpleHistoryAdmin, ModelAdmin):
                     "fields": [
                         "marketing_consent_only",
                         "delete_on_platform",
+                        "recreate_deleted",
                         "rate_limit",
                         "timeout",
                     ]
                 },
             ),
             ("Mappings", {"fields": ["unmapped_fields", "options_refreshed_at"]}),
-        ]
+        ] + ([("Events from the platform", {"fields": ["inbound"]})] if obj is not None else [])
 
     def get_form(self, request, obj=None, change=False, **kwargs):
         cls = connectors.CONNECTORS.get(platform_of(request, obj))
@@ -194,6 +207,47 @@ class DestinationAdmin(ObjectActionsMixin, SimpleHistoryAdmin, ModelAdmin):
             return "-"
         notes = getattr(obj.connector_class, "notes", ())
         return format_html_join("", "<p>{}</p>", ((note,) for note in notes)) or "-"
+
+    @admin.display(description="Inbound")
+    def inbound(self, obj):
+        """The inbound URL and how to register it, its setup state, the last event received
+        and the refused deliveries by reason (sync.selectors.destination_inbound_summary)."""
+        if obj is None or obj.pk is None or obj.platform not in connectors.CONNECTORS:
+            return "-"
+        summary = selectors.destination_inbound_summary(obj)
+        last = summary["last_event"]
+        parts = [
+            format_html(
+                "<p><strong>URL:</strong> <code>{}</code></p>",
+                summary["url"]
+                or "none: set SYNC_PUBLIC_URL (until then polling carries the truth)",
+            ),
+            format_html("<p><strong>Setup:</strong> {}</p>", summary["setup"]),
+            format_html(
+                '<ol class="list-decimal ml-5">{}</ol>',
+                format_html_join("", "<li>{}</li>", ((step,) for step in summary["steps"])),
+            ),
+        ]
+        if summary["missing_credentials"]:
+            parts.append(
+                format_html(
+                    "<p>Not set, so nothing from the platform verifies: {}</p>",
+                    ", ".join(summary["missing_credentials"]),
+                )
+            )
+        parts.append(
+            format_html(
+                "<p><strong>Last event received:</strong> {}</p>",
+                f"{last.raw_type or last.get_kind_display()} at "
+                f"{timezone.localtime(last.received_at):%Y-%m-%d %H:%M} "
+                f"({last.get_state_display()})"
+                if last
+                else "none yet",
+            )
+        )
+        refused = ", ".join(f"{r.get_reason_display()}: {r.count}" for r in summary["refusals"])
+        parts.append(format_html("<p><strong>Refused:</strong> {}</p>", refused or "none"))
+        return format_html_join("", "{}", ((part,) for part in parts))
 
     @admin.display(description="Not sent (unmapped)")
     def unmapped_fields(self, obj):
@@ -244,6 +298,15 @@ class DestinationAdmin(ObjectActionsMixin, SimpleHistoryAdmin, ModelAdmin):
     @object_action(description="Refresh from platform", permissions=["change"])
     def refresh_options_button(self, request, obj):
         refresh_options(self, request, Destination.objects.filter(pk=obj.pk))
+
+    @object_action(description="Register inbound URL", permissions=["change"])
+    def register_inbound_button(self, request, obj):
+        """Registration through the platform's API (iVvy); elsewhere the page's steps say
+        what to do in the platform. A refusal fails this call only."""
+        done, message = inbound_services.destination_inbound_register(destination=obj)
+        self.message_user(
+            request, f"{obj}: {message}", messages.SUCCESS if done else messages.ERROR
+        )
 
 
 # ------------------------------------------------------------------ state, attempts, runs

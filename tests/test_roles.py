@@ -185,6 +185,9 @@ EXPECTED = {
     "admin:sync_destination_refresh_options_button": Rule(
         post=CONFIGURE, post_only=True, writes=True
     ),
+    "admin:sync_destination_register_inbound_button": Rule(
+        post=CONFIGURE, post_only=True, writes=True
+    ),
     # --- sync state and logs: written by the engine only (no add, no change)
     **_model_rules(
         "sync_contactsyncstate",
@@ -736,6 +739,8 @@ class Button:
 EXPECTED_BUTTONS = {
     "admin:sync_destination_test_connection_button": Button(CONFIGURE, calls_platform=True),
     "admin:sync_destination_refresh_options_button": Button(CONFIGURE, calls_platform=True),
+    # The world's destination registers in its platform's own settings: nothing is called.
+    "admin:sync_destination_register_inbound_button": Button(CONFIGURE, calls_platform=False),
 }
 
 
