@@ -117,3 +117,41 @@ def test_bulk_completion_webhook_confirms_and_fails_contacts(inbound_world, sand
     synced = states.filter(status="synced")
     assert synced.count() == 18 and all(s.remote_id for s in synced)
     assert InboundEvent.objects.get(kind="bulk_completed").state == "applied"
+
+
+def test_the_documented_vector_verifies():
+    """shared/inbound.md part B 5.3's vector: hex HMAC-SHA256(secret, timestamp + token)."""
+    import datetime
+    import json
+
+    from sync.connectors.cendyn import CendynWebhooks
+    from sync.connectors.inbound import InboundRequest, Refused
+
+    body = {
+        "action": "destroy",
+        "origin": "platform_individual",
+        "contact": {"id": "5b6d96991a7e4e8ac8000128", "user_id": "6712"},
+        "timestamp": 1533909631,
+        "token": "a" * 25 + "b" * 25,
+        "account_id": "acct",
+    }
+    signature = "69bb6c219078cdeff30272223f9657f8c6d14e12ecaccf67b168d5e8577fe5e6"
+    verifier = CendynWebhooks(
+        secrets={"secret": "test-account-secret"},
+        settings={"account_id": "acct"},
+        state={},
+        now=lambda: datetime.datetime.now(datetime.UTC),
+    )
+    raw = json.dumps(body).encode()
+    [event] = verifier.verify(
+        InboundRequest("POST", {"authorization": signature.upper()}, raw)
+    ).events
+    assert (event.kind, event.remote_id, event.external_id) == (
+        "deleted",
+        "5b6d96991a7e4e8ac8000128",
+        "6712",
+    )
+    other = json.dumps({**body, "account_id": "other"}).encode()
+    with pytest.raises(Refused) as refused:
+        verifier.verify(InboundRequest("POST", {"authorization": signature}, other))
+    assert refused.value.status == 406

@@ -149,3 +149,39 @@ def test_an_event_older_than_the_latest_change_is_recorded_not_applied(loops, sa
     contact.refresh_from_db()
     assert contact.email_status == "subscribed"
     assert InboundEvent.objects.get(kind="unsubscribed").state == "not_applied"
+
+
+def test_the_documented_vector_verifies_and_a_changed_body_does_not():
+    """shared/inbound.md part B 5.4's vector (computed from Loops' sample code)."""
+    import datetime
+
+    from sync.connectors.inbound import InboundRequest, Refused
+    from sync.connectors.loops import LoopsWebhooks
+
+    body = (
+        b'{"eventName":"contact.unsubscribed","eventTime":1734425918,"webhookSchemaVersion":'
+        b'"1.0.0","contactIdentity":{"id":"cm4ittmhq0011ow9h6fb460yw","email":'
+        b'"test@example.com","userId":null}}'
+    )
+    headers = {
+        "webhook-id": "msg_test_0001",
+        "webhook-timestamp": "1734425918",
+        "webhook-signature": "v1,RwIBJ13gdTulN1PwrMCBhHdZITY3y9yW/gCpUcFDbq4=",
+    }
+    verifier = LoopsWebhooks(
+        secrets={"signing_secret": "whsec_dGVzdC1sb29wcy1zaWduaW5nLWtleS0zMi1ieXRlcyE="},
+        settings={},
+        state={},
+        now=lambda: datetime.datetime.now(datetime.UTC),
+    )
+    verified = verifier.verify(InboundRequest("POST", headers, body))
+    [event] = verified.events
+    assert (event.kind, event.remote_id, event.email) == (
+        "unsubscribed",
+        "cm4ittmhq0011ow9h6fb460yw",
+        "test@example.com",
+    )
+    assert verifier.is_stale(verified.sent_at)  # 2024: a late retry, still an opt-out
+    with pytest.raises(Refused) as refused:
+        verifier.verify(InboundRequest("POST", headers, body.replace(b"test@", b"evil@")))
+    assert refused.value.status == 401
