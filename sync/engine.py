@@ -71,6 +71,7 @@ STATE_FIELDS = [
     "accepted_config_version",
     "accepted_email_status",
     "confirmation_ref",
+    "deleted_on_platform_at",
     "claimed_at",
     "claimed_by",
     "run",

@@ -2,10 +2,11 @@
 (shared/inbound.md part A; the shape of dj-stripe's webhook triggers and anymail's tracking
 webhooks, STYLE.md).
 
-- `delivery_receive` is the endpoint's whole work: find the destination by its token (404,
-  with no hint, for any other), check the size, let the platform's verifier (declared by its
-  connector) prove the delivery, store each event once (a key seen before is a replay:
-  answered 200 and ignored) and answer. Refusals are counted per destination and reason.
+- `delivery_receive` is the endpoint's work (its events queued by `sync.services`): find the
+  destination by its token (404, with no hint, for any other), check the size, let the
+  platform's verifier (declared by its connector) prove the delivery, store each event once
+  (a key seen before is a replay: answered 200 and ignored) and answer. Refusals are
+  counted per destination and reason.
 - `inbound_event_process` applies one stored event, in a task: idempotent (an event is
   processed once; consent changes are ordered by their own time through the ledger).
 - `destination_inbound_register` registers the URL through the platform's API where it has
@@ -24,7 +25,7 @@ from django.utils import timezone
 
 from contacts.consent import consent_record, list_channel
 from contacts.models import Contact
-from sync import connectors, selectors, services
+from sync import connectors, selectors
 from sync.connectors.base import (
     BatchItemResult,
     ConnectorConfigurationError,
@@ -73,33 +74,33 @@ NOT_FOUND = Answer(404, "Not found")
 
 def delivery_receive(
     *, token: str, method: str, headers: dict[str, str], body: bytes, query: dict[str, str]
-) -> Answer:
-    """Everything the inbound endpoint does, up to its answer (see the module docstring)."""
+) -> tuple[Answer, list[int]]:
+    """Everything the inbound endpoint does up to its answer (see the module docstring):
+    the answer and the ids of the events stored, for the caller to queue
+    (`sync.services.inbound_delivery_receive`: this module queues nothing)."""
     destination = Destination.objects.filter(inbound_token=token).first() if token else None
     if destination is None or destination.platform not in connectors.CONNECTORS:
-        return NOT_FOUND
+        return NOT_FOUND, []
     verifier_class = destination.connector_class.inbound
     if verifier_class is None:
-        return NOT_FOUND
+        return NOT_FOUND, []
     if method in ("GET", "HEAD"):
-        return Answer(200)  # Yespo checks the URL with a GET when the export is saved
+        return Answer(200), []  # Yespo checks the URL with a GET when the export is saved
     if method != "POST":
-        return Answer(405)
+        return Answer(405), []
     if len(body) > MAX_BODY:
-        return _refuse(destination, Refused(Reason.TOO_LARGE, 413, "over 1 MB"))
+        return _refuse(destination, Refused(Reason.TOO_LARGE, 413, "over 1 MB")), []
     request = InboundRequest(method=method, headers=headers, body=body, query=query)
     verifier = _verifier(destination)
     try:
         verified = verifier.verify(request)
     except Refused as refused:
-        return _refuse(destination, refused)
+        return _refuse(destination, refused), []
     stale = verifier.is_stale(verified.sent_at)
     stored = _store(destination, verified.events, stale=stale)
     if verified.events and not stored:
         _count(destination, Reason.REPLAY)
-    if stored:
-        services.inbound_events_enqueue(event_ids=stored)
-    return Answer(200)
+    return Answer(200), stored
 
 
 def _refuse(destination: Destination, refused: Refused) -> Answer:
@@ -366,11 +367,12 @@ def _deleted(event: InboundEvent) -> tuple[str, str]:
         updated_at=timezone.now(),
     )
     note = f"deleted on {destination.connector_class.label}"
-    if destination.recreate_deleted and destination.enabled:
-        services.contacts_enqueue_push(
-            contact_ids=[event.contact.pk], destinations=[destination], trigger=Trigger.RETRY
+    if destination.recreate_deleted and cleared:
+        # Due now: the scheduler's retry pass pushes it (this module queues nothing).
+        ContactSyncState.objects.filter(destination=destination, contact=event.contact).update(
+            status=SyncStatus.PENDING, next_attempt_at=timezone.now()
         )
-        note += "; pushed again (the destination re-creates deleted contacts)"
+        note += "; to be pushed again (the destination re-creates deleted contacts)"
     return InboundEvent.State.APPLIED if cleared else InboundEvent.State.IGNORED, note
 
 

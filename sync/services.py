@@ -19,7 +19,7 @@ from django_tasks import TaskResultStatus
 from django_tasks_db.models import DBTaskResult
 
 from contacts.models import Contact
-from sync import engine, selectors, tasks
+from sync import engine, inbound, selectors, tasks
 from sync.connectors.base import (
     ConnectorConfigurationError,
     ConnectorError,
@@ -632,7 +632,14 @@ def tasks_prune(*, days: int, batch: int = 5000) -> int:
         deleted += DBTaskResult.objects.filter(pk__in=ids).delete()[0]
 
 
-def inbound_events_enqueue(*, event_ids: list[int]) -> None:
-    """Process stored inbound events in a task, after the transaction that stored them."""
-    ids = list(event_ids)
-    transaction.on_commit(lambda: tasks.process_inbound_events.enqueue(event_ids=ids))
+def inbound_delivery_receive(
+    *, token: str, method: str, headers: dict[str, str], body: bytes, query: dict[str, str]
+) -> inbound.Answer:
+    """A platform's delivery to an inbound URL (sync.inbound): verified and stored, then its
+    events queued for processing after the commit. Returns the answer to give at once."""
+    answer, stored = inbound.delivery_receive(
+        token=token, method=method, headers=headers, body=body, query=query
+    )
+    if stored:
+        transaction.on_commit(lambda: tasks.process_inbound_events.enqueue(event_ids=stored))
+    return answer

@@ -18,7 +18,7 @@ import logging
 from django.db import InterfaceError, OperationalError
 from django_tasks import task
 
-from sync import dbretry, engine
+from sync import dbretry, engine, inbound
 
 logger = logging.getLogger(__name__)
 
@@ -110,6 +110,4 @@ def _after_database_loss(hand_back=None, **kwargs) -> None:
 @task()
 def process_inbound_events(*, event_ids: list[int]):
     """Apply events a platform sent (sync.inbound). A failure stays on each event."""
-    from sync import inbound  # noqa: PLC0415 (sync.inbound enqueues through sync.services)
-
     inbound.inbound_events_process(event_ids=event_ids)

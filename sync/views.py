@@ -91,15 +91,13 @@ def inbound(request, token):
     """A platform's events for one destination (sync.inbound). Outside the admin and its
     session: the platform's signature (or basic auth) is the only proof, checked by the
     platform's own verifier. A body over the limit is refused before it is read."""
-    from sync import inbound as receiving  # noqa: PLC0415 (keeps the admin views light)
-
     length = request.META.get("CONTENT_LENGTH") or "0"
     if length.isdigit() and int(length) > MAX_BODY:
         body = b"x" * (MAX_BODY + 1)  # counted as over the limit without being read
     else:
         body = request.read(MAX_BODY + 1)
     headers = {name.lower(): value for name, value in request.headers.items()}
-    answer = receiving.delivery_receive(
+    answer = services.inbound_delivery_receive(
         token=token,
         method=request.method,
         headers=headers,

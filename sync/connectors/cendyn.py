@@ -36,7 +36,7 @@ from urllib.parse import quote, urlencode
 
 import phonenumbers
 
-from sync.connectors import inbound
+import sync.connectors.inbound as inbound
 from sync.connectors.base import (
     AuthenticationError,
     BaseConnector,

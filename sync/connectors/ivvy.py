@@ -40,7 +40,7 @@ from urllib.parse import urlsplit
 
 import requests
 
-from sync.connectors import inbound
+import sync.connectors.inbound as inbound
 from sync.connectors.base import (
     AuthenticationError,
     BaseConnector,

@@ -20,7 +20,7 @@ import decimal
 import json
 from typing import Any
 
-from sync.connectors import inbound
+import sync.connectors.inbound as inbound
 from sync.connectors.base import BaseConnector, ConnectorError, PermanentError, PushResult
 from sync.connectors.declarations import Credential
 from sync.connectors.inbound import EventKind, InboundRequest, PlatformEvent, Verified

@@ -28,7 +28,7 @@ import time
 import zoneinfo
 from typing import Any
 
-from sync.connectors import inbound
+import sync.connectors.inbound as inbound
 from sync.connectors.base import (
     AuthenticationError,
     BaseConnector,

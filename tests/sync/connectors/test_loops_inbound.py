@@ -185,3 +185,13 @@ def test_the_documented_vector_verifies_and_a_changed_body_does_not():
     with pytest.raises(Refused) as refused:
         verifier.verify(InboundRequest("POST", headers, body.replace(b"test@", b"evil@")))
     assert refused.value.status == 401
+
+
+def test_delete_is_recreated_when_the_destination_says_so(loops, sandbox):
+    destination, contact, state = loops
+    type(destination).objects.filter(pk=destination.pk).update(recreate_deleted=True)
+    notify(sandbox, contact, "delete")
+    state.refresh_from_db()
+    # contact.unsubscribed, which follows the delete, changed our contact: its push re-creates
+    assert state.status == "synced" and state.remote_id and state.deleted_on_platform_at is None
+    assert sandbox.sandbox.contact_view("loops", contact.external_id) is not None
