@@ -41,6 +41,7 @@ from sync.models import (
     ContactSyncState,
     Destination,
     FieldMapping,
+    InboundEvent,
     ListMapping,
     RemoteOption,
     SyncAttempt,
@@ -356,6 +357,47 @@ class SyncAttemptAdmin(ReadOnlyAdmin):
     @admin.display(description="error")
     def short_error(self, obj):
         return obj.error[:120]
+
+
+@admin.action(description="Process failed events again", permissions=["push"])
+def reprocess_events(modeladmin, request, queryset):
+    count = services.inbound_events_reprocess(event_ids=list(queryset.values_list("pk", flat=True)))
+    modeladmin.message_user(
+        request,
+        ngettext("%(n)d failed event queued.", "%(n)d failed events queued.", count) % {"n": count},
+        messages.SUCCESS if count else messages.WARNING,
+    )
+
+
+@admin.register(InboundEvent)
+class InboundEventAdmin(ReadOnlyAdmin):
+    """What the platforms sent, as received (raw object kept) and what became of it; a
+    failed processing is shown with its error and can be run again."""
+
+    list_display = [
+        "received_at",
+        "destination",
+        "raw_type",
+        "kind",
+        "channel",
+        "contact",
+        "state",
+        "occurred_at",
+        "short_error",
+    ]
+    list_filter = ["destination", "kind", "state"]
+    search_fields = ["external_id", "email", "remote_id", "key"]
+    list_select_related = ["destination", "contact"]
+    raw_id_fields = ["contact"]
+    date_hierarchy = "received_at"
+    actions = [reprocess_events]
+
+    @admin.display(description="error")
+    def short_error(self, obj):
+        return obj.error[:120]
+
+    def has_push_permission(self, request):
+        return request.user.has_perm(PUSH_PERMISSION)
 
 
 class FailedAttemptInline(TabularInline):

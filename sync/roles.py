@@ -9,7 +9,7 @@ CONTACT_CHILDREN = [
     "externalurl",
 ]
 CATALOGUES = ["customfielddefinition", "group", "mailinglist"]
-SYNC_LOGS = ["contactsyncstate", "syncattempt", "syncrun"]
+SYNC_LOGS = ["contactsyncstate", "syncattempt", "syncrun", "inboundevent"]
 DESTINATION_PARTS = ["destination", "fieldmapping", "listmapping", "remoteoption"]
 
 
@@ -54,8 +54,10 @@ def sync_roles(apps) -> None:
     Permission = apps.get_model("auth", "Permission")
     for name, codes in ROLES.items():
         group, _ = Group.objects.get_or_create(name=name)
+        # An earlier migration runs this before later models exist: their permissions are
+        # added by the migration that re-runs it after them (0012_inbound_roles).
         perms = [
-            Permission.objects.get(content_type__app_label=app, codename=code)
+            Permission.objects.filter(content_type__app_label=app, codename=code).first()
             for app, code in codes
         ]
-        group.permissions.set(perms)
+        group.permissions.set([perm for perm in perms if perm is not None])

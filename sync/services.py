@@ -43,6 +43,7 @@ from sync.engine import (  # noqa: F401  (re-exported for adapters)
 from sync.models import (
     ContactSyncState,
     Destination,
+    InboundEvent,
     RemoteOption,
     SyncAttempt,
     SyncRun,
@@ -643,3 +644,14 @@ def inbound_delivery_receive(
     if stored:
         transaction.on_commit(lambda: tasks.process_inbound_events.enqueue(event_ids=stored))
     return answer
+
+
+def inbound_events_reprocess(*, event_ids: list[int]) -> int:
+    """Run failed inbound events again (their processing is idempotent); returns how many
+    were queued. Only failed ones: an applied event is never applied twice."""
+    failed = InboundEvent.objects.filter(pk__in=event_ids, state=InboundEvent.State.FAILED)
+    ids = list(failed.values_list("pk", flat=True))
+    if ids:
+        InboundEvent.objects.filter(pk__in=ids).update(state=InboundEvent.State.PENDING, error="")
+        transaction.on_commit(lambda: tasks.process_inbound_events.enqueue(event_ids=ids))
+    return len(ids)

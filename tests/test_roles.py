@@ -34,6 +34,7 @@ from sync.models import (
     ContactSyncState,
     Destination,
     FieldMapping,
+    InboundEvent,
     RemoteOption,
     SyncAttempt,
     SyncRun,
@@ -202,6 +203,9 @@ EXPECTED = {
     **_model_rules(
         "sync_syncrun", view=READ_LOGS, add=NOBODY, change=NOBODY, delete=ONLY_SUPERUSER
     ),
+    **_model_rules(
+        "sync_inboundevent", view=READ_LOGS, add=NOBODY, change=NOBODY, delete=ONLY_SUPERUSER
+    ),
     # --- users, groups, login throttling and the task queue: superusers only
     **_superuser_only("auth_group"),
     **_superuser_only("auth_user"),
@@ -291,6 +295,16 @@ def world(sandbox_destination, django_user_model):
         ContactSyncState: state,
         SyncAttempt: attempt,
         SyncRun: run,
+        InboundEvent: InboundEvent.objects.create(
+            destination=destination,
+            platform=destination.platform,
+            key="world-event",
+            kind="unsubscribed",
+            received_at=timezone.now(),
+            body={},
+            state="failed",
+            error="x",
+        ),
         Group: Group.objects.create(name="Spare group"),
         User: user,
         AccessAttempt: AccessAttempt.objects.create(
@@ -665,6 +679,7 @@ EXPECTED_ACTIONS = {
     "sync.contactsyncstate": {"delete_selected": ONLY_SUPERUSER},
     "sync.syncattempt": {"delete_selected": ONLY_SUPERUSER},
     "sync.syncrun": {"delete_selected": ONLY_SUPERUSER, "cancel_runs": CONFIGURE},
+    "sync.inboundevent": {"delete_selected": ONLY_SUPERUSER, "reprocess_events": CONFIGURE},
 }
 
 

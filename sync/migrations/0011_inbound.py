@@ -228,4 +228,4 @@ class Migration(migrations.Migration):
                 ],
             },
         ),
-    ]
+        ]

@@ -75,3 +75,31 @@ def test_the_last_event_is_shown(admin_client_logged, sandbox_destination):
         state="applied",
     )
     assert "some.event at" in page(admin_client_logged, destination)
+
+
+def test_a_failed_event_can_be_processed_again_from_its_admin(
+    admin_client_logged, sandbox_destination, immediate_tasks, django_capture_on_commit_callbacks
+):
+    from django.utils import timezone
+
+    destination = sandbox_destination(PLATFORMS[0])
+    failed = InboundEvent.objects.create(
+        destination=destination,
+        platform=destination.platform,
+        key="again",
+        kind="recorded",
+        received_at=timezone.now(),
+        body={},
+        state="failed",
+        error="boom",
+    )
+    with django_capture_on_commit_callbacks(execute=True):
+        response = admin_client_logged.post(
+            reverse("admin:sync_inboundevent_changelist"),
+            {"action": "reprocess_events", "_selected_action": [failed.pk], "index": "0"},
+        )
+    assert response.status_code == 302
+    failed.refresh_from_db()
+    assert (failed.state, failed.error) == ("ignored", "")
+    page = admin_client_logged.get(reverse("admin:sync_inboundevent_changelist"))
+    assert page.status_code == 200
