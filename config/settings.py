@@ -234,6 +234,9 @@ SYNC_SCHEDULER_INTERVAL = env.float("SYNC_SCHEDULER_INTERVAL", default=5.0)
 SYNC_RECONCILE_SAMPLE = env.int("SYNC_RECONCILE_SAMPLE", default=100)
 # Outbound calls to the platforms: a proxy and a CA bundle, if your network needs them (the
 # connectors do not read HTTPS_PROXY or REQUESTS_CA_BUNDLE from the environment per call).
+# The public base URL of this app (https://contacts.example.com): each destination's inbound
+# URL is built from it. Blank: no webhook can reach us (the destination page says so).
+SYNC_PUBLIC_URL = env.str("SYNC_PUBLIC_URL", default="")
 SYNC_HTTPS_PROXY = env.str("SYNC_HTTPS_PROXY", default="")
 SYNC_CA_BUNDLE = env.str("SYNC_CA_BUNDLE", default="")
 # Plain-http destinations on this machine's loopback (the sandbox). Off in production; a

@@ -41,5 +41,8 @@ urlpatterns = [
         admin.site.admin_view(sync_views.cancel_run),
         name="sync_cancel_run",
     ),
+    # A platform's events for one destination: outside the admin, CSRF-exempt, authenticated
+    # by the platform's signature (sync.inbound).
+    path("inbound/<str:token>/", sync_views.inbound, name="sync_inbound"),
     path("admin/", admin.site.urls),
 ]

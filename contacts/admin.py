@@ -26,6 +26,7 @@ from unfold.admin import ModelAdmin, TabularInline
 from unfold.contrib.import_export.forms import ExportForm, ImportForm
 
 from contacts import forms
+from contacts.consent import consent_record_admin_change
 from contacts.models import (
     MAX_EXTERNAL_URLS,
     Channel,
@@ -292,6 +293,23 @@ class ContactAdmin(ImportMixin, ExportActionMixin, SimpleHistoryAdmin, ModelAdmi
             local.isoformat(),
             local.strftime("%Y-%m-%d"),
             local.strftime("%H:%M"),
+        )
+
+    def save_model(self, request, obj, form, change):
+        """Saved as Django does; a changed email or SMS status (any, on an add) is also a
+        person's consent change in the ledger (`contacts.consent`)."""
+        before = {}
+        if change and obj.pk:
+            before = (
+                type(obj).objects.filter(pk=obj.pk).values("email_status", "sms_status").first()
+                or {}
+            )
+        super().save_model(request, obj, form, change)
+        consent_record_admin_change(
+            contact=obj,
+            before=before,
+            user_label=request.user.get_username(),
+            now=timezone.now(),
         )
 
     def get_search_results(self, request, queryset, search_term):

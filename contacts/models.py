@@ -331,3 +331,48 @@ class Tombstone(models.Model):
 
     def __str__(self):
         return f"Erased person {self.pk} ({self.erased_at:%Y-%m-%d})"
+
+
+class ConsentSource(models.TextChoices):
+    ADMIN = "admin", "A person in the admin"
+    IMPORT = "import", "An import"
+    PLATFORM = "platform", "A platform event"
+    POLL = "poll", "A platform poll"
+
+
+OPT_IN_STATUSES = frozenset({"subscribed"})
+
+
+class ConsentEntry(models.Model):
+    """One consent change of one contact on one channel ("email", "sms", "push") or list
+    ("list:<mailing list id>"), from any source, at the time it happened. The latest entry of
+    a channel is the contact's status there; an entry older than the latest is kept but was
+    not applied. Written only by `contacts.consent.consent_record`."""
+
+    contact = models.ForeignKey(Contact, on_delete=models.CASCADE, related_name="consent_entries")
+    channel = models.CharField(max_length=60)
+    status = models.CharField(max_length=20)
+    source = models.CharField(max_length=20, choices=ConsentSource.choices)
+    source_label = models.CharField(
+        max_length=150, blank=True, help_text="Who or what: the user, file or destination."
+    )
+    occurred_at = models.DateTimeField(help_text="When the change happened, by its source.")
+    recorded_at = models.DateTimeField(auto_now_add=True)
+    applied = models.BooleanField(
+        default=True, help_text="False when a later change of this channel was already known."
+    )
+    detail = models.CharField(max_length=300, blank=True)
+
+    class Meta:
+        verbose_name_plural = "consent entries"
+        ordering = ["-occurred_at", "-id"]
+        indexes = [
+            models.Index(fields=["contact", "channel", "-occurred_at"], name="consent_latest"),
+        ]
+
+    def __str__(self):
+        return f"{self.channel}: {self.status} ({self.get_source_display()})"
+
+    @property
+    def is_opt_in(self) -> bool:
+        return self.status in OPT_IN_STATUSES

@@ -37,6 +37,7 @@ from contacts.models import (
     new_external_id,
 )
 from sync import actions, connectors, selectors, services
+from sync import inbound as inbound_services
 from sync.actions import ObjectActionsMixin, object_action
 from sync.connectors.base import ConnectorConfigurationError, ConnectorError
 from sync.connectors.records import (
@@ -58,6 +59,7 @@ from sync.models import (
     EraseReceipt,
     Erasure,
     FieldMapping,
+    InboundEvent,
     ListMapping,
     RemoteOption,
     SyncAttempt,
@@ -183,7 +185,11 @@ class DestinationAdmin(ObjectActionsMixin, SimpleHistoryAdmin, ModelAdmin):
     ]
     list_filter = ["platform", "enabled", "sync_mode"]
     actions = [test_connection, refresh_options, reconcile_sample, repush_drifted]
-    object_actions = ("test_connection_button", "refresh_options_button")
+    object_actions = (
+        "test_connection_button",
+        "refresh_options_button",
+        "register_inbound_button",
+    )
     # The history page lists who changed the platform, URL or credential variables.
     history_list_display = ["platform", "base_url", "key_env", "secret_env", "settings"]
     inlines = [FieldMappingInline, ListMappingInline]
@@ -193,6 +199,7 @@ class DestinationAdmin(ObjectActionsMixin, SimpleHistoryAdmin, ModelAdmin):
         "vendor_probe",
         "unmapped_fields",
         "options_refreshed_at",
+        "inbound",
     ]
     change_form_template = "admin/sync/destination/change_form.html"
 
@@ -221,13 +228,14 @@ class DestinationAdmin(ObjectActionsMixin, SimpleHistoryAdmin, ModelAdmin):
                         "sync_mode",
                         "marketing_consent_only",
                         "delete_on_platform",
+                        "recreate_deleted",
                         "rate_limit",
                         "timeout",
                     ]
                 },
             ),
             ("Mappings", {"fields": ["unmapped_fields", "options_refreshed_at"]}),
-        ]
+        ] + ([("Events from the platform", {"fields": ["inbound"]})] if obj is not None else [])
 
     def save_model(self, request, obj, form, change):
         """Saved; and said when a credential's variable is not set where this site runs (a
@@ -287,6 +295,47 @@ class DestinationAdmin(ObjectActionsMixin, SimpleHistoryAdmin, ModelAdmin):
         when = timezone.localtime(obj.probe_checked_at).strftime("%Y-%m-%d %H:%M")
         return format_html('<p>Last probed {}</p><ul class="sync-probe">{}</ul>', when, rows)
 
+    @admin.display(description="Inbound")
+    def inbound(self, obj):
+        """The inbound URL and how to register it, its setup state, the last event received
+        and the refused deliveries by reason (sync.selectors.destination_inbound_summary)."""
+        if obj is None or obj.pk is None or obj.platform not in connectors.CONNECTORS:
+            return "-"
+        summary = selectors.destination_inbound_summary(obj)
+        last = summary["last_event"]
+        parts = [
+            format_html(
+                "<p><strong>URL:</strong> <code>{}</code></p>",
+                summary["url"]
+                or "none: set SYNC_PUBLIC_URL (until then polling carries the truth)",
+            ),
+            format_html("<p><strong>Setup:</strong> {}</p>", summary["setup"]),
+            format_html(
+                '<ol class="list-decimal ml-5">{}</ol>',
+                format_html_join("", "<li>{}</li>", ((step,) for step in summary["steps"])),
+            ),
+        ]
+        if summary["missing_credentials"]:
+            parts.append(
+                format_html(
+                    "<p>Not set, so nothing from the platform verifies: {}</p>",
+                    ", ".join(summary["missing_credentials"]),
+                )
+            )
+        parts.append(
+            format_html(
+                "<p><strong>Last event received:</strong> {}</p>",
+                f"{last.raw_type or last.get_kind_display()} at "
+                f"{timezone.localtime(last.received_at):%Y-%m-%d %H:%M} "
+                f"({last.get_state_display()})"
+                if last
+                else "none yet",
+            )
+        )
+        refused = ", ".join(f"{r.get_reason_display()}: {r.count}" for r in summary["refusals"])
+        parts.append(format_html("<p><strong>Refused:</strong> {}</p>", refused or "none"))
+        return format_html_join("", "{}", ((part,) for part in parts))
+
     @admin.display(description="Not sent (unmapped)")
     def unmapped_fields(self, obj):
         if obj is None or obj.pk is None:
@@ -339,6 +388,15 @@ class DestinationAdmin(ObjectActionsMixin, SimpleHistoryAdmin, ModelAdmin):
     @object_action(description="Refresh from platform", permissions=["change"])
     def refresh_options_button(self, request, obj):
         refresh_options(self, request, Destination.objects.filter(pk=obj.pk))
+
+    @object_action(description="Register inbound URL", permissions=["change"])
+    def register_inbound_button(self, request, obj):
+        """Registration through the platform's API (iVvy); elsewhere the page's steps say
+        what to do in the platform. A refusal fails this call only."""
+        done, message = inbound_services.destination_inbound_register(destination=obj)
+        self.message_user(
+            request, f"{obj}: {message}", messages.SUCCESS if done else messages.ERROR
+        )
 
 
 # ------------------------------------------------------------------ state, attempts, runs
@@ -408,6 +466,47 @@ class SyncAttemptAdmin(ReadOnlyAdmin):
             '<pre class="sync-payload">{}</pre><p class="text-xs">Credentials are redacted.</p>',
             obj.request_body,
         )
+
+
+@admin.action(description="Process failed events again", permissions=["push"])
+def reprocess_events(modeladmin, request, queryset):
+    count = services.inbound_events_reprocess(event_ids=list(queryset.values_list("pk", flat=True)))
+    modeladmin.message_user(
+        request,
+        ngettext("%(n)d failed event queued.", "%(n)d failed events queued.", count) % {"n": count},
+        messages.SUCCESS if count else messages.WARNING,
+    )
+
+
+@admin.register(InboundEvent)
+class InboundEventAdmin(ReadOnlyAdmin):
+    """What the platforms sent, as received (raw object kept) and what became of it; a
+    failed processing is shown with its error and can be run again."""
+
+    list_display = [
+        "received_at",
+        "destination",
+        "raw_type",
+        "kind",
+        "channel",
+        "contact",
+        "state",
+        "occurred_at",
+        "short_error",
+    ]
+    list_filter = ["destination", "kind", "state"]
+    search_fields = ["external_id", "email", "remote_id", "key"]
+    list_select_related = ["destination", "contact"]
+    raw_id_fields = ["contact"]
+    date_hierarchy = "received_at"
+    actions = [reprocess_events]
+
+    @admin.display(description="error")
+    def short_error(self, obj):
+        return obj.error[:120]
+
+    def has_push_permission(self, request):
+        return request.user.has_perm(PUSH_PERMISSION)
 
 
 class FailedAttemptInline(TabularInline):

@@ -34,6 +34,7 @@ from contacts.models import Contact
 from sync import alerts, selectors
 from sync.connectors.base import (
     BaseConnector,
+    BatchItemResult,
     ConnectorConfigurationError,
     ConnectorError,
     Exchange,
@@ -71,6 +72,7 @@ STATE_FIELDS = [
     "accepted_config_version",
     "accepted_email_status",
     "confirmation_ref",
+    "deleted_on_platform_at",
     "claimed_at",
     "claimed_by",
     "run",
@@ -111,7 +113,7 @@ def destination_connector(
         if throttle
         else None
     )
-    return cls(
+    connector = cls(
         base_url=destination.effective_base_url,
         credentials=cls.read_credentials(destination.credential_variables),
         mapping=selectors.destination_mapping(destination),
@@ -120,6 +122,8 @@ def destination_connector(
         rate_limiter=limiter,
         quick_retries=quick_retries,
     )
+    connector.inbound_url = selectors.destination_inbound_url(destination)
+    return connector
 
 
 def payload_hash(payload: dict, record: ContactRecord) -> str:
@@ -180,6 +184,7 @@ class _Decide:
         if remote_id:
             self.state.remote_id = remote_id
         self.state.confirmation_ref = ""
+        self.state.deleted_on_platform_at = None  # held there again
         self.state.last_success_at = self.now
         if created is None:
             outcome, counter = Outcome.ACCEPTED, "accepted"
@@ -453,6 +458,11 @@ def _prepare(record, state, destination, context, connector):
     decide = _Decide(state, destination, record)
     if destination.marketing_consent_only and not record.gdpr_marketing_consent:
         return decide.skipped("no GDPR marketing consent"), None, None
+    if state.deleted_on_platform_at and not destination.recreate_deleted and not context.force:
+        # The platform said it deleted the contact (sync.inbound): not re-created unless the
+        # destination says so, or a person forces the push.
+        when = timezone.localtime(state.deleted_on_platform_at).strftime("%Y-%m-%d %H:%M")
+        return decide.skipped(f"deleted on {connector.label} on {when}"), None, None
     # the platform accepted a version of this contact (not merely took it in bulk, unconfirmed)
     held = bool(state.payload_hash) and getattr(state, "claimed_from", "") != SyncStatus.AWAITING
     if (
@@ -910,6 +920,42 @@ def _confirmation(record, state, answer, destination, connector, calls) -> _Resu
         decide.forget()  # refused: the next push sends it again
         return decide.error(answer.error, exchanges)
     return decide.confirmed(answer.remote_id, answer.created, exchanges)
+
+
+def contacts_confirm_answered(
+    *, destination: Destination, answers: dict[str, BatchItemResult], context: PushContext
+) -> list:
+    """Record what the platform itself said, unasked, of contacts it accepted in bulk (a
+    completion webhook: `answers` by external ID): synced, or failed with the platform's
+    reason. Contacts no longer awaiting confirmation are left alone (a read-back got there
+    first). Returns the states as written."""
+    contact_ids = list(
+        ContactSyncState.objects.filter(
+            destination=destination,
+            status=SyncStatus.AWAITING,
+            contact__external_id__in=list(answers),
+        ).values_list("contact_id", flat=True)
+    )
+    states = with_database_retry(
+        _claim, contact_ids, destination, context, True, SyncStatus.AWAITING
+    )
+    if not states:
+        return []
+    records = selectors.contact_records(states)
+    _release_deleted(states, {r.id for r in records})
+    results = [
+        _confirmation(
+            record,
+            states[record.id],
+            answers[record.external_id],
+            destination,
+            destination.connector_class,
+            [],
+        )
+        for record in records
+    ]
+    _write(results, destination, context)
+    return [r.state for r in results]
 
 
 def _calls_about(external_id: str, calls: list[Exchange]) -> list[Exchange]:

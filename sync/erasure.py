@@ -47,7 +47,7 @@ from sync.connectors.base import (
 )
 from sync.dbretry import with_database_retry
 from sync.engine import destination_connector
-from sync.models import EraseReceipt, Erasure, SyncAttempt
+from sync.models import EraseReceipt, Erasure, InboundEvent, SyncAttempt
 
 logger = logging.getLogger(__name__)
 Outcome = EraseReceipt.Outcome
@@ -159,6 +159,20 @@ def _import_files(person: Person) -> int:
 
 
 register_local_eraser("stored import files", _import_files)
+
+
+def _inbound_events(person: Person) -> int:
+    """What the platforms sent about the person (sync.inbound): their events are deleted,
+    found by the contact, the external ID or the email (an event that found no contact)."""
+    who = Q(contact_id=person.contact_id)
+    if person.external_id:
+        who |= Q(external_id=person.external_id)
+    if person.email:
+        who |= Q(email__iexact=person.email)
+    return InboundEvent.objects.filter(who).delete()[0]
+
+
+register_local_eraser("inbound events", _inbound_events)
 
 
 def erasure_local_stores() -> list[str]:

@@ -26,9 +26,14 @@ def setting_field_names(connector_class) -> list[str]:
 
 
 def credential_field_names(connector_class) -> list[str]:
+    """The credential columns the platform uses: its API credentials, then the secrets its
+    inbound verifier needs (optional)."""
     if connector_class is None:
         return ["key_env", "secret_env"]
-    return [c.field for c in connector_class.credentials.values()]
+    fields = [c.field for c in connector_class.credentials.values()]
+    return fields + [
+        c.field for c in connector_class.inbound_credentials.values() if c.field not in fields
+    ]
 
 
 class DestinationForm(forms.ModelForm):
@@ -50,6 +55,7 @@ class DestinationForm(forms.ModelForm):
             "sync_mode",
             "marketing_consent_only",
             "delete_on_platform",
+            "recreate_deleted",
             "rate_limit",
             "timeout",
         ]
@@ -66,6 +72,11 @@ class DestinationForm(forms.ModelForm):
                 self.fields[credential.field].label = credential.label
                 self.fields[credential.field].help_text = credential.help_text
                 self.fields[credential.field].required = True
+        for credential in cls.inbound_credentials.values():
+            if credential.field in self.fields:
+                self.fields[credential.field].label = credential.label
+                self.fields[credential.field].help_text = credential.help_text
+                self.fields[credential.field].required = False
         stored = self.instance.settings or {}
         for setting in cls.destination_settings:
             name = SETTING_PREFIX + setting.name

@@ -1,5 +1,7 @@
 """Destinations (one account on one platform) and their mappings."""
 
+import secrets
+
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import models
@@ -9,7 +11,13 @@ from simple_history.models import HistoricalRecords
 from contacts.models import CustomFieldDefinition, Group, MailingList
 from sync import connectors, policy
 from sync.connectors.declarations import clean_settings
+from sync.connectors.inbound import EventKind, Reason
 from sync.connectors.records import STANDARD_FIELDS
+
+
+def new_inbound_token() -> str:
+    """An unguessable path segment for a destination's inbound URL (43 characters)."""
+    return secrets.token_urlsafe(32)
 
 
 class Destination(models.Model):
@@ -93,6 +101,26 @@ class Destination(models.Model):
         editable=False,
         help_text="When the scheduler last queued the daily sampled read-back.",
     )
+    recreate_deleted = models.BooleanField(
+        "re-create contacts deleted on the platform",
+        default=False,
+        help_text="When the platform says it deleted a contact, push it again (default: "
+        "don't; the contact stays known here, marked as deleted there).",
+    )
+    inbound_token = models.CharField(
+        max_length=64,
+        unique=True,
+        default=new_inbound_token,
+        editable=False,
+        help_text="The secret part of this destination's inbound URL.",
+    )
+    inbound_state = models.JSONField(
+        default=dict,
+        blank=True,
+        editable=False,
+        help_text="What the platform answered when the inbound URL was registered (a topic), "
+        "and when.",
+    )
     paused_at = models.DateTimeField(null=True, blank=True, editable=False)
     pause_error = models.TextField(
         blank=True, editable=False, help_text="Why the platform refused our credentials."
@@ -109,6 +137,8 @@ class Destination(models.Model):
             "probe_warning",
             "probe_due_at",
             "reconciled_at",
+            "inbound_state",
+            "inbound_token",  # a secret: an old one is no one's business
         ]
     )
 
@@ -155,6 +185,14 @@ class Destination(models.Model):
             name: getattr(self, c.field) for name, c in self.connector_class.credentials.items()
         }
 
+    @property
+    def inbound_credential_variables(self) -> dict[str, str]:
+        """The connector's inbound credential name -> the variable named for it ("" unset)."""
+        return {
+            name: getattr(self, c.field)
+            for name, c in self.connector_class.inbound_credentials.items()
+        }
+
     def policy_problem(self) -> str:
         """Why this destination may not be used as stored ("" when it may): rows saved before
         the outbound policy, or under a wider one, are refused at push time."""
@@ -172,6 +210,11 @@ class Destination(models.Model):
         problems = policy.destination_problems(
             connector_class=cls, base_url=self.base_url, credential_names=self.credential_names
         )
+        for credential in cls.inbound_credentials.values():
+            name = getattr(self, credential.field)
+            problem = name and policy.credential_name_problem(name)
+            if problem:
+                problems[credential.field] = problem
         if problems:
             raise ValidationError(problems)
 
@@ -366,6 +409,11 @@ class ContactSyncState(models.Model):
     accepted_content_version = models.PositiveBigIntegerField(null=True, blank=True)
     accepted_config_version = models.PositiveIntegerField(null=True, blank=True)
     accepted_email_status = models.CharField(max_length=20, blank=True)
+    deleted_on_platform_at = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="When the platform said it deleted this contact (its id was cleared).",
+    )
     confirmation_ref = models.CharField(
         "confirmation reference",
         max_length=200,
@@ -647,3 +695,80 @@ class EraseReceipt(models.Model):
 
     def __str__(self):
         return f"{self.destination_name}: {self.get_outcome_display()}"
+
+
+class InboundEvent(models.Model):
+    """One event a platform sent to a destination's inbound URL, stored once its delivery
+    verified and before it is answered; a task applies it (`sync.inbound`). The raw object is
+    kept, so a failed processing is visible and can be run again."""
+
+    class State(models.TextChoices):
+        PENDING = "pending", "Pending"
+        APPLIED = "applied", "Applied"
+        NOT_APPLIED = "not_applied", "Recorded, not applied (a later change was known)"
+        REFUSED = "refused", "Refused (stale or unconfirmed opt-in)"
+        UNKNOWN_CONTACT = "unknown_contact", "Unknown contact (recorded)"
+        IGNORED = "ignored", "Recorded only"
+        FAILED = "failed", "Failed"
+
+    destination = models.ForeignKey(
+        Destination, on_delete=models.CASCADE, related_name="inbound_events"
+    )
+    platform = models.CharField(max_length=20)
+    key = models.CharField(
+        max_length=200, help_text="The platform's delivery id or nonce: a replay repeats it."
+    )
+    kind = models.CharField(max_length=30, choices=EventKind.CHOICES)
+    raw_type = models.CharField("platform's event", max_length=100, blank=True)
+    channel = models.CharField(max_length=60, blank=True)
+    remote_list = models.CharField(max_length=200, blank=True)
+    remote_id = models.CharField("remote ID", max_length=200, blank=True)
+    external_id = models.CharField("external ID", max_length=200, blank=True)
+    email = models.CharField(max_length=254, blank=True)
+    status = models.CharField(max_length=20, blank=True)
+    detail = models.CharField(max_length=300, blank=True)
+    occurred_at = models.DateTimeField(null=True, blank=True)
+    received_at = models.DateTimeField(db_index=True)
+    stale = models.BooleanField(
+        default=False, help_text="Signed more than 5 minutes from our clock (a late retry)."
+    )
+    body = models.JSONField(help_text="The platform's own object, as received.")
+    data = models.JSONField(default=dict, blank=True)
+    state = models.CharField(max_length=20, choices=State.choices, default=State.PENDING)
+    error = models.TextField(blank=True)
+    contact = models.ForeignKey(
+        "contacts.Contact",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="inbound_events",
+    )
+    processed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-received_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(fields=["destination", "key"], name="inbound_event_once")
+        ]
+
+    def __str__(self):
+        return f"{self.raw_type or self.kind} on {self.destination_id}"
+
+
+class InboundRefusal(models.Model):
+    """How many deliveries to a destination's inbound URL were refused, per reason."""
+
+    destination = models.ForeignKey(
+        Destination, on_delete=models.CASCADE, related_name="inbound_refusals"
+    )
+    reason = models.CharField(max_length=20, choices=Reason.CHOICES)
+    count = models.PositiveIntegerField(default=0)
+    last_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["destination", "reason"], name="inbound_refusal_once")
+        ]
+
+    def __str__(self):
+        return f"{self.get_reason_display()}: {self.count}"

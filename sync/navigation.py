@@ -63,6 +63,7 @@ def sidebar(request: HttpRequest) -> list[dict]:
                 _model_link("Attempt log", "receipt_long", "sync.SyncAttempt"),
                 _model_link("Runs", "play_circle", "sync.SyncRun"),
                 _model_link("Erasures", "delete_forever", "sync.Erasure"),
+                _model_link("Inbound events", "move_to_inbox", "sync.InboundEvent"),
             ],
         },
         {

@@ -9,7 +9,14 @@ CONTACT_CHILDREN = [
     "externalurl",
 ]
 CATALOGUES = ["customfielddefinition", "group", "mailinglist"]
-SYNC_LOGS = ["contactsyncstate", "syncattempt", "syncrun", "erasure", "erasereceipt"]
+SYNC_LOGS = [
+    "contactsyncstate",
+    "syncattempt",
+    "syncrun",
+    "erasure",
+    "erasereceipt",
+    "inboundevent",
+]
 DESTINATION_PARTS = ["destination", "fieldmapping", "listmapping", "remoteoption"]
 
 
@@ -58,6 +65,8 @@ def sync_roles(apps, *, missing_ok: bool = False) -> None:
     Permission = apps.get_model("auth", "Permission")
     for name, codes in ROLES.items():
         group, _ = Group.objects.get_or_create(name=name)
+        # An earlier migration runs this before later models exist: their permissions are
+        # added by the migration that re-runs it after them.
         perms = [
             Permission.objects.filter(content_type__app_label=app, codename=code).first()
             for app, code in codes

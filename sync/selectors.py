@@ -4,8 +4,10 @@ the contact's sync panel, the dashboard, a destination's mapping history."""
 from collections.abc import Iterable
 from datetime import timedelta
 
+from django.conf import settings
 from django.db.models import Count, F, OuterRef, Subquery, Window
 from django.db.models.functions import RowNumber, TruncHour
+from django.urls import reverse
 from django.utils import timezone
 from django_tasks import TaskResultStatus
 from django_tasks_db.models import DBTaskResult
@@ -30,6 +32,8 @@ from sync.models import (
     ContactSyncState,
     Destination,
     FieldMapping,
+    InboundEvent,
+    InboundRefusal,
     ListMapping,
     SyncAttempt,
     SyncRun,
@@ -140,6 +144,58 @@ def destination_mapping(destination: Destination) -> MappingRecord:
         else:
             lists[m.mailing_list_id] = m.remote_list
     return MappingRecord(fields=fields, groups=groups, mailing_lists=lists)
+
+
+def destination_inbound_url(destination: Destination) -> str:
+    """The URL the platform sends events to, built from SYNC_PUBLIC_URL ("" without it: no
+    webhook can reach us)."""
+    base = settings.SYNC_PUBLIC_URL.rstrip("/")
+    if not base or not destination.inbound_token:
+        return ""
+    return base + reverse("sync_inbound", kwargs={"token": destination.inbound_token})
+
+
+def destination_inbound_summary(destination: Destination) -> dict:
+    """What the destination page shows of inbound events: the URL (or why there is none),
+    the platform's registration steps, the setup state, the last event received, events by
+    processing state and refused deliveries by reason."""
+    cls = destination.connector_class
+    url = destination_inbound_url(destination)
+    state = destination.inbound_state or {}
+    events = InboundEvent.objects.filter(destination=destination)
+    last = events.order_by("-received_at", "-id").first()
+    verifier = cls.inbound
+    if verifier is None:
+        setup = f"{cls.label} sends no events we can take."
+    elif not url:
+        setup = "No public URL (SYNC_PUBLIC_URL is not set): webhooks cannot reach us."
+    elif verifier.registers_by_api and not state.get("topic"):
+        setup = "Not registered yet."
+    elif verifier.registers_by_api and not state.get("confirmed_at"):
+        setup = f"Registered {state.get('registered_at', '')}; awaiting the confirmation."
+    elif verifier.registers_by_api:
+        setup = f"Registered and confirmed {state.get('confirmed_at', '')}."
+    elif last is None:
+        setup = "Registered by hand in the platform: nothing received yet."
+    else:
+        setup = "Receiving."
+    missing = [
+        f"{c.label} ({c.field})"
+        for name, c in cls.inbound_credentials.items()
+        if not getattr(destination, c.field)
+    ]
+    return {
+        "url": url,
+        "steps": verifier.registration_steps(url or "<inbound URL>") if verifier else [],
+        "setup": setup,
+        "missing_credentials": missing,
+        "registers_by_api": bool(verifier and verifier.registers_by_api),
+        "last_event": last,
+        "states": dict(
+            events.values_list("state").annotate(n=Count("id")).values_list("state", "n")
+        ),
+        "refusals": list(InboundRefusal.objects.filter(destination=destination).order_by("reason")),
+    }
 
 
 def contact_sync_panel(contact: Contact) -> dict:

@@ -19,7 +19,7 @@ from django_tasks import TaskResultStatus
 from django_tasks_db.models import DBTaskResult
 
 from contacts.models import Contact
-from sync import drift, engine, guard, selectors, tasks
+from sync import drift, engine, guard, inbound, selectors, tasks
 from sync.connectors.base import (
     ConnectorConfigurationError,
     ConnectorError,
@@ -48,6 +48,7 @@ from sync.models import (
     Destination,
     EraseReceipt,
     Erasure,
+    InboundEvent,
     RemoteOption,
     SyncAttempt,
     SyncRun,
@@ -1010,3 +1011,27 @@ def drifted_repush(*, destinations: Iterable[Destination], user_id: int | None) 
             force=True,
         )
     return queued
+
+
+def inbound_delivery_receive(
+    *, token: str, method: str, headers: dict[str, str], body: bytes, query: dict[str, str]
+) -> inbound.Answer:
+    """A platform's delivery to an inbound URL (sync.inbound): verified and stored, then its
+    events queued for processing after the commit. Returns the answer to give at once."""
+    answer, stored = inbound.delivery_receive(
+        token=token, method=method, headers=headers, body=body, query=query
+    )
+    if stored:
+        transaction.on_commit(lambda: tasks.process_inbound_events.enqueue(event_ids=stored))
+    return answer
+
+
+def inbound_events_reprocess(*, event_ids: list[int]) -> int:
+    """Run failed inbound events again (their processing is idempotent); returns how many
+    were queued. Only failed ones: an applied event is never applied twice."""
+    failed = InboundEvent.objects.filter(pk__in=event_ids, state=InboundEvent.State.FAILED)
+    ids = list(failed.values_list("pk", flat=True))
+    if ids:
+        InboundEvent.objects.filter(pk__in=ids).update(state=InboundEvent.State.PENDING, error="")
+        transaction.on_commit(lambda: tasks.process_inbound_events.enqueue(event_ids=ids))
+    return len(ids)

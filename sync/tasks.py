@@ -18,7 +18,7 @@ import logging
 from django.db import InterfaceError, OperationalError
 from django_tasks import task
 
-from sync import dbretry, drift, engine, guard
+from sync import dbretry, drift, engine, guard, inbound
 from sync.connectors.base import ConnectorConfigurationError
 from sync.models import Destination
 
@@ -153,3 +153,9 @@ def _after_database_loss(hand_back=None, **kwargs) -> None:
         dbretry.with_database_retry(hand_back, **kwargs)
     except (OperationalError, InterfaceError):
         logger.exception("handing back failed; the scheduler takes the work back later")
+
+
+@task()
+def process_inbound_events(*, event_ids: list[int]):
+    """Apply events a platform sent (sync.inbound). A failure stays on each event."""
+    inbound.inbound_events_process(event_ids=event_ids)

@@ -6,11 +6,14 @@ import json
 from django.contrib import messages
 from django.contrib.auth.decorators import permission_required
 from django.core.exceptions import PermissionDenied
+from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
+from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
 from sync import selectors, services
+from sync.connectors.inbound import MAX_BODY
 from sync.models import Destination, SyncRun
 
 VIEW_PERMISSION = "sync.view_contactsyncstate"
@@ -174,3 +177,24 @@ def page_not_found(request, exception=None):
         text="There is nothing at this address: it may have been deleted, or the link is mistyped.",
         fallback=defaults.page_not_found(request, exception),
     )
+
+
+@csrf_exempt
+def inbound(request, token):
+    """A platform's events for one destination (sync.inbound). Outside the admin and its
+    session: the platform's signature (or basic auth) is the only proof, checked by the
+    platform's own verifier. A body over the limit is refused before it is read."""
+    length = request.META.get("CONTENT_LENGTH") or "0"
+    if length.isdigit() and int(length) > MAX_BODY:
+        body = b"x" * (MAX_BODY + 1)  # counted as over the limit without being read
+    else:
+        body = request.read(MAX_BODY + 1)
+    headers = {name.lower(): value for name, value in request.headers.items()}
+    answer = services.inbound_delivery_receive(
+        token=token,
+        method=request.method,
+        headers=headers,
+        body=body,
+        query={key: request.GET.get(key, "") for key in request.GET},
+    )
+    return HttpResponse(answer.body, status=answer.status, content_type="text/plain")

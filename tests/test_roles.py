@@ -36,6 +36,7 @@ from sync.models import (
     EraseReceipt,
     Erasure,
     FieldMapping,
+    InboundEvent,
     RemoteOption,
     SyncAttempt,
     SyncRun,
@@ -136,6 +137,9 @@ EXPECTED = {
     "sync_retry_failed": Rule(post=CONFIGURE, post_only=True, writes=True),
     "sync_cancel_run": Rule(post=CONFIGURE, post_only=True, writes=True),
     "sync_repush_drifted": Rule(post=CONFIGURE, post_only=True, writes=True),
+    # A platform's events for one destination (sync.inbound): the platform's signature is the
+    # only proof. A refused POST is counted on the destination (a write, the same for all).
+    "sync_inbound": Rule(auth="signature", writes=True),
     # --- the admin site's own pages
     "admin:index": Rule(get=EVERY_STAFF, post=EVERY_STAFF),
     "admin:login": Rule(auth="public", ok_get=(200, 302), ok_post=(200,)),
@@ -190,6 +194,9 @@ EXPECTED = {
     "admin:sync_destination_refresh_options_button": Rule(
         post=CONFIGURE, post_only=True, writes=True
     ),
+    "admin:sync_destination_register_inbound_button": Rule(
+        post=CONFIGURE, post_only=True, writes=True
+    ),
     # --- sync state and logs: written by the engine only (no add, no change)
     **_model_rules(
         "sync_contactsyncstate",
@@ -207,6 +214,9 @@ EXPECTED = {
     # --- erasures and their receipts: read-only proof, never deleted; sync admins retry
     **_model_rules("sync_erasure", view=READ_LOGS, add=NOBODY, change=NOBODY, delete=NOBODY),
     "admin:sync_erasure_retry_button": Rule(post=CONFIGURE, post_only=True, writes=True),
+    **_model_rules(
+        "sync_inboundevent", view=READ_LOGS, add=NOBODY, change=NOBODY, delete=ONLY_SUPERUSER
+    ),
     # --- users, groups, login throttling and the task queue: superusers only
     **_superuser_only("auth_group"),
     **_superuser_only("auth_user"),
@@ -311,6 +321,16 @@ def world(sandbox_destination, django_user_model):
         SyncAttempt: attempt,
         SyncRun: run,
         Erasure: erasure,
+        InboundEvent: InboundEvent.objects.create(
+            destination=destination,
+            platform=destination.platform,
+            key="world-event",
+            kind="unsubscribed",
+            received_at=timezone.now(),
+            body={},
+            state="failed",
+            error="x",
+        ),
         Group: Group.objects.create(name="Spare group"),
         User: user,
         AccessAttempt: AccessAttempt.objects.create(
@@ -408,6 +428,9 @@ URL_ARGUMENTS = {
         "admin:auth_user_password_change": reverse(
             "admin:auth_user_password_change", args=[w.user.pk]
         )
+    },
+    "sync_inbound": lambda w: {
+        "sync_inbound": reverse("sync_inbound", kwargs={"token": w.destination.inbound_token})
     },
     "admin:app_list": lambda w: {
         f"admin:app_list[{label}]": reverse("admin:app_list", args=[label])
@@ -577,7 +600,7 @@ def _expected_answer(rule, subject, method):
 
 
 def _served(rule, subject, method):
-    return rule.auth == "public" or (
+    return rule.auth in ("public", "signature") or (
         subject in STAFF
         and subject in (rule.get if method == "GET" else rule.post)
         and not (method == "GET" and rule.post_only)
@@ -586,8 +609,8 @@ def _served(rule, subject, method):
 
 def _signature_answer(url, method, body):
     """What anonymous gets: a signed inbound endpoint must answer a logged-in user, even a
-    superuser, the same (its session proves nothing). None exist yet; mark one
-    Rule(auth="signature") in EXPECTED and the walker asks this for its expected answer."""
+    superuser, the same (its session proves nothing). Marked Rule(auth="signature") in
+    EXPECTED (the inbound endpoint); the walker asks this for its expected answer."""
     response = getattr(Client(), method.lower())(url, body)
     return (response.status_code,)
 
@@ -687,6 +710,7 @@ EXPECTED_ACTIONS = {
     "sync.syncattempt": {"delete_selected": ONLY_SUPERUSER},
     "sync.syncrun": {"delete_selected": ONLY_SUPERUSER, "cancel_runs": CONFIGURE},
     "sync.erasure": {},
+    "sync.inboundevent": {"delete_selected": ONLY_SUPERUSER, "reprocess_events": CONFIGURE},
 }
 
 
@@ -763,6 +787,8 @@ EXPECTED_BUTTONS = {
     "admin:sync_destination_refresh_options_button": Button(CONFIGURE, calls_platform=True),
     # queues the platforms' erasure again (the task runs after the request)
     "admin:sync_erasure_retry_button": Button(CONFIGURE, calls_platform=False),
+    # The world's destination registers in its platform's own settings: nothing is called.
+    "admin:sync_destination_register_inbound_button": Button(CONFIGURE, calls_platform=False),
 }
 
 

@@ -25,6 +25,7 @@ from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
 import sync.connectors.readback as readback
 from sync.connectors.declarations import Credential, Setting
+from sync.connectors.inbound import InboundVerifier, PlatformEvent
 from sync.connectors.records import (
     ContactRecord,
     MappingRecord,
@@ -335,9 +336,17 @@ class BaseConnector:
     # Facts about the platform an admin should read on its destination page (what it does not
     # hold, what is never sent), one sentence each.
     notes: ClassVar[tuple[str, ...]] = ()
+    # What the platform sends back (shared/inbound.md): its verifier, kept in the platform's
+    # module, and the secrets that verifier needs beyond `credentials` (optional: without
+    # them nothing from the platform can be verified, and every delivery is refused).
+    inbound: ClassVar[type[InboundVerifier] | None] = None
+    inbound_credentials: ClassVar[dict[str, Credential]] = {}
     # How the connector waits (quick retries, bulk polling): a test injects its own on the
     # instance instead of patching `time.sleep` for the whole process.
     sleep: Callable[[float], None] = staticmethod(time.sleep)
+    # The destination's public inbound URL ("" without SYNC_PUBLIC_URL), for a platform
+    # whose bulk request names a completion webhook.
+    inbound_url: str = ""
 
     def __init__(
         self,
@@ -536,6 +545,23 @@ class BaseConnector:
         """The vendor-change guard's calls (sync/connectors/probe.py `ProbeCall`s): the
         cheapest documented reads, each with the shape of the answer this connector reads."""
         raise NotImplementedError
+
+    # -- inbound (shared/inbound.md)
+
+    def inbound_register(self, url: str) -> dict:
+        """Register `url` with the platform's API where it has one (`inbound.registers_by_api`);
+        returns what the platform answered that verification needs later (a topic)."""
+        raise NotImplementedError(f"{self.label} registers webhooks in its own settings only")
+
+    def inbound_opt_in_holds(self, event: PlatformEvent) -> bool | None:
+        """Read the contact back: True when the platform holds the opt-in `event` reports,
+        False when it does not, None when it cannot tell (no read-back: the opt-in is then
+        applied only from a signed, fresh delivery)."""
+        return None
+
+    def inbound_confirm_subscription(self, event: PlatformEvent) -> str:
+        """Confirm a verified subscription request (SNS); returns a short text."""
+        raise NotImplementedError(f"{self.label} sends no subscription confirmation")
 
     def fetch_options(self) -> list[RemoteOption]:
         """The fields and lists the platform offers, for the mapping choices.

@@ -27,12 +27,16 @@ shared/specs/pushtech-cendyn/push-cendyn-crm-openapi.derived.yml).
 
 import datetime
 import decimal
+import hashlib
+import hmac
 import json
+import uuid
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 import phonenumbers
 
+import sync.connectors.inbound as inbound
 import sync.connectors.readback as readback
 from sync.connectors.base import (
     AuthenticationError,
@@ -45,6 +49,7 @@ from sync.connectors.base import (
     Unconfirmed,
 )
 from sync.connectors.declarations import Credential, Setting
+from sync.connectors.inbound import EventKind, InboundRequest, PlatformEvent, Verified
 from sync.connectors.probe import Maybe, ProbeCall
 from sync.connectors.records import STANDARD_FIELDS, ContactRecord, RemoteOption, RemoteState
 
@@ -76,6 +81,164 @@ MAPPABLE_STANDARD_FIELDS = ("gender", "time_zone", "user_group", "privacy_consen
 # What a read-back (contact/list) shows of a contact, as the vendor's example answer does, and
 # that a bulk item we sent must match before it counts as applied.
 READ_BACK_KEYS = ("email", "name_first", "name_last", "phone_countrycode", "phone_number")
+
+
+# Delivery statuses that are opt-outs (part A "What each event means here"); every other
+# status (sent, opened, "deliverd", ...) is recorded only.
+DELIVERY_KINDS = {
+    "bounced": EventKind.HARD_BOUNCE,
+    "complained": EventKind.COMPLAINT,
+    "unsubscribed": EventKind.UNSUBSCRIBED,
+}
+CHANNELS = {"email": "email", "sms": "sms", "push": "push"}
+# The completion webhook of one bulk must fit the 1 MB an inbound delivery may take: its
+# `failed_contacts` echo what we sent, so a bulk that names a webhook is cut by size too.
+WEBHOOK_BULK_BYTES = 800_000
+WEBHOOK_ITEM_OVERHEAD = 300  # the errors and JSON punctuation around one echoed contact
+CHUNK_PARAMETER = "bulk"  # the query parameter naming our chunk on the webhook URL
+
+
+class CendynWebhooks(inbound.InboundVerifier):
+    """Cendyn's webhooks (part B 3.1, second-hand): header `Authorization` = hex
+    HMAC-SHA256(account secret, str(body.timestamp) + body.token), compared case-insensitively;
+    (timestamp, token) is the only nonce. The signature does not cover the body, so an opt-in
+    is confirmed by reading the contact back (`signs_body`). A verified delivery for another
+    account is answered 406, which Cendyn does not retry."""
+
+    signs_body = False
+
+    @classmethod
+    def registration_steps(cls, url: str) -> list[str]:
+        return [
+            "In the Cendyn CRM account manager, open the API area → Webhooks.",
+            f"For the event groups contacts and deliveries (each channel: email, sms, push), "
+            f"paste this URL: {url}",
+            "Nothing else to set: Cendyn signs with the account secret this destination "
+            "already uses. Bulk pushes name this URL themselves (webhook_url).",
+        ]
+
+    def verify(self, request: InboundRequest) -> Verified:
+        try:
+            body = json.loads(request.body)
+        except ValueError as err:
+            raise inbound.malformed(f"the body is not JSON: {err}") from err
+        if not isinstance(body, dict):
+            raise inbound.malformed("the body is not a JSON object")
+        timestamp, token = inbound.text(body.get("timestamp")), inbound.text(body.get("token"))
+        given = request.header("authorization").strip().lower()
+        secret = self.secrets.get("secret", "")
+        if not (timestamp and token and given and secret):
+            raise inbound.bad_signature("the Authorization header, timestamp or token is missing")
+        expected = hmac.new(
+            secret.encode(), (timestamp + token).encode(), hashlib.sha256
+        ).hexdigest()
+        if not inbound.same(given, expected):
+            raise inbound.bad_signature("the Authorization header does not match")
+        if inbound.text(body.get("account_id")) != inbound.text(self.settings.get("account_id")):
+            raise inbound.Refused(inbound.Reason.UNKNOWN_ACCOUNT, 406, "another account")
+        sent_at = inbound.from_epoch(timestamp)
+        key = f"{timestamp}:{token}"
+        return Verified(self.events(body, key, sent_at, request.query), sent_at=sent_at)
+
+    @staticmethod
+    def events(body: dict, key: str, sent_at, query: dict) -> list[PlatformEvent]:
+        if "contacts_valid_count" in body or "valid_contacts" in body:
+            return [_bulk_event(body, key, sent_at, query.get(CHUNK_PARAMETER, ""))]
+        if "action" in body:
+            return _contact_events(body, key, sent_at)
+        if "status" in body and "channel" in body:
+            return [_delivery_event(body, key, sent_at)]
+        return [PlatformEvent(EventKind.RECORDED, "unknown", key, sent_at, raw=body)]
+
+
+def _contact_events(body: dict, key: str, sent_at) -> list[PlatformEvent]:
+    action = inbound.text(body.get("action"))
+    contact = body.get("contact") if isinstance(body.get("contact"), dict) else {}
+    if action == "destroy" and not contact:
+        # A bulk destroy names ids only; the example spells `users_ids`, the schema `user_ids`.
+        ids = body.get("contacts_ids") or []
+        users = body.get("users_ids") or body.get("user_ids") or []
+        return [
+            PlatformEvent(
+                EventKind.DELETED,
+                "destroy",
+                f"{key}#{index}",
+                sent_at,
+                remote_id=inbound.text(remote),
+                external_id=inbound.text(users[index]) if index < len(users) else "",
+                raw=body,
+            )
+            for index, remote in enumerate(ids)
+        ]
+    common = {
+        "remote_id": inbound.text(contact.get("id")),
+        "external_id": inbound.text(contact.get("user_id")),
+        "raw": body,
+    }
+    if action == "destroy":
+        return [PlatformEvent(EventKind.DELETED, action, key, sent_at, **common)]
+    if action == "channel_subscription":
+        change = body.get("channel_subscription") or contact.get("channel_subscription") or {}
+        channel = CHANNELS.get(inbound.text(change.get("channel")).lower(), "")
+        blacklisted = change.get("blacklisted")
+        if channel and isinstance(blacklisted, bool):
+            kind = EventKind.UNSUBSCRIBED if blacklisted else EventKind.RESUBSCRIBED
+            occurred = inbound.from_iso(change.get("date")) or sent_at
+            return [PlatformEvent(kind, action, key, occurred, channel=channel, **common)]
+    return [PlatformEvent(EventKind.RECORDED, action, key, sent_at, **common)]
+
+
+def _delivery_event(body: dict, key: str, sent_at) -> PlatformEvent:
+    status = inbound.text(body.get("status")).lower()
+    contact = body.get("contact") if isinstance(body.get("contact"), dict) else {}
+    kind = DELIVERY_KINDS.get(status, EventKind.RECORDED)
+    return PlatformEvent(
+        kind,
+        f"delivery {status}",
+        key,
+        inbound.from_iso(body.get("updated_at")) or sent_at,
+        channel=CHANNELS.get(inbound.text(body.get("channel")).lower(), ""),
+        remote_id=inbound.text(contact.get("_id")),
+        external_id=inbound.text(contact.get("user_id")),
+        email=inbound.text(contact.get("email")),
+        detail="spam complaint" if kind == EventKind.COMPLAINT else "",
+        raw=body,
+    )
+
+
+def _bulk_event(body: dict, key: str, sent_at, chunk: str) -> PlatformEvent:
+    valid = [c for c in body.get("valid_contacts") or [] if isinstance(c, dict)]
+    failed = [c for c in body.get("failed_contacts") or [] if isinstance(c, dict)]
+    return PlatformEvent(
+        EventKind.BULK_COMPLETED,
+        "bulk_contacts",
+        key,
+        sent_at,
+        raw=body,
+        data={
+            "chunk": chunk,
+            "valid": [
+                {
+                    "remote_id": inbound.text(c.get("_id")),
+                    "external_id": inbound.text(c.get("user_id")),
+                }
+                for c in valid
+            ],
+            "failed": [
+                {
+                    "external_id": inbound.text((c.get("contact") or {}).get("user_id")),
+                    # "errors" (an array) in the vendor example, "error" in the field table
+                    "error": "; ".join(map(str, c.get("errors") or [c.get("error") or "refused"])),
+                }
+                for c in failed
+            ],
+        },
+    )
+
+
+def bulk_reference(bulk_id: str, chunk: str) -> str:
+    """The confirmation reference of a bulk that names our webhook: its id and our chunk."""
+    return f"{bulk_id}#{chunk}" if chunk else bulk_id
 
 
 class CendynConnector(BaseConnector):
@@ -112,6 +275,7 @@ class CendynConnector(BaseConnector):
             choices=(("eu", "EU"), ("us", "US")),
         ),
     )
+    inbound = CendynWebhooks
 
     # The contact search (contact/list) answers the contact's own keys: names, email, phone,
     # address, birth date, gender, language, tags, coordinates and its custom fields. Neither
@@ -456,16 +620,17 @@ class CendynConnector(BaseConnector):
                 payloads.append(self.build_payload(record, RemoteState()))
             except PermanentError as err:
                 errors[record.external_id] = err
-        for start in range(0, len(payloads), BULK_LIMIT):
-            chunk = payloads[start : start + BULK_LIMIT]
+        for chunk in self._bulk_chunks(payloads):
+            reference = uuid.uuid4().hex if self.inbound_url else ""
             try:
-                bulk_id = self._bulk(chunk)
+                bulk_id = self._bulk(chunk, reference)
             except ConnectorError as err:
                 if err.destination_wide:
                     raise
                 errors.update({payload["user_id"]: err for payload in chunk})
             else:
-                bulks.update({payload["user_id"]: bulk_id for payload in chunk})
+                ref = bulk_reference(bulk_id, reference)
+                bulks.update({payload["user_id"]: ref for payload in chunk})
         return [
             BatchItemResult(r.external_id, errors[r.external_id])
             if r.external_id in errors
@@ -477,9 +642,34 @@ class CendynConnector(BaseConnector):
     def _bulk_body(payloads: list[dict]) -> dict:
         return {"contacts": payloads, "match_contact_user_id": True}
 
-    def _bulk(self, payloads: list[dict]) -> str:
-        """One bulk call; the bulk's id. Retrying it is safe: it matches on user_id."""
+    def _bulk_chunks(self, payloads: list[dict]):
+        """At most BULK_LIMIT contacts per bulk; with a webhook, also no more than its
+        completion body can carry within the inbound limit (WEBHOOK_BULK_BYTES)."""
+        chunk: list[dict] = []
+        size = 0
+        for payload in payloads:
+            item = len(json.dumps(payload)) + WEBHOOK_ITEM_OVERHEAD
+            full = len(chunk) >= BULK_LIMIT or (
+                self.inbound_url and chunk and size + item > WEBHOOK_BULK_BYTES
+            )
+            if full:
+                yield chunk
+                chunk, size = [], 0
+            chunk.append(payload)
+            size += item
+        if chunk:
+            yield chunk
+
+    def _bulk(self, payloads: list[dict], chunk: str = "") -> str:
+        """One bulk call; the bulk's id. Retrying it is safe: it matches on user_id. With a
+        public inbound URL, `webhook_url` names it with our chunk (part A "Bulk outcomes"),
+        so the completion webhook says which contacts it is about."""
         body = self._bulk_body(payloads)
+        if self.inbound_url and chunk:
+            separator = "&" if "?" in self.inbound_url else "?"
+            body["webhook_url"] = (
+                f"{self.inbound_url}{separator}{urlencode({CHUNK_PARAMETER: chunk})}"
+            )
         status, data = self.request("POST", self._path("contact/bulk"), json_body=body)
         return self.require_id(_bulk_of(data), "_id", status=status)
 
@@ -501,6 +691,21 @@ class CendynConnector(BaseConnector):
             except ConnectorError:
                 answers.append(None)  # the check could not be made: still unknown
         return answers
+
+    def inbound_opt_in_holds(self, event: PlatformEvent) -> bool | None:
+        """`GET …/contact/:id`: is the channel no longer blacklisted? None when the answer
+        shows no `channel_subscriptions` (the vendor's example shows none: not found)."""
+        if not event.remote_id or not event.channel:
+            return None
+        try:
+            _, data = self.request("GET", self._path("contact", event.remote_id))
+        except ConnectorError:
+            return None
+        contact = data.get("contact", data) if isinstance(data, dict) else {}
+        for item in contact.get("channel_subscriptions") or []:
+            if isinstance(item, dict) and item.get("channel") == event.channel:
+                return item.get("blacklisted") is False
+        return None
 
     def _read_back(self, record: ContactRecord) -> BatchItemResult | None:
         sent = self.build_payload(record, RemoteState())

@@ -26,15 +26,21 @@ GitBook source of developer.ivvy.com): `contact/add-or-update-contact.md`,
   field or group id that is not a whole number. Nothing is truncated.
 """
 
+import base64
+import binascii
 import datetime
 import decimal
 import hashlib
 import hmac
 import json
+import re
 from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
+import requests
+
+import sync.connectors.inbound as inbound
 import sync.connectors.readback as readback
 from sync.connectors.base import (
     AuthenticationError,
@@ -42,8 +48,10 @@ from sync.connectors.base import (
     EraseResult,
     PermanentError,
     PushResult,
+    RetryableError,
 )
 from sync.connectors.declarations import Credential, Setting
+from sync.connectors.inbound import EventKind, InboundRequest, PlatformEvent, Verified
 from sync.connectors.probe import Maybe, ProbeCall
 from sync.connectors.records import (
     STANDARD_FIELDS,
@@ -127,6 +135,200 @@ def signature(secret: str, text: str) -> str:
     return hmac.new(secret.encode(), text.encode(), hashlib.sha1).hexdigest()
 
 
+# ------------------------------------------------------------------ notifications (SNS)
+# shared/inbound.md part A "Authenticity" and part B 2.1 / 5.2: iVvy's contact notifications
+# arrive as AWS SNS HTTP deliveries; their authenticity is SNS's signature plus the topic iVvy
+# returned when we subscribed. iVvy's own inner `Signature` is undocumented and ignored.
+SNS_HOST = re.compile(r"^sns\.[a-zA-Z0-9\-]{3,}\.amazonaws\.com(\.cn)?$")
+NOTIFICATION_KEYS = ("Message", "MessageId", "Subject", "Timestamp", "TopicArn", "Type")
+CONFIRMATION_KEYS = (
+    "Message",
+    "MessageId",
+    "SubscribeURL",
+    "Timestamp",
+    "Token",
+    "TopicArn",
+    "Type",
+)
+SIGNED_TYPES = {
+    "Notification": NOTIFICATION_KEYS,
+    "SubscriptionConfirmation": CONFIRMATION_KEYS,
+    "UnsubscribeConfirmation": CONFIRMATION_KEYS,
+}
+SUBSCRIBE = f"api/{API_VERSION}/account?action=subscribeToNotifications"
+ENDPOINT_KEY = "contactsEndpoint"
+TOPIC_KEY = "contactsTopicId"
+# getContact `status` codes (get-contact.md) -> what a change to it means here. 4
+# (registering) is not an opt-in; 1 is one.
+STATUS_EVENTS = {
+    1: (EventKind.RESUBSCRIBED, ""),
+    2: (EventKind.UNSUBSCRIBED, "unsubscribed"),
+    3: (EventKind.HARD_BOUNCE, "bounced"),
+    5: (EventKind.UNSUBSCRIBED, "no_marketing"),
+}
+
+
+def sns_string_to_sign(message: dict) -> bytes:
+    """The documented string: `key\nvalue\n` for each signed key present, in order."""
+    keys = SIGNED_TYPES.get(message.get("Type"), NOTIFICATION_KEYS)
+    return "".join(f"{k}\n{message[k]}\n" for k in keys if k in message).encode()
+
+
+def sns_url_problem(url: str, *, allow_loopback: bool, pem: bool) -> str:
+    """Why SNS may not be trusted at `url` ("" when it may): https on an SNS host, a `.pem`
+    path for a certificate. `allow_loopback` (development only) lets the sandbox's loopback
+    host serve them over plain http."""
+    from sync.policy import is_loopback_host  # noqa: PLC0415 (policy imports connectors)
+
+    parts = urlsplit(url or "")
+    host = (parts.hostname or "").lower()
+    if pem and not parts.path.endswith(".pem"):
+        return "the certificate URL does not end in .pem"
+    if allow_loopback and is_loopback_host(host) and parts.scheme in ("http", "https"):
+        return ""
+    if parts.scheme != "https" or not SNS_HOST.match(host):
+        return f"{host or url!r} is not an https Amazon SNS host"
+    return ""
+
+
+def sns_signature_holds(message: dict, certificate_pem: bytes) -> bool:
+    """SignatureVersion 1 (SHA1withRSA) or 2 (SHA256withRSA) over the string to sign."""
+    try:  # requirements.txt pins it; without it nothing from SNS can be verified
+        from cryptography import x509
+        from cryptography.exceptions import InvalidSignature
+        from cryptography.hazmat.primitives import hashes
+        from cryptography.hazmat.primitives.asymmetric import padding
+    except ImportError:
+        return False
+
+    algorithm = {"1": hashes.SHA1, "2": hashes.SHA256}.get(str(message.get("SignatureVersion")))
+    if algorithm is None:
+        return False
+    try:
+        signature_bytes = base64.b64decode(message.get("Signature") or "", validate=True)
+        key = x509.load_pem_x509_certificate(certificate_pem).public_key()
+        key.verify(signature_bytes, sns_string_to_sign(message), padding.PKCS1v15(), algorithm())
+    except (InvalidSignature, ValueError, TypeError, binascii.Error):
+        return False
+    return True
+
+
+class IvvyNotifications(inbound.InboundVerifier):
+    """SNS deliveries of iVvy's `contactsEndpoint` notifications: the header and body `Type`
+    agree, the certificate comes from an SNS host (`sns_url_problem`), the signature holds,
+    and `TopicArn` is the `contactsTopicId` iVvy returned at registration (an SNS signature
+    alone proves only that some topic sent it). `MessageId` is the dedupe key."""
+
+    registers_by_api = True
+
+    @classmethod
+    def registration_steps(cls, url: str) -> list[str]:
+        return [
+            "Register through iVvy's API: the button on this page or "
+            "`manage.py destination_inbound --destination NAME --register` calls "
+            f"subscribeToNotifications with contactsEndpoint = {url} (the API key must be "
+            "the account's primary user's, or a key created without a user: others get 403).",
+            "iVvy answers with the contacts topic, kept on this destination; Amazon SNS then "
+            "sends a subscription confirmation, which is confirmed automatically.",
+        ]
+
+    def verify(self, request: InboundRequest) -> Verified:
+        try:
+            message = json.loads(request.body)
+        except ValueError as err:
+            raise inbound.malformed(f"the body is not JSON: {err}") from err
+        if not isinstance(message, dict):
+            raise inbound.malformed("the body is not an SNS message")
+        kind = inbound.text(message.get("Type"))
+        if kind not in SIGNED_TYPES or request.header("x-amz-sns-message-type") != kind:
+            raise inbound.bad_signature("the SNS message type is missing or disagrees")
+        self._check_signature(message)
+        topic = inbound.text(self.state.get("topic"))
+        if not topic or not inbound.same(inbound.text(message.get("TopicArn")), topic):
+            raise inbound.bad_signature("the TopicArn is not the one iVvy gave at registration")
+        sent_at = inbound.from_iso(message.get("Timestamp"))
+        key = inbound.text(message.get("MessageId"))
+        if kind == "Notification":
+            return Verified([self._notification(message, key, sent_at)], sent_at=sent_at)
+        event_kind = EventKind.RECORDED
+        if kind == "SubscriptionConfirmation":
+            problem = sns_url_problem(
+                message.get("SubscribeURL"),
+                allow_loopback=self.allow_loopback_certificates,
+                pem=False,
+            )
+            if problem:
+                raise inbound.bad_signature(f"SubscribeURL: {problem}")
+            event_kind = EventKind.SUBSCRIPTION_CONFIRMATION
+        event = PlatformEvent(
+            event_kind,
+            kind,
+            key,
+            sent_at,
+            raw=message,
+            data={"subscribe_url": inbound.text(message.get("SubscribeURL"))},
+        )
+        return Verified([event], sent_at=sent_at)
+
+    def _check_signature(self, message: dict) -> None:
+        url = inbound.text(message.get("SigningCertURL"))
+        problem = sns_url_problem(url, allow_loopback=self.allow_loopback_certificates, pem=True)
+        if problem:
+            raise inbound.bad_signature(f"SigningCertURL: {problem}")
+        if self.fetch_certificate is None:
+            raise inbound.bad_signature("no certificate fetcher")
+        try:
+            pem = self.fetch_certificate(url)
+        except Exception as err:  # any failure to fetch is a delivery we cannot verify
+            raise inbound.bad_signature(
+                f"the signing certificate could not be fetched: {err}"
+            ) from err
+        if not sns_signature_holds(message, pem):
+            raise inbound.bad_signature("the SNS signature does not hold")
+
+    @staticmethod
+    def _notification(message: dict, key: str, sent_at) -> PlatformEvent:
+        try:
+            inner = json.loads(message.get("Message") or "")
+            body = json.loads(inner.get("Body") or "") if isinstance(inner, dict) else None
+        except (ValueError, TypeError) as err:
+            raise inbound.malformed(f"the iVvy message is not JSON: {err}") from err
+        if not isinstance(body, dict):
+            raise inbound.malformed("the iVvy message has no Body object")
+        subject = inbound.text(inner.get("Subject"))
+        occurred = inbound.from_epoch(inner.get("Timestamp")) or sent_at
+        if subject == "ContactDeleted":
+            return PlatformEvent(
+                EventKind.DELETED,
+                subject,
+                key,
+                occurred,
+                remote_id=inbound.text(body.get("contactId")),
+                raw=inner,
+            )
+        data = body.get("data") if isinstance(body.get("data"), dict) else {}
+        previous = body.get("previousData") if isinstance(body.get("previousData"), dict) else {}
+        kind, status = EventKind.RECORDED, ""
+        if subject == "ContactUpdated" and "status" in previous:
+            if str(data.get("status")) != str(previous.get("status")):
+                try:
+                    kind, status = STATUS_EVENTS.get(int(data.get("status")), (kind, status))
+                except (TypeError, ValueError):
+                    pass
+        return PlatformEvent(
+            kind,
+            subject,
+            key,
+            occurred,
+            channel="email" if kind != EventKind.RECORDED else "",
+            remote_id=inbound.text(data.get("id")),
+            external_id=inbound.text(data.get("externalId")),
+            email=inbound.text(data.get("email")),
+            status=status,
+            raw=inner,
+        )
+
+
 class IvvyConnector(BaseConnector):
     slug = "ivvy"
     sandbox_emulator = "sync.sandbox.ivvy.IvvyEmulator"
@@ -185,6 +387,7 @@ class IvvyConnector(BaseConnector):
         }
     )
     notes = ("iVvy holds no SMS status since 30 June 2026: our SMS status is not sent to iVvy.",)
+    inbound = IvvyNotifications
 
     # -- transport
 
@@ -532,6 +735,42 @@ class IvvyConnector(BaseConnector):
                 "until a person deletes the contact there."
             ),
         )
+
+    def inbound_register(self, url: str) -> dict:
+        """`account?action=subscribeToNotifications` with `{"contactsEndpoint": url}`
+        (notifications.md); returns `{"topic": contactsTopicId}`. iVvy answers 403 to a key
+        that is not the primary user's: raised as AuthenticationError for this call only
+        (the caller does not pause the destination for it)."""
+        status, data = self.request("POST", SUBSCRIBE, json_body={ENDPOINT_KEY: url})
+        self._require_success(data, status)
+        topic = data.get(TOPIC_KEY) if isinstance(data, dict) else None
+        if not topic or not data.get("contactsSuccess"):
+            raise PermanentError(
+                self.label,
+                "iVvy did not subscribe the contacts endpoint",
+                status=status,
+                body=json.dumps(data),
+            )
+        return {"topic": str(topic)}
+
+    def inbound_confirm_subscription(self, event: PlatformEvent) -> str:
+        """GET the verified `SubscribeURL` (the host was checked by the verifier), through
+        the connector's address-checked session, without iVvy's signature."""
+        url = event.data.get("subscribe_url", "")
+        try:
+            response = self.session.get(url, timeout=self.timeout, allow_redirects=False)
+        except requests.RequestException as err:
+            raise RetryableError(self.label, f"SubscribeURL: {err}") from err
+        except Exception as err:  # the session's address check refused the host
+            raise PermanentError(self.label, f"SubscribeURL refused: {err}") from err
+        if response.status_code != 200:
+            raise RetryableError(
+                self.label,
+                "SubscribeURL answered",
+                status=response.status_code,
+                body=response.text[:500],
+            )
+        return "subscription confirmed"
 
     def test_connection(self) -> str:
         status, data = self.request("POST", PING)

@@ -13,14 +13,18 @@ https://loops.so/docs/contacts/properties).
   500 characters, a custom value that does not fit its type. Nothing is truncated.
 """
 
+import base64
+import binascii
 import datetime
 import decimal
 import json
 from typing import Any
 
+import sync.connectors.inbound as inbound
 import sync.connectors.readback as readback
-from sync.connectors.base import BaseConnector, PermanentError, PushResult
+from sync.connectors.base import BaseConnector, ConnectorError, PermanentError, PushResult
 from sync.connectors.declarations import Credential
+from sync.connectors.inbound import EventKind, InboundRequest, PlatformEvent, Verified
 from sync.connectors.probe import Maybe, ProbeCall
 from sync.connectors.records import (
     STANDARD_FIELDS,
@@ -48,6 +52,92 @@ NOT_SUBSCRIBED = frozenset({"unsubscribed", "bounced", "no_marketing"})
 MAPPABLE_STANDARD_FIELDS = tuple(
     name for name in STANDARD_FIELDS if name not in ("email_status", "user_group")
 )
+
+
+# Loops' webhook events (shared/inbound.md part A "What each event means here").
+EVENT_KINDS = {
+    "contact.unsubscribed": (EventKind.UNSUBSCRIBED, "email"),
+    "contact.mailingList.unsubscribed": (EventKind.UNSUBSCRIBED, "list"),
+    "email.hardBounced": (EventKind.HARD_BOUNCE, "email"),
+    "email.spamReported": (EventKind.COMPLAINT, "email"),
+    "email.resubscribed": (EventKind.RESUBSCRIBED, "email"),
+    "contact.deleted": (EventKind.DELETED, ""),
+}
+
+
+class LoopsWebhooks(inbound.InboundVerifier):
+    """Loops' signed webhooks (part B 4.1, "Verify requests"): `webhook-signature` holds
+    space-separated `<version>,<base64>` entries, one of which must be base64(HMAC-SHA256(key,
+    `webhook-id + "." + webhook-timestamp + "." + raw body`)), the key being the base64-decoded
+    part of the signing secret after its first `_`. `webhook-id` is the dedupe key."""
+
+    @classmethod
+    def registration_steps(cls, url: str) -> list[str]:
+        return [
+            "In Loops, open Settings → Webhooks and add an endpoint.",
+            f"Paste this URL: {url}",
+            "Choose the events: contact.unsubscribed, contact.mailingList.unsubscribed, "
+            "contact.deleted, email.hardBounced, email.spamReported, email.resubscribed.",
+            "Copy the signing secret Loops shows once and put it in the environment variable "
+            "named on this destination as the webhook signing secret variable.",
+        ]
+
+    def verify(self, request: InboundRequest) -> Verified:
+        message_id = request.header("webhook-id")
+        timestamp = request.header("webhook-timestamp")
+        signatures = request.header("webhook-signature")
+        if not (message_id and timestamp and signatures):
+            raise inbound.bad_signature("the webhook-id, -timestamp or -signature is missing")
+        key = self._key()
+        signed = f"{message_id}.{timestamp}.".encode() + request.body
+        expected = base64.b64encode(inbound.hmac_sha256(key, signed)).decode()
+        if not any(
+            inbound.same(entry.partition(",")[2], expected) for entry in signatures.split(" ")
+        ):
+            raise inbound.bad_signature("no webhook-signature entry matches")
+        sent_at = inbound.from_epoch(timestamp)
+        if sent_at is None:
+            raise inbound.bad_signature("webhook-timestamp is not a Unix time")
+        try:
+            body = json.loads(request.body)
+        except ValueError as err:
+            raise inbound.malformed(f"the body is not JSON: {err}") from err
+        if not isinstance(body, dict):
+            raise inbound.malformed("the body is not a JSON object")
+        return Verified([self.event(body, message_id)], sent_at=sent_at)
+
+    def _key(self) -> bytes:
+        secret = self.secrets.get("signing_secret", "")
+        encoded = secret.split("_", 1)[1] if "_" in secret else ""
+        try:
+            key = base64.b64decode(encoded, validate=True)
+        except (binascii.Error, ValueError):
+            key = b""
+        if not key:
+            raise inbound.bad_signature("no usable signing secret is configured")
+        return key
+
+    @staticmethod
+    def event(body: dict, message_id: str) -> PlatformEvent:
+        name = inbound.text(body.get("eventName"))
+        kind, channel = EVENT_KINDS.get(name, (EventKind.RECORDED, ""))
+        identity = (
+            body.get("contactIdentity") if isinstance(body.get("contactIdentity"), dict) else {}
+        )
+        mailing_list = body.get("mailingList") if isinstance(body.get("mailingList"), dict) else {}
+        return PlatformEvent(
+            kind=kind,
+            raw_type=name,
+            key=message_id,
+            occurred_at=inbound.from_epoch(body.get("eventTime")),
+            channel=channel,
+            remote_list=inbound.text(mailing_list.get("id")) if channel == "list" else "",
+            remote_id=inbound.text(identity.get("id")),
+            external_id=inbound.text(identity.get("userId")),
+            email=inbound.text(identity.get("email")),
+            detail="spam complaint" if kind == EventKind.COMPLAINT else "",
+            raw=body,
+        )
 
 
 class LoopsConnector(BaseConnector):
@@ -81,6 +171,16 @@ class LoopsConnector(BaseConnector):
             *MAPPABLE_STANDARD_FIELDS,
         }
     )
+
+    inbound = LoopsWebhooks
+    inbound_credentials = {
+        "signing_secret": Credential(
+            "secret_env",
+            "Webhook signing secret variable",
+            "The environment variable holding the signing secret Loops shows in Settings → "
+            "Webhooks (needed to take Loops' webhooks).",
+        )
+    }
 
     def sign(self, method, url, body, headers):
         headers["Authorization"] = f"Bearer {self.secrets['api_key']}"
@@ -300,6 +400,19 @@ class LoopsConnector(BaseConnector):
         if name == "email_status":
             return ours.email_status in NOT_SUBSCRIBED and theirs.email_status == "subscribed"
         return super().field_differs(name, ours, theirs)
+
+    def inbound_opt_in_holds(self, event: PlatformEvent) -> bool | None:
+        """`GET /v1/contacts/find` by userId (else email): does Loops hold the contact as
+        `subscribed`? (Part A: `email.resubscribed` is applied after this read-back.)"""
+        params = {"userId": event.external_id} if event.external_id else {"email": event.email}
+        if not any(params.values()):
+            return None
+        try:
+            _, data = self.request("GET", "v1/contacts/find", params=params)
+        except ConnectorError:
+            return None
+        found = [c for c in data if isinstance(c, dict)] if isinstance(data, list) else []
+        return bool(found) and found[0].get("subscribed") is True
 
     def delete(self, *, external_id: str, remote_id: str | None) -> None:
         """`POST /v1/contacts/delete` by userId only ("Include only one of `email` or

@@ -19,11 +19,16 @@ and part B §1 (the vendor OpenAPI file shared/specs/yespo/yespo-openapi.json, s
 """
 
 import base64
+import binascii
 import datetime
 import decimal
+import hashlib
+import json
 import time
+import zoneinfo
 from typing import Any
 
+import sync.connectors.inbound as inbound
 import sync.connectors.readback as readback
 from sync.connectors.base import (
     AuthenticationError,
@@ -36,7 +41,8 @@ from sync.connectors.base import (
     RetryableError,
     Unconfirmed,
 )
-from sync.connectors.declarations import Credential
+from sync.connectors.declarations import Credential, Setting
+from sync.connectors.inbound import EventKind, InboundRequest, PlatformEvent, Verified
 from sync.connectors.probe import Maybe, OneOrMany, ProbeCall
 from sync.connectors.records import (
     STANDARD_FIELDS,
@@ -77,6 +83,100 @@ MAPPABLE_STANDARD_FIELDS = tuple(
 BOOLEAN_FIELDS = frozenset({"privacy_consent", "gdpr_marketing_consent", "terms_accepted"})
 
 
+# `mediaType` (lowercase in the vendor's examples) -> our consent channel; other media
+# (viber, telegram, ...) are recorded under their own name and change no status of ours.
+MEDIA_CHANNELS = {"email": "email", "sms": "sms", "mobilepush": "push", "webpush": "push"}
+TIME_ZONES = tuple((name, name) for name in sorted(zoneinfo.available_timezones()))
+
+
+class YespoWebhooks(inbound.InboundVerifier):
+    """Yespo's activity webhooks (part B 1.1): no signature exists, so the export's login and
+    password (HTTP Basic) and the unguessable URL are the proof; an opt-in is never applied on
+    the body's word (`signs_body`; Yespo sends none anyway). The body is a JSON array of
+    activities (one object is read as well); each is deduplicated on (`iid`,
+    `activityStatus`, `contactId`, `activityDateTime`). `activityDateTime` has no zone: it is
+    read in the account's time zone (the destination's setting, default UTC)."""
+
+    signs_body = False
+
+    @classmethod
+    def registration_steps(cls, url: str) -> list[str]:
+        return [
+            "In Yespo, open account settings → Data export → New data export → Webhook.",
+            f"Name it and paste this URL: {url} (Yespo checks it with a GET when saved).",
+            "Turn Authentication on and enter the login set on this destination and the "
+            "password held in its webhook password variable.",
+            "Tick the statuses Unsubscribed, Spam, Undelivered and Subscription changed (or "
+            "leave all ticked).",
+        ]
+
+    def verify(self, request: InboundRequest) -> Verified:
+        self._check_basic_auth(request.header("authorization"))
+        try:
+            body = json.loads(request.body)
+        except ValueError as err:
+            raise inbound.malformed(f"the body is not JSON: {err}") from err
+        items = [body] if isinstance(body, dict) else body
+        if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
+            raise inbound.malformed("the body is not a JSON array of activities")
+        return Verified([self.event(item) for item in items])
+
+    def _check_basic_auth(self, header: str) -> None:
+        login = inbound.text(self.settings.get("webhook_login"))
+        password = self.secrets.get("webhook_password", "")
+        if not (login and password):
+            raise inbound.bad_signature("no webhook login and password are configured")
+        scheme, _, encoded = header.partition(" ")
+        try:
+            given = base64.b64decode(encoded.strip(), validate=True).decode()
+        except (binascii.Error, ValueError):
+            given = ""
+        if scheme.lower() != "basic" or not inbound.same(given, f"{login}:{password}"):
+            raise inbound.bad_signature("the basic-auth login or password is wrong or missing")
+
+    def _time(self, value: Any) -> datetime.datetime | None:
+        if not isinstance(value, str):
+            return None
+        try:
+            parsed = datetime.datetime.fromisoformat(value)
+        except ValueError:
+            return None
+        if parsed.tzinfo is not None:
+            return parsed
+        zone = inbound.text(self.settings.get("account_time_zone")) or "UTC"
+        try:
+            return parsed.replace(tzinfo=zoneinfo.ZoneInfo(zone))
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            return parsed.replace(tzinfo=datetime.UTC)
+
+    def event(self, item: dict) -> PlatformEvent:
+        status = inbound.text(item.get("activityStatus"))
+        media = inbound.text(item.get("mediaType")).lower()
+        channel = MEDIA_CHANNELS.get(media, "")
+        kind = EventKind.RECORDED
+        if channel and status == "UNSUBSCRIBED":
+            kind = EventKind.UNSUBSCRIBED
+        elif channel and status == "SPAM":
+            kind = EventKind.COMPLAINT
+        elif channel and status == "UNDELIVERED" and item.get("hardBounce") is True:
+            kind = EventKind.HARD_BOUNCE
+        # SUBSCRIPTION_CHANGED: Yespo's categories are not our lists; recorded only.
+        parts = [item.get(k) for k in ("iid", "activityStatus", "contactId", "activityDateTime")]
+        key = hashlib.sha256(json.dumps(parts, default=str).encode()).hexdigest()
+        return PlatformEvent(
+            kind=kind,
+            raw_type=f"{status} {media}".strip(),
+            key=key,
+            occurred_at=self._time(item.get("activityDateTime")),
+            channel=channel or media,
+            remote_id=inbound.text(item.get("contactId")),
+            external_id=inbound.text(item.get("externalCustomerId")),
+            email=inbound.text(item.get("email")),
+            detail=inbound.text(item.get("statusDescription"))[:300],
+            raw=item,
+        )
+
+
 class YespoConnector(BaseConnector):
     slug = "yespo"
     sandbox_emulator = "sync.sandbox.yespo.YespoEmulator"
@@ -94,6 +194,30 @@ class YespoConnector(BaseConnector):
     credentials = {
         "api_key": Credential(
             "key_env", "API key variable", "The environment variable holding the API key."
+        )
+    }
+    destination_settings = (
+        Setting(
+            "account_time_zone",
+            "Account time zone",
+            "The Yespo account's time zone: webhook times (activityDateTime) carry none. "
+            "Blank: UTC.",
+            choices=TIME_ZONES,
+            max_length=64,
+        ),
+        Setting(
+            "webhook_login",
+            "Webhook login",
+            "The login entered under Authentication in Yespo's webhook export (not secret).",
+        ),
+    )
+    inbound = YespoWebhooks
+    inbound_credentials = {
+        "webhook_password": Credential(
+            "secret_env",
+            "Webhook password variable",
+            "The environment variable holding the password entered under Authentication in "
+            "Yespo's webhook export (needed to take Yespo's webhooks).",
         )
     }
     poll_timeout = 60.0  # seconds to wait for a bulk import session to finish

@@ -33,12 +33,17 @@ def credential_variable(slug: str, credential: str) -> str:
     return CREDENTIAL_VARIABLE.format(slug=slug.upper(), credential=credential.upper())
 
 
+def _all_credentials(cls) -> dict:
+    """The connector's credentials and its inbound ones (a webhook signing secret)."""
+    return {**cls.credentials, **cls.inbound_credentials}
+
+
 def sandbox_environment() -> dict[str, str]:
     """Every sandbox credential, by the variable that holds it (what `.env.example` sets)."""
     return {
         credential_variable(cls.slug, name): emulator_class(cls).account_credentials[name]
         for cls in connectors.get_class_list()
-        for name in cls.credentials
+        for name in _all_credentials(cls)
     }
 
 
@@ -51,6 +56,6 @@ def sandbox_destination_fields(slug: str, sandbox_url: str) -> dict:
         "base_url": f"{sandbox_url.rstrip('/')}/{slug}/",
         "settings": dict(emulator_class(cls).account_settings),
     }
-    for name, credential in cls.credentials.items():
+    for name, credential in _all_credentials(cls).items():
         fields[credential.field] = credential_variable(slug, name)
     return fields

@@ -13,7 +13,8 @@ push; a new contact needs an email or a phone country code and number. Errors ar
 Matching is the client's job, as on Cendyn: POST always creates (a retried POST duplicates),
 PUT needs a known id, `GET contact?user_id=` finds. Bulk (`POST contact/bulk`) applies valid
 contacts at once (matched on user_id when `match_contact_user_id` is true, else created) and
-keeps the invalid ones for the completion webhook (shared/inbound.md 3.3, not sent yet). The
+keeps the invalid ones for the completion webhook (shared/inbound.md 3.3), sent to the bulk's
+`webhook_url` by the control call `notify {"action": "bulk_complete"}`. The
 vendor documents only "queue" for `GET contact/bulk/:id`: the POST answer and the first poll
 say "queue", later polls say INVENTED_BULK_STATUS, a word made up here and marked so, that a
 client must not depend on (the outcome comes from the webhook or a read-back of the contacts).
@@ -22,14 +23,25 @@ it is switched off, as a queue that has not run yet.
 """
 
 import datetime
+import hashlib
+import hmac
 import itertools
+import json
 import os
+import random
 import re
 import time
 import uuid
 from typing import Any
 
-from sync.sandbox.core import BadRequest, PlatformEmulator, SandboxRequest, SandboxResponse
+from sync.sandbox.core import (
+    BadRequest,
+    Notification,
+    PlatformEmulator,
+    SandboxRequest,
+    SandboxResponse,
+    option_time,
+)
 
 # Not a vendor word: the sandbox's own, so that a client waiting for a documented terminal
 # state (there is none) is caught by the tests.
@@ -280,6 +292,20 @@ def _now() -> str:
     return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
 
 
+BULK_ANSWER_KEYS = (
+    "_id",
+    "number_of_contacts",
+    "match_contact_user_id",
+    "validate_emails",
+    "contacts_webhook_extra_fields",
+    "webhook_url",
+    "status",
+)
+# "By default it is sent by the webhook the following fields" (contact/create_bulk)
+BULK_WEBHOOK_FIELDS = ("_id", "user_id", "email", "phone_countrycode", "phone_number")
+TOKEN_ALPHABET = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
+
+
 class CendynEmulator(PlatformEmulator):
     slug = "cendyn"
     account_credentials = {"secret": "sandbox-cendyn-secret"}
@@ -288,6 +314,7 @@ class CendynEmulator(PlatformEmulator):
     switch_defaults = {"bulk_deferred": False}
 
     def reset(self) -> None:
+        self.webhook_url = ""  # registered by hand for the contacts and deliveries groups
         self.deferred: list[tuple[str, list, bool]] = []  # bulks not applied yet
         self.contacts: dict[str, dict] = {}  # id -> the contact as Cendyn returns it
         self.by_user_id: dict[str, list[str]] = {}  # user_id -> ids (POST may duplicate)
@@ -307,6 +334,130 @@ class CendynEmulator(PlatformEmulator):
             (re.compile(r"^contact/(?P<id>[^/]+)$"), "PUT", self._update),
             (re.compile(r"^contact/(?P<id>[^/]+)$"), "DELETE", self._delete),
         ]
+
+    # -- webhooks (shared/inbound.md part B 3.1, 3.3 and 5.3: second-hand)
+
+    def register_webhook(self, data: dict) -> dict:
+        """The account manager's Webhooks section: one URL for the contacts and deliveries
+        event groups (registered per group in Cendyn; one here serves both)."""
+        self.webhook_url = str(data.get("url") or "")
+        return {"url": self.webhook_url}
+
+    def notify(self, data: dict, base_url: str) -> list[Notification]:
+        action = data.get("action")
+        if action == "bulk_complete":
+            return self._bulk_completions(data)
+        if not self.webhook_url:
+            raise BadRequest("no webhook URL is registered in the account manager")
+        ids = self.by_user_id.get(str(data.get("external_id")), [])
+        contact = self.contacts.get(ids[0]) if ids else None
+        if contact is None:
+            raise BadRequest(f"Cendyn holds no contact with user_id {data.get('external_id')!r}")
+        channel = str(data.get("channel") or "email")
+        event_time = option_time(data, "event_time")
+        moment = datetime.datetime.fromtimestamp(event_time, datetime.UTC)
+        iso = moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+        if action in ("unsubscribe", "resubscribe"):
+            blacklisted = action == "unsubscribe"
+            contact["channel_subscriptions"] = _merged(
+                contact.get("channel_subscriptions", []),
+                [{"channel": channel, "blacklisted": blacklisted}],
+                "channel",
+            )
+            body = {
+                "action": "channel_subscription",
+                "origin": "platform_individual",
+                "contact": {"id": contact["id"], "user_id": contact.get("user_id")},
+                "channel_subscription": {
+                    "channel": channel,
+                    "blacklisted": blacklisted,
+                    "origin": "platform_individual",
+                    "date": iso,
+                },
+            }
+        elif action in ("bounce", "complaint", "unsubscribe_link"):
+            status = {"bounce": "bounced", "complaint": "complained"}.get(action, "unsubscribed")
+            body = {
+                "id": self._new_id(),
+                "created_at": iso,
+                "updated_at": iso,
+                "channel": channel.upper(),  # the vendor's example: "EMAIL"
+                "status": status,
+                "refunded": False,
+                "url": None,
+                "campaign": {"_id": self._new_id(), "name": "Welcome"},
+                "contact": {
+                    "_id": contact["id"],
+                    "user_id": contact.get("user_id"),
+                    "name_first": contact.get("name_first"),
+                    "name_last": contact.get("name_last"),
+                    "email": contact.get("email"),
+                    "phone": contact.get("phone"),
+                },
+            }
+        elif action == "delete":
+            self._unindex(contact)
+            del self.contacts[contact["id"]]
+            body = {
+                "action": "destroy",
+                "origin": "platform_individual",
+                "contact": {"id": contact["id"], "user_id": contact.get("user_id")},
+            }
+        else:
+            raise BadRequest(f"unknown Cendyn action {action!r}")
+        return [self._signed(self.webhook_url, body, data)]
+
+    def _bulk_completions(self, data: dict) -> list[Notification]:
+        """The `bulk_contacts` webhook of every applied bulk that named a webhook_url."""
+        if self.deferred and not self.switches["bulk_deferred"]:
+            self._run_deferred()
+        notes = []
+        for bulk_id, bulk in self.bulks.items():
+            if (
+                not bulk.get("webhook_url")
+                or bulk["notified"]
+                or any(d[0] == bulk_id for d in self.deferred)
+            ):
+                continue
+            bulk["notified"] = True
+            failed_at = {f["index"]: f for f in bulk["failed_contacts"]}
+            valid, failed = [], []
+            fields = BULK_WEBHOOK_FIELDS + tuple(bulk["contacts_webhook_extra_fields"])
+            for index, sent in enumerate(bulk["contacts"]):
+                if index in failed_at:
+                    failed.append({"contact": sent, "errors": [failed_at[index]["error"]]})
+                    continue
+                ids = self.by_user_id.get(sent.get("user_id"), [])
+                held = self.contacts.get(ids[-1]) if ids else None
+                if held is not None:
+                    shown = {**held, "_id": held["id"]}
+                    valid.append({key: shown.get(key) for key in fields})
+            body = {
+                "contacts_valid_count": len(valid),
+                "contacts_failed_count": len(failed),
+                "valid_contacts": valid,
+                "failed_contacts": failed,
+            }
+            notes.append(self._signed(bulk["webhook_url"], body, data))
+        return notes
+
+    def _signed(self, url: str, body: dict, data: dict) -> Notification:
+        """Body + account_id, timestamp, token; `Authorization` = hex HMAC-SHA256(secret,
+        str(timestamp) + token) (lower-case hex, no prefix: assumptions, part B 5.3)."""
+        timestamp = option_time(data, "sent_at")
+        token = "".join(random.choice(TOKEN_ALPHABET) for _ in range(50))
+        secret = "not-the-secret" if data.get("tamper") else self.account_credentials["secret"]
+        signature = hmac.new(
+            secret.encode(), f"{timestamp}{token}".encode(), hashlib.sha256
+        ).hexdigest()
+        full = {**body, "account_id": self.account_settings["account_id"], "timestamp": timestamp}
+        full["token"] = data.get("token") or token
+        if data.get("token"):
+            signature = hmac.new(
+                secret.encode(), f"{timestamp}{full['token']}".encode(), hashlib.sha256
+            ).hexdigest()
+        headers = {"Content-Type": "application/json", "Authorization": signature}
+        return Notification(url, headers, json.dumps(full).encode())
 
     # -- the platform's shapes
 
@@ -605,7 +756,13 @@ class CendynEmulator(PlatformEmulator):
                 "webhook_url": body.get("webhook_url"),
                 "status": "queue",
             }
-            self.bulks[bulk["_id"]] = {**bulk, "polls": 0, "failed_contacts": failed}
+            self.bulks[bulk["_id"]] = {
+                **bulk,
+                "polls": 0,
+                "failed_contacts": failed,
+                "contacts": contacts,
+                "notified": False,
+            }
             if deferred:
                 self.deferred.append((bulk["_id"], contacts, match))
             return SandboxResponse(201, {"bulk": bulk})
@@ -630,7 +787,7 @@ class CendynEmulator(PlatformEmulator):
             stored["polls"] += 1
             if stored["polls"] > 1:
                 stored["status"] = INVENTED_BULK_STATUS
-            bulk = {k: v for k, v in stored.items() if k not in ("polls", "failed_contacts")}
+            bulk = {k: v for k, v in stored.items() if k in BULK_ANSWER_KEYS}
             return SandboxResponse(200, {"bulk": _copy(bulk)})
 
 

@@ -19,6 +19,14 @@ Faults, per platform (or "*" for all), switched on and off over HTTP while the s
 - `echo_credentials`: every call answers 400 with a message quoting the request's
   authorization headers (as a gateway's debug page does), to prove they are redacted.
 
+Notifications (what the platform sends back, shared/inbound.md): `POST /_sandbox/webhook`
+stands for the person registering our URL in the platform's own settings (where the platform
+has no API for it), and `POST /_sandbox/notify` makes the platform do something to a contact
+(unsubscribe, bounce, delete...) as it would, then deliver its real notification, signed its
+real way, to the registered URL; the answer lists each delivery's HTTP status. Options any
+emulator reads: `event_time` (Unix seconds: when the change happened), `sent_at` (Unix
+seconds: when the delivery was signed, for a late retry) and `tamper` (a wrong signature).
+
 An emulator may declare switches of its own in `switch_defaults` (to bring back a field the
 vendor has since withdrawn, for instance): they are set through the same control call and
 cleared by a reset.
@@ -34,6 +42,40 @@ from typing import Any, ClassVar
 from urllib.parse import parse_qs
 
 REDIRECT_HOST = "https://moved.example.net"  # outside the platforms' hosts and loopback
+
+
+@dataclass
+class Notification:
+    """One HTTP delivery a platform makes to a webhook URL."""
+
+    url: str
+    headers: dict[str, str]
+    body: bytes
+    method: str = "POST"
+
+
+def option_time(data: dict, key: str) -> int:
+    """A notify option in Unix seconds (`event_time`, `sent_at`), now when absent."""
+    value = data.get(key)
+    return int(value) if value is not None else int(time.time())
+
+
+def deliver(notification: Notification, timeout: float = 30.0) -> dict:
+    """Send one notification (from outside any emulator lock); its status and answer."""
+    import requests  # noqa: PLC0415 (only the control side delivers)
+
+    try:
+        response = requests.request(
+            notification.method,
+            notification.url,
+            headers=notification.headers,
+            data=notification.body or None,
+            timeout=timeout,
+            allow_redirects=False,
+        )
+    except requests.RequestException as err:
+        return {"url": notification.url, "status": None, "error": str(err)}
+    return {"url": notification.url, "status": response.status_code, "body": response.text[:500]}
 
 
 class CloseConnection(Exception):
@@ -212,6 +254,17 @@ class PlatformEmulator:
     # The field of the sandbox account that takes free text (a mapping target for tests).
     account_text_field: ClassVar[str] = ""
 
+    def register_webhook(self, data: dict) -> dict:
+        """A person registers a webhook URL in the platform's settings (platforms with no API
+        for it). Called under `self.lock`; returns what the platform shows."""
+        raise BadRequest(f"{self.slug} registers webhooks through its API")
+
+    def notify(self, data: dict, base_url: str) -> list[Notification]:
+        """Do `data["action"]` to a contact as the platform would and return the
+        notifications it sends for it. Called under `self.lock`; `base_url` is where the
+        sandbox is served (for links such as SNS's SubscribeURL)."""
+        raise BadRequest(f"{self.slug} sends no notifications")
+
     def contact_view(self, external_id: str) -> dict | None:
         """The live contact the platform holds under our external ID, in platform-neutral
         words: {"first_name", "last_name", "email", "text_field"} (the value of
@@ -375,6 +428,24 @@ class Sandbox:
     def request_log(self, platform: str | None = None) -> list[dict]:
         with self.lock:
             return [entry for entry in self.log if platform in (None, entry["platform"])]
+
+    def register_webhook(self, platform: str, data: dict) -> dict:
+        emulator = self._emulator(platform)
+        with emulator.lock:
+            return emulator.register_webhook(data)
+
+    def notify(self, platform: str, data: dict, base_url: str) -> list[dict]:
+        """The platform acts, then its notifications are delivered one by one, in order
+        (outside the emulator's lock: the receiver may call the platform back)."""
+        emulator = self._emulator(platform)
+        with emulator.lock:
+            notifications = emulator.notify(data, base_url)
+        return [deliver(n) for n in notifications]
+
+    def _emulator(self, platform: str) -> PlatformEmulator:
+        if platform not in self.emulators:
+            raise BadRequest(f"unknown platform {platform!r}")
+        return self.emulators[platform]
 
     def contact_view(self, platform: str, external_id: str) -> dict | None:
         emulator = self.emulators[platform]

@@ -19,15 +19,28 @@ unknown parameter is (400, 23016) and no contact answer carries it. The switch
 parameter is refused.
 """
 
+import base64
 import datetime
+import functools
 import hashlib
 import hmac
+import json
 import re
+import threading
 import time
+import uuid
 from email.utils import parsedate_to_datetime
 from typing import Any
+from urllib.parse import urlencode
 
-from sync.sandbox.core import BadRequest, PlatformEmulator, SandboxRequest, SandboxResponse
+from sync.sandbox.core import (
+    BadRequest,
+    Notification,
+    PlatformEmulator,
+    SandboxRequest,
+    SandboxResponse,
+    option_time,
+)
 
 API_PREFIX = "/api/1.0/"
 DATE_FORMAT = "%Y-%m-%d %H:%M:%S"
@@ -67,6 +80,74 @@ LIST_FILTERS = frozenset(
 COMPANIES = frozenset({4, 5})
 
 
+# -- Amazon SNS, as iVvy's notifications reach a subscriber (shared/inbound.md part B 2.1,
+# 5.2). The sandbox signs with its own RSA key; its self-signed certificate is served on
+# loopback under /ivvy/sns/, which the receiver trusts in development only.
+SNS_PREFIX = "/sns/"
+SNS_REGION = "ap-southeast-2"
+SNS_ACCOUNT = "232528047142"  # the AWS account in iVvy's examples
+TOPIC = f"arn:aws:sns:{SNS_REGION}:{SNS_ACCOUNT}:iVvy_Account_41_d7336c818a0bf60d087_NotifContacts"
+NOTIFICATION_KEYS = ("Message", "MessageId", "Subject", "Timestamp", "TopicArn", "Type")
+CONFIRMATION_KEYS = (
+    "Message",
+    "MessageId",
+    "SubscribeURL",
+    "Timestamp",
+    "Token",
+    "TopicArn",
+    "Type",
+)
+NOTIFICATION_RESULTS = ("events", "venues", "payments", "crm", "contacts", "companies")
+STATUS_ACTIONS = {"resubscribe": 1, "unsubscribe": 2, "bounce": 3, "registering": 4}
+STATUS_ACTIONS["no_marketing"] = 5
+_key_lock = threading.Lock()
+
+
+@functools.cache
+def _signing_key():
+    """(private key, certificate PEM, its file name): made once per process."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    from cryptography.x509.oid import NameOID
+
+    with _key_lock:
+        key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "sns.amazonaws.com")])
+        now = datetime.datetime.now(datetime.UTC)
+        certificate = (
+            x509.CertificateBuilder()
+            .subject_name(name)
+            .issuer_name(name)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(days=1))
+            .not_valid_after(now + datetime.timedelta(days=365))
+            .sign(key, hashes.SHA256())
+        )
+        pem = certificate.public_bytes(serialization.Encoding.PEM)
+        file_name = f"SimpleNotificationService-{hashlib.md5(pem).hexdigest()}.pem"
+        return key, pem, file_name
+
+
+def _sns_sign(message: dict, version: str, tamper: bool) -> str:
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import padding
+
+    keys = NOTIFICATION_KEYS if message["Type"] == "Notification" else CONFIRMATION_KEYS
+    text = "".join(f"{k}\n{message[k]}\n" for k in keys if k in message).encode()
+    if tamper:
+        text += b"tampered"
+    algorithm = hashes.SHA1() if version == "1" else hashes.SHA256()
+    signature = _signing_key()[0].sign(text, padding.PKCS1v15(), algorithm)
+    return base64.b64encode(signature).decode()
+
+
+def _sns_time(seconds: int) -> str:
+    moment = datetime.datetime.fromtimestamp(seconds, datetime.UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
 class IvvyError(Exception):
     def __init__(self, status: int, message: str, specific: int | None, *extra: str):
         super().__init__(message)
@@ -85,7 +166,8 @@ class IvvyEmulator(PlatformEmulator):
     slug = "ivvy"
     account_credentials = {"api_key": "sandbox-ivvy-key", "api_secret": "sandbox-ivvy-secret"}
     default_rate_limit = 5  # not published; part A's default
-    switch_defaults = {"legacy_sms_status": False}
+    # `not_primary`: the key is not the primary user's, so subscribeToNotifications answers 403.
+    switch_defaults = {"legacy_sms_status": False, "not_primary": False}
 
     def reset(self) -> None:
         self.contacts: dict[int, dict] = {}
@@ -111,7 +193,9 @@ class IvvyEmulator(PlatformEmulator):
             ("contact", "getContactList"): self._get_contact_list,
             ("contact", "getCustomFieldDefinition"): self._field_definitions,
             ("contact", "getSubscriptionGroupList"): self._group_list,
+            ("account", "subscribeToNotifications"): self._subscribe,
         }
+        self.subscription: dict = {}  # contactsEndpoint: url, topic, token, confirmed
 
     # -- error shapes
 
@@ -137,6 +221,8 @@ class IvvyEmulator(PlatformEmulator):
     # -- authentication
 
     def authenticate(self, request: SandboxRequest) -> SandboxResponse | None:
+        if request.path.startswith(SNS_PREFIX):
+            return None  # Amazon SNS's own URLs (certificate, SubscribeURL): no iVvy key
         try:
             self._check_signature(request)
         except IvvyError as err:
@@ -204,6 +290,8 @@ class IvvyEmulator(PlatformEmulator):
     # -- routing
 
     def route(self, request: SandboxRequest) -> SandboxResponse:
+        if request.path.startswith(SNS_PREFIX):
+            return self._sns(request)
         namespace = request.path.removeprefix(API_PREFIX)
         call = self.calls.get((namespace, request.arg("action", "")))
         if not request.path.startswith(API_PREFIX) or call is None:
@@ -224,6 +312,126 @@ class IvvyEmulator(PlatformEmulator):
             return self._refuse(err)
 
     # -- calls
+
+    # -- notifications (notifications/notifications.md, contacts-endpoint.md)
+
+    def _subscribe(self, params: dict) -> dict:
+        """subscribeToNotifications: only the primary user's key (the `not_primary` switch
+        answers 403 as iVvy does to other keys). Only `contactsEndpoint` is emulated."""
+        if self.switches["not_primary"]:
+            raise IvvyError(403, "Not Allowed", None)
+        unknown = set(params) - {"contactsEndpoint"}
+        if unknown:
+            raise _not_valid(sorted(unknown)[0], "Endpoint not emulated")
+        url = params.get("contactsEndpoint")
+        if not isinstance(url, str) or not url:
+            raise IvvyError(400, "'contactsEndpoint' is required", REQUIRED)
+        self.subscription = {"url": url, "topic": TOPIC, "token": uuid.uuid4().hex * 2}
+        self.subscription["confirmed"] = False
+        answer = {}
+        for name in NOTIFICATION_RESULTS:
+            answer[f"{name}Success"] = name == "contacts"
+            answer[f"{name}TopicId"] = TOPIC if name == "contacts" else None
+        return answer
+
+    def _sns(self, request: SandboxRequest) -> SandboxResponse:
+        _, pem, file_name = _signing_key()
+        if request.method == "GET" and request.path == SNS_PREFIX + file_name:
+            return SandboxResponse(200, pem.decode(), {"Content-Type": "application/x-pem-file"})
+        if request.method == "GET" and request.arg("Action") == "ConfirmSubscription":
+            with self.lock:
+                sub = self.subscription
+                if not sub or request.arg("Token") != sub["token"]:
+                    return SandboxResponse(400, "<Error><Code>InvalidParameter</Code></Error>")
+                sub["confirmed"] = True
+            arn = f"{TOPIC}:{uuid.uuid4()}"
+            return SandboxResponse(
+                200, f"<ConfirmSubscriptionResponse>{arn}</ConfirmSubscriptionResponse>"
+            )
+        return SandboxResponse(404, "<Error><Code>NotFound</Code></Error>")
+
+    def notify(self, data: dict, base_url: str) -> list[Notification]:
+        """SNS deliveries to the subscribed contactsEndpoint: `subscription_confirmation`
+        (sent after subscribing; SNS sends nothing else until its SubscribeURL is visited),
+        then a `ContactUpdated` whose `status` changed (unsubscribe 2, bounce 3,
+        registering 4, no_marketing 5, resubscribe 1) or `ContactDeleted` (delete, as a
+        person does in iVvy: the API has no delete). Options: `signature_version` ("1" or
+        "2"), `topic` (another TopicArn), `tamper`, `event_time`, `sent_at`."""
+        sub = self.subscription
+        if not sub:
+            raise BadRequest("nothing is subscribed to notifications")
+        action = data.get("action")
+        sns_base = f"{base_url}/ivvy{SNS_PREFIX}"
+        message: dict[str, Any]
+        if action == "subscription_confirmation":
+            query = urlencode(
+                {"Action": "ConfirmSubscription", "TopicArn": sub["topic"], "Token": sub["token"]}
+            )
+            message = {
+                "Type": "SubscriptionConfirmation",
+                "MessageId": str(uuid.uuid4()),
+                "Token": sub["token"],
+                "TopicArn": data.get("topic") or sub["topic"],
+                "Message": f"You have chosen to subscribe to the topic {sub['topic']}.\nTo "
+                "confirm the subscription, visit the SubscribeURL included in this message.",
+                "SubscribeURL": f"{sns_base}?{query}",
+            }
+        else:
+            if not sub.get("confirmed"):
+                raise BadRequest("the subscription is not confirmed: SNS sends nothing yet")
+            message = {
+                "Type": "Notification",
+                "MessageId": data.get("message_id") or str(uuid.uuid4()),
+                "TopicArn": data.get("topic") or sub["topic"],
+                "Message": json.dumps(self._contact_message(data)),
+            }
+            message["UnsubscribeURL"] = f"{sns_base}?Action=Unsubscribe&SubscriptionArn={TOPIC}:x"
+        message["Timestamp"] = _sns_time(option_time(data, "sent_at"))
+        version = str(data.get("signature_version") or "1")
+        message["SignatureVersion"] = version
+        message["Signature"] = _sns_sign(message, version, bool(data.get("tamper")))
+        message["SigningCertURL"] = sns_base + _signing_key()[2]
+        headers = {
+            "Content-Type": "text/plain; charset=UTF-8",
+            "x-amz-sns-message-type": message["Type"],
+            "x-amz-sns-message-id": message["MessageId"],
+            "x-amz-sns-topic-arn": message["TopicArn"],
+        }
+        if message["Type"] == "Notification":
+            headers["x-amz-sns-subscription-arn"] = f"{TOPIC}:x"
+        return [Notification(sub["url"], headers, json.dumps(message).encode())]
+
+    def _contact_message(self, data: dict) -> dict:
+        """iVvy's inner message: Body is itself a JSON string (contacts-endpoint.md)."""
+        ids = sorted(self.by_external_id.get(str(data.get("external_id")), ()))
+        if not ids:
+            raise BadRequest(f"iVvy holds no contact {data.get('external_id')!r}")
+        contact = self.contacts[ids[0]]
+        action = data.get("action")
+        if action == "delete":
+            subject, body = "ContactDeleted", {"contactId": contact["id"]}
+            del self.contacts[contact["id"]]
+            self.by_external_id.get(contact.get("externalId"), set()).discard(contact["id"])
+        elif action in STATUS_ACTIONS:
+            previous = {"status": contact["status"]}
+            contact["status"] = STATUS_ACTIONS[action]
+            subject = "ContactUpdated"
+            body = {"data": self._shown(contact), "previousData": previous}
+        else:
+            raise BadRequest(f"unknown iVvy action {action!r}")
+        return {
+            "TxnId": uuid.uuid4().hex,
+            "Region": "sandbox",
+            "Timestamp": option_time(data, "event_time"),
+            "AccountId": "41",
+            "Subject": subject,
+            "Body": json.dumps(body),
+            "SourceType": 0,
+            "SourceInfo": None,
+            # iVvy's own signature is undocumented: an opaque value nobody may rely on.
+            "Signature": base64.b64encode(uuid.uuid4().bytes).decode(),
+            "SigningPublicKeyPath": "/accounts/41/1537854341/notifcert.txt",
+        }
 
     def _ping(self, params: dict) -> dict:
         return {"success": True, "timestamp": _now()}

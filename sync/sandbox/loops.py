@@ -10,13 +10,24 @@ carries the deprecated `error` key, as the 1.21.7 spec shows. Every answer has t
 `x-ratelimit-limit` and `x-ratelimit-remaining` headers (API intro page).
 """
 
+import base64
 import datetime
+import hashlib
+import hmac
+import json
 import re
 import time
 import uuid
 from typing import Any
 
-from sync.sandbox.core import BadRequest, PlatformEmulator, SandboxRequest, SandboxResponse
+from sync.sandbox.core import (
+    BadRequest,
+    Notification,
+    PlatformEmulator,
+    SandboxRequest,
+    SandboxResponse,
+    option_time,
+)
 
 RESERVED_NAMES = frozenset({"id", "listId", "softDeleteAt", "teamId", "updatedAt"})
 PROPERTY_TYPES = ("string", "number", "boolean", "date")
@@ -90,7 +101,11 @@ def _label(name: str) -> str:
 
 class LoopsEmulator(PlatformEmulator):
     slug = "loops"
-    account_credentials = {"api_key": "sandbox-loops-api-key"}
+    account_credentials = {
+        "api_key": "sandbox-loops-api-key",
+        # Shown once in Settings → Webhooks as `<prefix>_<base64 key>` (part B 4.1).
+        "signing_secret": "whsec_c2FuZGJveC1sb29wcy13ZWJob29rLXNpZ25pbmcta2V5IQ==",
+    }
     default_rate_limit = 10  # "10 requests per second per team"
 
     def reset(self) -> None:
@@ -101,6 +116,7 @@ class LoopsEmulator(PlatformEmulator):
             key: _property(key, label, kind) for key, label, kind in SAMPLE_PROPERTIES
         }
         self.lists = {item["id"]: dict(item) for item in SAMPLE_LISTS}
+        self.webhook_url = ""  # Loops has one webhook endpoint per account
         self.routes = {
             "/v1/api-key": {"GET": self._api_key},
             "/v1/contacts/update": {"PUT": self._update},
@@ -113,6 +129,16 @@ class LoopsEmulator(PlatformEmulator):
             },
             "/v1/lists": {"GET": self._list_lists},
         }
+
+    # -- webhooks
+
+    def register_webhook(self, data: dict) -> dict:
+        """Settings → Webhooks: one endpoint URL per account; the secret is the account's."""
+        self.webhook_url = str(data.get("url") or "")
+        return {"url": self.webhook_url}
+
+    def notify(self, data: dict, base_url: str) -> list[Notification]:
+        return _loops_notify(self, data)
 
     # -- the platform's shapes
 
@@ -443,3 +469,94 @@ def _fits(kind: str, value: Any) -> bool:
     except ValueError:
         return False
     return True
+
+
+# -- webhooks (shared/inbound.md part B 4.1 and 5.4; bodies as the OpenAPI examples)
+
+
+def _identity(contact: dict) -> dict:
+    return {"id": contact["id"], "email": contact["email"], "userId": contact["userId"]}
+
+
+def _loops_notify(emulator: "LoopsEmulator", data: dict) -> list[Notification]:
+    """The fan-out Loops documents: a hard bounce sends `email.hardBounced` and
+    `contact.unsubscribed`; a delete `contact.deleted` and `contact.unsubscribed`; an
+    unsubscribe link `contact.unsubscribed` (or the list's event)."""
+    if not emulator.webhook_url:
+        raise BadRequest("no webhook endpoint is registered in Loops' settings")
+    user_id = data.get("external_id")
+    contact_id = emulator.by_user_id.get(user_id) if user_id else None
+    if contact_id is None:
+        raise BadRequest(f"Loops holds no contact with userId {user_id!r}")
+    contact = emulator.contacts[contact_id]
+    event_time = option_time(data, "event_time")
+    base = {"eventTime": event_time, "webhookSchemaVersion": "1.0.0"}
+    identity = _identity(contact)
+    email = {
+        "id": uuid.uuid4().hex,
+        "emailMessageId": "c" + uuid.uuid4().hex[:24],
+        "subject": "Subject of the email",
+    }
+    campaign = {"sourceType": "campaign", "campaignId": "c" + uuid.uuid4().hex[:24]}
+    action = data.get("action")
+    unsubscribed = {"eventName": "contact.unsubscribed", **base, "contactIdentity": identity}
+    if action == "unsubscribe":
+        contact["subscribed"] = False
+        events = [unsubscribed]
+    elif action == "unsubscribe_list":
+        list_id = data.get("list_id")
+        if list_id not in emulator.lists:
+            raise BadRequest(f"no mailing list {list_id!r}")
+        contact["mailingLists"].pop(list_id, None)
+        events = [
+            {
+                "eventName": "contact.mailingList.unsubscribed",
+                **base,
+                "contactIdentity": identity,
+                "mailingList": dict(emulator.lists[list_id]),
+            }
+        ]
+    elif action == "hard_bounce":
+        contact["subscribed"] = False
+        bounce = {"eventName": "email.hardBounced", **base, **campaign, "email": email}
+        events = [{**bounce, "contactIdentity": identity}, unsubscribed]
+    elif action == "spam":
+        contact["subscribed"] = False
+        spam = {"eventName": "email.spamReported", **base, **campaign, "email": email}
+        events = [{**spam, "contactIdentity": identity}]
+    elif action == "resubscribe":
+        contact["subscribed"] = True
+        resubscribed = {"eventName": "email.resubscribed", **base, **campaign, "email": email}
+        events = [{**resubscribed, "contactIdentity": identity}]
+    elif action == "delete":
+        emulator.contacts.pop(contact_id)
+        emulator.by_email.pop((contact["email"] or "").lower(), None)
+        emulator.by_user_id.pop(contact["userId"], None)
+        events = [
+            {"eventName": "contact.deleted", **base, "contactIdentity": identity},
+            unsubscribed,
+        ]
+    else:
+        raise BadRequest(f"unknown Loops action {action!r}")
+    return [_signed(emulator, event, data) for event in events]
+
+
+def _signed(emulator: "LoopsEmulator", event: dict, data: dict) -> Notification:
+    body = json.dumps(event).encode()
+    message_id = data.get("webhook_id") or f"msg_{uuid.uuid4().hex}"
+    timestamp = str(option_time(data, "sent_at"))
+    secret = emulator.account_credentials["signing_secret"]
+    key = base64.b64decode(secret.split("_", 1)[1])
+    if data.get("tamper"):
+        key = b"not-the-key"
+    digest = hmac.new(key, f"{message_id}.{timestamp}.".encode() + body, hashlib.sha256)
+    return Notification(
+        emulator.webhook_url,
+        {
+            "Content-Type": "application/json",
+            "webhook-id": message_id,
+            "webhook-timestamp": timestamp,
+            "webhook-signature": f"v1,{base64.b64encode(digest.digest()).decode()}",
+        },
+        body,
+    )

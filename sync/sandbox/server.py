@@ -99,6 +99,12 @@ class _Handler(BaseHTTPRequestHandler):
             if self.command == "POST" and rest == "rate-limit":
                 sandbox.set_rate_limit(data["platform"], data.get("limit"))
                 return self._send(200, {"ok": True})
+            if self.command == "POST" and rest == "webhook":
+                return self._send(200, sandbox.register_webhook(data.pop("platform"), data))
+            if self.command == "POST" and rest == "notify":
+                host, port = self.server.server_address[:2]
+                base_url = f"http://{host}:{port}"
+                return self._send(200, sandbox.notify(data.pop("platform"), data, base_url))
             if self.command == "POST" and rest == "reset":
                 sandbox.reset()
                 return self._send(200, {"ok": True})

@@ -25,13 +25,16 @@ import json
 import re
 import time
 import uuid
+import zoneinfo
 
 from sync.sandbox.core import (
     BadRequest,
+    Notification,
     PlatformEmulator,
     SandboxRequest,
     SandboxResponse,
     SlidingWindowLimiter,
+    option_time,
 )
 
 CONTACT_KEYS = frozenset(
@@ -102,7 +105,12 @@ ADDRESS_BOOK_ID = 7200  # the sandbox account's one catalogue
 
 class YespoEmulator(PlatformEmulator):
     slug = "yespo"
-    account_credentials = {"api_key": "sandbox-yespo-api-key"}
+    account_credentials = {
+        "api_key": "sandbox-yespo-api-key",
+        # The password typed under Authentication in a webhook export (part B 1.1).
+        "webhook_password": "sandbox-yespo-webhook-password",
+    }
+    account_settings = {"webhook_login": "sandbox-webhook"}
     default_rate_limit = 200  # "More than 200 requests per 1 second" -> 429 (spec)
 
     def reset(self) -> None:
@@ -110,6 +118,8 @@ class YespoEmulator(PlatformEmulator):
         self.by_external: dict[str, int] = {}
         self.deleted: set[int] = set()
         self.next_id = FIRST_ID
+        self.unsubscribed_emails: set[str] = set()  # addresses that get no bulk email
+        self.webhook: dict = {}  # the "Data export → Webhook" a person saved: url, login, ...
         self.recent: dict[str, float] = {}  # fingerprint of a 200 body -> when
         self.sessions: dict[str, dict] = {}
         self.search_limiter = SlidingWindowLimiter(SEARCH_RATE)
@@ -126,6 +136,72 @@ class YespoEmulator(PlatformEmulator):
             79819: ("Personal", "lifetimeValue", "NUMBER", None),
             79816: ("Loyalty", "loyaltyLevel", "TEXTFIELD", None),
         }
+
+    # -- webhooks (shared/inbound.md part B 1.1 and 5.1)
+
+    def register_webhook(self, data: dict) -> dict:
+        """Data export → New data export → Webhook: a URL and, with Authentication on, a
+        login and password. Saving checks the URL with a GET (see `notify`'s `check`)."""
+        self.webhook = {
+            "url": str(data.get("url") or ""),
+            "login": data.get("login"),
+            "password": data.get("password"),
+        }
+        return {"url": self.webhook["url"]}
+
+    def notify(self, data: dict, base_url: str) -> list[Notification]:
+        """One activity of a contact, as a JSON array of one object (the vendor's examples
+        are arrays). `activityDateTime` is written in the account's time zone, without one
+        (the `time_zone` option, default UTC)."""
+        if not self.webhook.get("url"):
+            raise BadRequest("no webhook data export is saved")
+        headers = {"Content-Type": "application/json"}
+        if self.webhook.get("login") is not None:
+            password = "wrong" if data.get("tamper") else self.webhook["password"]
+            pair = f"{self.webhook['login']}:{password}".encode()
+            headers["Authorization"] = f"Basic {base64.b64encode(pair).decode()}"
+        if data.get("action") == "check":  # the availability check made on save
+            return [Notification(self.webhook["url"], {}, b"", method="GET")]
+        contact_id = self.by_external.get(str(data.get("external_id")))
+        if contact_id is None or contact_id in self.deleted:
+            raise BadRequest(f"Yespo holds no contact {data.get('external_id')!r}")
+        contact = self.contacts[contact_id]
+        media = str(data.get("media") or "email")
+        values = [c["value"] for c in contact["channels"] if c["type"] == media]
+        status = {
+            "unsubscribe": "UNSUBSCRIBED",
+            "spam": "SPAM",
+            "hard_bounce": "UNDELIVERED",
+            "delivered": "DELIVERED",
+            "subscription_changed": "SUBSCRIPTION_CHANGED",
+        }.get(data.get("action"))
+        if status is None:
+            raise BadRequest(f"unknown Yespo action {data.get('action')!r}")
+        zone = zoneinfo.ZoneInfo(str(data.get("time_zone") or "UTC"))
+        moment = datetime.datetime.fromtimestamp(option_time(data, "event_time"), zone)
+        item = {
+            "broadcastId": 3459207,
+            "messageName": "test",
+            "iid": data.get("iid") or str(uuid.uuid4()),
+            "contactId": contact_id,
+            "mediaType": media,
+            "activityStatus": status,
+            "messageId": 2489300,
+            "messageInstanceId": 4702518,
+            "activityDateTime": moment.strftime("%Y-%m-%dT%H:%M:%S"),
+            "viewMessageLink": "https://u51739.esclick.me/J9o6EvyAKGmB",
+            "statusData": {},
+        }
+        if contact.get("externalCustomerId"):
+            item["externalCustomerId"] = contact["externalCustomerId"]
+        if values:
+            item[media] = values[0]
+        if status == "UNDELIVERED":
+            item["hardBounce"] = True
+            item["statusDescription"] = "5.1.1 (bad destination mailbox address)"
+        if status == "UNSUBSCRIBED" and media == "email" and values:
+            self.unsubscribed_emails.add(values[0].lower())
+        return [Notification(self.webhook["url"], headers, json.dumps([item]).encode())]
 
     # -- the platform's answers
 
@@ -613,6 +689,7 @@ class YespoEmulator(PlatformEmulator):
             "contacts": [self.render(c) for i, c in ordered if i not in self.deleted],
             "deleted": [self.render(c) for i, c in ordered if i in self.deleted],
             "segments": list(self.segments.values()),
+            "unsubscribed_emails": sorted(self.unsubscribed_emails),
         }
 
 

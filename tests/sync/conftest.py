@@ -1,3 +1,5 @@
+import pytest
+
 from tests.conftest import PLATFORMS  # noqa: F401  (re-exported)
 
 
@@ -75,3 +77,41 @@ def save_contact_in_admin(client, capture_on_commit, **fields):
 
     with capture_on_commit(execute=True):
         return client.post(reverse("admin:contacts_contact_add"), contact_post(**fields))
+
+
+def sandbox_control(sandbox, control, **body):
+    """POST /_sandbox/<action> (webhook, notify); the parsed answer, asserting 200."""
+    import requests
+
+    response = requests.post(f"{sandbox.url}/_sandbox/{control}", json=body, timeout=60)
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+@pytest.fixture
+def inbound_world(live_server, settings, sandbox_destination, immediate_tasks):
+    """make(platform, **fields) -> a destination on the sandbox whose inbound URL is this test
+    server's (SYNC_PUBLIC_URL = the live server), and `push(destination, contact)` to put a
+    contact on the platform first. Deliveries are processed at once (immediate tasks)."""
+    from sync.engine import PushContext, contact_push
+
+    settings.SYNC_PUBLIC_URL = live_server.url
+
+    class World:
+        url = live_server.url
+
+        @staticmethod
+        def make(platform, **fields):
+            return sandbox_destination(platform, **fields)
+
+        @staticmethod
+        def push(destination, contact):
+            state = contact_push(
+                contact_id=contact.pk,
+                destination=destination,
+                context=PushContext(trigger="action"),
+            )
+            assert state.status == "synced", state.last_error
+            return state
+
+    return World()

@@ -357,3 +357,46 @@ def test_a_contact_deleted_before_the_task_ran_still_loses_its_history(db, sandb
     assert erasure.local_erased_at is not None and erasure.state == Erasure.State.DONE
     text = every_row_text()
     assert not [v for v in PERSONAL_VALUES if v.lower() in text.lower()]
+
+
+def test_inbound_events_of_the_person_go_and_a_later_one_is_shown_as_erased(
+    sync_admin, django_capture_on_commit_callbacks, immediate_tasks
+):
+    """The erasure removes what the platforms sent about the person; an event arriving after
+    it finds their tombstone: recorded as about an erased person, without their data."""
+    from django.utils import timezone
+
+    from sync.inbound import ERASED_PERSON_EVENT, inbound_event_process
+    from sync.models import Destination, InboundEvent
+
+    destination = Destination.objects.create(
+        name="Events", platform=connectors.get_class_list()[0].slug
+    )
+    contact = Contact.objects.create(
+        first_name="Zenobia", email=PERSON["email"], external_id=PERSON["external_id"]
+    )
+
+    def event(key):
+        return InboundEvent.objects.create(
+            destination=destination,
+            platform=destination.platform,
+            key=key,
+            kind="unsubscribed",
+            channel="email",
+            email=PERSON["email"].upper(),
+            external_id=PERSON["external_id"],
+            received_at=timezone.now(),
+            body={"email": PERSON["email"]},
+        )
+
+    event("before")
+    _, erasure = erase(sync_admin, django_capture_on_commit_callbacks, contact)
+    assert not InboundEvent.objects.exists()
+    erasure.refresh_from_db()
+    assert erasure.local_summary["inbound events"] == 1
+
+    later = event("after")
+    assert inbound_event_process(event=later) == InboundEvent.State.UNKNOWN_CONTACT
+    later.refresh_from_db()
+    assert later.error == ERASED_PERSON_EVENT
+    assert PERSON["email"] not in repr(later.body) and not later.email and not later.external_id

@@ -413,7 +413,7 @@ def test_the_legacy_switch_takes_a_boolean_and_a_reset_clears_it(sandbox):
     assert everyone.status_code == 200 and everyone.json()["ivvy"]["legacy_sms_status"] is True
     assert "legacy_sms_status" not in everyone.json()["loops"]
     requests.post(f"{sandbox.url}/_sandbox/reset")
-    assert sandbox.sandbox.emulators["ivvy"].switches == {"legacy_sms_status": False}
+    assert sandbox.sandbox.emulators["ivvy"].switches["legacy_sms_status"] is False
 
 
 def test_subscription_group_list_takes_no_parameters_and_answers_an_array(raw):
