@@ -28,7 +28,7 @@ from contacts.models import Contact, CustomFieldDefinition, Group, MailingList
 from sync import actions, connectors, selectors, services
 from sync.actions import ObjectActionsMixin, object_action
 from sync.connectors.base import ConnectorConfigurationError, ConnectorError
-from sync.connectors.records import STANDARD_FIELDS
+from sync.connectors.records import RULED_NATIVE_FIELDS, STANDARD_FIELDS
 from sync.forms import (
     credential_field_names,
     destination_form_for,
@@ -40,6 +40,7 @@ from sync.models import (
     Destination,
     FieldMapping,
     ListMapping,
+    NativeFieldRule,
     RemoteOption,
     SyncAttempt,
     SyncRun,
@@ -84,7 +85,29 @@ class FieldMappingInline(_RemoteOptionsInline):
     model = FieldMapping
     option_kind = RemoteOption.Kind.FIELD
     remote_field_name = "remote_field"
-    fields = ["standard_field", "custom_field", "remote_field"]
+    fields = ["standard_field", "custom_field", "remote_field", "write_rule"]
+
+
+class NativeFieldRuleInline(TabularInline):
+    """Write rules of the standard fields the platform holds in native slots of its own (a
+    first name, a phone): "always" unless a row says otherwise. Its model checks that the
+    platform has such a slot (NativeFieldRule.clean)."""
+
+    model = NativeFieldRule
+    extra = 0
+    fields = ["field", "write_rule"]
+    verbose_name_plural = "Write rules of native fields (sent always unless listed here)"
+
+    def get_formset(self, request, obj=None, **kwargs):
+        formset = super().get_formset(request, obj, **kwargs)
+        cls = connectors.CONNECTORS.get(platform_of(request, obj))
+        native = getattr(cls, "native_fields", ()) if cls else ()
+        if native:
+            field = formset.form.base_fields["field"]
+            field.choices = [("", "---------")] + [
+                (name, label) for name, label in RULED_NATIVE_FIELDS.items() if name in native
+            ]
+        return formset
 
 
 class ListMappingInline(_RemoteOptionsInline):
@@ -130,8 +153,14 @@ class DestinationAdmin(ObjectActionsMixin, SimpleHistoryAdmin, ModelAdmin):
     object_actions = ("test_connection_button", "refresh_options_button")
     # The history page lists who changed the platform, URL or credential variables.
     history_list_display = ["platform", "base_url", "key_env", "secret_env", "settings"]
-    inlines = [FieldMappingInline, ListMappingInline]
-    readonly_fields = ["health", "platform_notes", "unmapped_fields", "options_refreshed_at"]
+    inlines = [FieldMappingInline, NativeFieldRuleInline, ListMappingInline]
+    readonly_fields = [
+        "health",
+        "platform_notes",
+        "unmapped_fields",
+        "uncleared_fields",
+        "options_refreshed_at",
+    ]
     change_form_template = "admin/sync/destination/change_form.html"
 
     def get_fieldsets(self, request, obj=None):
@@ -163,7 +192,10 @@ class DestinationAdmin(ObjectActionsMixin, SimpleHistoryAdmin, ModelAdmin):
                     ]
                 },
             ),
-            ("Mappings", {"fields": ["unmapped_fields", "options_refreshed_at"]}),
+            (
+                "Mappings",
+                {"fields": ["unmapped_fields", "uncleared_fields", "options_refreshed_at"]},
+            ),
         ]
 
     def get_form(self, request, obj=None, change=False, **kwargs):
@@ -194,6 +226,16 @@ class DestinationAdmin(ObjectActionsMixin, SimpleHistoryAdmin, ModelAdmin):
             return "-"
         notes = getattr(obj.connector_class, "notes", ())
         return format_html_join("", "<p>{}</p>", ((note,) for note in notes)) or "-"
+
+    @admin.display(description="Cleared values")
+    def uncleared_fields(self, obj):
+        """What the platform documents no way to clear (BaseConnector.uncleared_fields)."""
+        cls = connectors.CONNECTORS.get(obj.platform) if obj is not None else None
+        if cls is None:
+            return "-"
+        if not cls.uncleared_fields:
+            return f"A value cleared here is cleared on {cls.label}."
+        return f"Cleared values stay on {cls.label} for: {'; '.join(cls.uncleared_fields)}."
 
     @admin.display(description="Not sent (unmapped)")
     def unmapped_fields(self, obj):

@@ -497,7 +497,7 @@ def test_the_form_shows_and_checks_what_cendyn_declares(admin_client_logged, san
         "timeout": "10",
         **{
             f"{prefix}-{key}": value
-            for prefix in ("field_mappings", "list_mappings")
+            for prefix in ("field_mappings", "native_field_rules", "list_mappings")
             for key, value in (("TOTAL_FORMS", "0"), ("INITIAL_FORMS", "0"))
         },
     }
