@@ -601,3 +601,27 @@ def test_yespo_write_rules_create_only_and_never(sandbox, clearing):
     change(person, city="")  # the platform's own now: not cleared either
     push(person, destination)
     assert _yespo_contact(sandbox)["address"] == {"town": "Kyiv"}
+
+
+def test_a_bulk_push_clears_by_shape_and_touches_nothing_else(sandbox, clearing):
+    from sync.engine import PushContext, contacts_push
+    from sync.models import SyncStatus
+    from tests.sync.clearing import change, contact_with
+
+    destination, _ = clearing
+    cleared = contact_with(phone="+380501234567", city="Kyiv")
+    kept = contact_with(
+        external_id="clear-2", email="b@example.com", phone="+380501234568", city="Lviv"
+    )
+    context = PushContext(trigger="action")
+    contacts_push(contact_ids=[cleared.pk, kept.pk], destination=destination, context=context)
+    change(cleared, phone="", city="")
+    change(kept, first_name="Bea")
+    states = contacts_push(
+        contact_ids=[cleared.pk, kept.pk], destination=destination, context=context
+    )
+    assert {s.status for s in states} == {SyncStatus.SYNCED}, [s.last_error for s in states]
+    one, two = _yespo_contact(sandbox), _yespo_contact(sandbox, "clear-2")
+    assert [c["type"] for c in one["channels"]] == ["email"] and not one.get("address")
+    assert {c["type"] for c in two["channels"]} == {"email", "sms"}
+    assert two["address"] == {"town": "Lviv"} and two["firstName"] == "Bea"
