@@ -299,6 +299,14 @@ class NativeFieldRule(MappingPart):
                     }
                 )
             raise ValidationError({"field": f"{cls.label} is not sent {label}."})
+        if self.write_rule == "never" and self.field in cls.required_on_create:
+            label = RULED_NATIVE_FIELDS.get(self.field, self.field)
+            raise ValidationError(
+                {
+                    "write_rule": f"{cls.label} needs the {label.lower()} to create a contact: "
+                    "choose “on create only” to let it own the value afterwards."
+                }
+            )
 
 
 class ListMapping(MappingPart):

@@ -181,6 +181,7 @@ class WritePlan:
     clear: frozenset[str] = frozenset()
     kept: frozenset[str] = frozenset()
     held: frozenset[str] = frozenset()
+    unknown: bool = False  # what the platform held from us was not known: "possibly" held
 
 
 @dataclass
@@ -306,6 +307,10 @@ class BaseConnector:
     # Facts about the platform an admin should read on its destination page (what it does not
     # hold, what is never sent), one sentence each.
     notes: ClassVar[tuple[str, ...]] = ()
+    # Standard fields sent in a native slot of the platform, whose write rule a destination may
+    # set (NativeFieldRule); those among `required_on_create` cannot be "never".
+    native_fields: ClassVar[tuple[str, ...]] = ()
+    required_on_create: ClassVar[tuple[str, ...]] = ()
     # The fields whose cleared values stay on the platform, because it documents no way to clear
     # them (shared/inbound.md part A, "Clearing values"), as the destination page lists them.
     uncleared_fields: ClassVar[tuple[str, ...]] = ()
@@ -423,14 +428,16 @@ class BaseConnector:
         # What we do not write this time stays as it was: held if it was (or may have been).
         untouched = (held_before or frozenset()) - set(presence) - emptied
         held |= {key for key in held_before or () if not self.sends(key, state)}
-        return WritePlan(clear, kept, frozenset(held | kept | untouched))
+        unknown = held_before is None and self.holds_contact(state)
+        return WritePlan(clear, kept, frozenset(held | kept | untouched), unknown)
 
     def kept_notice(self, plan: WritePlan) -> str:
         """The attempt log's words for cleared values the platform keeps ("" when none)."""
         if not plan.kept:
             return ""
+        what = "Empty here and possibly kept" if plan.unknown else "Cleared here but kept"
         return (
-            f"Cleared here but kept on {self.label}, which documents no way to clear them: "
+            f"{what} on {self.label}, which documents no way to clear them: "
             f"{', '.join(sorted(plan.kept))}. These fields are not in sync."
         )
 

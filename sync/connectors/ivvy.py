@@ -134,6 +134,7 @@ class IvvyConnector(BaseConnector):
     batch_size = 0
     mappable_standard_fields = MAPPABLE_STANDARD_FIELDS
     native_fields = ("first_name", "last_name", "phone")
+    required_on_create = ("first_name", "last_name")  # "required when id is missing"
     uncleared_fields = ("first name", "last name", "phone", "every mapped custom field")
     credentials = {
         "api_key": Credential(

@@ -615,3 +615,16 @@ def test_a_cleared_phone_or_custom_value_stays_on_ivvy_and_is_not_called_synced(
         "Cleared values stay on iVvy for: first name; last name; phone; every mapped custom field"
         in page.content.decode()
     )
+
+
+def test_a_name_ivvy_needs_to_create_cannot_be_never(sandbox_destination):
+    from django.core.exceptions import ValidationError
+
+    from sync.models import NativeFieldRule
+
+    destination = sandbox_destination("ivvy")
+    rule = NativeFieldRule(destination=destination, field="last_name", write_rule="never")
+    with pytest.raises(ValidationError) as caught:
+        rule.full_clean()
+    assert "iVvy needs the last name to create a contact" in str(caught.value)
+    NativeFieldRule(destination=destination, field="last_name", write_rule="create").full_clean()
