@@ -429,7 +429,10 @@ class BaseConnector:
         untouched = (held_before or frozenset()) - set(presence) - emptied
         held |= {key for key in held_before or () if not self.sends(key, state)}
         unknown = held_before is None and self.holds_contact(state)
-        return WritePlan(clear, kept, frozenset(held | kept | untouched), unknown)
+        # A kept value stays held from us (the notice repeats until it is set again), unless we
+        # only guessed it was there: then it was noticed once, as "possibly kept".
+        held |= set() if unknown else kept
+        return WritePlan(clear, kept, frozenset(held | untouched), unknown)
 
     def kept_notice(self, plan: WritePlan) -> str:
         """The attempt log's words for cleared values the platform keeps ("" when none)."""

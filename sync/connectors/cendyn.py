@@ -24,8 +24,11 @@ shared/specs/pushtech-cendyn/push-cendyn-crm-openapi.derived.yml).
   `list_subscriptions[subscribed]` as the way to turn channels and lists off, and nothing else
   (PUT semantics and `null` are not documented). So a list left here goes out as `subscribed:
   false` (every mapped list is sent), and an email or phone cleared here blacklists its channel
-  (the value itself stays there: no call removes it). Every other field cleared here keeps its
-  old value on Cendyn; the destination page and the attempt log say so (`uncleared_fields`).
+  (the value itself stays there: no call removes it, and the attempt log says so on each push
+  until a new value is set, the channel staying off meanwhile). A state from before we kept
+  what Cendyn holds blacklists the channel of an empty email or phone once, then no more. Every
+  other field cleared here keeps its old value on Cendyn; the destination page and the attempt
+  log say so (`uncleared_fields`).
 - Write rules: a field "on create only" is sent while Cendyn holds no version of the contact
   from us, "never" not at all (`BaseConnector.sends`).
 - Refused before any request: no external ID, a phone number that cannot be split into country
@@ -192,15 +195,17 @@ class CendynConnector(BaseConnector):
         payload.update(self._custom_fields(record, state))
         if self.mapping.has_lists:
             payload["list_subscriptions"] = self._list_subscriptions(record)
-        cleared = self.write_plan(record, state).clear
+        # A cleared email or phone keeps its value on Cendyn (nothing documented removes it):
+        # its channel is what we can turn off, and stays off while the value is gone here.
+        kept = self.write_plan(record, state).kept
         payload["channel_subscriptions"] = [
             {
                 "channel": "email",
-                "blacklisted": record.email_status != "subscribed" or "email" in cleared,
+                "blacklisted": record.email_status != "subscribed" or "email" in kept,
             },
             {
                 "channel": "sms",
-                "blacklisted": record.sms_status != "subscribed" or "phone" in cleared,
+                "blacklisted": record.sms_status != "subscribed" or "phone" in kept,
             },
         ]
         payload["gdpr_marketing_consent"] = record.gdpr_marketing_consent
@@ -279,9 +284,10 @@ class CendynConnector(BaseConnector):
         return presence
 
     def is_clearable(self, key: str) -> bool:
-        """Email and phone: their channel is blacklisted (the documented way to turn a channel
-        off); nothing else has a documented clear."""
-        return key in ("email", "phone")
+        """Nothing has a documented clear: a cleared value stays (an email's or phone's channel
+        is blacklisted instead, see `build_payload`). Lists are turned off by
+        `list_subscriptions`, which are not keys."""
+        return False
 
     def _custom_fields(self, record: ContactRecord, state: RemoteState) -> dict:
         custom = {value.name: value for value in record.custom_values}

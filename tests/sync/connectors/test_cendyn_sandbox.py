@@ -692,7 +692,16 @@ def test_a_list_left_and_a_cleared_phone_turn_list_and_channel_off_on_cendyn(san
     assert channels == {"email": False, "sms": True}  # the documented way to turn it off
     assert held["city"] == "London"  # nothing documented clears a value
     error = last_attempt(person, destination).error
-    assert "kept on Cendyn CRM" in error and "city" in error and "phone" not in error
+    assert "kept on Cendyn CRM" in error and "city" in error and "phone" in error
+    # a later push keeps the channel off: no phone here, whatever the SMS status says
+    change(person, first_name="Augusta")
+    push(person, destination)
+    channels = {
+        c["channel"]: c["blacklisted"] for c in _cendyn_contact(sandbox)["channel_subscriptions"]
+    }
+    assert channels["sms"] is True
+    # the old city is still there: every push says so until a city is set here again
+    assert "city" in last_attempt(person, destination).error
 
 
 def test_cendyn_destination_page_lists_what_stays(sandbox, clearing, admin_client_logged):
