@@ -10,7 +10,13 @@ CONTACT_CHILDREN = [
 ]
 CATALOGUES = ["customfielddefinition", "group", "mailinglist"]
 SYNC_LOGS = ["contactsyncstate", "syncattempt", "syncrun"]
-DESTINATION_PARTS = ["destination", "fieldmapping", "listmapping", "remoteoption"]
+DESTINATION_PARTS = [
+    "destination",
+    "fieldmapping",
+    "nativefieldrule",
+    "listmapping",
+    "remoteoption",
+]
 
 
 def _perms(app, models, actions):

@@ -6,6 +6,13 @@ from django.conf import settings
 from django.db import migrations, models
 
 
+def grant_roles(apps, schema_editor):
+    """Sync admins edit native field write rules as they edit the other mappings."""
+    from sync.roles import sync_roles
+
+    sync_roles(apps)
+
+
 class Migration(migrations.Migration):
 
     dependencies = [
@@ -63,4 +70,5 @@ class Migration(migrations.Migration):
                 'constraints': [models.UniqueConstraint(fields=('destination', 'field'), name='native_field_rule_unique')],
             },
         ),
+        migrations.RunPython(grant_roles, migrations.RunPython.noop),
     ]
