@@ -41,6 +41,7 @@ from sync import inbound as inbound_services
 from sync.actions import ObjectActionsMixin, object_action
 from sync.connectors.base import ConnectorConfigurationError, ConnectorError
 from sync.connectors.records import (
+    RULED_NATIVE_FIELDS,
     STANDARD_FIELDS,
     ChannelRecord,
     ContactRecord,
@@ -61,6 +62,7 @@ from sync.models import (
     FieldMapping,
     InboundEvent,
     ListMapping,
+    NativeFieldRule,
     RemoteOption,
     SyncAttempt,
     SyncRun,
@@ -107,7 +109,29 @@ class FieldMappingInline(_RemoteOptionsInline):
     model = FieldMapping
     option_kind = RemoteOption.Kind.FIELD
     remote_field_name = "remote_field"
-    fields = ["standard_field", "custom_field", "remote_field"]
+    fields = ["standard_field", "custom_field", "remote_field", "write_rule"]
+
+
+class NativeFieldRuleInline(TabularInline):
+    """Write rules of the standard fields the platform holds in native slots of its own (a
+    first name, a phone): "always" unless a row says otherwise. Its model checks that the
+    platform has such a slot (NativeFieldRule.clean)."""
+
+    model = NativeFieldRule
+    extra = 0
+    fields = ["field", "write_rule"]
+    verbose_name_plural = "Write rules of native fields (sent always unless listed here)"
+
+    def get_formset(self, request, obj=None, **kwargs):
+        formset = super().get_formset(request, obj, **kwargs)
+        cls = connectors.CONNECTORS.get(platform_of(request, obj))
+        native = getattr(cls, "native_fields", ()) if cls else ()
+        if native:
+            field = formset.form.base_fields["field"]
+            field.choices = [("", "---------")] + [
+                (name, label) for name, label in RULED_NATIVE_FIELDS.items() if name in native
+            ]
+        return formset
 
 
 class ListMappingInline(_RemoteOptionsInline):
@@ -192,12 +216,13 @@ class DestinationAdmin(ObjectActionsMixin, SimpleHistoryAdmin, ModelAdmin):
     )
     # The history page lists who changed the platform, URL or credential variables.
     history_list_display = ["platform", "base_url", "key_env", "secret_env", "settings"]
-    inlines = [FieldMappingInline, ListMappingInline]
+    inlines = [FieldMappingInline, NativeFieldRuleInline, ListMappingInline]
     readonly_fields = [
         "health",
         "platform_notes",
         "vendor_probe",
         "unmapped_fields",
+        "uncleared_fields",
         "options_refreshed_at",
         "inbound",
     ]
@@ -234,7 +259,10 @@ class DestinationAdmin(ObjectActionsMixin, SimpleHistoryAdmin, ModelAdmin):
                     ]
                 },
             ),
-            ("Mappings", {"fields": ["unmapped_fields", "options_refreshed_at"]}),
+            (
+                "Mappings",
+                {"fields": ["unmapped_fields", "uncleared_fields", "options_refreshed_at"]},
+            ),
         ] + ([("Events from the platform", {"fields": ["inbound"]})] if obj is not None else [])
 
     def save_model(self, request, obj, form, change):
@@ -335,6 +363,16 @@ class DestinationAdmin(ObjectActionsMixin, SimpleHistoryAdmin, ModelAdmin):
         refused = ", ".join(f"{r.get_reason_display()}: {r.count}" for r in summary["refusals"])
         parts.append(format_html("<p><strong>Refused:</strong> {}</p>", refused or "none"))
         return format_html_join("", "{}", ((part,) for part in parts))
+
+    @admin.display(description="Cleared values")
+    def uncleared_fields(self, obj):
+        """What the platform documents no way to clear (BaseConnector.uncleared_fields)."""
+        cls = connectors.CONNECTORS.get(obj.platform) if obj is not None else None
+        if cls is None:
+            return "-"
+        if not cls.uncleared_fields:
+            return f"A value cleared here is cleared on {cls.label}."
+        return f"Cleared values stay on {cls.label} for: {'; '.join(cls.uncleared_fields)}."
 
     @admin.display(description="Not sent (unmapped)")
     def unmapped_fields(self, obj):

@@ -12,6 +12,7 @@ backoff and jitter (never before Retry-After), permanent ones fail at once with 
 message, 401/403 pause the destination. `sync.services` is the public face of this module.
 """
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -71,6 +72,7 @@ STATE_FIELDS = [
     "accepted_content_version",
     "accepted_config_version",
     "accepted_email_status",
+    "accepted_keys",
     "confirmation_ref",
     "deleted_on_platform_at",
     "claimed_at",
@@ -165,11 +167,12 @@ class _Decide:
         self.state, self.destination, self.record = state, destination, record
         self.now = timezone.now()
 
-    def accepted(self, remote_id, created, digest, exchanges):
+    def accepted(self, remote_id, created, digest, exchanges, held=None, notice=""):
         """Synced. `created`: True or False as the platform (or our lookup) says, None where
-        it answers a create and an update alike."""
-        self._accept(digest)
-        return self._synced(remote_id, created, exchanges)
+        it answers a create and an update alike. `notice`: cleared values the platform keeps
+        (the attempt log names them, so none is reported as synced)."""
+        self._accept(digest, held)
+        return self._synced(remote_id, created, exchanges, notice)
 
     def confirmed(self, remote_id, created, exchanges):
         """The platform confirmed what it accepted in bulk (the payload and versions written
@@ -180,7 +183,7 @@ class _Decide:
         state.next_attempt_at = None
         return self._synced(remote_id, created, exchanges)
 
-    def _synced(self, remote_id, created, exchanges):
+    def _synced(self, remote_id, created, exchanges, notice=""):
         if remote_id:
             self.state.remote_id = remote_id
         self.state.confirmation_ref = ""
@@ -192,17 +195,17 @@ class _Decide:
             outcome, counter = (
                 (Outcome.CREATED, "created") if created else (Outcome.UPDATED, "updated")
             )
-        return self._result(SyncStatus.SYNCED, outcome, counter, exchanges=exchanges)
+        return self._result(SyncStatus.SYNCED, outcome, counter, error=notice, exchanges=exchanges)
 
-    def awaiting(self, digest, reference, exchanges):
+    def awaiting(self, digest, reference, exchanges, held=None, notice=""):
         """Accepted in bulk without a per-contact answer: what was sent is kept as accepted,
         and the first check is due after a backoff delay. Failed attempts are not reset: only
         a confirmation is a success."""
         attempts = self.state.attempts
-        self._accept(digest)
+        self._accept(digest, held)
         self.state.attempts = attempts
         self.state.confirmation_ref = reference
-        return self._await_check(Outcome.AWAITING, exchanges)
+        return self._await_check(Outcome.AWAITING, exchanges, notice)
 
     def unconfirmed(self, label, exchanges):
         """A check found no answer yet (or could not be made): check again later, after
@@ -224,10 +227,10 @@ class _Decide:
             )
         return self._await_check(Outcome.AWAITING, exchanges)
 
-    def _await_check(self, outcome, exchanges):
+    def _await_check(self, outcome, exchanges, notice=""):
         delay = retry_delay(attempts=self.state.attempts + 1, retry_after=None)
         self.state.next_attempt_at = self.now + timedelta(seconds=delay)
-        return self._result(SyncStatus.AWAITING, outcome, None, exchanges=exchanges)
+        return self._result(SyncStatus.AWAITING, outcome, None, error=notice, exchanges=exchanges)
 
     def forget(self):
         """What the platform took in bulk was not confirmed: nothing is known to be held, so
@@ -235,6 +238,7 @@ class _Decide:
         state = self.state
         state.payload_hash = ""
         state.accepted_content_version = state.accepted_config_version = None
+        state.accepted_keys = None  # it may hold any of them: unknown
         state.confirmation_ref = ""
 
     def unchanged(self, digest):
@@ -281,8 +285,12 @@ class _Decide:
             SyncStatus.FAILED, Outcome.FAILED, "failed", error=str(err), exchanges=exchanges
         )
 
-    def _accept(self, digest):
+    def _accept(self, digest, held=None):
+        """Keep what the platform accepted; `held`, the keys it holds from us afterwards
+        (BaseConnector.write_plan), when the push computed them."""
         state, record = self.state, self.record
+        if held is not None:
+            state.accepted_keys = sorted(held)
         state.payload_hash = digest
         state.accepted_content_version = record.content_version
         state.accepted_config_version = self.destination.config_version
@@ -472,7 +480,7 @@ def _prepare(record, state, destination, context, connector):
         and state.accepted_config_version == destination.config_version
     ):
         return decide.unchanged(state.payload_hash), None, None
-    remote = RemoteState(state.remote_id or None, state.accepted_email_status or None)
+    remote = remote_state(state)
     try:
         payload = connector.build_payload(record, remote)
     except ConnectorError as err:
@@ -492,13 +500,14 @@ def _push_one(record, state, destination, context, connector) -> _Result:
         result, digest, _ = _prepare(record, state, destination, context, connector)
         if result is not None:
             return result
-        remote = RemoteState(state.remote_id or None, state.accepted_email_status or None)
+        remote = remote_state(state)
         if _update_only(destination):
             found = connector.find_remote_id(external_id=record.external_id)
             if found is None:
                 decide = _Decide(state, destination, record)
                 return decide.not_on_platform(connector.label, connector.drain_exchanges())
-            remote = RemoteState(found, remote.accepted_email_status)
+            remote = dataclasses.replace(remote, remote_id=found)
+        plan = connector.write_plan(record, remote)
         pushed = connector.push(record, remote)
     except ConnectorError as err:
         if err.destination_wide:
@@ -509,13 +518,37 @@ def _push_one(record, state, destination, context, connector) -> _Result:
         crash = RetryableError(connector.label, f"internal error: {err!r}")
         return _Decide(state, destination, record).error(crash, connector.drain_exchanges())
     # Fingerprint what the next comparison will build: with the remote id the platform just
-    # gave and the status it just accepted (a payload may carry the remote id, or depend on
-    # the status last accepted).
-    after = RemoteState(pushed.remote_id or state.remote_id or None, record.email_status)
+    # gave, the status and the keys it just accepted (a payload may carry the remote id, or
+    # depend on the status or keys last accepted).
+    after = RemoteState(
+        pushed.remote_id or state.remote_id or None,
+        record.email_status,
+        accepted=True,
+        held_keys=plan.held,
+    )
     if after != remote:  # the payload is a pure function of the record and this state
         digest = payload_hash(connector.build_payload(record, after), record)
-    return _Decide(state, destination, record).accepted(
-        pushed.remote_id, pushed.created, digest, connector.drain_exchanges()
+    decide = _Decide(state, destination, record)
+    notice = connector.kept_notice(plan)
+    if pushed.awaiting:
+        if pushed.remote_id:  # known before the asynchronous write (stored, or looked up)
+            state.remote_id = pushed.remote_id
+        return decide.awaiting(
+            digest, pushed.reference, connector.drain_exchanges(), plan.held, notice
+        )
+    return decide.accepted(
+        pushed.remote_id, pushed.created, digest, connector.drain_exchanges(), plan.held, notice
+    )
+
+
+def remote_state(state: ContactSyncState) -> RemoteState:
+    """What a connector may know of the contact on the platform, from its sync state."""
+    keys = state.accepted_keys
+    return RemoteState(
+        state.remote_id or None,
+        state.accepted_email_status or None,
+        accepted=bool(state.payload_hash),
+        held_keys=None if keys is None else frozenset(keys),
     )
 
 
@@ -526,8 +559,13 @@ def _push_bulk(prepared, destination, context, connector) -> list[_Result]:
     if not prepared:
         return []
     records = [record for record, _, _, _ in prepared]
+    remotes = [remote_state(state) for _, state, _, _ in prepared]
+    plans = {
+        record.external_id: connector.write_plan(record, remote)
+        for record, remote in zip(records, remotes, strict=True)
+    }
     try:
-        items = {item.external_id: item for item in connector.push_many(records)}
+        items = {item.external_id: item for item in connector.push_many(records, remotes)}
         error = None
     except Exception as err:
         if not isinstance(err, ConnectorError):  # a bug of ours: retry later, keep nothing claimed
@@ -547,10 +585,19 @@ def _push_bulk(prepared, destination, context, connector) -> list[_Result]:
         elif item is None:  # a connector that answers fewer contacts than it was given
             missing = RetryableError(connector.label, "the bulk answer left this contact out")
             results.append(decide.error(missing, exchanges))
-        elif item.awaiting:
-            results.append(decide.awaiting(digest, item.reference, exchanges))
         else:
-            results.append(decide.accepted(item.remote_id, item.created, digest, exchanges))
+            plan = plans[record.external_id]
+            notice = connector.kept_notice(plan)
+            if item.awaiting:
+                results.append(
+                    decide.awaiting(digest, item.reference, exchanges, plan.held, notice)
+                )
+            else:
+                results.append(
+                    decide.accepted(
+                        item.remote_id, item.created, digest, exchanges, plan.held, notice
+                    )
+                )
     return results
 
 

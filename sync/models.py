@@ -12,7 +12,7 @@ from contacts.models import CustomFieldDefinition, Group, MailingList
 from sync import connectors, policy
 from sync.connectors.declarations import clean_settings
 from sync.connectors.inbound import EventKind, Reason
-from sync.connectors.records import STANDARD_FIELDS
+from sync.connectors.records import RULED_NATIVE_FIELDS, STANDARD_FIELDS, WRITE_RULES
 
 
 def new_inbound_token() -> str:
@@ -296,6 +296,13 @@ class FieldMapping(MappingPart):
         help_text="The platform's own id or name of the field (pick it from the list after "
         "“Refresh from platform”).",
     )
+    write_rule = models.CharField(
+        max_length=10,
+        choices=list(WRITE_RULES.items()),
+        default="always",
+        help_text="Always; on create only (the platform owns the value afterwards); or never "
+        "(mapped for read-back only).",
+    )
 
     class Meta:
         constraints = [
@@ -325,6 +332,60 @@ class FieldMapping(MappingPart):
     @property
     def source_key(self) -> str:
         return self.standard_field or f"custom:{self.custom_field.name}"
+
+
+class NativeFieldRule(MappingPart):
+    """The write rule of a standard field the platform holds in a native slot of its own (its
+    first name, say), which no field mapping names. Without a row the field is sent always."""
+
+    history = HistoricalRecords()
+
+    destination = models.ForeignKey(
+        Destination, on_delete=models.CASCADE, related_name="native_field_rules"
+    )
+    field = models.CharField(max_length=40, choices=list(RULED_NATIVE_FIELDS.items()))
+    write_rule = models.CharField(
+        max_length=10,
+        choices=list(WRITE_RULES.items()),
+        default="always",
+        help_text="On create only: the platform owns the value once the contact exists there. "
+        "Never: the field is not sent.",
+    )
+
+    class Meta:
+        verbose_name = "native field write rule"
+        constraints = [
+            models.UniqueConstraint(
+                fields=["destination", "field"], name="native_field_rule_unique"
+            )
+        ]
+
+    def __str__(self):
+        return f"{self.get_field_display()}: {self.get_write_rule_display()}"
+
+    def clean(self):
+        if not self.destination_id or self.destination.platform not in connectors.CONNECTORS:
+            return
+        cls = self.destination.connector_class
+        native = getattr(cls, "native_fields", ())
+        if self.field and self.field not in native:
+            label = RULED_NATIVE_FIELDS.get(self.field, self.field)
+            if self.field in cls.mappable_standard_fields:
+                raise ValidationError(
+                    {
+                        "field": f"{cls.label} has no native slot for {label}: it is sent only "
+                        "through a field mapping; set the rule on that mapping."
+                    }
+                )
+            raise ValidationError({"field": f"{cls.label} is not sent {label}."})
+        if self.write_rule == "never" and self.field in cls.required_on_create:
+            label = RULED_NATIVE_FIELDS.get(self.field, self.field)
+            raise ValidationError(
+                {
+                    "write_rule": f"{cls.label} needs the {label.lower()} to create a contact: "
+                    "choose “on create only” to let it own the value afterwards."
+                }
+            )
 
 
 class ListMapping(MappingPart):
@@ -413,6 +474,12 @@ class ContactSyncState(models.Model):
         null=True,
         blank=True,
         help_text="When the platform said it deleted this contact (its id was cleared).",
+    )
+    accepted_keys = models.JSONField(
+        null=True,
+        blank=True,
+        help_text="The fields the platform last accepted from us with a value (those a clear "
+        "here must clear there). Empty: unknown, every mapped field is possibly held.",
     )
     confirmation_ref = models.CharField(
         "confirmation reference",

@@ -17,7 +17,13 @@ SYNC_LOGS = [
     "erasereceipt",
     "inboundevent",
 ]
-DESTINATION_PARTS = ["destination", "fieldmapping", "listmapping", "remoteoption"]
+DESTINATION_PARTS = [
+    "destination",
+    "fieldmapping",
+    "nativefieldrule",
+    "listmapping",
+    "remoteoption",
+]
 
 
 def _perms(app, models, actions):

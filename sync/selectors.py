@@ -35,6 +35,7 @@ from sync.models import (
     InboundEvent,
     InboundRefusal,
     ListMapping,
+    NativeFieldRule,
     SyncAttempt,
     SyncRun,
     SyncStatus,
@@ -133,17 +134,18 @@ def _record(row: dict, children: dict[str, list]) -> ContactRecord:
 
 
 def destination_mapping(destination: Destination) -> MappingRecord:
-    fields = {
-        m.source_key: m.remote_field
-        for m in destination.field_mappings.select_related("custom_field")
-    }
+    field_mappings = list(destination.field_mappings.select_related("custom_field"))
+    fields = {m.source_key: m.remote_field for m in field_mappings}
+    rules = {r.field: r.write_rule for r in destination.native_field_rules.all()}
+    rules.update({m.source_key: m.write_rule for m in field_mappings})
+    rules = {key: rule for key, rule in rules.items() if rule != "always"}
     groups, lists = {}, {}
     for m in destination.list_mappings.all():
         if m.group_id:
             groups[m.group_id] = m.remote_list
         else:
             lists[m.mailing_list_id] = m.remote_list
-    return MappingRecord(fields=fields, groups=groups, mailing_lists=lists)
+    return MappingRecord(fields=fields, groups=groups, mailing_lists=lists, write_rules=rules)
 
 
 def destination_inbound_url(destination: Destination) -> str:
@@ -392,7 +394,7 @@ def destination_mapping_history(*, destination_id: int, limit: int = MAPPING_HIS
     """The latest changes to a destination's field and list mappings, newest first: who,
     when, what kind of change and the mapping as it was then. Two queries."""
     records = []
-    for model in (FieldMapping, ListMapping):
+    for model in (FieldMapping, ListMapping, NativeFieldRule):
         records += list(
             model.history.filter(destination_id=destination_id)
             .select_related("history_user")
@@ -414,7 +416,9 @@ def destination_mapping_history(*, destination_id: int, limit: int = MAPPING_HIS
 def _mapping_text(record) -> str:
     if hasattr(record, "remote_field"):
         source = record.standard_field or f"custom field #{record.custom_field_id}"
-        return f"{source} -> {record.remote_field}"
+        return f"{source} -> {record.remote_field} (write: {record.write_rule})"
+    if hasattr(record, "field"):
+        return f"{record.field} (native) write: {record.write_rule}"
     source = (
         f"group #{record.group_id}"
         if record.group_id

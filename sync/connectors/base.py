@@ -27,6 +27,8 @@ import sync.connectors.readback as readback
 from sync.connectors.declarations import Credential, Setting
 from sync.connectors.inbound import InboundVerifier, PlatformEvent
 from sync.connectors.records import (
+    ALWAYS,
+    NEVER,
     ContactRecord,
     MappingRecord,
     RemoteOption,
@@ -159,12 +161,29 @@ class Exchange:
 @dataclass
 class PushResult:
     """`created`: True when the platform (or our lookup finding nothing) says the contact is
-    new, False when it says it updated one, None when it answers both alike (an upsert)."""
+    new, False when it says it updated one, None when it answers both alike (an upsert).
+    `awaiting`: the platform took the push for asynchronous processing (a clear through a bulk
+    call, say) and has not said yet what it did: `reference` is what `confirm` follows."""
 
     remote_id: str | None
     created: bool | None
     status_code: int | None
     payload: dict = field(default_factory=dict)
+    awaiting: bool = False
+    reference: str = ""
+
+
+@dataclass(frozen=True)
+class WritePlan:
+    """What one push does with each key of a contact (BaseConnector.write_plan): `clear` the
+    keys the platform may hold from us that are empty here now, and that it documents a way to
+    clear; `kept` the ones it documents no way to clear (their old value stays there: the
+    attempt log says so); `held` the keys the platform holds from us once it accepts the push."""
+
+    clear: frozenset[str] = frozenset()
+    kept: frozenset[str] = frozenset()
+    held: frozenset[str] = frozenset()
+    unknown: bool = False  # what the platform held from us was not known: "possibly" held
 
 
 @dataclass
@@ -341,6 +360,13 @@ class BaseConnector:
     # them nothing from the platform can be verified, and every delivery is refused).
     inbound: ClassVar[type[InboundVerifier] | None] = None
     inbound_credentials: ClassVar[dict[str, Credential]] = {}
+    # Standard fields sent in a native slot of the platform, whose write rule a destination may
+    # set (NativeFieldRule); those among `required_on_create` cannot be "never".
+    native_fields: ClassVar[tuple[str, ...]] = ()
+    required_on_create: ClassVar[tuple[str, ...]] = ()
+    # The fields whose cleared values stay on the platform, because it documents no way to clear
+    # them (shared/inbound.md part A, "Clearing values"), as the destination page lists them.
+    uncleared_fields: ClassVar[tuple[str, ...]] = ()
     # How the connector waits (quick retries, bulk polling): a test injects its own on the
     # instance instead of patching `time.sleep` for the whole process.
     sleep: Callable[[float], None] = staticmethod(time.sleep)
@@ -409,6 +435,71 @@ class BaseConnector:
         the mapping form refuses it first."""
         return ""
 
+    # -- write rules and clears (issue #13: "Cleared means cleared", "Write rules per mapping")
+
+    @staticmethod
+    def holds_contact(state: RemoteState) -> bool:
+        """The platform holds a version of this contact from us: a push is then an update, and
+        "on create only" fields are left to the platform."""
+        return state.accepted or bool(state.remote_id)
+
+    def sends(self, key: str, state: RemoteState) -> bool:
+        """Whether this push writes the field `key` (a source key), by its write rule."""
+        rule = self.mapping.rule(key)
+        if rule == ALWAYS:
+            return True
+        if rule == NEVER:
+            return False
+        return not self.holds_contact(state)  # on create only
+
+    def field_presence(self, record: ContactRecord) -> dict[str, bool]:
+        """Every key this connector writes for the contact -> whether the contact has a value
+        for it. Keys are source keys ("first_name", "custom:plan") for fields, and the
+        connector's own names for children (e.g. "url:<ref>"). A connector that clears
+        implements it."""
+        return {}
+
+    def is_clearable(self, key: str) -> bool:
+        """Whether the platform documents a way to clear this key (see `uncleared_fields`)."""
+        return True
+
+    def write_plan(self, record: ContactRecord, state: RemoteState) -> WritePlan:
+        """Which keys this push clears, which cleared ones stay on the platform, and which the
+        platform holds from us afterwards. A key is cleared only when the platform may hold it
+        from us: one it last accepted with a value (any, when the state is unknown, but none
+        before the platform holds the contact) that is empty here now, and that its write rule
+        still lets us write. A child key held but gone here (a removed URL) counts as empty."""
+        presence = self.field_presence(record)
+        held_before = state.held_keys
+        if not self.holds_contact(state):
+            candidates: set[str] = set()
+        elif held_before is None:
+            candidates = {key for key, present in presence.items() if not present}
+        else:
+            candidates = {key for key in held_before if not presence.get(key, False)}
+        emptied = {key for key in candidates if self.sends(key, state)}
+        clear = frozenset(key for key in emptied if self.is_clearable(key))
+        kept = frozenset(emptied - clear)
+        held = {key for key, present in presence.items() if present and self.sends(key, state)}
+        # What we do not write this time stays as it was: held if it was (or may have been).
+        untouched = (held_before or frozenset()) - set(presence) - emptied
+        held |= {key for key in held_before or () if not self.sends(key, state)}
+        unknown = held_before is None and self.holds_contact(state)
+        # A kept value stays held from us (the notice repeats until it is set again), unless we
+        # only guessed it was there: then it was noticed once, as "possibly kept".
+        held |= set() if unknown else kept
+        return WritePlan(clear, kept, frozenset(held | untouched), unknown)
+
+    def kept_notice(self, plan: WritePlan) -> str:
+        """The attempt log's words for cleared values the platform keeps ("" when none)."""
+        if not plan.kept:
+            return ""
+        what = "Empty here and possibly kept" if plan.unknown else "Cleared here but kept"
+        return (
+            f"{what} on {self.label}, which documents no way to clear them: "
+            f"{', '.join(sorted(plan.kept))}. These fields are not in sync."
+        )
+
     # -- what each platform implements
 
     def build_payload(self, record: ContactRecord, state: RemoteState) -> dict:
@@ -427,9 +518,12 @@ class BaseConnector:
         """Whether a task chunk of this many contacts goes through `push_many`."""
         return bool(self.batch_size) and contacts > 1
 
-    def push_many(self, records: list[ContactRecord]) -> list[BatchItemResult]:
-        """Push in the platform's batch calls: one result per record, in order. A contact
-        the platform took without a per-contact answer is `awaiting` (see `confirm`)."""
+    def push_many(
+        self, records: list[ContactRecord], states: list[RemoteState] | None = None
+    ) -> list[BatchItemResult]:
+        """Push in the platform's batch calls: one result per record, in order; `states` what
+        we know of each on the platform (None: nothing). A contact the platform took without a
+        per-contact answer is `awaiting` (see `confirm`)."""
         raise NotImplementedError(f"{self.label} has no bulk endpoint")
 
     def confirm(self, pending: list[Unconfirmed]) -> list[BatchItemResult | None]:

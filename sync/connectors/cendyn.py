@@ -20,6 +20,17 @@ shared/specs/pushtech-cendyn/push-cendyn-crm-openapi.derived.yml).
 - Dropped, as Cendyn has no slot for them: a second email or phone (a contact holds one of
   each), device and push channels (Cendyn's `device_id` is its own device, not our token),
   external URLs. Empty values are not sent.
+- Clearing (shared/inbound.md 3.4): Cendyn documents `channel_subscriptions[blacklisted]` and
+  `list_subscriptions[subscribed]` as the way to turn channels and lists off, and nothing else
+  (PUT semantics and `null` are not documented). So a list left here goes out as `subscribed:
+  false` (every mapped list is sent), and an email or phone cleared here blacklists its channel
+  (the value itself stays there: no call removes it, and the attempt log says so on each push
+  until a new value is set, the channel staying off meanwhile). A state from before we kept
+  what Cendyn holds blacklists the channel of an empty email or phone once, then no more. Every
+  other field cleared here keeps its old value on Cendyn; the destination page and the attempt
+  log say so (`uncleared_fields`).
+- Write rules: a field "on create only" is sent while Cendyn holds no version of the contact
+  from us, "never" not at all (`BaseConnector.sends`).
 - Refused before any request: no external ID, a phone number that cannot be split into country
   code and number, a language that is not two letters, a mapping onto a native key, two fields
   mapped onto one custom field, a custom value that does not fit its type. Nothing is truncated.
@@ -78,6 +89,15 @@ PLAIN_KEYS = (
     ("gdpr_remote_ip", "consent_ip"),
 )
 MAPPABLE_STANDARD_FIELDS = ("gender", "time_zone", "user_group", "privacy_consent")
+# The profile keys (`_profile`) -> our standard field each one carries, for its write rule.
+PROFILE_SOURCES = {
+    "born_date": "birth_date",
+    "gender": "gender",
+    "language": "language",
+    "tags": "tags",
+    "last_latitude": "last_latitude",
+    "last_longitude": "last_longitude",
+}
 # What a read-back (contact/list) shows of a contact, as the vendor's example answer does, and
 # that a bulk item we sent must match before it counts as applied.
 READ_BACK_KEYS = ("email", "name_first", "name_last", "phone_countrycode", "phone_number")
@@ -253,6 +273,27 @@ class CendynConnector(BaseConnector):
     supports_delete = True
     batch_size = BULK_LIMIT
     mappable_standard_fields = MAPPABLE_STANDARD_FIELDS
+    native_fields = (
+        "first_name",
+        "last_name",
+        "phone",
+        "city",
+        "country",
+        "region",
+        "postal_code",
+        "address_line",
+        "consent_ip",
+        "birth_date",
+        "gender",
+        "language",
+        "tags",
+        "last_latitude",
+        "last_longitude",
+    )
+    uncleared_fields = (
+        "every field but the email and SMS channels and the lists (a cleared email or phone "
+        "blacklists its channel; the value stays)",
+    )
     credentials = {
         "secret": Credential(
             "key_env",
@@ -333,19 +374,30 @@ class CendynConnector(BaseConnector):
             raise PermanentError(self.label, "the contact has no external ID to match on")
         payload: dict[str, Any] = {"user_id": record.external_id}
         for key, attr in PLAIN_KEYS:
-            if getattr(record, attr):
+            if getattr(record, attr) and self.sends(attr, state):
                 payload[key] = getattr(record, attr)
         emails = record.channels_of("email")
         if emails:
             payload["email"] = emails[0]
-        payload.update(self._phone(record))
-        payload.update(self._profile(record))
-        payload.update(self._custom_fields(record))
+        if self.sends("phone", state):
+            payload.update(self._phone(record))
+        profile = self._profile(record)
+        payload.update({k: v for k, v in profile.items() if self.sends(PROFILE_SOURCES[k], state)})
+        payload.update(self._custom_fields(record, state))
         if self.mapping.has_lists:
             payload["list_subscriptions"] = self._list_subscriptions(record)
+        # A cleared email or phone keeps its value on Cendyn (nothing documented removes it):
+        # its channel is what we can turn off, and stays off while the value is gone here.
+        kept = self.write_plan(record, state).kept
         payload["channel_subscriptions"] = [
-            {"channel": "email", "blacklisted": record.email_status != "subscribed"},
-            {"channel": "sms", "blacklisted": record.sms_status != "subscribed"},
+            {
+                "channel": "email",
+                "blacklisted": record.email_status != "subscribed" or "email" in kept,
+            },
+            {
+                "channel": "sms",
+                "blacklisted": record.sms_status != "subscribed" or "phone" in kept,
+            },
         ]
         payload["gdpr_marketing_consent"] = record.gdpr_marketing_consent
         payload["gdpr_accept_terms"] = record.terms_accepted
@@ -403,11 +455,38 @@ class CendynConnector(BaseConnector):
             lists[list_id] = lists.get(list_id, False) or subscribed
         return [{"list_id": key, "subscribed": value} for key, value in lists.items()]
 
-    def _custom_fields(self, record: ContactRecord) -> dict:
+    def field_presence(self, record: ContactRecord) -> dict[str, bool]:
+        """Every native field and mapped field: whether it has a value."""
+        presence = {attr: bool(getattr(record, attr)) for _, attr in PLAIN_KEYS}
+        presence["email"] = bool(record.channels_of("email"))
+        presence["phone"] = bool(record.channels_of("sms"))
+        presence["birth_date"] = record.birth_date is not None
+        presence["gender"] = record.gender in GENDERS
+        presence["language"] = bool(record.language)
+        presence["tags"] = bool(record.tags)
+        for key in ("last_latitude", "last_longitude"):
+            presence[key] = getattr(record, key) is not None
+        custom = {value.name: value.value for value in record.custom_values}
+        for source in self.mapping.fields:
+            if source.startswith("custom:"):
+                presence[source] = custom.get(source.removeprefix("custom:"), "") != ""
+            elif source in STANDARD_FIELDS:
+                presence[source] = _standard_value(getattr(record, source)) is not None
+        return presence
+
+    def is_clearable(self, key: str) -> bool:
+        """Nothing has a documented clear: a cleared value stays (an email's or phone's channel
+        is blacklisted instead, see `build_payload`). Lists are turned off by
+        `list_subscriptions`, which are not keys."""
+        return False
+
+    def _custom_fields(self, record: ContactRecord, state: RemoteState) -> dict:
         custom = {value.name: value for value in record.custom_values}
         fields: dict[str, Any] = {}
         for source, remote in self.mapping.fields.items():
             self._check_field_name(source, remote, fields)
+            if not self.sends(source, state):
+                continue
             if source.startswith("custom:"):
                 value = custom.get(source.removeprefix("custom:"))
                 if value is not None and value.value != "":
@@ -605,7 +684,9 @@ class CendynConnector(BaseConnector):
 
     # -- bulk
 
-    def push_many(self, records: list[ContactRecord]) -> list[BatchItemResult]:
+    def push_many(
+        self, records: list[ContactRecord], states: list[RemoteState] | None = None
+    ) -> list[BatchItemResult]:
         """Upsert in `POST …/contact/bulk` calls matched on user_id (`match_contact_user_id`;
         without it every bulk creates duplicates). A bulk Cendyn took (201 with its `_id`)
         leaves its contacts awaiting confirmation: `GET …/contact/bulk/:id` documents only
@@ -615,9 +696,9 @@ class CendynConnector(BaseConnector):
         errors: dict[str, ConnectorError] = {}
         bulks: dict[str, str] = {}  # user_id -> the bulk that carried it
         payloads = []
-        for record in records:
+        for record, state in zip(records, states or [RemoteState()] * len(records), strict=True):
             try:
-                payloads.append(self.build_payload(record, RemoteState()))
+                payloads.append(self.build_payload(record, state))
             except PermanentError as err:
                 errors[record.external_id] = err
         for chunk in self._bulk_chunks(payloads):
@@ -708,7 +789,8 @@ class CendynConnector(BaseConnector):
         return None
 
     def _read_back(self, record: ContactRecord) -> BatchItemResult | None:
-        sent = self.build_payload(record, RemoteState())
+        # As an update builds it: a field "on create only" may be Cendyn's own by now.
+        sent = self.build_payload(record, RemoteState(accepted=True, held_keys=frozenset()))
         status, data = self.request(
             "GET", self._path("contact"), params={"user_id": record.external_id}
         )

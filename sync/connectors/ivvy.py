@@ -15,8 +15,20 @@ GitBook source of developer.ivvy.com): `contact/add-or-update-contact.md`,
 - Standard fields without a native slot (birth date, gender, language, time zone, address,
   tags, user group, coordinates, GDPR consent, consent date and IP) reach iVvy only as the
   custom fields the destination maps them to; unmapped ones are not sent. iVvy has one email
-  and one phone: extra channel rows (Yespo's) are not sent. An empty value is not sent, so a
-  value cleared here stays on iVvy.
+  and one phone: extra channel rows (Yespo's) are not sent.
+- Clearing (shared/inbound.md 2.4): an external URL removed here goes out as `{"ref", "url":
+  null}` ("the external url record will be removed based on the provided reference key"), and
+  when the contact has no URL left and we do not know which refs iVvy holds from us (a state
+  from before we kept them) as `externalUrls: null` ("it will remove all externalUrls").
+  Groups: the vendor's page documents that `groups` "will override any groups currently set",
+  so the full list of mapped groups the contact is on is sent and a group left here is left on
+  iVvy in the same call; `removeContactsFromSubscriptionGroup` (named in issue #13) is not used:
+  the `groups` replace is the documented rule on this very call, and one call cannot half-fail.
+  Clearing a scalar (first or last name, phone, a custom field value) is not documented: an
+  empty value is not sent, the old value stays on iVvy, and the destination page and the
+  attempt log say so (`uncleared_fields`).
+- Write rules: a field "on create only" is sent while iVvy holds no version of the contact
+  from us, "never" not at all; iVvy still needs a first name, last name and email to create.
 - SMS status: not sent. iVvy removed `smsStatus` from addOrUpdateContact and getContact
   effective 30 June 2026 ("Requests to addOrUpdateContact containing `smsStatus` will no longer
   be supported", `announcements/contact/contact-sms-marketing.md`); our SMS status stays for the
@@ -28,6 +40,7 @@ GitBook source of developer.ivvy.com): `contact/add-or-update-contact.md`,
 
 import base64
 import binascii
+import dataclasses
 import datetime
 import decimal
 import hashlib
@@ -344,6 +357,9 @@ class IvvyConnector(BaseConnector):
     supports_delete = False  # no delete-contact call (part B)
     batch_size = 0
     mappable_standard_fields = MAPPABLE_STANDARD_FIELDS
+    native_fields = ("first_name", "last_name", "phone")
+    required_on_create = ("first_name", "last_name")  # "required when id is missing"
+    uncleared_fields = ("first name", "last name", "phone", "every mapped custom field")
     credentials = {
         "api_key": Credential(
             "key_env", "API key variable", "The environment variable holding the API key."
@@ -446,14 +462,14 @@ class IvvyConnector(BaseConnector):
         if state.remote_id:
             payload["id"] = self._whole_number(state.remote_id, "the stored contact id")
         emails, phones = record.channels_of("email"), record.channels_of("sms")
-        for key, value in (
-            ("firstName", record.first_name),
-            ("lastName", record.last_name),
-            ("email", emails[0] if emails else ""),
-            ("phone", phones[0] if phones else ""),
-            ("externalId", record.external_id),
+        for key, value, source in (
+            ("firstName", record.first_name, "first_name"),
+            ("lastName", record.last_name, "last_name"),
+            ("email", emails[0] if emails else "", "email"),
+            ("phone", phones[0] if phones else "", "phone"),
+            ("externalId", record.external_id, "external_id"),
         ):
-            if value:
+            if value and self.sends(source, state):
                 payload[key] = value
         if "id" not in payload:
             self._check_required(payload)
@@ -462,11 +478,12 @@ class IvvyConnector(BaseConnector):
                 payload["updateIfExists"] = True
         payload["status"] = self._status(EMAIL_STATUS, record.email_status, "email")
         payload["privacyConsent"] = bool(record.privacy_consent)
-        custom_fields = self._custom_fields(record)
+        custom_fields = self._custom_fields(record, state)
         if custom_fields:
             payload["customFields"] = custom_fields
-        if record.external_urls:
-            payload["externalUrls"] = self._external_urls(record)
+        urls = self._external_urls(record, state)
+        if urls != []:
+            payload["externalUrls"] = urls
         if self.mapping.has_lists:
             payload["groups"] = self._groups(record)
         return payload
@@ -491,17 +508,35 @@ class IvvyConnector(BaseConnector):
             raise PermanentError(self.label, f"{what} {value!r} is not an iVvy id (a whole number)")
         return int(text)
 
-    def _custom_fields(self, record: ContactRecord) -> list[dict]:
-        custom = {value.name: value.value for value in record.custom_values}
+    def field_presence(self, record: ContactRecord) -> dict[str, bool]:
+        """Name, phone, every mapped field and each external URL ("url:<ref>")."""
+        presence = {
+            "first_name": bool(record.first_name),
+            "last_name": bool(record.last_name),
+            "phone": bool(record.channels_of("sms")),
+        }
+        for source in self.mapping.fields:
+            presence[source] = self._mapped_value(record, source) != ""
+        presence.update({f"url:{url.ref}": True for url in record.external_urls})
+        return presence
+
+    def is_clearable(self, key: str) -> bool:
+        """Only an external URL: `url: null` per ref (add-or-update-contact.md)."""
+        return key.startswith("url:")
+
+    def _mapped_value(self, record: ContactRecord, source: str) -> str:
+        if source.startswith("custom:"):
+            name = source.removeprefix("custom:")
+            return next((v.value for v in record.custom_values if v.name == name), "")
+        if source in STANDARD_FIELDS:
+            return self._standard_value(getattr(record, source))
+        raise PermanentError(self.label, f"the mapping names an unknown field {source!r}")
+
+    def _custom_fields(self, record: ContactRecord, state: RemoteState) -> list[dict]:
         fields = []
         for source, remote in self.mapping.fields.items():
-            if source.startswith("custom:"):
-                value = custom.get(source.removeprefix("custom:"), "")
-            elif source in STANDARD_FIELDS:
-                value = self._standard_value(getattr(record, source))
-            else:
-                raise PermanentError(self.label, f"the mapping names an unknown field {source!r}")
-            if value == "":
+            value = self._mapped_value(record, source)
+            if value == "" or not self.sends(source, state):
                 continue
             field_id = self._whole_number(remote, f"{source} is mapped to field")
             fields.append({"fieldId": field_id, "value": value})
@@ -524,7 +559,20 @@ class IvvyConnector(BaseConnector):
             return ", ".join(value)  # tags hold no commas (contacts.forms.TagsField)
         return str(value)
 
-    def _external_urls(self, record: ContactRecord) -> list[dict]:
+    def _external_urls(self, record: ContactRecord, state: RemoteState) -> list[dict] | None:
+        """The contact's URLs, then `{"ref", "url": null}` for each ref iVvy holds from us that
+        is gone here; None (`externalUrls: null`, "remove all") when none is left and the refs
+        iVvy holds are unknown; [] when there is nothing to send."""
+        removed = sorted(
+            key.removeprefix("url:")
+            for key in self.write_plan(record, state).clear
+            if key.startswith("url:")
+        )
+        if not record.external_urls and state.held_keys is None and self.holds_contact(state):
+            return None
+        return self._urls_held(record) + [{"ref": ref, "url": None} for ref in removed]
+
+    def _urls_held(self, record: ContactRecord) -> list[dict]:
         if len(record.external_urls) > MAX_EXTERNAL_URLS:
             raise PermanentError(
                 self.label,
@@ -567,8 +615,9 @@ class IvvyConnector(BaseConnector):
         if remote_id is None and record.external_id:
             remote_id = self._find_by_external_id(record.external_id)
             if remote_id is not None:
+                # found there: an update, so "on create only" fields are iVvy's own now
                 payload = self.build_payload(
-                    record, RemoteState(remote_id, state.accepted_email_status)
+                    record, dataclasses.replace(state, remote_id=remote_id)
                 )
         status, data = self.request("POST", CONTACT + "addOrUpdateContact", json_body=payload)
         self._require_success(data, status)

@@ -6,8 +6,16 @@ https://loops.so/docs/contacts/properties).
 
 - Matching: every body carries `userId` = our external ID (and `email` when we have one); Loops
   updates the contact matching either value, else creates one. The `id` it returns is stored.
-- Custom properties are top-level keys named by the destination's field mapping; a mapped field
-  without a value goes out as `null`, which Loops documents as "empty or reset the value".
+- Custom properties are top-level keys named by the destination's field mapping.
+- Clearing (shared/inbound.md 4.4): "To empty or reset the value of a contact property, send a
+  `null` value", so a field Loops holds from us (first name, last name, user group, every mapped
+  property) that is empty here now goes out as `null`; `mailingLists: {id: false}` takes the
+  contact off a list ("added (`true`) or removed (`false`)"), and every mapped list is sent. The
+  user group is the exception: Loops' OpenAPI types `userGroup` as a string, never null (where
+  `firstName`/`lastName` may be null), and no other way to empty it is documented, so a cleared
+  user group stays on Loops (`uncleared_fields`).
+- Write rules: a field "on create only" is sent while Loops holds no version of the contact
+  from us, "never" not at all (`BaseConnector.sends`).
 - `subscribed` follows part A: `true` re-subscribes people who unsubscribed in Loops (seed 004).
 - Refused before any request: a mapping to a reserved or native name, any key or value over
   500 characters, a custom value that does not fit its type. Nothing is truncated.
@@ -49,6 +57,12 @@ UPDATE_PATH = "v1/contacts/update"
 NOT_SUBSCRIBED = frozenset({"unsubscribed", "bounced", "no_marketing"})
 # Loops has first/last name, email, user group and `subscribed`; every other standard field
 # reaches Loops only through a mapping to a custom property.
+# Loops' own contact fields -> our standard field each one takes.
+NATIVE_KEYS_BY_SOURCE = (
+    ("firstName", "first_name"),
+    ("lastName", "last_name"),
+    ("userGroup", "user_group"),
+)
 MAPPABLE_STANDARD_FIELDS = tuple(
     name for name in STANDARD_FIELDS if name not in ("email_status", "user_group")
 )
@@ -150,6 +164,8 @@ class LoopsConnector(BaseConnector):
     supports_delete = True
     batch_size = 0
     mappable_standard_fields = MAPPABLE_STANDARD_FIELDS
+    native_fields = ("first_name", "last_name", "user_group")
+    uncleared_fields = ("user group",)
     credentials = {
         "api_key": Credential(
             "key_env", "API key variable", "The environment variable holding the API key."
@@ -194,21 +210,33 @@ class LoopsConnector(BaseConnector):
         if record.email:
             payload["email"] = record.email
         payload["userId"] = record.external_id
-        for key, value in (
-            ("firstName", record.first_name),
-            ("lastName", record.last_name),
-            ("userGroup", record.user_group),
-        ):
-            if value:
+        plan = self.write_plan(record, state)
+        for key, source in NATIVE_KEYS_BY_SOURCE:
+            value = getattr(record, source)
+            if value and self.sends(source, state):
                 payload[key] = value
+            elif source in plan.clear:
+                payload[key] = None  # "send a `null` value" empties it
         subscribed = self._subscribed(record, state)
         if subscribed is not None:
             payload["subscribed"] = subscribed
         if self.mapping.has_lists:
             payload["mailingLists"] = self._mailing_lists(record)
-        payload.update(self._properties(record))
+        payload.update(self._properties(record, state, plan.clear))
         self._check_lengths(payload)
         return payload
+
+    def field_presence(self, record: ContactRecord) -> dict[str, bool]:
+        """First and last name, user group and every mapped property: whether it has a value."""
+        presence = {source: bool(getattr(record, source)) for _, source in NATIVE_KEYS_BY_SOURCE}
+        custom = {value.name: value for value in record.custom_values}
+        for source in self.mapping.fields:
+            if source.startswith("custom:"):
+                value = custom.get(source.removeprefix("custom:"))
+                presence[source] = value is not None and value.value != ""
+            elif source in STANDARD_FIELDS:
+                presence[source] = self._standard_value(getattr(record, source)) is not None
+        return presence
 
     @staticmethod
     def _subscribed(record: ContactRecord, state: RemoteState) -> bool | None:
@@ -230,7 +258,14 @@ class LoopsConnector(BaseConnector):
             lists[list_id] = lists.get(list_id, False) or subscribed
         return lists
 
-    def _properties(self, record: ContactRecord) -> dict[str, Any]:
+    def is_clearable(self, key: str) -> bool:
+        return key != "user_group"  # `userGroup` is a string, never null (OpenAPI)
+
+    def _properties(
+        self, record: ContactRecord, state: RemoteState, clear: frozenset[str]
+    ) -> dict[str, Any]:
+        """Mapped properties with a value (their write rule permitting), and `null` for those
+        to clear."""
         custom = {value.name: value for value in record.custom_values}
         properties = {}
         for source, remote in self.mapping.fields.items():
@@ -241,11 +276,15 @@ class LoopsConnector(BaseConnector):
                 )
             if source.startswith("custom:"):
                 value = custom.get(source.removeprefix("custom:"))
-                properties[remote] = None if value is None else self._custom_value(value)
+                value = None if value is None else self._custom_value(value)
             elif source in STANDARD_FIELDS:
-                properties[remote] = self._standard_value(getattr(record, source))
+                value = self._standard_value(getattr(record, source))
             else:
                 raise PermanentError(self.label, f"the mapping names an unknown field {source!r}")
+            if value is not None and self.sends(source, state):
+                properties[remote] = value
+            elif value is None and source in clear:
+                properties[remote] = None
         return properties
 
     @classmethod

@@ -75,6 +75,36 @@ class ContactRecord:
         return values
 
 
+# How a mapped or native field is written (issue #13, "Write rules per mapping").
+ALWAYS, ON_CREATE, NEVER = "always", "create", "never"
+WRITE_RULES = {
+    ALWAYS: "Always",
+    ON_CREATE: "On create only (the platform owns it afterwards)",
+    NEVER: "Never (mapped for read-back only)",
+}
+# Standard fields a connector may send in a native slot of its platform, whose write rule a
+# destination may set (the platform may own the name, say). Email, statuses and consent are not
+# among them: they identify the contact or follow the consent rules of shared/platforms.md.
+RULED_NATIVE_FIELDS = {
+    "first_name": "First name",
+    "last_name": "Last name",
+    "phone": "Phone",
+    "language": "Language",
+    "time_zone": "Time zone",
+    "address_line": "Address line",
+    "city": "City",
+    "region": "Region",
+    "country": "Country",
+    "postal_code": "Postal code",
+    "birth_date": "Birth date",
+    "gender": "Gender",
+    "tags": "Tags",
+    "user_group": "User group",
+    "last_latitude": "Last latitude",
+    "last_longitude": "Last longitude",
+    "consent_ip": "Consent IP",
+}
+
 # Standard contact fields a destination may map to a platform field when the platform has no
 # native slot for them (part A, "Mappings belong to a destination").
 STANDARD_FIELDS = {
@@ -115,7 +145,12 @@ class MappingRecord:
     fields: dict[str, str] = field(default_factory=dict)
     groups: dict[int, str] = field(default_factory=dict)
     mailing_lists: dict[int, str] = field(default_factory=dict)
+    # source key (a standard field name such as "first_name", or "custom:<name>") -> "always" |
+    # "create" | "never" (WRITE_RULES); a key not named here is sent always.
     write_rules: dict[str, str] = field(default_factory=dict)
+
+    def rule(self, key: str) -> str:
+        return self.write_rules.get(key, ALWAYS)
 
     @property
     def has_lists(self) -> bool:
@@ -124,11 +159,18 @@ class MappingRecord:
 
 @dataclass(frozen=True)
 class RemoteState:
-    """What we know of the contact on the platform: its id there, and the email status of the
-    last payload the platform accepted (a subscribe flag may depend on it)."""
+    """What we know of the contact on the platform: its id there, the email status of the
+    last payload the platform accepted (a subscribe flag may depend on it), whether it accepted
+    any payload of this contact from us (`accepted`: False means the next push creates it, for
+    the write rules), and which keys it last accepted from us with a value (`held_keys`, in the
+    connector's own names, see BaseConnector.field_presence): only those are cleared when they
+    become empty here. None means unknown (a state from before we kept them): every key is then
+    possibly held."""
 
     remote_id: str | None = None
     accepted_email_status: str | None = None
+    accepted: bool = False
+    held_keys: frozenset[str] | None = None
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,20 @@ and part B §1 (the vendor OpenAPI file shared/specs/yespo/yespo-openapi.json, s
   means the data is already there; the remote id is then looked up when we have none.
 - Country, birth date, gender, statuses, consent, tags, user group and coordinates have no
   native slot: they go out only as additional fields the destination maps them to.
+- Clearing (shared/inbound.md 1.4): the single call documents nothing about empty or omitted
+  keys, so a push that clears goes through the bulk call, whose `contactFields` "will be updated
+  with the 'null' value if no data for updating is transmitted": the cleared field is listed
+  there (a custom field's id in `customFieldsIDs`) and left out of the contact. A phone is
+  removed the same way (`contactFields: ["sms"]`, as the official plugin does). The bulk call is
+  asynchronous, so such a push is "accepted, awaiting confirmation" even for one contact and is
+  confirmed by its import session (`confirm`). Every bulk body carries an explicit
+  `contactFields` list, so no field outside it is touched. Channel types bulk cannot name
+  (viber, appinbox, widget, inapp) cannot be cleared (`uncleared_fields`). Segments: a list
+  left here is detached; `detach` is never sent with an empty list ("If you do not specify IDs,
+  all contacts will be removed from the segment").
+- Write rules: a field "on create only" is sent while Yespo holds no version of the contact
+  from us, "never" not at all; a bulk body lists only what its contacts carry, so a field not
+  sent is not touched.
 - Refused before any request: no channel at all, more than two channels of one type, a channel
   type Yespo does not know, a first or last name over 40 characters, a mapping to a
   non-numeric field or segment id. Nothing is truncated.
@@ -81,6 +95,22 @@ MAPPABLE_STANDARD_FIELDS = tuple(
     name for name in STANDARD_FIELDS if name not in NATIVE_STANDARD_FIELDS
 )
 BOOLEAN_FIELDS = frozenset({"privacy_consent", "gdpr_marketing_consent", "terms_accepted"})
+# The Contact's name keys -> our source key (their write rule).
+CLEAR_SOURCES = {"firstName": "first_name", "lastName": "last_name"}
+# Our native source keys -> the name bulk `contactFields` knows them by (its enum).
+CLEAR_NAMES = {
+    "first_name": "firstName",
+    "last_name": "lastName",
+    "language": "languageCode",
+    "time_zone": "timeZone",
+    "city": "town",
+    "region": "region",
+    "address_line": "address",
+    "postal_code": "postcode",
+    "email": "email",
+    "phone": "sms",
+}
+NO_CLEARS: tuple[tuple[str, ...], tuple[int, ...]] = ((), ())
 
 
 # `mediaType` (lowercase in the vendor's examples) -> our consent channel; other media
@@ -191,6 +221,18 @@ class YespoConnector(BaseConnector):
     supports_delete = True
     batch_size = BULK_LIMIT
     mappable_standard_fields = MAPPABLE_STANDARD_FIELDS
+    native_fields = (
+        "first_name",
+        "last_name",
+        "phone",
+        "language",
+        "time_zone",
+        "address_line",
+        "city",
+        "region",
+        "postal_code",
+    )
+    uncleared_fields = ("viber, app inbox, widget and in-app channels",)
     credentials = {
         "api_key": Credential(
             "key_env", "API key variable", "The environment variable holding the API key."
@@ -269,23 +311,61 @@ class YespoConnector(BaseConnector):
             ("firstName", record.first_name, "first name"),
             ("lastName", record.last_name, "last name"),
         ):
-            if value:
+            if value and self.sends(CLEAR_SOURCES[key], state):
                 payload[key] = self._name(value, what)
-        payload["channels"] = self._channels(record)
+        payload["channels"] = self._channels(record, state)
         address = {
-            key: getattr(record, attr) for key, attr in ADDRESS_KEYS if getattr(record, attr)
+            key: getattr(record, attr)
+            for key, attr in ADDRESS_KEYS
+            if getattr(record, attr) and self.sends(attr, state)
         }
         if address:
             payload["address"] = address
-        fields = self._fields(record)
+        fields = self._fields(record, state)
         if fields:
             payload["fields"] = fields
         payload["externalCustomerId"] = record.external_id
-        if record.language:
+        if record.language and self.sends("language", state):
             payload["languageCode"] = record.language
-        if record.time_zone:
+        if record.time_zone and self.sends("time_zone", state):
             payload["timeZone"] = record.time_zone
         return payload
+
+    def field_presence(self, record: ContactRecord) -> dict[str, bool]:
+        """Native fields, the email and phone channels, other channel types ("channel:<type>")
+        and every mapped field: whether the contact has a value."""
+        presence = {
+            source: bool(getattr(record, source))
+            for source in CLEAR_NAMES
+            if source not in ("email", "phone")
+        }
+        presence["email"] = bool(record.channels_of("email"))
+        presence["phone"] = bool(record.channels_of("sms"))
+        for channel in record.channels:
+            kind = channel.type.lower()
+            if kind not in ("email", "sms"):
+                presence[f"channel:{kind}"] = True
+        for source in self.mapping.fields:
+            presence[source] = bool(self._source_value(record, source))
+        return presence
+
+    def is_clearable(self, key: str) -> bool:
+        """Everything bulk `contactFields` / `customFieldsIDs` can name."""
+        if key.startswith("channel:"):
+            return key.removeprefix("channel:") in LISTABLE_CHANNELS
+        return True
+
+    def clears(self, record: ContactRecord, state: RemoteState) -> tuple[tuple, tuple]:
+        """(contactFields names, custom field ids) this push clears on Yespo."""
+        names, ids = set(), set()
+        for key in self.write_plan(record, state).clear:
+            if key in CLEAR_NAMES:
+                names.add(CLEAR_NAMES[key])
+            elif key.startswith("channel:"):
+                names.add(key.removeprefix("channel:"))
+            elif key in self.mapping.fields:
+                ids.add(self._numeric_id(self.mapping.fields[key], f"field for {key}"))
+        return tuple(sorted(names)), tuple(sorted(ids))
 
     def _name(self, value: str, what: str) -> str:
         if len(value) > MAX_NAME_LENGTH:
@@ -295,14 +375,18 @@ class YespoConnector(BaseConnector):
             )
         return value
 
-    def _channels(self, record: ContactRecord) -> list[dict]:
+    def _channels(self, record: ContactRecord, state: RemoteState) -> list[dict]:
         """The primary email and phone first, then the extra channel rows, at most two per
-        type (part A, "The contact schema and the seeds")."""
+        type (part A, "The contact schema and the seeds"). The phone's write rule covers every
+        sms channel."""
         rows = [("email", record.email), ("sms", record.phone)]
         rows += [(channel.type.lower(), channel.value) for channel in record.channels]
+        phone = self.sends("phone", state)
         channels, counts = [], {}
         for kind, value in rows:
             if not value or {"type": kind, "value": value} in channels:
+                continue
+            if kind == "sms" and not phone:
                 continue
             if kind not in CHANNEL_TYPES:
                 raise PermanentError(
@@ -324,13 +408,13 @@ class YespoConnector(BaseConnector):
             )
         return channels
 
-    def _fields(self, record: ContactRecord) -> list[dict]:
+    def _fields(self, record: ContactRecord, state: RemoteState) -> list[dict]:
         """Additional fields by id, from the destination's field mappings, in id order (a
         stable payload hash)."""
         fields = []
         for source, remote in self.mapping.fields.items():
             value = self._source_value(record, source)
-            if value:
+            if value and self.sends(source, state):
                 fields.append(
                     {"id": self._numeric_id(remote, f"field for {source}"), "value": value}
                 )
@@ -374,6 +458,9 @@ class YespoConnector(BaseConnector):
         """Upsert by externalCustomerId, then set the mapped segments. A 409 counts as done
         (part A, "Matching")."""
         payload = self.build_payload(record, state)
+        clears = self.clears(record, state)
+        if clears != NO_CLEARS:
+            return self._push_clearing(record, payload, clears, state)
         try:
             status, data = self.request("POST", CONTACT_PATH, json_body=payload)
             remote_id = self.require_id(data, status=status)
@@ -385,6 +472,26 @@ class YespoConnector(BaseConnector):
         # An upsert: Yespo answers a create and an update alike (`200 {"id"}`), and a 409
         # says only that the data is there, so neither says which it was.
         return PushResult(remote_id, None, status, payload)
+
+    def _push_clearing(
+        self, record: ContactRecord, payload: dict, clears: tuple, state: RemoteState
+    ) -> PushResult:
+        """One contact through the bulk call, the only documented way to clear a field: taken
+        for asynchronous import, so it awaits confirmation by its import session (no polling
+        here: a push in a person's request tries once). A `failedContacts` entry refuses it."""
+        status, data = self.request(
+            "POST", CONTACTS_PATH, json_body=bulk_body([(record, payload)], clears)
+        )
+        data = data if isinstance(data, dict) else {}
+        failures = _object_or_list(data.get("failedContacts"))
+        if failures:
+            message = str(failures[0].get("error") or "refused without a message")
+            raise PermanentError(self.label, message, status=status)
+        if data.get("errorMessage") and not data.get("asyncSessionId"):
+            raise PermanentError(self.label, str(data["errorMessage"]), status=status)
+        session = self.require_id(data, "asyncSessionId", status=status)
+        self._sync_memberships([record])
+        return PushResult(state.remote_id, None, status, payload, awaiting=True, reference=session)
 
     def _lookup_id(self, external_id: str) -> str | None:
         params = {"externalCustomerId": external_id, "startindex": 1, "maxrows": 1}
@@ -419,6 +526,8 @@ class YespoConnector(BaseConnector):
     def _membership_calls(self, plan: dict[tuple[str, str], list[str]]):
         """(path, body) of each attach/detach call, at most 500 external ids each."""
         for (remote, action), ids in plan.items():
+            if not ids:  # an empty detach "removes all contacts from the segment"
+                continue
             segment = self._numeric_id(remote, "list")
             for start in range(0, len(ids), MEMBERSHIP_LIMIT):
                 body = {"externalCustomerIds": ids[start : start + MEMBERSHIP_LIMIT]}
@@ -426,7 +535,9 @@ class YespoConnector(BaseConnector):
 
     # -- many contacts
 
-    def push_many(self, records: list[ContactRecord]) -> list[BatchItemResult]:
+    def push_many(
+        self, records: list[ContactRecord], states: list[RemoteState] | None = None
+    ) -> list[BatchItemResult]:
         """Upsert in `POST /api/v1/contacts` calls, wait for each import session, then set
         segments. A contact in `failedContacts` fails; the others are synced once the import
         status says FINISHED (with their ids where its `mapping` names them), and await
@@ -436,22 +547,38 @@ class YespoConnector(BaseConnector):
         A contact with a channel type bulk cannot name in `contactFields` (viber, appinbox,
         widget, inapp) goes through the single call instead, so that channel is not lost."""
         outcomes: dict[str, BatchItemResult] = {}
-        errors, bulk, singles = self._split_for_bulk(records)
-        for items in _bulk_calls(bulk):
-            refused, outcome = self._bulk_import(items)
-            errors.update(refused)
-            outcomes.update(outcome)
-        self._sync_memberships([r for r, _ in bulk if r.external_id not in errors])
-        for record, _ in singles:
+        errors: dict[str, ConnectorError] = {}
+        bulk, singles, clears = [], [], {}
+        states = states or [RemoteState()] * len(records)
+        for record, state in zip(records, states, strict=True):
             try:
-                pushed = self.push(record, RemoteState())
+                payload = self.build_payload(record, state)
+                clears[record.external_id] = self.clears(record, state)
+            except PermanentError as err:
+                errors[record.external_id] = err
+                continue
+            listable = all(c["type"] in LISTABLE_CHANNELS for c in payload["channels"])
+            (bulk if listable else singles).append((record, payload, state))
+        for start in range(0, len(bulk), BULK_LIMIT):
+            chunk = [(r, p) for r, p, _ in bulk[start : start + BULK_LIMIT]]
+            for items in _by_shape(chunk, clears):
+                refused, outcome = self._bulk_import(items, clears[items[0][0].external_id])
+                errors.update(refused)
+                outcomes.update(outcome)
+        self._sync_memberships([r for r, _, _ in bulk if r.external_id not in errors])
+        for record, _, state in singles:
+            try:
+                pushed = self.push(record, state)
             except AuthenticationError:
                 raise
             except ConnectorError as err:
                 errors[record.external_id] = err
             else:
                 outcomes[record.external_id] = BatchItemResult(
-                    record.external_id, remote_id=pushed.remote_id
+                    record.external_id,
+                    remote_id=pushed.remote_id,
+                    awaiting=pushed.awaiting,
+                    reference=pushed.reference,
                 )
         return [
             BatchItemResult(r.external_id, errors[r.external_id])
@@ -476,11 +603,12 @@ class YespoConnector(BaseConnector):
         return errors, bulk, singles
 
     def _bulk_import(
-        self, items: list[tuple[ContactRecord, dict]]
+        self, items: list[tuple[ContactRecord, dict]], clears: tuple = NO_CLEARS
     ) -> tuple[dict[str, ConnectorError], dict[str, BatchItemResult]]:
-        """One bulk call for contacts of one shape: the refused ones, and the others' outcome
-        (synced or awaiting confirmation), by external id."""
-        status, data = self.request("POST", CONTACTS_PATH, json_body=bulk_body(items))
+        """One bulk call for contacts of one shape (what they carry and what they clear): the
+        refused ones, and the others' outcome (synced or awaiting confirmation), by external
+        id."""
+        status, data = self.request("POST", CONTACTS_PATH, json_body=bulk_body(items, clears))
         data = data if isinstance(data, dict) else {}
         failures = _object_or_list(data.get("failedContacts"))
         session = str(data.get("asyncSessionId") or "")
@@ -811,16 +939,17 @@ class YespoConnector(BaseConnector):
             start += MEMBERSHIP_LIMIT
 
 
-def bulk_body(items: list[tuple[ContactRecord, dict]]) -> dict:
+def bulk_body(items: list[tuple[ContactRecord, dict]], clears: tuple = NO_CLEARS) -> dict:
     """The `ContactsBulkUpdate` body for contacts of one shape.
 
-    `contactFields` lists exactly the keys these contacts carry: Yespo nulls a listed field a
-    contact does not carry, and updates every field when the list is absent (spec, part A
-    "Failures"). `customFieldsIDs` ("required when a contact is updated") lists exactly the
-    field ids they carry, for the same reason. `restoreDeleted` matches the single call, which
-    restores a deleted profile found by externalCustomerId."""
+    `contactFields` lists exactly the keys these contacts carry, plus the ones they clear
+    (`clears`: names, field ids): Yespo nulls a listed field a contact does not carry, and
+    updates every field when the list is absent (spec, part A "Failures"), so the list is
+    always there. `customFieldsIDs` ("required when a contact is updated") lists exactly the
+    field ids they carry or clear, for the same reason. `restoreDeleted` matches the single
+    call, which restores a deleted profile found by externalCustomerId."""
     payloads = [payload for _, payload in items]
-    contact_fields, field_ids = payload_shape(payloads[0])
+    contact_fields, field_ids = payload_shape(payloads[0], clears)
     body: dict[str, Any] = {
         "contacts": payloads,
         "dedupeOn": "externalCustomerId",
@@ -832,26 +961,36 @@ def bulk_body(items: list[tuple[ContactRecord, dict]]) -> dict:
     return body
 
 
-def payload_shape(payload: dict) -> tuple[tuple[str, ...], tuple[int, ...]]:
-    """(contactFields names, custom field ids) that one contact's payload carries."""
+def payload_shape(
+    payload: dict, clears: tuple = NO_CLEARS
+) -> tuple[tuple[str, ...], tuple[int, ...]]:
+    """(contactFields names, custom field ids) that one contact's payload carries, then those
+    it clears (listed without a value)."""
     names = [key for key in LISTABLE_KEYS if key in payload]
     names += sorted({channel["type"] for channel in payload["channels"]})
     names += [key for key, _ in ADDRESS_KEYS if key in payload.get("address", {})]
-    return tuple(names), tuple(field["id"] for field in payload.get("fields", ()))
+    names += [name for name in clears[0] if name not in names]
+    ids = [field["id"] for field in payload.get("fields", ())]
+    ids += [field_id for field_id in clears[1] if field_id not in ids]
+    return tuple(names), tuple(ids)
 
 
 def _bulk_calls(bulk: list[tuple[ContactRecord, dict]]) -> list[list[tuple[ContactRecord, dict]]]:
-    """The contacts of each bulk call: at most 3000, all of one shape."""
+    """The contacts of each bulk call: at most 3000, all of one shape (no clears: the dry
+    run's view of a push with nothing to clear)."""
     calls = []
     for start in range(0, len(bulk), BULK_LIMIT):
-        calls += _by_shape(bulk[start : start + BULK_LIMIT])
+        calls += _by_shape(bulk[start : start + BULK_LIMIT], {})
     return calls
 
 
-def _by_shape(items: list[tuple[ContactRecord, dict]]) -> list[list[tuple[ContactRecord, dict]]]:
+def _by_shape(
+    items: list[tuple[ContactRecord, dict]], clears: dict[str, tuple]
+) -> list[list[tuple[ContactRecord, dict]]]:
     groups: dict[tuple, list] = {}
     for item in items:
-        groups.setdefault(payload_shape(item[1]), []).append(item)
+        cleared = clears.get(item[0].external_id, NO_CLEARS)
+        groups.setdefault((payload_shape(item[1], cleared), cleared), []).append(item)
     return list(groups.values())
 
 

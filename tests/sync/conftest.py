@@ -30,7 +30,7 @@ def destination_form_data(destination, **changes):
         "rate_limit": "",
         "timeout": "10",
     }
-    for prefix in ("field_mappings", "list_mappings"):
+    for prefix in ("field_mappings", "native_field_rules", "list_mappings"):
         data.update(
             {
                 f"{prefix}-TOTAL_FORMS": "0",

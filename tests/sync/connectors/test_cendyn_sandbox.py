@@ -497,7 +497,7 @@ def test_the_form_shows_and_checks_what_cendyn_declares(admin_client_logged, san
         "timeout": "10",
         **{
             f"{prefix}-{key}": value
-            for prefix in ("field_mappings", "list_mappings")
+            for prefix in ("field_mappings", "native_field_rules", "list_mappings")
             for key, value in (("TOTAL_FORMS", "0"), ("INITIAL_FORMS", "0"))
         },
     }
@@ -677,3 +677,89 @@ def test_a_city_and_phone_changed_in_cendyn_are_reported_as_drifted(
     assert dict(report.fields) == {"phone": 1, "city": 1}
     panel = admin_client_logged.get(reverse("admin:contacts_contact_sync_panel", args=[contact.pk]))
     assert "drifted: phone, city" in panel.content.decode()
+
+
+# ------------------------------------------------- clears and write rules (issue #13, items 1-2)
+
+NEWSLETTER_LIST = "661f9a2be4b0a1c2d3e40001"
+
+
+def _cendyn_contact(sandbox, external_id="clear-1"):
+    (held,) = [c for c in store(sandbox)["contacts"] if c.get("user_id") == external_id]
+    return held
+
+
+@pytest.fixture
+def clearing(sandbox_destination):
+    from contacts.models import MailingList
+
+    destination = sandbox_destination("cendyn")
+    newsletter = MailingList.objects.create(name="Newsletter")
+    ListMapping.objects.create(
+        destination=destination, mailing_list=newsletter, remote_list=NEWSLETTER_LIST
+    )
+    destination.refresh_from_db()
+    return destination, newsletter
+
+
+def test_a_list_left_and_a_cleared_phone_turn_list_and_channel_off_on_cendyn(sandbox, clearing):
+    from contacts.models import MailingListSubscription
+    from tests.sync.clearing import change, contact_with, last_attempt, push
+
+    destination, newsletter = clearing
+    person = contact_with(phone="+447712345678", sms_status="subscribed", city="London")
+    MailingListSubscription.objects.create(contact=person, mailing_list=newsletter)
+    push(person, destination)
+    held = _cendyn_contact(sandbox)
+    assert {c["channel"]: c["blacklisted"] for c in held["channel_subscriptions"]} == {
+        "email": False,
+        "sms": False,
+    }
+    assert held["list_subscriptions"] == [{"list_id": NEWSLETTER_LIST, "subscribed": True}]
+
+    MailingListSubscription.objects.filter(contact=person).update(subscribed=False)
+    change(person, phone="", city="")
+    push(person, destination)
+    held = _cendyn_contact(sandbox)
+    assert held["list_subscriptions"] == [{"list_id": NEWSLETTER_LIST, "subscribed": False}]
+    channels = {c["channel"]: c["blacklisted"] for c in held["channel_subscriptions"]}
+    assert channels == {"email": False, "sms": True}  # the documented way to turn it off
+    assert held["city"] == "London"  # nothing documented clears a value
+    error = last_attempt(person, destination).error
+    assert "kept on Cendyn CRM" in error and "city" in error and "phone" in error
+    # a later push keeps the channel off: no phone here, whatever the SMS status says
+    change(person, first_name="Augusta")
+    push(person, destination)
+    channels = {
+        c["channel"]: c["blacklisted"] for c in _cendyn_contact(sandbox)["channel_subscriptions"]
+    }
+    assert channels["sms"] is True
+    # the old city is still there: every push says so until a city is set here again
+    assert "city" in last_attempt(person, destination).error
+
+
+def test_cendyn_destination_page_lists_what_stays(sandbox, clearing, admin_client_logged):
+    from django.urls import reverse
+
+    destination, _ = clearing
+    page = admin_client_logged.get(reverse("admin:sync_destination_change", args=[destination.pk]))
+    assert "Cleared values stay on Cendyn CRM for: every field but the email and SMS" in (
+        page.content.decode()
+    )
+
+
+def test_cendyn_write_rule_never_for_a_native_field(sandbox, clearing):
+    from sync.models import NativeFieldRule
+    from tests.sync.clearing import change, contact_with, push
+
+    destination, _ = clearing
+    NativeFieldRule.objects.create(destination=destination, field="city", write_rule="never")
+    NativeFieldRule.objects.create(destination=destination, field="last_name", write_rule="create")
+    destination.refresh_from_db()
+    person = contact_with(city="London")
+    push(person, destination)
+    held = _cendyn_contact(sandbox)
+    assert "city" not in held and held["name_last"] == "Lovelace"
+    change(person, last_name="King")
+    push(person, destination)
+    assert _cendyn_contact(sandbox)["name_last"] == "Lovelace"

@@ -528,3 +528,133 @@ def test_erase_of_a_contact_ivvy_does_not_hold(sandbox, mapped):
     connector, _ = mapped
     assert connector.erase(external_id="ext-ivvy-none", remote_id=None).absent
     assert connector.erase(external_id="ext-ivvy-none", remote_id="999999").absent
+
+
+# ------------------------------------------------- clears and write rules (issue #13, items 1-2)
+
+
+def _ivvy_contact(sandbox, external_id="clear-1"):
+    (held,) = [c for c in stored(sandbox) if c["externalId"] == external_id]
+    return held
+
+
+@pytest.fixture
+def clearing(sandbox_destination):
+    """An iVvy destination: custom field "visits" -> 33446, groups -> 10 and 11."""
+    from contacts.models import CustomFieldDefinition
+
+    destination = sandbox_destination("ivvy")
+    visits = CustomFieldDefinition.objects.create(name="visits", type="number")
+    FieldMapping.objects.create(destination=destination, custom_field=visits, remote_field="33446")
+    news, vip = Group.objects.create(name="Newsletter"), Group.objects.create(name="VIP")
+    ListMapping.objects.create(destination=destination, group=news, remote_list="10")
+    ListMapping.objects.create(destination=destination, group=vip, remote_list="11")
+    destination.refresh_from_db()
+    return destination, news, vip
+
+
+def test_removed_external_urls_are_removed_on_ivvy_by_ref(sandbox, clearing):
+    from contacts.models import ExternalUrl
+    from tests.sync.clearing import contact_with, last_attempt, push
+
+    destination, _, _ = clearing
+    person = contact_with()
+    ExternalUrl.objects.create(contact=person, ref="crm", url="https://crm.example.com/1")
+    ExternalUrl.objects.create(contact=person, ref="web", url="https://example.com/ada")
+    push(person, destination)
+    assert {u["ref"] for u in _ivvy_contact(sandbox)["externalUrls"]} == {"crm", "web"}
+
+    ExternalUrl.objects.get(contact=person, ref="crm").delete()
+    push(person, destination)
+    assert [u["ref"] for u in _ivvy_contact(sandbox)["externalUrls"]] == ["web"]
+    assert '{"ref": "crm", "url": null}' in last_attempt(person, destination).request_body
+
+    ExternalUrl.objects.get(contact=person, ref="web").delete()
+    push(person, destination)
+    assert _ivvy_contact(sandbox)["externalUrls"] == []
+    assert last_attempt(person, destination).error == ""
+
+
+def test_without_known_refs_the_last_url_gone_sends_external_urls_null(sandbox, clearing):
+    from contacts.models import ExternalUrl
+    from sync.models import ContactSyncState
+    from tests.sync.clearing import contact_with, last_attempt, push
+
+    destination, _, _ = clearing
+    person = contact_with()
+    ExternalUrl.objects.create(contact=person, ref="crm", url="https://crm.example.com/1")
+    push(person, destination)
+    ContactSyncState.objects.filter(contact=person).update(accepted_keys=None)  # from before
+    ExternalUrl.objects.filter(contact=person).delete()
+    person.bump_content_version()
+    push(person, destination)
+    assert '"externalUrls": null' in last_attempt(person, destination).request_body
+    assert _ivvy_contact(sandbox)["externalUrls"] == []
+
+
+def test_a_group_left_here_is_left_on_ivvy_through_the_groups_replace(sandbox, clearing):
+    from contacts.models import GroupMembership
+    from tests.sync.clearing import contact_with, push
+
+    destination, news, vip = clearing
+    person = contact_with()
+    GroupMembership.objects.create(contact=person, group=news)
+    GroupMembership.objects.create(contact=person, group=vip)
+    push(person, destination)
+    assert _ivvy_contact(sandbox)["groups"] == [{"groupId": 10}, {"groupId": 11}]
+    GroupMembership.objects.get(contact=person, group=vip).delete()
+    push(person, destination)
+    assert _ivvy_contact(sandbox)["groups"] == [{"groupId": 10}]
+    GroupMembership.objects.filter(contact=person).delete()
+    person.bump_content_version()
+    push(person, destination)
+    assert _ivvy_contact(sandbox)["groups"] == []
+
+
+def test_a_cleared_phone_or_custom_value_stays_on_ivvy_and_is_not_called_synced(
+    sandbox, clearing, admin_client_logged
+):
+    from django.urls import reverse
+
+    from tests.sync.clearing import (
+        change,
+        clear_custom,
+        contact_with,
+        last_attempt,
+        push,
+        set_custom,
+    )
+
+    destination, _, _ = clearing
+    person = contact_with(phone="+61412345678")
+    set_custom(person, "visits", "3", "number")
+    push(person, destination)
+    change(person, phone="")
+    clear_custom(person, "visits")
+    state = push(person, destination)
+    held = _ivvy_contact(sandbox)
+    assert held["phone"] == "+61412345678"  # no documented way to clear it
+    assert [f["value"] for f in held["customFields"]] == ["3"]
+    error = last_attempt(person, destination).error
+    assert "kept on iVvy" in error and "custom:visits" in error and "phone" in error
+    # still held from us: the next push says so again rather than forgetting it
+    assert {"phone", "custom:visits"} <= set(state.accepted_keys)
+
+    page = admin_client_logged.get(reverse("admin:sync_destination_change", args=[destination.pk]))
+    assert (
+        "Cleared values stay on iVvy for: first name; last name; phone; every mapped custom field"
+        in page.content.decode()
+    )
+
+
+def test_a_name_ivvy_needs_to_create_cannot_be_never(sandbox_destination):
+    from django.core.exceptions import ValidationError
+
+    from sync.models import NativeFieldRule
+
+    destination = sandbox_destination("ivvy")
+    rule = NativeFieldRule(destination=destination, field="last_name", write_rule="never")
+    with pytest.raises(ValidationError) as caught:
+        rule.full_clean()
+    assert "iVvy needs the last name to create a contact" in str(caught.value)
+    NativeFieldRule(destination=destination, field="last_name", write_rule="create").full_clean()

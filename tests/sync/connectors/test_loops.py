@@ -130,9 +130,13 @@ def test_seed_contact_with_every_address_field_mapped_golden_payload():
 
 
 def test_contract_example_golden_payload():
+    """The contract's example clears `oldField`: Loops holds it from an earlier push."""
     loops = connector(mapping=CONTRACT_MAPPING)
-    payload = loops.build_payload(CONTRACT_CONTACT, RemoteState())
+    held = RemoteState(accepted=True, held_keys=frozenset({"custom:old_field"}))
+    payload = loops.build_payload(CONTRACT_CONTACT, held)
     assert payload == golden("contract_example.json")
+    # never pushed: nothing to clear, so no null
+    assert "oldField" not in loops.build_payload(CONTRACT_CONTACT, RemoteState())
 
 
 def test_unmapped_fields_lists_and_empty_values_are_not_sent():
@@ -170,7 +174,9 @@ def test_standard_fields_go_out_typed():
         gdpr_marketing_consent=False,
         tags=("vip", "newsletter"),
     )
-    payload = connector(mapping=mapping).build_payload(record, RemoteState())
+    # Loops holds a consent IP from us: now empty here, it goes out as null (a clear)
+    held = RemoteState(accepted=True, held_keys=frozenset({"consent_ip"}))
+    payload = connector(mapping=mapping).build_payload(record, held)
     assert payload == {
         "userId": "ext-1",
         "consentDate": "2026-01-15T08:30:00Z",
@@ -196,7 +202,8 @@ def test_standard_fields_go_out_typed():
 )
 def test_custom_values_are_sent_as_json_types(kind, text, sent):
     loops, record = custom(("prop", kind, text))
-    payload = loops.build_payload(record, RemoteState())
+    # held from an earlier push: an empty value is a clear (null)
+    payload = loops.build_payload(record, RemoteState("cid", held_keys=frozenset({"custom:prop"})))
     assert payload["prop"] == sent and type(payload["prop"]) is type(sent)
 
 
@@ -478,7 +485,10 @@ def update_schema(custom_properties=(), *, patched=True):
     no sibling `properties`, so it applies to every key and refuses `mailingLists`: replaced
     by the closed list below. (2) `null` added to the custom property types: Loops documents it
     as the reset value (update-contact page), the spec's oneOf forgets it. (3) mailing list
-    values are booleans, as MailingListSubscriptions' description says.
+    values are booleans, as MailingListSubscriptions' description says. (4) `null` added to
+    `firstName` and `lastName`: the same page's reset rule covers "a contact property", and
+    Loops' own `Contact` schema types both string|null (`userGroup` stays a string: the
+    connector never nulls it).
     Closed: the contact fields plus the given custom property names, nothing else."""
     root = vendor_excerpt()
     schema = resolve_refs(root["components"]["schemas"]["ContactUpdateRequest"], root)
@@ -487,6 +497,8 @@ def update_schema(custom_properties=(), *, patched=True):
     fields = schema["allOf"][0]
     fields["additionalProperties"]["oneOf"].append({"type": "null"})
     fields["properties"]["mailingLists"]["additionalProperties"] = {"type": "boolean"}
+    for name in ("firstName", "lastName"):
+        fields["properties"][name] = {"type": ["string", "null"]}
     schema["properties"] = {
         **{name: True for name in fields["properties"]},
         **{name: fields["additionalProperties"] for name in custom_properties},

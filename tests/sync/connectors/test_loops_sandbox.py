@@ -445,3 +445,136 @@ def test_a_saved_contact_shows_loops_400_for_an_unknown_property(
     assert "propertyThatDoesNotExist" in state.last_error
     page = admin_client_logged.get(reverse("admin:contacts_contact_change", args=[contact.pk]))
     assert "propertyThatDoesNotExist" in page.content.decode()
+
+
+# ------------------------------------------------- clears and write rules (issue #13, items 1-2)
+
+
+def _loops_contact(sandbox, external_id="clear-1"):
+    (held,) = [c for c in store(sandbox)["contacts"] if c["userId"] == external_id]
+    return held
+
+
+@pytest.fixture
+def clearing(sandbox_destination):
+    """A Loops destination mapping the custom field "plan" and a mailing list."""
+    from contacts.models import CustomFieldDefinition
+
+    destination = sandbox_destination("loops")
+    definition = CustomFieldDefinition.objects.create(name="plan")
+    FieldMapping.objects.create(
+        destination=destination, custom_field=definition, remote_field="plan"
+    )
+    newsletter = MailingList.objects.create(name="Newsletter")
+    ListMapping.objects.create(
+        destination=destination, mailing_list=newsletter, remote_list="cm06f5v0e45nf0ml5754o9cix"
+    )
+    destination.refresh_from_db()
+    return destination, newsletter
+
+
+def test_clearing_each_field_nulls_it_on_loops_and_leaving_a_list_removes_it(sandbox, clearing):
+    from contacts.models import MailingListSubscription
+    from sync.models import SyncStatus
+    from tests.sync.clearing import (
+        change,
+        clear_custom,
+        contact_with,
+        last_attempt,
+        push,
+        set_custom,
+    )
+
+    destination, newsletter = clearing
+    person = contact_with()
+    set_custom(person, "plan", "pro")
+    MailingListSubscription.objects.create(contact=person, mailing_list=newsletter)
+    assert push(person, destination).status == SyncStatus.SYNCED
+    held = _loops_contact(sandbox)
+    assert (held["firstName"], held["lastName"], held["plan"]) == ("Ada", "Lovelace", "pro")
+    assert held["mailingLists"] == {"cm06f5v0e45nf0ml5754o9cix": True}
+
+    change(person, first_name="", last_name="")
+    clear_custom(person, "plan")
+    MailingListSubscription.objects.filter(contact=person).update(subscribed=False)
+    person.bump_content_version()
+    state = push(person, destination)
+    assert state.status == SyncStatus.SYNCED
+    held = _loops_contact(sandbox)
+    assert (held["firstName"], held["lastName"], "plan" in held) == (None, None, False)
+    assert held["mailingLists"] == {}
+    body = last_attempt(person, destination).request_body
+    assert '"firstName": null' in body and '"plan": null' in body
+    assert last_attempt(person, destination).error == ""  # nothing stays on Loops
+    assert "plan" not in state.accepted_keys and "first_name" not in state.accepted_keys
+
+    # cleared once: the next change does not send the nulls again
+    change(person, first_name="Ada")
+    push(person, destination)
+    assert "null" not in last_attempt(person, destination).request_body
+
+
+def test_a_cleared_user_group_stays_on_loops_and_the_attempt_log_says_so(sandbox, clearing):
+    from sync.models import SyncStatus
+    from tests.sync.clearing import change, contact_with, last_attempt, push
+
+    destination, _ = clearing
+    person = contact_with(user_group="Customers")
+    push(person, destination)
+    change(person, user_group="")
+    assert push(person, destination).status == SyncStatus.SYNCED
+    assert _loops_contact(sandbox)["userGroup"] == "Customers"  # a string, never null
+    error = last_attempt(person, destination).error
+    assert "kept on Loops" in error and "user_group" in error and "not in sync" in error
+
+
+def test_a_state_from_before_clears_every_mapped_empty_field(sandbox, clearing):
+    """accepted_keys unknown (a state written before they were kept): all possibly held."""
+    from sync.models import ContactSyncState
+    from tests.sync.clearing import (
+        change,
+        clear_custom,
+        contact_with,
+        last_attempt,
+        push,
+        set_custom,
+    )
+
+    destination, _ = clearing
+    person = contact_with()
+    set_custom(person, "plan", "pro")
+    push(person, destination)
+    ContactSyncState.objects.filter(contact=person).update(accepted_keys=None)
+    clear_custom(person, "plan")
+    change(person, last_name="")
+    push(person, destination)
+    body = last_attempt(person, destination).request_body
+    assert '"plan": null' in body and '"lastName": null' in body
+    assert "plan" not in _loops_contact(sandbox)
+
+
+def test_write_rules_create_only_is_not_resent_and_never_is_not_sent(sandbox, clearing):
+    from sync.models import NativeFieldRule
+    from tests.sync.clearing import change, contact_with, last_attempt, push, set_custom
+
+    destination, _ = clearing
+    FieldMapping.objects.filter(destination=destination).update(write_rule="never")
+    NativeFieldRule.objects.create(destination=destination, field="first_name", write_rule="create")
+    destination.refresh_from_db()
+    person = contact_with()
+    set_custom(person, "plan", "pro")
+    push(person, destination)
+    held = _loops_contact(sandbox)
+    assert held["firstName"] == "Ada"  # on create
+    assert "plan" not in held  # never
+
+    change(person, first_name="Augusta", last_name="King")
+    push(person, destination)
+    held = _loops_contact(sandbox)
+    assert (held["firstName"], held["lastName"]) == ("Ada", "King")  # Loops owns the name now
+    body = last_attempt(person, destination).request_body
+    assert "Augusta" not in body and '"plan"' not in body
+    # a cleared create-only field is the platform's own: never cleared either
+    change(person, first_name="")
+    push(person, destination)
+    assert _loops_contact(sandbox)["firstName"] == "Ada"

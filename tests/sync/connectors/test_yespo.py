@@ -393,7 +393,8 @@ def test_unsubscribed_or_absent_mailing_lists_detach():
     mapping = MappingRecord(mailing_lists={7: "200405", 8: "200406"})
     record = contact(subscriptions={7: False})
     transport = MockTransport().add(200, {"id": 5}).add(200).add(200)
-    connector(transport, mapping=mapping).push(record, RemoteState("5"))
+    # what Yespo holds from us is known (nothing to clear): the single call
+    connector(transport, mapping=mapping).push(record, RemoteState("5", held_keys=frozenset()))
     assert [c.path.rsplit("/", 1)[1] for c in transport.calls[1:]] == ["detach", "detach"]
 
 
@@ -413,7 +414,7 @@ def test_a_contact_first_pushed_in_bulk_is_not_reported_as_created_when_pushed_s
 
 def test_409_keeps_the_stored_remote_id_without_a_lookup():
     transport = MockTransport().add(409, text="Conflict: repeated request")
-    result = connector(transport).push(contact(), RemoteState("777"))
+    result = connector(transport).push(contact(), RemoteState("777", held_keys=frozenset()))
     assert (result.remote_id, result.created, result.status_code) == ("777", None, 409)
     assert len(transport.calls) == 1
 
@@ -855,3 +856,15 @@ def test_read_contact_searches_then_reads_the_full_contact():
     assert theirs.custom_values[0].value == "writer" and theirs.group_ids == frozenset({3})
     conn.transport.add(200, [])
     assert conn.read_contact(external_id="nobody", remote_id=None) is None
+
+
+def test_a_state_from_before_clears_every_empty_field_through_the_bulk_call():
+    """Yespo holds the contact (its id is stored) but not which fields it holds from us: every
+    empty field is possibly held, so the push lists them in `contactFields` and awaits."""
+    transport = MockTransport().add(200, {"asyncSessionId": "s-1"})
+    result = connector(transport).push(contact(), RemoteState("777"))
+    assert (result.awaiting, result.reference, result.remote_id) == (True, "s-1", "777")
+    (call,) = transport.calls
+    assert call.path == "/api/v1/contacts"
+    assert call.json["dedupeOn"] == "externalCustomerId" and call.json["contactFields"]
+    assert set(call.json["contactFields"]) >= set(yespo.payload_shape(result.payload)[0])

@@ -525,3 +525,151 @@ def test_a_town_and_phone_changed_in_yespo_are_reported_as_drifted(sandbox, sand
     assert dict(report.fields) == {"phone": 1, "city": 1}
     # by the stored id: one GET /api/v1/contact/{id}, no search
     assert report.requests == 1
+
+
+# ------------------------------------------------- clears and write rules (issue #13, items 1-2)
+
+
+def _yespo_contact(sandbox, external_id="clear-1"):
+    contacts = sandbox.sandbox.store("yespo")["yespo"]["contacts"]
+    (held,) = [c for c in contacts if c.get("externalCustomerId") == external_id]
+    return held
+
+
+@pytest.fixture
+def clearing(sandbox_destination):
+    """A Yespo destination: custom field "profession" -> 79814, a group -> segment 200401."""
+    from contacts.models import CustomFieldDefinition, Group
+
+    destination = sandbox_destination("yespo")
+    profession = CustomFieldDefinition.objects.create(name="profession")
+    FieldMapping.objects.create(
+        destination=destination, custom_field=profession, remote_field="79814"
+    )
+    vip = Group.objects.create(name="VIP")
+    ListMapping.objects.create(destination=destination, group=vip, remote_list="200401")
+    destination.refresh_from_db()
+    return destination, vip
+
+
+def test_clearing_fields_goes_through_bulk_contact_fields_and_awaits_confirmation(
+    sandbox, clearing
+):
+    from sync.engine import PushContext, contacts_confirm
+    from sync.models import SyncStatus
+    from tests.sync.clearing import (
+        change,
+        clear_custom,
+        contact_with,
+        last_attempt,
+        push,
+        set_custom,
+    )
+
+    destination, _ = clearing
+    person = contact_with(
+        phone="+380501234567", city="Kyiv", region="Kyiv", postal_code="01001", language="uk"
+    )
+    set_custom(person, "profession", "writer")
+    assert push(person, destination).status == SyncStatus.SYNCED
+    held = _yespo_contact(sandbox)
+    assert {c["type"] for c in held["channels"]} == {"email", "sms"}
+    assert held["address"] == {"town": "Kyiv", "region": "Kyiv", "postcode": "01001"}
+    assert held["fields"] == [{"id": 79814, "value": "writer"}]
+
+    change(person, phone="", city="", postal_code="", language="", last_name="")
+    clear_custom(person, "profession")
+    state = push(person, destination)
+    # a clear is asynchronous on Yespo, even for one contact: accepted, awaiting confirmation
+    assert state.status == SyncStatus.AWAITING and state.confirmation_ref
+    attempt = last_attempt(person, destination)
+    assert attempt.outcome == "awaiting"
+    body = attempt.request_body
+    assert "POST" in body and "api/v1/contacts" in body
+    bulk = json.loads(body.split("\n", 1)[1].split("\n\nPOST")[0])
+    assert set(bulk["contactFields"]) >= {"sms", "town", "postcode", "languageCode", "lastName"}
+    assert "region" in bulk["contactFields"]  # still carried: listed with its value
+    assert bulk["customFieldsIDs"] == [79814]
+    (sent,) = bulk["contacts"]
+    assert "lastName" not in sent and [c["type"] for c in sent["channels"]] == ["email"]
+
+    held = _yespo_contact(sandbox)
+    assert [c["type"] for c in held["channels"]] == ["email"]  # the phone channel is gone
+    assert held.get("address") == {"region": "Kyiv"}
+    assert held["fields"] == [] and held.get("lastName") is None
+    assert held.get("languageCode") is None and held["firstName"] == "Ada"
+
+    (confirmed,) = contacts_confirm(
+        contact_ids=[person.pk], destination=destination, context=PushContext(trigger="retry")
+    )
+    assert confirmed.status == SyncStatus.SYNCED
+    # cleared and confirmed: the next change goes through the single call again
+    change(person, first_name="Augusta")
+    assert push(person, destination).status == SyncStatus.SYNCED
+    assert "api/v1/contact\n" in last_attempt(person, destination).request_body
+
+
+def test_leaving_a_group_detaches_and_never_sends_an_empty_detach(sandbox, clearing):
+    from contacts.models import GroupMembership
+    from sync.engine import destination_connector
+    from tests.sync.clearing import contact_with, push
+
+    destination, vip = clearing
+    person = contact_with()
+    GroupMembership.objects.create(contact=person, group=vip)
+    push(person, destination)
+    assert [g["id"] for g in _yespo_contact(sandbox)["groups"]] == [200401]
+    GroupMembership.objects.filter(contact=person).delete()
+    person.bump_content_version()
+    push(person, destination)
+    assert _yespo_contact(sandbox)["groups"] == []
+    # with nobody to move, no membership call at all (an empty detach empties the segment)
+    connector = destination_connector(destination=destination)
+    connector._sync_memberships([])
+    assert connector.drain_exchanges() == []
+
+
+def test_yespo_write_rules_create_only_and_never(sandbox, clearing):
+    from sync.models import NativeFieldRule
+    from tests.sync.clearing import change, contact_with, last_attempt, push, set_custom
+
+    destination, _ = clearing
+    FieldMapping.objects.filter(destination=destination).update(write_rule="never")
+    NativeFieldRule.objects.create(destination=destination, field="city", write_rule="create")
+    destination.refresh_from_db()
+    person = contact_with(city="Kyiv")
+    set_custom(person, "profession", "writer")
+    push(person, destination)
+    held = _yespo_contact(sandbox)
+    assert held["address"] == {"town": "Kyiv"} and held["fields"] == []
+    change(person, city="Lviv")
+    push(person, destination)
+    assert _yespo_contact(sandbox)["address"] == {"town": "Kyiv"}
+    assert "Lviv" not in last_attempt(person, destination).request_body
+    change(person, city="")  # the platform's own now: not cleared either
+    push(person, destination)
+    assert _yespo_contact(sandbox)["address"] == {"town": "Kyiv"}
+
+
+def test_a_bulk_push_clears_by_shape_and_touches_nothing_else(sandbox, clearing):
+    from sync.engine import PushContext, contacts_push
+    from sync.models import SyncStatus
+    from tests.sync.clearing import change, contact_with
+
+    destination, _ = clearing
+    cleared = contact_with(phone="+380501234567", city="Kyiv")
+    kept = contact_with(
+        external_id="clear-2", email="b@example.com", phone="+380501234568", city="Lviv"
+    )
+    context = PushContext(trigger="action")
+    contacts_push(contact_ids=[cleared.pk, kept.pk], destination=destination, context=context)
+    change(cleared, phone="", city="")
+    change(kept, first_name="Bea")
+    states = contacts_push(
+        contact_ids=[cleared.pk, kept.pk], destination=destination, context=context
+    )
+    assert {s.status for s in states} == {SyncStatus.SYNCED}, [s.last_error for s in states]
+    one, two = _yespo_contact(sandbox), _yespo_contact(sandbox, "clear-2")
+    assert [c["type"] for c in one["channels"]] == ["email"] and not one.get("address")
+    assert {c["type"] for c in two["channels"]} == {"email", "sms"}
+    assert two["address"] == {"town": "Lviv"} and two["firstName"] == "Bea"
