@@ -1,6 +1,7 @@
 """Reads for the sync engine: contacts as records, a destination's mappings; and for people:
 the contact's sync panel, the dashboard, a destination's mapping history."""
 
+import time
 from collections.abc import Iterable
 from datetime import timedelta
 
@@ -30,6 +31,7 @@ from sync.models import (
     Destination,
     FieldMapping,
     ListMapping,
+    RateLimitSlot,
     SyncAttempt,
     SyncRun,
     SyncStatus,
@@ -459,3 +461,42 @@ def contact_erasure_plan(*, contact) -> list[dict]:
             }
         )
     return plan
+
+
+# ------------------------------------------------------------------ fairness (sync_worker)
+
+# Priorities of push tasks (django-tasks: higher first, -100..100). A person waiting on a
+# page (a save, "Push now", a single "Retry") outranks every bulk chunk and scheduler retry.
+PRIORITY_BULK = 0
+PRIORITY_INTERACTIVE = 50
+PUSH_TASK_PATH = "sync.tasks.push_contacts"
+
+
+def destinations_busy(*, now: float | None = None) -> list[int]:
+    """Destinations whose shared rate limit has no free slot right now (the next one is
+    reserved by some worker): a bulk chunk taken for one of them would only wait."""
+    now = time.time() if now is None else now
+    return list(
+        RateLimitSlot.objects.filter(next_at__gt=now).values_list("destination_id", flat=True)
+    )
+
+
+def ready_tasks_fair(tasks, *, busy: list[int]):
+    """Of the ready `tasks` (a DBTaskResult queryset), those a worker should take first: all
+    but bulk pushes to a busy destination. Interactive pushes are never skipped."""
+    if not busy:
+        return tasks
+    return tasks.exclude(
+        task_path=PUSH_TASK_PATH,
+        priority__lt=PRIORITY_INTERACTIVE,
+        args_kwargs__kwargs__destination_id__in=busy,
+    )
+
+
+def work_ready_elsewhere(*, destination_id: int) -> bool:
+    """Whether a worker would have something better to do than wait on this destination's
+    limit: a ready interactive push (to any destination, this one included: it should get
+    the next slot), or any other ready task that is not a bulk push to a busy destination."""
+    busy = set(destinations_busy()) | {destination_id}
+    ready = DBTaskResult.objects.ready()
+    return ready_tasks_fair(ready, busy=sorted(busy)).exists()

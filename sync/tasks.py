@@ -34,12 +34,27 @@ def push_contacts(
     user_id: int | None = None,
     run_id: int | None = None,
     force: bool = False,
+    interactive: bool = False,
 ):
-    context = engine.PushContext(trigger=trigger, user_id=user_id, run_id=run_id, force=force)
+    """One chunk of a push (sync.services queues it). A bulk chunk (not `interactive`) whose
+    destination's limit would make it wait while other work is ready stops and is queued
+    again with the contacts it did not reach, so the worker moves on (sync/ratelimit.py)."""
+    context = engine.PushContext(
+        trigger=trigger, user_id=user_id, run_id=run_id, force=force, may_give_way=not interactive
+    )
     try:
         engine.contacts_push_chunk(
             destination_id=destination_id, contact_ids=contact_ids, context=context
         )
+        if context.handed_back:
+            from sync import services  # services imports this module
+
+            dbretry.with_database_retry(
+                services.contacts_requeue,
+                destination_id=destination_id,
+                contact_ids=context.handed_back,
+                context=context,
+            )
     except (OperationalError, InterfaceError) as err:
         if not dbretry.is_transient(err):
             raise
