@@ -495,8 +495,16 @@ def ready_tasks_fair(tasks, *, busy: list[int]):
 
 def work_ready_elsewhere(*, destination_id: int) -> bool:
     """Whether a worker would have something better to do than wait on this destination's
-    limit: a ready interactive push (to any destination, this one included: it should get
-    the next slot), or any other ready task that is not a bulk push to a busy destination."""
+    limit: an interactive push ready (to any destination) or running on this one (it should
+    get this destination's next slots), or any other ready task that is not a bulk push to a
+    busy destination."""
     busy = set(destinations_busy()) | {destination_id}
     ready = DBTaskResult.objects.ready()
-    return ready_tasks_fair(ready, busy=sorted(busy)).exists()
+    if ready_tasks_fair(ready, busy=sorted(busy)).exists():
+        return True
+    return DBTaskResult.objects.filter(
+        status=TaskResultStatus.RUNNING,
+        task_path=PUSH_TASK_PATH,
+        priority__gte=PRIORITY_INTERACTIVE,
+        args_kwargs__kwargs__destination_id=destination_id,
+    ).exists()
