@@ -25,6 +25,7 @@ from common import (
     ROOT,
     SandboxProcess,
     make_destination,
+    median,
     platforms_with,
     sandbox_credentials_env,
     setup_django,
@@ -51,6 +52,10 @@ def main():
     setup_django(SYNC_ON_SAVE_MODE="queued")
     env = {**os.environ, **sandbox_credentials_env(), "SYNC_ON_SAVE_MODE": "queued"}
     os.environ.update(sandbox_credentials_env())
+    from django.utils import timezone
+    from django_tasks import TaskResultStatus
+    from django_tasks_db.models import DBTaskResult
+
     from contacts.demo import seed_demo_contacts
     from contacts.models import Contact
     from sync import services
@@ -68,12 +73,13 @@ def main():
         slow, fast = destinations[slow_platform], destinations[fast_platform]
         t0 = time.monotonic()
         spare = 2 * args.saves
-        seed_demo_contacts(args.slow_contacts + 2 * args.fast_contacts + spare)
+        seed_demo_contacts(args.slow_contacts + 3 * args.fast_contacts + spare)
         ids = list(Contact.objects.order_by("pk").values_list("pk", flat=True))
         print(f"seeded {len(ids)} contacts in {time.monotonic() - t0:.0f} s")
         fast_idle = ids[: args.fast_contacts]
         fast_busy = ids[args.fast_contacts : 2 * args.fast_contacts]
-        slow_ids = ids[2 * args.fast_contacts : 2 * args.fast_contacts + args.slow_contacts]
+        fast_again = ids[2 * args.fast_contacts : 3 * args.fast_contacts]
+        slow_ids = ids[3 * args.fast_contacts : 3 * args.fast_contacts + args.slow_contacts]
         saves = ids[-spare:]
 
         workers = [
@@ -88,8 +94,10 @@ def main():
             for _ in range(args.workers)
         ]
 
-        def push_time(contact_ids) -> float:
-            start = time.monotonic()
+        def push_time(contact_ids) -> tuple[float, str]:
+            """Seconds until every contact is synced, and where the chunks' time went: waiting
+            in the queue (enqueued to started) or running (started to finished)."""
+            start, since = time.monotonic(), timezone.now()
             services.contacts_push_selected(
                 contacts=Contact.objects.filter(pk__in=contact_ids),
                 destination=fast,
@@ -99,10 +107,20 @@ def main():
             states = ContactSyncState.objects.filter(destination=fast, contact_id__in=contact_ids)
             wait_until(
                 lambda: states.filter(status=SyncStatus.SYNCED).count() == len(contact_ids),
-                timeout=600,
+                timeout=900,
                 poll=0.1,
             )
-            return time.monotonic() - start
+            elapsed = time.monotonic() - start
+            chunks = DBTaskResult.objects.filter(
+                enqueued_at__gte=since, args_kwargs__kwargs__destination_id=fast.pk
+            ).values_list("enqueued_at", "started_at", "finished_at")
+            waits = [(s - e).total_seconds() for e, s, _ in chunks if s]
+            runs = [(f - s).total_seconds() for _, s, f in chunks if s and f]
+            detail = (
+                f"{len(runs)} chunks, queued {median(waits):.2f} s, ran {median(runs):.2f} s "
+                "(medians)"
+            )
+            return elapsed, detail
 
         def save_times(contact_ids) -> list[float]:
             times = []
@@ -119,9 +137,10 @@ def main():
             return times
 
         idle_saves = save_times(saves[: args.saves])
-        idle = push_time(fast_idle)
+        idle, idle_detail = push_time(fast_idle)
         print(
-            f"idle: {fast_platform} push of {len(fast_idle)} contacts {idle:.2f} s; saved "
+            f"idle: {fast_platform} push of {len(fast_idle)} contacts {idle:.2f} s "
+            f"({idle_detail}); saved "
             f"contact on all {len(destinations)} destinations "
             + ", ".join(f"{t:.2f}" for t in idle_saves)
             + " s"
@@ -142,17 +161,28 @@ def main():
         slow_synced = ContactSyncState.objects.filter(destination=slow, status=SyncStatus.SYNCED)
         before, t_before = slow_synced.count(), time.monotonic()
         busy_saves = save_times(saves[args.saves :])
-        busy = push_time(fast_busy)
+        busy, busy_detail = push_time(fast_busy)
         slow_rate = (slow_synced.count() - before) / (time.monotonic() - t_before)
         print(
             f"during the {slow_platform} push ({args.workers} {args.worker}s): {fast_platform} "
             f"push of {len(fast_busy)} contacts {busy:.2f} s = {busy / idle:.2f} of idle "
-            f"(target <= 1.20); saved contact on all {len(destinations)} destinations "
+            f"(target <= 1.20; {busy_detail}); saved contact on all {len(destinations)} "
+            "destinations "
             + ", ".join(f"{t:.2f}" for t in busy_saves)
             + f" s (target <= 5); {slow_platform} went on at {slow_rate:.1f} contacts/s "
             f"(limit {slow.effective_rate_limit:g}/s)"
         )
         services.run_cancel(run=SyncRun.objects.get(pk=run.pk))
+        # the machine is shared: idle again, after the slow push is cancelled and its
+        # chunks have drained, tells the load of the moment from the slow push's own effect
+        left = DBTaskResult.objects.filter(status=TaskResultStatus.READY)
+        drained = wait_until(lambda: not left.exists(), timeout=900, poll=0.5)
+        again, again_detail = push_time(fast_again)
+        print(
+            f"idle again ({drained:.0f} s to drain the cancelled push's chunks): {fast_platform} "
+            f"push of {len(fast_again)} contacts {again:.2f} s ({again_detail}); during/idle "
+            f"with the mean idle: {busy / ((idle + again) / 2):.2f}"
+        )
     finally:
         for worker in workers:
             worker.terminate()
