@@ -72,6 +72,31 @@ def test_an_interactive_push_is_taken_before_queued_bulk_chunks(
     assert (run.state, run.done, run.total) == (SyncRun.State.FINISHED, 6, 6)
 
 
+def test_an_interactive_only_worker_leaves_bulk_chunks_queued(
+    sandbox_destination, sandbox, settings
+):
+    settings.SYNC_ON_SAVE_MODE = "queued"
+    slow = sandbox_destination(SLOW)
+    seed_demo_contacts(3)
+    first, *rest = Contact.objects.order_by("pk")
+    services.contacts_push_selected(
+        contacts=Contact.objects.filter(pk__in=[c.pk for c in rest]),
+        destination=slow,
+        trigger="action",
+        user_id=None,
+    )
+    services.contact_push_now(contact_id=first.pk, destination=slow, user_id=None)
+
+    run_worker("--interactive-only")
+
+    statuses = dict(ContactSyncState.objects.values_list("contact_id", "status"))
+    assert statuses == {
+        first.pk: SyncStatus.SYNCED,
+        **{c.pk: SyncStatus.PENDING for c in rest},
+    }
+    assert push_tasks(slow).get(priority=selectors.PRIORITY_BULK).status == "READY"
+
+
 def test_a_chunk_waiting_on_its_limit_gives_way_to_another_destination(
     sandbox_destination, sandbox, settings
 ):
