@@ -472,13 +472,20 @@ PRIORITY_INTERACTIVE = 50
 PUSH_TASK_PATH = "sync.tasks.push_contacts"
 
 
+# A destination counts as busy this long after its last reserved slot: a chunk that gave its
+# place back is not taken again at once (each take claims and loads its whole chunk to send
+# one contact), so while other work is ready a slow destination goes on at about one request
+# per BUSY_GRACE rather than costing a worker much of its time in takes.
+BUSY_GRACE = 1.0
+
+
 def destinations_busy(*, now: float | None = None) -> list[int]:
     """Destinations whose shared rate limit has no free slot right now (the next one is
-    reserved by some worker): a bulk chunk taken for one of them would only wait."""
+    reserved by some worker) or had one reserved within BUSY_GRACE: a bulk chunk taken for
+    one of them would only wait, or give its place back again."""
     now = time.time() if now is None else now
-    return list(
-        RateLimitSlot.objects.filter(next_at__gt=now).values_list("destination_id", flat=True)
-    )
+    slots = RateLimitSlot.objects.filter(next_at__gt=now - BUSY_GRACE)
+    return list(slots.values_list("destination_id", flat=True))
 
 
 def ready_tasks_fair(tasks, *, busy: list[int]):
