@@ -14,6 +14,7 @@ from datetime import timedelta
 from django.conf import settings
 from django.db import transaction
 from django.db.models import Exists, F, OuterRef, QuerySet, Subquery
+from django.dispatch import receiver
 from django.utils import timezone
 from django_tasks import TaskResultStatus
 from django_tasks_db.models import DBTaskResult
@@ -136,6 +137,11 @@ def _push_task(*, interactive: bool):
     """The push task at its priority: interactive work first (sync.selectors)."""
     priority = selectors.PRIORITY_INTERACTIVE if interactive else selectors.PRIORITY_BULK
     return tasks.push_contacts.using(priority=priority)
+
+
+@receiver(tasks.chunk_gave_way, dispatch_uid="sync.services.contacts_requeue")
+def _chunk_gave_way(sender, *, destination_id, contact_ids, context, **kwargs) -> None:
+    contacts_requeue(destination_id=destination_id, contact_ids=contact_ids, context=context)
 
 
 def contacts_requeue(*, destination_id: int, contact_ids: list[int], context: PushContext) -> None:

@@ -16,6 +16,7 @@ worker's own bookkeeping finds the database back.
 import logging
 
 from django.db import InterfaceError, OperationalError
+from django.dispatch import Signal
 from django_tasks import task
 
 from sync import dbretry, engine, guard
@@ -23,6 +24,11 @@ from sync.connectors.base import ConnectorConfigurationError
 from sync.models import Destination
 
 logger = logging.getLogger(__name__)
+
+# Sent when a bulk chunk gave its place back (sync.engine): `destination_id`, `contact_ids`
+# (still claimed by this chunk) and `context`; sync.services.contacts_requeue receives it. A
+# chunk no one requeues leaves its contacts claimed, for the scheduler to take back.
+chunk_gave_way = Signal()
 
 
 @task()
@@ -47,10 +53,10 @@ def push_contacts(
             destination_id=destination_id, contact_ids=contact_ids, context=context
         )
         if context.handed_back:
-            from sync import services  # services imports this module
-
+            # sync.services queues them again (it alone enqueues, and it imports this module)
             dbretry.with_database_retry(
-                services.contacts_requeue,
+                chunk_gave_way.send,
+                sender=push_contacts,
                 destination_id=destination_id,
                 contact_ids=context.handed_back,
                 context=context,
