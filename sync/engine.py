@@ -82,6 +82,7 @@ STATE_FIELDS = [
 ]
 CHECK_EVERY = 1.0  # seconds between checks for a cancelled run or a paused destination
 WRITE_EVERY, WRITE_EVERY_SECONDS = 25, 0.5  # outcomes written per batch, at least this often
+GIVE_WAY_AFTER = 0.05  # seconds of rate-limit wait a bulk chunk gives its place back for
 # A state in one of these still owes its run an outcome; the others have settled.
 OWED = (SyncStatus.PENDING, SyncStatus.IN_PROGRESS, SyncStatus.WAITING, SyncStatus.AWAITING)
 DRIFT_SETTLED = frozenset({Outcome.CREATED, Outcome.UPDATED, Outcome.ACCEPTED, Outcome.SKIPPED})
@@ -97,6 +98,11 @@ class PushContext:
     force: bool = False
     # the claimant: a process, and a thread in it (web servers push from several threads)
     worker: str = field(default_factory=lambda: f"{WORKER_NAME}:{threading.get_ident()}")
+    # a bulk chunk may give its place back rather than wait on its destination's rate limit
+    # while other work is ready; the contacts it did not reach (still claimed by it) are
+    # left here for the task to queue again (sync.services.contacts_requeue)
+    may_give_way: bool = False
+    handed_back: list[int] = field(default_factory=list)
 
 
 def destination_connector(
@@ -715,6 +721,9 @@ def _push_chunk_one_by_one(records, states, destination, context, connector):
         if stop:
             with_database_retry(_release, [states[r.id] for r in records[index:]], destination)
             break
+        if index and context.may_give_way and _should_give_way(connector, destination):
+            context.handed_back = [r.id for r in records[index:]]
+            break
         unwritten.append(_push_one(record, states[record.id], destination, context, connector))
         if len(unwritten) >= WRITE_EVERY or now >= next_write:
             _write(unwritten, destination, context)
@@ -722,6 +731,16 @@ def _push_chunk_one_by_one(records, states, destination, context, connector):
             unwritten, next_write = [], now + WRITE_EVERY_SECONDS
     _write(unwritten, destination, context)
     return results + unwritten
+
+
+def _should_give_way(connector, destination) -> bool:
+    """Whether this chunk should stop here and be queued again: its next request would wait
+    on the destination's shared limit while a worker has other work ready (sync.selectors).
+    Checked after the first contact, so a chunk always moves on."""
+    limiter = connector.rate_limiter
+    if limiter is None or with_database_retry(limiter.wait_ahead) < GIVE_WAY_AFTER:
+        return False
+    return with_database_retry(selectors.work_ready_elsewhere, destination_id=destination.pk)
 
 
 def _renew_claims(states, context) -> None:

@@ -10,6 +10,12 @@ class takes a slot of the destination and one of its class (its own row), and wa
 later of the two. Worker clocks are assumed to agree (NTP), as slots are wall-clock times. Each
 transaction is retried while the database is locked or away (sync.dbretry): a request waits
 rather than fails.
+
+Fairness: a bulk chunk asks `wait_ahead` before each contact and, when it would wait while a
+worker has something better to do (another destination's chunk, or an interactive push, this
+destination's included), gives its place back instead of reserving (sync.engine). So bulk
+work never holds more than the one slot block each worker has in hand, and an interactive
+push gets the next free slot: at most a block per worker ahead of it.
 """
 
 import time
@@ -42,6 +48,10 @@ class _Slots:
         if not self._slots:
             self._slots = with_database_retry(self._reserve)
         return self._slots.pop(0)
+
+    def held(self) -> float | None:
+        """The next slot this process holds already, or None."""
+        return self._slots[0] if self._slots else None
 
     def forget(self) -> None:
         self._slots = []
@@ -78,6 +88,20 @@ class DatabaseRateLimiter:
         wait = slot - time.time()
         if wait > 0:
             time.sleep(wait)
+
+    def wait_ahead(self) -> float:
+        """Seconds this process would wait in `acquire` now (0 when a slot is free): a slot it
+        holds already, else the destination's next free one. A read: nothing is reserved, so
+        a bulk chunk can give its place back instead of waiting (sync.engine)."""
+        held = self.slots.held()
+        if held is not None:
+            return max(0.0, held - time.time())
+        next_at = with_database_retry(
+            RateLimitSlot.objects.filter(destination_id=self.destination_id)
+            .values_list("next_at", flat=True)
+            .first
+        )
+        return max(0.0, (next_at or 0.0) - time.time())
 
     def defer(self, seconds: float) -> None:
         """No worker sends before `seconds` from now (the platform's Retry-After)."""

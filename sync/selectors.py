@@ -1,6 +1,7 @@
 """Reads for the sync engine: contacts as records, a destination's mappings; and for people:
 the contact's sync panel, the dashboard, a destination's mapping history."""
 
+import time
 from collections.abc import Iterable
 from datetime import timedelta
 
@@ -36,6 +37,7 @@ from sync.models import (
     InboundRefusal,
     ListMapping,
     NativeFieldRule,
+    RateLimitSlot,
     SyncAttempt,
     SyncRun,
     SyncStatus,
@@ -535,3 +537,57 @@ def contact_erasure_plan(*, contact) -> list[dict]:
             }
         )
     return plan
+
+
+# ------------------------------------------------------------------ fairness (sync_worker)
+
+# Priorities of push tasks (django-tasks: higher first, -100..100). A person waiting on a
+# page (a save, "Push now", a single "Retry") outranks every bulk chunk and scheduler retry.
+PRIORITY_BULK = 0
+PRIORITY_INTERACTIVE = 50
+PUSH_TASK_PATH = "sync.tasks.push_contacts"
+
+
+# A destination counts as busy this long after its last reserved slot: a chunk that gave its
+# place back is not taken again at once (each take claims and loads its whole chunk to send
+# one contact), so while other work is ready a slow destination goes on at about one request
+# per BUSY_GRACE rather than costing a worker much of its time in takes.
+BUSY_GRACE = 1.0
+
+
+def destinations_busy(*, now: float | None = None) -> list[int]:
+    """Destinations whose shared rate limit has no free slot right now (the next one is
+    reserved by some worker) or had one reserved within BUSY_GRACE: a bulk chunk taken for
+    one of them would only wait, or give its place back again."""
+    now = time.time() if now is None else now
+    slots = RateLimitSlot.objects.filter(next_at__gt=now - BUSY_GRACE)
+    return list(slots.values_list("destination_id", flat=True))
+
+
+def ready_tasks_fair(tasks, *, busy: list[int]):
+    """Of the ready `tasks` (a DBTaskResult queryset), those a worker should take first: all
+    but bulk pushes to a busy destination. Interactive pushes are never skipped."""
+    if not busy:
+        return tasks
+    return tasks.exclude(
+        task_path=PUSH_TASK_PATH,
+        priority__lt=PRIORITY_INTERACTIVE,
+        args_kwargs__kwargs__destination_id__in=busy,
+    )
+
+
+def work_ready_elsewhere(*, destination_id: int) -> bool:
+    """Whether a worker would have something better to do than wait on this destination's
+    limit: an interactive push ready (to any destination) or running on this one (it should
+    get this destination's next slots), or any other ready task that is not a bulk push to a
+    busy destination."""
+    busy = set(destinations_busy()) | {destination_id}
+    ready = DBTaskResult.objects.ready()
+    if ready_tasks_fair(ready, busy=sorted(busy)).exists():
+        return True
+    return DBTaskResult.objects.filter(
+        status=TaskResultStatus.RUNNING,
+        task_path=PUSH_TASK_PATH,
+        priority__gte=PRIORITY_INTERACTIVE,
+        args_kwargs__kwargs__destination_id=destination_id,
+    ).exists()

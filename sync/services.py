@@ -14,6 +14,7 @@ from datetime import timedelta
 from django.conf import settings
 from django.db import transaction
 from django.db.models import Exists, F, OuterRef, Q, QuerySet, Subquery
+from django.dispatch import receiver
 from django.utils import timezone
 from django_tasks import TaskResultStatus
 from django_tasks_db.models import DBTaskResult
@@ -95,30 +96,77 @@ def contacts_enqueue_push(
     user_id: int | None = None,
     run: SyncRun | None = None,
     force: bool = False,
+    interactive: bool = False,
 ) -> int:
     """Mark the contacts pending on each destination and queue their push, in chunks.
+    `interactive`: a person is waiting (a save, "Push now"): the chunks go ahead of bulk work.
     Returns the number of (contact, destination) pushes queued."""
     queued = 0
     for destination in destinations:
         for chunk in _chunks(contact_ids, chunk_size_for(destination)):
-            _queue_chunk(chunk, destination, run, trigger=trigger, user_id=user_id, force=force)
+            _queue_chunk(
+                chunk,
+                destination,
+                run,
+                trigger=trigger,
+                user_id=user_id,
+                force=force,
+                interactive=interactive,
+            )
             queued += len(chunk)
     return queued
 
 
-def _queue_chunk(contact_ids, destination, run, *, trigger, user_id, force) -> None:
+def _queue_chunk(
+    contact_ids, destination, run, *, trigger, user_id, force, interactive=False
+) -> None:
     """Mark a chunk pending and queue its task in one transaction: a pending state with no
     task would wait for ever, and a failed enqueue leaves the states as they were (for the
     scheduler, due again after one lease)."""
     with transaction.atomic():
         _mark_pending(contact_ids, destination, run)
-        tasks.push_contacts.enqueue(
+        _push_task(interactive=interactive).enqueue(
             destination_id=destination.pk,
             contact_ids=contact_ids,
             trigger=trigger,
             user_id=user_id,
             run_id=run.pk if run else None,
             force=force,
+            interactive=interactive,
+        )
+
+
+def _push_task(*, interactive: bool):
+    """The push task at its priority: interactive work first (sync.selectors)."""
+    priority = selectors.PRIORITY_INTERACTIVE if interactive else selectors.PRIORITY_BULK
+    return tasks.push_contacts.using(priority=priority)
+
+
+@receiver(tasks.chunk_gave_way, dispatch_uid="sync.services.contacts_requeue")
+def _chunk_gave_way(sender, *, destination_id, contact_ids, context, **kwargs) -> None:
+    contacts_requeue(destination_id=destination_id, contact_ids=contact_ids, context=context)
+
+
+def contacts_requeue(*, destination_id: int, contact_ids: list[int], context: PushContext) -> None:
+    """A bulk chunk gave its place back (sync.engine): the contacts it claimed but did not
+    reach become pending again and go back in the queue as one chunk, at bulk priority, in
+    the same transaction (a pending state with no task would wait for ever). Their run is
+    untouched: they count when they are pushed. A worker that dies before this leaves them
+    claimed, for the scheduler to take back at lease expiry."""
+    with transaction.atomic():
+        ContactSyncState.objects.filter(
+            destination_id=destination_id,
+            contact_id__in=contact_ids,
+            status=SyncStatus.IN_PROGRESS,
+            claimed_by=context.worker,
+        ).update(status=SyncStatus.PENDING, claimed_at=None, claimed_by="")
+        _push_task(interactive=False).enqueue(
+            destination_id=destination_id,
+            contact_ids=contact_ids,
+            trigger=context.trigger,
+            user_id=context.user_id,
+            run_id=context.run_id,
+            force=context.force,
         )
 
 
@@ -301,6 +349,10 @@ def run_cancel(*, run: SyncRun) -> None:
 
 # ----------------------------------------------------------------------- on save
 
+# A save of this many contacts or fewer is someone at a page (a contact's form, a small
+# change list edit): its pushes go ahead of bulk work. More is a bulk change, queued as bulk.
+INTERACTIVE_CONTACTS = 10
+
 
 def contacts_changed(*, contact_ids: set[int], user_id: int | None) -> None:
     """After a commit that changed these contacts: push them to every destination that pushes
@@ -323,6 +375,7 @@ def contacts_changed(*, contact_ids: set[int], user_id: int | None) -> None:
         destinations=destinations,
         trigger=Trigger.SAVE,
         user_id=user_id,
+        interactive=len(contact_ids) <= INTERACTIVE_CONTACTS,
     )
 
 
@@ -353,6 +406,7 @@ def contact_push_now(
         trigger=trigger,
         user_id=user_id,
         force=not retry,
+        interactive=True,
     )
     return "queued"
 

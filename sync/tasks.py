@@ -16,6 +16,7 @@ worker's own bookkeeping finds the database back.
 import logging
 
 from django.db import InterfaceError, OperationalError
+from django.dispatch import Signal
 from django_tasks import task
 
 from sync import dbretry, drift, engine, guard, inbound
@@ -23,6 +24,11 @@ from sync.connectors.base import ConnectorConfigurationError
 from sync.models import Destination
 
 logger = logging.getLogger(__name__)
+
+# Sent when a bulk chunk gave its place back (sync.engine): `destination_id`, `contact_ids`
+# (still claimed by this chunk) and `context`; sync.services.contacts_requeue receives it. A
+# chunk no one requeues leaves its contacts claimed, for the scheduler to take back.
+chunk_gave_way = Signal()
 
 
 @task()
@@ -34,12 +40,27 @@ def push_contacts(
     user_id: int | None = None,
     run_id: int | None = None,
     force: bool = False,
+    interactive: bool = False,
 ):
-    context = engine.PushContext(trigger=trigger, user_id=user_id, run_id=run_id, force=force)
+    """One chunk of a push (sync.services queues it). A bulk chunk (not `interactive`) whose
+    destination's limit would make it wait while other work is ready stops and is queued
+    again with the contacts it did not reach, so the worker moves on (sync/ratelimit.py)."""
+    context = engine.PushContext(
+        trigger=trigger, user_id=user_id, run_id=run_id, force=force, may_give_way=not interactive
+    )
     try:
         engine.contacts_push_chunk(
             destination_id=destination_id, contact_ids=contact_ids, context=context
         )
+        if context.handed_back:
+            # sync.services queues them again (it alone enqueues, and it imports this module)
+            dbretry.with_database_retry(
+                chunk_gave_way.send,
+                sender=push_contacts,
+                destination_id=destination_id,
+                contact_ids=context.handed_back,
+                context=context,
+            )
     except (OperationalError, InterfaceError) as err:
         if not dbretry.is_transient(err):
             raise
