@@ -241,6 +241,8 @@ class ContactResource(resources.ModelResource):
         self._looked_up_email: tuple[str, int | None] | None = None
         self._tombstones: tuple[frozenset[str], frozenset[str]] = (frozenset(), frozenset())
         self._stored_email = ""
+        self._row_offset = 0  # the file's rows before this call's dataset (chunked checks)
+        self._keep_file_state = False
 
     @classmethod
     def field_from_django_field(cls, field_name, django_field, readonly):
@@ -271,7 +273,27 @@ class ContactResource(resources.ModelResource):
         if not self._validate_only:
             super().save_instance(instance, is_create, row, **kwargs)
 
+    def begin_file(self, dataset) -> None:
+        """Check a file in several calls of `import_data`, a chunk of rows each (the
+        background import: memory stays bounded). The checks across rows (duplicate external
+        IDs, two rows for one contact or one email) see the whole file: its state is set up
+        here, once, and kept by each chunk's `before_import`. Set `row_offset` before each
+        chunk so that messages name the file's rows."""
+        self._keep_file_state = False
+        self.before_import(dataset)
+        self._keep_file_state = True
+
+    @property
+    def row_offset(self) -> int:
+        return self._row_offset
+
+    @row_offset.setter
+    def row_offset(self, value: int) -> None:
+        self._row_offset = value
+
     def before_import(self, dataset, **kwargs):
+        if self._keep_file_state:
+            return
         rows_by_id: dict[str, list[int]] = {}
         if "external_id" in (dataset.headers or []):
             for number, value in enumerate(dataset["external_id"], start=1):
@@ -285,7 +307,7 @@ class ContactResource(resources.ModelResource):
         self._tombstones = tombstone_index()
 
     def before_import_row(self, row, **kwargs):
-        self._row_number = kwargs.get("row_number", 0)
+        self._row_number = self._row_offset + kwargs.get("row_number", 0)
 
     def get_instance(self, instance_loader, row):
         """The contact with the row's external ID, else with its email (ignoring case).
