@@ -428,6 +428,8 @@ class ContactAdmin(ImportMixin, ExportActionMixin, SimpleHistoryAdmin, ModelAdmi
             "opts": self.model._meta,
             "job": job,
             "running": running,
+            # a worker reports after every chunk: minutes without a word mean it stopped
+            "stale": running and job.updated_at < timezone.now() - datetime.timedelta(minutes=5),
             "headers": headers,
             "page_rows": [_job_row(row, headers) for row in preview.get("page", [])],
             "clearings": preview.get("clearings", []),
