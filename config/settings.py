@@ -204,6 +204,9 @@ IMPORT_EXPORT_TMP_STORAGE_CLASS = env.str(
 IMPORT_MAX_BYTES = env.int("IMPORT_MAX_BYTES", default=50 * 1024 * 1024)
 IMPORT_MAX_ROWS = env.int("IMPORT_MAX_ROWS", default=200_000)
 IMPORT_CHUNK_ROWS = env.int("IMPORT_CHUNK_ROWS", default=200)
+# A file of more lines than this is stored in the database and checked and imported by a
+# worker, with a progress page (contacts.services.import_job_*); a smaller one in the request.
+IMPORT_BACKGROUND_ROWS = env.int("IMPORT_BACKGROUND_ROWS", default=1000)
 
 # -- History of contacts and their children (django-simple-history)
 # Reverting would write an old content_version back, and the sync engine would take the

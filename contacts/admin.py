@@ -10,9 +10,10 @@ from django import forms as django_forms
 from django.conf import settings
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
-from django.http import HttpResponseRedirect
+from django.http import HttpResponse, HttpResponseRedirect
+from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
-from django.urls import reverse
+from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.decorators import method_decorator
 from django.utils.html import format_html
@@ -36,6 +37,7 @@ from contacts.models import (
     ExternalUrl,
     Group,
     GroupMembership,
+    ImportJob,
     MailingList,
     MailingListSubscription,
 )
@@ -45,8 +47,16 @@ from contacts.services import (
     ImportRefused,
     contacts_import,
     contacts_import_dataset,
+    import_file_check_header,
     import_file_check_size,
+    import_job_confirm,
+    import_job_invalid_rows,
+    import_job_preview_data,
+    import_job_skipped_csv,
+    import_job_start,
 )
+
+SHOWN_INVALID_ROWS = 100  # on the job's page; the skipped-rows CSV has all of them
 
 # Per child model: the field that names a row, then the fields whose changes are listed.
 CHILD_HISTORY_FIELDS = {
@@ -367,6 +377,118 @@ class ContactAdmin(ImportMixin, ExportActionMixin, SimpleHistoryAdmin, ModelAdmi
         else:
             super().add_data_read_fail_error_to_form(form, e)
 
+    # ------------------------------------------------------------ background imports
+
+    def get_urls(self):
+        def view(function):
+            return self.admin_site.admin_view(function)
+
+        return [
+            path(
+                "import/<int:job_id>/",
+                view(self.import_job_view),
+                name="contacts_contact_import_job",
+            ),
+            path(
+                "import/<int:job_id>/confirm/",
+                view(self.import_job_confirm_view),
+                name="contacts_contact_import_job_confirm",
+            ),
+            path(
+                "import/<int:job_id>/skipped.csv",
+                view(self.import_job_skipped_view),
+                name="contacts_contact_import_job_skipped",
+            ),
+            *super().get_urls(),
+        ]
+
+    def import_action(self, request, **kwargs):
+        """A file of more than IMPORT_BACKGROUND_ROWS lines is stored and checked by a worker
+        (`contacts.services.import_job_start`): the person is sent to its progress page at
+        once. A smaller one is previewed in the request, as django-import-export does."""
+        if request.method == "POST" and self.has_import_permission(request):
+            form = self.create_import_form(request)
+            if form.is_valid():
+                import_file = form.cleaned_data["import_file"]
+                text = _background_text(import_file)
+                if text is not None:
+                    try:
+                        import_file_check_header(text=text)
+                    except ImportRefused as err:
+                        form.add_error("import_file", str(err))
+                        context = {**self._import_page_context(request), "form": form}
+                        return TemplateResponse(request, [self.import_template_name], context)
+                    job = import_job_start(
+                        content=text, file_name=import_file.name, user=request.user
+                    )
+                    return HttpResponseRedirect(
+                        reverse("admin:contacts_contact_import_job", args=[job.pk])
+                    )
+        return super().import_action(request, **kwargs)
+
+    def _import_job(self, request, job_id) -> ImportJob:
+        if not self.has_import_permission(request):
+            raise PermissionDenied
+        return get_object_or_404(ImportJob, pk=job_id)
+
+    def import_job_view(self, request, job_id):
+        """The progress page: rows checked and written, the invalid rows and the first page
+        of the file, the choice at confirm, the final counts. It reloads itself while a
+        worker is at it."""
+        job = self._import_job(request, job_id)
+        preview = import_job_preview_data(job=job)
+        invalid = import_job_invalid_rows(job=job)
+        headers = preview.get("headers", [])
+        running = job.status in (ImportJob.Status.PREVIEWING, ImportJob.Status.IMPORTING)
+        context = {
+            **self.admin_site.each_context(request),
+            "title": f"Import of {job.file_name or 'a file'}",
+            "opts": self.model._meta,
+            "job": job,
+            "running": running,
+            # a worker reports after every chunk: minutes without a word mean it stopped
+            "stale": running and job.updated_at < timezone.now() - datetime.timedelta(minutes=5),
+            "headers": headers,
+            "page_rows": [_job_row(row, headers) for row in preview.get("page", [])],
+            "clearings": preview.get("clearings", []),
+            "invalid_shown": [_job_row(row, headers) for row in invalid[:SHOWN_INVALID_ROWS]],
+            "invalid_hidden": max(0, len(invalid) - SHOWN_INVALID_ROWS),
+            "checked_percent": _percent(job.validated_rows, job.total_rows),
+            "written_percent": _percent(job.written_rows, job.total_rows - job.invalid_rows),
+            "can_confirm": job.content != ""
+            and (
+                job.status in (ImportJob.Status.PREVIEWED, ImportJob.Status.REFUSED)
+                or (job.status == ImportJob.Status.FAILED and job.mode)
+            ),
+            "modes": ImportJob.Mode.choices,
+            "default_mode": job.mode
+            or (ImportJob.Mode.SKIP if job.invalid_rows else ImportJob.Mode.ALL),
+        }
+        return TemplateResponse(request, "admin/contacts/contact/import_job.html", context)
+
+    @method_decorator(require_POST)
+    def import_job_confirm_view(self, request, job_id):
+        job = self._import_job(request, job_id)
+        if import_job_confirm(job=job, mode=request.POST.get("mode", "")):
+            self.message_user(request, "The import is queued; this page follows it.")
+        else:
+            self.message_user(
+                request,
+                "Nothing was queued: choose “all or nothing” or “skip the invalid rows”, on a "
+                "checked import that is not already running or done.",
+                messages.ERROR,
+            )
+        return HttpResponseRedirect(reverse("admin:contacts_contact_import_job", args=[job.pk]))
+
+    def import_job_skipped_view(self, request, job_id):
+        """The invalid rows of an import, with their errors, as CSV."""
+        job = self._import_job(request, job_id)
+        response = HttpResponse(
+            import_job_skipped_csv(job=job), content_type="text/csv; charset=utf-8"
+        )
+        response["Content-Disposition"] = f'attachment; filename="import-{job.pk}-skipped.csv"'
+        return response
+
     @method_decorator(require_POST)
     def process_import(self, request, **kwargs):
         """The confirmed import: `contacts_import` validates every row, then writes them in
@@ -470,6 +592,42 @@ class ContactAdmin(ImportMixin, ExportActionMixin, SimpleHistoryAdmin, ModelAdmi
         if request.method == "POST":
             raise PermissionDenied
         return super().history_form_view(request, object_id, version_id, extra_context)
+
+
+def _background_text(import_file) -> str | None:
+    """The file's text when it goes to the background (more lines than
+    IMPORT_BACKGROUND_ROWS), else None (and the file is left as it was, to be read again)."""
+    data = b"".join(import_file.chunks())
+    import_file.seek(0)
+    if data.count(b"\n") <= settings.IMPORT_BACKGROUND_ROWS:
+        return None
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        return None  # the in-request path says what is wrong with it
+
+
+def _job_row(row: dict, headers: list[str]) -> dict:
+    """A row of a job's page: its cells, each with its errors and what it would clear."""
+    errors, cleared = row.get("errors", {}), row.get("cleared", {})
+    return {
+        "number": row["row"],
+        "type": row.get("type", "invalid"),
+        "row_errors": errors.get("", []),
+        "cells": [
+            {
+                "header": header,
+                "value": value,
+                "errors": errors.get(header, []),
+                "cleared": cleared.get(header),
+            }
+            for header, value in zip(headers, row["cells"], strict=False)
+        ],
+    }
+
+
+def _percent(done: int, total: int) -> int:
+    return min(100, round(100 * done / total)) if total > 0 else 0
 
 
 @admin.register(CustomFieldDefinition)

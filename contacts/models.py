@@ -376,3 +376,59 @@ class ConsentEntry(models.Model):
     @property
     def is_opt_in(self) -> bool:
         return self.status in OPT_IN_STATUSES
+
+
+class ImportJob(models.Model):
+    """One CSV import run in the background (`contacts.services.import_job_*`): the file as
+    uploaded, kept in the database (durable, seen by every web host and worker) until the
+    import ends, then the progress and outcome the progress page shows.
+
+    `content` is emptied when the import is done (the rows are in the contacts then); it is
+    kept after a failure, so that nothing is lost and the import can be started again. The
+    invalid rows (`invalid_json`: their cells and errors, for the page and the skipped-rows
+    CSV) and the first page of the preview (`preview_json`) hold people's data too: the
+    erasure (`import_files_erase`) removes every job that names an erased person."""
+
+    class Status(models.TextChoices):
+        PREVIEWING = "previewing", "checking the rows"
+        PREVIEWED = "previewed", "checked, waiting for confirmation"
+        IMPORTING = "importing", "importing"
+        DONE = "done", "done"
+        REFUSED = "refused", "nothing imported: rows have errors"
+        FAILED = "failed", "failed"
+
+    class Mode(models.TextChoices):
+        ALL = "all", "All or nothing"
+        SKIP = "skip", "Import the valid rows, skip the rest"
+
+    created_by = models.ForeignKey(
+        "auth.User", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    file_name = models.CharField(max_length=255, blank=True)
+    content = models.TextField(blank=True)
+    status = models.CharField(max_length=12, choices=Status.choices, default=Status.PREVIEWING)
+    mode = models.CharField(max_length=8, choices=Mode.choices, blank=True)
+    total_rows = models.PositiveIntegerField(default=0)
+    validated_rows = models.PositiveIntegerField(default=0)
+    written_rows = models.PositiveIntegerField(default=0)
+    # after a failure part-way: the file's row to resume from (the rows before are saved)
+    start_row = models.PositiveIntegerField(default=1)
+    invalid_rows = models.PositiveIntegerField(default=0)
+    clearings = models.PositiveIntegerField(default=0)
+    totals = models.JSONField(default=dict, blank=True)
+    preview_json = models.TextField(blank=True)
+    invalid_json = models.TextField(blank=True)
+    failure = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self):
+        return f"Import {self.pk} ({self.file_name})"
+
+    @property
+    def finished(self) -> bool:
+        return self.status in (self.Status.DONE, self.Status.REFUSED, self.Status.FAILED)

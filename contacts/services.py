@@ -7,7 +7,10 @@ them the same way. Limits are read from settings at each call: `IMPORT_MAX_BYTES
 """
 
 import csv
+import html
 import io
+import json
+import logging
 import os
 import tempfile
 from collections import Counter
@@ -16,15 +19,19 @@ from dataclasses import dataclass, field
 
 import tablib
 from django.conf import settings
-from django.db import DatabaseError
+from django.db import DatabaseError, transaction
+from django.db.models import Q
+from django.utils import timezone
 from import_export.results import Result
 
-from contacts.models import Contact
-from contacts.resources import COLUMNS, ContactResource
+from contacts.models import Contact, ImportJob
+from contacts.resources import COLUMNS, ContactResource, neutralise_formula
 from contacts.signals import contacts_bulk_written, held_contact_ids
 
 MATCH_COLUMNS = ("external_id", "email")  # a row is matched on these; one is required
 DELIMITERS = (",", ";", "\t", "|")  # comma first: it wins a tie
+
+logger = logging.getLogger(__name__)
 
 
 class ImportRefused(Exception):
@@ -96,6 +103,18 @@ def contacts_import_dataset(*, text: str) -> tablib.Dataset:
     if not len(dataset):
         raise ImportRefused("The file has a header but no rows.")
     return dataset
+
+
+def import_file_check_header(*, text: str) -> None:
+    """Raises ImportRefused when the first line of `text` is not a header an import takes
+    (the rest of the file is checked by the worker: `contacts_import_dataset`)."""
+    text = text.removeprefix("\ufeff")
+    end = text.find("\n")
+    line = text[: end if end >= 0 else len(text)]
+    try:
+        _checked_header(next(csv.reader([line], delimiter=_delimiter(line)), []))
+    except csv.Error as err:
+        raise ImportRefused(f"The file is not valid CSV: {err}.") from err
 
 
 def _delimiter(header_line: str) -> str:
@@ -225,7 +244,9 @@ def _megabytes(size: int) -> str:
 
 def import_files_erase(*, needles: list[str]) -> int:
     """Remove the import files waiting between a preview and its confirmation that hold any
-    of `needles` (a person's email or external ID); returns how many were removed.
+    of `needles` (a person's email or external ID); returns how many were removed: the
+    background imports' stored files (ImportJob, in the database) and the in-request
+    preview's files.
 
     Where they are depends on IMPORT_EXPORT_TMP_STORAGE_CLASS: django-import-export's
     TempFolderStorage writes `tmp*` files in the system's temporary folder, MediaStorage
@@ -235,11 +256,25 @@ def import_files_erase(*, needles: list[str]) -> int:
     storage_class = settings.IMPORT_EXPORT_TMP_STORAGE_CLASS
     if not needles:
         return 0
+    removed = _erase_import_jobs(needles)
     if storage_class.endswith("TempFolderStorage"):
-        return _erase_temp_files(needles)
+        return removed + _erase_temp_files(needles)
     if storage_class.endswith("MediaStorage"):
-        return _erase_media_files(needles)
-    return 0
+        return removed + _erase_media_files(needles)
+    return removed
+
+
+def _erase_import_jobs(needles: list[str]) -> int:
+    """Background imports (ImportJob) whose stored file, preview or invalid rows name the
+    person: deleted whole (their counts mean nothing without the rows). A job still running
+    finds its row gone and stops writing; the tombstone refuses the person's rows."""
+    holding = Q()
+    for needle in needles:
+        for name in ("content", "preview_json", "invalid_json"):
+            holding |= Q(**{f"{name}__icontains": needle})
+    ids = list(ImportJob.objects.filter(holding).values_list("pk", flat=True))
+    ImportJob.objects.filter(pk__in=ids).delete()
+    return len(ids)
 
 
 def _holds(data: bytes, needles: list[str]) -> bool:
@@ -285,3 +320,315 @@ def _erase_media_files(needles: list[str]) -> int:
             storage._storage.delete(path)
             removed += 1
     return removed
+
+
+# ------------------------------------------------------------------ background imports
+
+PREVIEW_PAGE_ROWS = 50  # rows of the file shown on the progress page's preview
+SCAN_CHUNK_ROWS = 1000  # rows checked per call of the library: memory stays bounded
+SHOWN_CLEARINGS = 50
+
+
+@dataclass
+class ImportScan:
+    """What checking a file found, gathered chunk by chunk without keeping the library's
+    result of every row: the invalid rows (their cells and errors), the first rows of the
+    file as the preview shows them, the blank cells that would clear a stored value (the
+    first SHOWN_CLEARINGS) and their number, and the new/update/skip counts."""
+
+    checked_rows: int = 0
+    invalid: list[dict] = field(default_factory=list)
+    page: list[dict] = field(default_factory=list)
+    clearings: list[dict] = field(default_factory=list)
+    clearing_count: int = 0
+    totals: Counter = field(default_factory=Counter)
+    headers: list[str] = field(default_factory=list)
+
+    @property
+    def invalid_numbers(self) -> set[int]:
+        return {row["row"] for row in self.invalid}
+
+
+def contacts_import_scan(
+    *,
+    dataset: tablib.Dataset,
+    user=None,
+    start_row: int = 1,
+    page_rows: int = 0,
+    on_progress: Callable[[int], None] | None = None,
+) -> ImportScan:
+    """Check every row from `start_row` on, nothing written and no transaction opened, in
+    chunks of SCAN_CHUNK_ROWS with one resource (`ContactResource.begin_file`: the checks
+    across rows see the whole file). `on_progress(rows checked)` is called after each chunk.
+    Row numbers are the file's (1 is the first row under the header)."""
+    from contacts.templatetags.contact_import import CLEARED
+
+    scan = ImportScan()
+    headers = [str(h) for h in dataset.headers]
+    rows = _rows(dataset, start_row - 1, len(dataset))
+    resource = ContactResource()
+    resource.begin_file(rows)
+    for first in range(0, len(rows), SCAN_CHUNK_ROWS):
+        chunk = _rows(rows, first, first + SCAN_CHUNK_ROWS)
+        offset = start_row - 1 + first
+        resource.row_offset = offset
+        result = resource.import_data(chunk, dry_run=True, raise_errors=False, user=user)
+        invalid = {row.number: row for row in result.invalid_rows}
+        for index, row_result in enumerate(result.rows):
+            number = offset + index + 1
+            cells = [str(c) if c is not None else "" for c in chunk[index]]
+            errors: dict[str, list[str]] = {}
+            if row_result.errors:
+                errors[""] = [str(row_result.errors[0].error)]
+            elif index + 1 in invalid:
+                found = invalid[index + 1]
+                for name, messages in found.field_specific_errors.items():
+                    errors[str(name)] = [str(m) for m in messages]
+                if found.non_field_specific_errors:
+                    errors[""] = [str(m) for m in found.non_field_specific_errors]
+            cleared = {}
+            if not errors:
+                scan.totals[row_result.import_type] += 1
+                for header, cell in zip(result.diff_headers, row_result.diff or (), strict=False):
+                    match = CLEARED.fullmatch(str(cell).strip())
+                    if match and "<del" not in match["was"]:
+                        cleared[str(header)] = html.unescape(match["was"])
+                scan.clearing_count += len(cleared)
+                for column, was in cleared.items():
+                    if len(scan.clearings) < SHOWN_CLEARINGS:
+                        scan.clearings.append({"row": number, "column": column, "was": was})
+            else:
+                scan.invalid.append({"row": number, "cells": cells, "errors": errors})
+            if len(scan.page) < page_rows:
+                kind = "invalid" if errors else row_result.import_type
+                scan.page.append(
+                    {
+                        "row": number,
+                        "type": kind,
+                        "cells": cells,
+                        "errors": errors,
+                        "cleared": cleared,
+                    }
+                )
+        scan.checked_rows = first + len(chunk)
+        del result
+        if on_progress is not None:
+            on_progress(scan.checked_rows)
+    scan.headers = headers
+    return scan
+
+
+def import_job_start(*, content: str, file_name: str, user=None) -> ImportJob:
+    """Keep the uploaded file in the database and queue its check (the preview) for a
+    worker; the job's page follows it. The job and its task are created together."""
+    from contacts import tasks
+
+    with transaction.atomic():
+        job = ImportJob.objects.create(
+            content=content,
+            file_name=file_name[:255],
+            created_by=user if getattr(user, "pk", None) else None,
+        )
+        tasks.preview_import.enqueue(job_id=job.pk)
+    return job
+
+
+def import_job_confirm(*, job: ImportJob, mode: str) -> bool:
+    """Queue the import of a checked file, all or nothing or skipping the invalid rows, or
+    (after a failure part-way) its resumption. False when the job is not in a state to
+    be confirmed (a second click, another tab): nothing is queued twice."""
+    from contacts import tasks
+
+    if mode not in ImportJob.Mode.values:
+        return False
+    with transaction.atomic():
+        confirmable = Q(status__in=[ImportJob.Status.PREVIEWED, ImportJob.Status.REFUSED]) | (
+            Q(status=ImportJob.Status.FAILED) & ~Q(mode="")  # a failed import, not a check
+        )
+        started = (
+            ImportJob.objects.filter(confirmable, pk=job.pk)
+            .exclude(content="")
+            .update(status=ImportJob.Status.IMPORTING, mode=mode, failure="", finished_at=None)
+        )
+        if started:
+            tasks.run_import.enqueue(job_id=job.pk)
+    return bool(started)
+
+
+def _job_update(job_id: int, **values) -> int:
+    """One short write: the worker's progress, seen by the page at its next refresh. 0 when
+    the job is gone (erased: it named an erased person)."""
+    return ImportJob.objects.filter(pk=job_id).update(updated_at=timezone.now(), **values)
+
+
+def _job_user(job: ImportJob):
+    return job.created_by
+
+
+def import_job_preview(*, job_id: int) -> None:
+    """Worker side: read the stored file and check every row (nothing written); record the
+    counts, the invalid rows, the first page of rows and the clearings for the page."""
+    job = ImportJob.objects.filter(pk=job_id, status=ImportJob.Status.PREVIEWING).first()
+    if job is None:
+        return
+    try:
+        dataset = contacts_import_dataset(text=job.content)
+        _job_update(job_id, total_rows=len(dataset))
+        scan = contacts_import_scan(
+            dataset=dataset,
+            user=_job_user(job),
+            page_rows=PREVIEW_PAGE_ROWS,
+            on_progress=lambda n: _job_update(job_id, validated_rows=n),
+        )
+    except ImportRefused as err:
+        _job_finish(job_id, status=ImportJob.Status.FAILED, failure=str(err))
+        return
+    except Exception as err:  # the page says why; the stored file stays
+        logger.exception("the check of import %s failed", job_id)
+        _job_finish(job_id, status=ImportJob.Status.FAILED, failure=f"The check stopped: {err}")
+        return
+    _job_update(
+        job_id,
+        status=ImportJob.Status.PREVIEWED,
+        validated_rows=scan.checked_rows,
+        invalid_rows=len(scan.invalid),
+        clearings=scan.clearing_count,
+        totals=_counts(scan.totals),
+        preview_json=_dumps(
+            {"headers": scan.headers, "page": scan.page, "clearings": scan.clearings}
+        ),
+        invalid_json=_dumps(scan.invalid),
+    )
+
+
+def import_job_run(*, job_id: int) -> None:
+    """Worker side: the confirmed import. Every row (from the resume row on) is checked
+    first, nothing written; then, all or nothing: nothing is written when a row is invalid;
+    skipping: the valid rows are written and the invalid ones listed. Writes go in chunks of
+    IMPORT_CHUNK_ROWS, one short transaction each, push on save held back and each contact
+    queued once at the end (also after a failure). A failed chunk is rolled back and the
+    import stops; the file stays stored, and the page offers to resume from that chunk."""
+    job = ImportJob.objects.filter(pk=job_id, status=ImportJob.Status.IMPORTING).first()
+    if job is None:
+        return
+    user = _job_user(job)
+    start_row = job.start_row or 1
+    try:
+        dataset = contacts_import_dataset(text=job.content)
+        _job_update(job_id, total_rows=len(dataset), validated_rows=0)
+        scan = contacts_import_scan(
+            dataset=dataset,
+            user=user,
+            start_row=start_row,
+            on_progress=lambda n: _job_update(job_id, validated_rows=n),
+        )
+    except Exception as err:
+        logger.exception("the check of import %s failed", job_id)
+        _job_finish(job_id, status=ImportJob.Status.FAILED, failure=f"The check stopped: {err}")
+        return
+    _job_update(
+        job_id,
+        validated_rows=scan.checked_rows,
+        invalid_rows=len(scan.invalid),
+        invalid_json=_dumps(scan.invalid),
+    )
+    if scan.invalid and job.mode == ImportJob.Mode.ALL:
+        # the file stays: the person may choose to skip the invalid rows instead
+        _job_finish(job_id, status=ImportJob.Status.REFUSED)
+        return
+    skipped = scan.invalid_numbers
+    numbers = [n for n in range(start_row, len(dataset) + 1) if n not in skipped]
+    resuming = start_row > 1
+    totals = Counter(job.totals if resuming else {})
+    written = job.written_rows if resuming else 0
+    touched: set[int] = set()
+    failure = None
+    step = settings.IMPORT_CHUNK_ROWS
+    chunk_numbers: list[int] = numbers[:1]
+    try:
+        for first in range(0, len(numbers), step):
+            chunk_numbers = numbers[first : first + step]
+            chunk = tablib.Dataset(
+                *(dataset[n - 1] for n in chunk_numbers), headers=dataset.headers
+            )
+            result, held = _write_chunk(chunk, user, retain=False)
+            if isinstance(result, str) or result.has_errors() or result.has_validation_errors():
+                index, message = _first_failure(result, 0)
+                failure = (chunk_numbers[0], chunk_numbers[index - 1], message)
+                break
+            touched |= held
+            totals.update(result.totals)
+            written += len(chunk_numbers)
+            if not _job_update(job_id, written_rows=written, totals=_counts(totals)):
+                return  # erased meanwhile: nothing more is written (the finally pushes)
+    except Exception as err:  # the page says why; the stored file stays, to resume
+        logger.exception("import %s failed while writing", job_id)
+        row = chunk_numbers[0] if chunk_numbers else start_row
+        failure = (row, row, str(err))
+    finally:
+        if touched:
+            user_id = getattr(user, "pk", None)
+            contacts_bulk_written.send(sender=Contact, contact_ids=touched, user_id=user_id)
+    if failure is not None:
+        resume, row, message = failure
+        _job_finish(
+            job_id,
+            status=ImportJob.Status.FAILED,
+            start_row=resume,
+            written_rows=written,
+            totals=_counts(totals),
+            failure=(
+                f"Row {row} could not be saved: {message}. The rows before row {resume} are "
+                f"saved; nothing from row {resume} on. Correct the cause and resume."
+            ),
+        )
+        return
+    _job_finish(
+        job_id,
+        status=ImportJob.Status.DONE,
+        written_rows=written,
+        totals=_counts(totals),
+        content="",
+        start_row=1,
+    )
+
+
+def _counts(totals: Counter) -> dict:
+    """new / update / skip counts, those above zero (the library's totals list every kind)."""
+    return {kind: count for kind, count in totals.items() if count}
+
+
+def _job_finish(job_id: int, **values) -> None:
+    _job_update(job_id, finished_at=timezone.now(), **values)
+
+
+def import_job_invalid_rows(*, job: ImportJob) -> list[dict]:
+    return json.loads(job.invalid_json) if job.invalid_json else []
+
+
+def import_job_preview_data(*, job: ImportJob) -> dict:
+    return json.loads(job.preview_json) if job.preview_json else {}
+
+
+def import_job_skipped_csv(*, job: ImportJob) -> str:
+    """The invalid rows as CSV: the file's header, then `row` (its number in the file) and
+    `errors` ("column: message" joined by " | "), each value formula-guarded like an
+    export (a spreadsheet opens it)."""
+    headers = import_job_preview_data(job=job).get("headers", [])
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(["row", *headers, "errors"])
+    for row in import_job_invalid_rows(job=job):
+        errors = " | ".join(
+            f"{column}: {message}" if column else message
+            for column, messages in row["errors"].items()
+            for message in messages
+        )
+        cells = [neutralise_formula(cell) for cell in row["cells"]]
+        writer.writerow([row["row"], *cells, neutralise_formula(errors)])
+    return out.getvalue()
+
+
+def _dumps(value) -> str:
+    # ensure_ascii off: the erasure searches the text for a person's email as written
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))

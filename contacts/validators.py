@@ -72,6 +72,7 @@ def validate_birth_date(value: datetime.date | None) -> None:
         raise ValidationError("A birth date cannot be in the future.")
 
 
+@cache  # read per row by an import's checks: pycountry's list does not change
 def country_choices() -> list[tuple[str, str]]:
     return sorted(((c.alpha_2, c.name) for c in pycountry.countries), key=lambda c: c[1])
 

@@ -27,7 +27,7 @@ from django.urls import URLPattern, URLResolver, get_resolver, reverse
 from django.utils import timezone
 
 from contacts.demo import seed_demo_contacts
-from contacts.models import Contact, CustomFieldDefinition, MailingList
+from contacts.models import Contact, CustomFieldDefinition, ImportJob, MailingList
 from contacts.models import Group as ContactGroup
 from sync import tasks
 from sync.models import (
@@ -179,6 +179,13 @@ EXPECTED = {
     "admin:contacts_contact_sync_check": Rule(post=EDIT_CONTACTS, post_only=True),
     "admin:contacts_contact_import": Rule(get=EDIT_CONTACTS, post=EDIT_CONTACTS),
     "admin:contacts_contact_process_import": Rule(post=EDIT_CONTACTS, post_only=True),
+    # A background import: its progress page and its skipped rows' CSV (GET and POST alike),
+    # and the confirmation that queues its writing, for those who may import.
+    "admin:contacts_contact_import_job": Rule(get=EDIT_CONTACTS, post=EDIT_CONTACTS),
+    "admin:contacts_contact_import_job_skipped": Rule(get=EDIT_CONTACTS, post=EDIT_CONTACTS),
+    "admin:contacts_contact_import_job_confirm": Rule(
+        post=EDIT_CONTACTS, post_only=True, writes=True
+    ),
     "admin:contacts_contact_export": Rule(get=READ_CONTACTS, post=READ_CONTACTS),
     **_catalogue_rules("contacts_customfielddefinition"),
     **_catalogue_rules("contacts_group"),
@@ -339,6 +346,18 @@ def world(sandbox_destination, django_user_model):
         AccessLog: AccessLog.objects.create(**access),
         AccessFailureLog: AccessFailureLog.objects.create(**access),
         DBTaskResult: DBTaskResult.objects.get(),
+        # a background import waiting for its confirmation (not an admin model: its pages
+        # are the contact admin's)
+        ImportJob: ImportJob.objects.create(
+            file_name="people.csv",
+            content="email,phone\nbad@example.com,12345\n",
+            status=ImportJob.Status.PREVIEWED,
+            total_rows=1,
+            validated_rows=1,
+            invalid_rows=1,
+            preview_json='{"headers":["email","phone"],"page":[],"clearings":[]}',
+            invalid_json='[{"row":1,"cells":["bad@example.com","12345"],"errors":{"phone":["bad"]}}]',
+        ),
     }
     missing = [m._meta.label for m in admin.site._registry if objects.get(m) is None]
     assert not missing, f"add an object of {missing} to the world fixture"
@@ -414,6 +433,7 @@ ARGUMENT_VALUES = {
     "destination_id": lambda w: w.destination.pk,
     "run_id": lambda w: w.run.pk,
     "contact_id": lambda w: w.contact.pk,
+    "job_id": lambda w: w.objects[ImportJob].pk,
 }
 
 # URL name -> world -> {table key: URL}, for URLs whose arguments are none of the above
