@@ -33,7 +33,7 @@ ATTEMPT_SQL = """
     INSERT INTO sync_syncattempt (destination_id, contact_id, external_id, trigger,
         started_at, duration_ms, http_status, request_body, response_excerpt, outcome, error)
     SELECT (SELECT min(id) FROM sync_destination) + mod(g, 4), NULL, 'ct-' || g, 'action',
-        now() - mod(g * 7919, %s) * interval '1 second', 12, 200, '{}', '{}',
+        now() - (%s + mod(g::bigint * 7919, %s)) * interval '1 second', 12, 200, '{}', '{}',
         CASE WHEN mod(g, 25) = 0 THEN 'failed' ELSE 'updated' END,
         CASE WHEN mod(g, 25) = 0 THEN 'HTTP 400: error ' || mod(g, 7) ELSE '' END
     FROM generate_series(%s, %s) AS g
@@ -53,13 +53,21 @@ def seed_contacts(cursor, count: int) -> None:
     cursor.execute(STATE_SQL, [cursor.fetchone()[0]])
 
 
-def seed_attempts(cursor, count: int, *, days: int = 30) -> None:
-    """`count` more attempt-log rows on the four destinations, spread over the last `days`
-    days (1 in 25 failed), in statements of a million rows."""
-    cursor.execute("SELECT count(*) FROM sync_syncattempt")
+def seed_attempts(cursor, count: int, *, days: int = 30, older_than_days: int = 0) -> None:
+    """`count` more attempt-log rows on the four destinations, spread over `days` days ending
+    `older_than_days` ago (1 in 25 failed), in statements of a million rows."""
+    cursor.execute("SELECT coalesce(max(id), 0) FROM sync_syncattempt")
     start = cursor.fetchone()[0]
     for low in range(start + 1, start + count + 1, STEP):
-        cursor.execute(ATTEMPT_SQL, [days * 24 * 3600, low, min(low + STEP - 1, start + count)])
+        cursor.execute(
+            ATTEMPT_SQL,
+            [
+                older_than_days * 24 * 3600,
+                days * 24 * 3600,
+                low,
+                min(low + STEP - 1, start + count),
+            ],
+        )
 
 
 def vacuum(connection) -> None:

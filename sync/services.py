@@ -48,6 +48,7 @@ from sync.models import (
     Destination,
     EraseReceipt,
     Erasure,
+    PushesPerHour,
     RemoteOption,
     SyncAttempt,
     SyncRun,
@@ -847,16 +848,24 @@ def contacts_retry_failed(
 
 
 def attempts_prune(*, days: int, batch: int = 5000) -> int:
-    """Delete attempt-log rows older than `days`, in batches (no long lock on a big table)."""
+    """Delete attempt-log rows older than `days`, `batch` rows at a time, each batch its own
+    short statement and transaction: the ids first (a range of the started_at index), then
+    `DELETE … WHERE id IN (…)` by primary key, so no lock is held on the log for longer than
+    one batch takes, whatever its size (bench/prune.py prints the longest). The dashboard's
+    settled hours older than its week go with them. Returns how many attempts were deleted."""
     cutoff = timezone.now() - timedelta(days=days)
+    old = SyncAttempt.objects.filter(started_at__lt=cutoff).order_by()
     deleted = 0
     while True:
-        ids = list(
-            SyncAttempt.objects.filter(started_at__lt=cutoff).values_list("pk", flat=True)[:batch]
-        )
+        ids = list(old.values_list("pk", flat=True)[:batch])
         if not ids:
-            return deleted
+            break
+        # Nothing refers to an attempt row and no signal watches it, so Django deletes without
+        # fetching the rows: one DELETE statement in its own transaction.
         deleted += SyncAttempt.objects.filter(pk__in=ids).delete()[0]
+    week = timezone.now() - timedelta(days=selectors.CHART_DAYS + 1)
+    PushesPerHour.objects.filter(hour__lt=min(week, cutoff)).delete()
+    return deleted
 
 
 # -------------------------------------------------------- django-tasks-db's task rows
