@@ -267,7 +267,8 @@ def pushes_per_hour(*, destination_ids: list[int], now) -> dict[int, dict]:
         destination_id__in=destination_ids, hour__gte=since, hour__lt=settled
     ).values_list("destination_id", "hour", "pushes"):
         stored.add((destination_id, hour))
-        hourly[destination_id][hour] = n
+        if n:  # zeros are stored so the hour is known counted; the charts need no key
+            hourly[destination_id][hour] = n
     missing = [h for h in hours if any((pk, h) not in stored for pk in destination_ids)]
     if missing:
         counted = _count_pushes(start=missing[0], end=settled)

@@ -864,7 +864,7 @@ def attempts_prune(*, days: int, batch: int = 5000) -> int:
         # fetching the rows: one DELETE statement in its own transaction.
         deleted += SyncAttempt.objects.filter(pk__in=ids).delete()[0]
     week = timezone.now() - timedelta(days=selectors.CHART_DAYS + 1)
-    PushesPerHour.objects.filter(hour__lt=min(week, cutoff)).delete()
+    PushesPerHour.objects.filter(hour__lt=week).delete()
     return deleted
 
 
