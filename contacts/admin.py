@@ -5,6 +5,7 @@ their own pages."""
 import datetime
 import re
 from dataclasses import dataclass, field
+from functools import cache
 
 from django import forms as django_forms
 from django.conf import settings
@@ -232,6 +233,11 @@ class ContactConfirmImportForm(ConfirmImportForm):
     )
 
 
+@cache
+def _country_names() -> dict[str, str]:
+    return dict(Contact._meta.get_field("country").flatchoices)
+
+
 class EstimatedCountPaginator(Paginator):
     """The contact list's pages without counting the whole table on every view: unfiltered,
     on PostgreSQL, past ESTIMATE_FROM rows, the count is the planner's estimate
@@ -278,7 +284,7 @@ class ContactAdmin(ImportMixin, ExportActionMixin, SimpleHistoryAdmin, ModelAdmi
         "email",
         "phone",
         "short_external_id",
-        "country",
+        "country_name",
         "subscriptions",
         "updated",
     ]
@@ -306,6 +312,12 @@ class ContactAdmin(ImportMixin, ExportActionMixin, SimpleHistoryAdmin, ModelAdmi
         return format_html(
             '<span title="{}" class="whitespace-nowrap">{}…</span>', value, value[:10]
         )
+
+    @admin.display(description="country", ordering="country")
+    def country_name(self, obj):
+        """The country's name from a table built once: the field's own display rebuilds and
+        sorts its 249 choices for every row (a third of a page's time)."""
+        return _country_names().get(obj.country, obj.country) or "-"
 
     @admin.display(description="email / SMS", ordering="email_status")
     def subscriptions(self, obj):
