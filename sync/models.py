@@ -501,10 +501,11 @@ class SyncAttempt(models.Model):
 
 class PushesPerHour(models.Model):
     """The dashboard's pushes on one destination in one settled hour (an hour that ended long
-    enough ago that no push can still be written into it), filled by `sync.selectors.dashboard`
-    the first time it needs the hour. Counting a week of a ten-million-row attempt log on
-    every page load takes seconds; a settled hour's count never changes (pruning removes
-    only rows far older than the week the dashboard shows), so it is counted once."""
+    enough ago that no push can still be written into it), stored by the scheduler
+    (`sync.services.pushes_per_hour_store`) and read by the dashboard. Counting a week of a
+    ten-million-row attempt log on every page load takes seconds; a settled hour's count
+    never changes (pruning removes only rows far older than the week the dashboard shows),
+    so it is counted once."""
 
     destination = models.ForeignKey(Destination, on_delete=models.CASCADE, related_name="+")
     hour = models.DateTimeField(help_text="The hour's start, in UTC.")

@@ -254,44 +254,50 @@ CHART_DAYS = 7
 
 def pushes_per_hour(*, destination_ids: list[int], now) -> dict[int, dict]:
     """Pushes (attempts that reached a platform) per destination and UTC hour over the last
-    week, as {destination_id: {hour: n}}. Settled hours come from PushesPerHour, counted from
-    the attempt log once, the first time they are needed; the last hour or two are counted
-    live, a short range of the started_at index. Two queries once the week is stored (four
-    the first time in each hour), whatever the size of the attempt log."""
-    settled = _utc_hour(now - SETTLED_AFTER)
-    since = _utc_hour(now) - timedelta(days=CHART_DAYS)
-    hours = [since + timedelta(hours=h) for h in range(int((settled - since) / timedelta(hours=1)))]
-    hourly: dict[int, dict] = {pk: {} for pk in destination_ids}
-    stored = set()
-    for destination_id, hour, n in PushesPerHour.objects.filter(
-        destination_id__in=destination_ids, hour__gte=since, hour__lt=settled
-    ).values_list("destination_id", "hour", "pushes"):
-        stored.add((destination_id, hour))
-        if n:  # zeros are stored so the hour is known counted; the charts need no key
-            hourly[destination_id][hour] = n
-    missing = [h for h in hours if any((pk, h) not in stored for pk in destination_ids)]
-    if missing:
-        counted = _count_pushes(start=missing[0], end=settled)
-        PushesPerHour.objects.bulk_create(
-            [
-                PushesPerHour(destination_id=pk, hour=h, pushes=counted.get((pk, h), 0))
-                for h in hours
-                if h >= missing[0]
-                for pk in destination_ids
-                if (pk, h) not in stored
-            ],
-            ignore_conflicts=True,  # two dashboards filling the same hours at once
-        )
-        for (pk, h), n in counted.items():
-            if pk in hourly:
-                hourly[pk][h] = n
-    for (pk, h), n in _count_pushes(start=max(settled, since), end=None).items():
+    week, as {destination_id: {hour: n}}. Settled hours come from PushesPerHour (stored by
+    the scheduler, `services.pushes_per_hour_store`); from the first hour not stored on, they
+    are counted from the attempt log, a range of its started_at index: with the scheduler
+    running, the last hour or two. Two queries whatever the size of the log; a page view
+    writes nothing."""
+    since, settled, hours = week_hours(now)
+    hourly, stored = stored_pushes(destination_ids=destination_ids, since=since, until=settled)
+    live_from = first_unstored_hour(hours, stored, destination_ids) or settled
+    for pk in hourly:
+        hourly[pk] = {h: n for h, n in hourly[pk].items() if h < live_from}
+    for (pk, h), n in count_pushes(start=live_from, end=None).items():
         if pk in hourly:
             hourly[pk][h] = n
     return hourly
 
 
-def _count_pushes(*, start, end) -> dict[tuple[int, object], int]:
+def week_hours(now) -> tuple:
+    """The dashboard's week: its first UTC hour, the first hour not yet settled, and the
+    settled hours in between."""
+    settled = _utc_hour(now - SETTLED_AFTER)
+    since = _utc_hour(now) - timedelta(days=CHART_DAYS)
+    count = int((settled - since) / timedelta(hours=1))
+    return since, settled, [since + timedelta(hours=h) for h in range(count)]
+
+
+def stored_pushes(*, destination_ids, since, until) -> tuple[dict[int, dict], set]:
+    """The stored hours in [since, until): their non-zero counts, and which are stored."""
+    hourly: dict[int, dict] = {pk: {} for pk in destination_ids}
+    stored = set()
+    for destination_id, hour, n in PushesPerHour.objects.filter(
+        destination_id__in=destination_ids, hour__gte=since, hour__lt=until
+    ).values_list("destination_id", "hour", "pushes"):
+        stored.add((destination_id, hour))
+        if n:  # zeros are stored so the hour is known counted; the charts need no key
+            hourly[destination_id][hour] = n
+    return hourly, stored
+
+
+def first_unstored_hour(hours, stored, destination_ids):
+    """The first of `hours` some destination has no stored count for, or None."""
+    return next((h for h in hours if any((pk, h) not in stored for pk in destination_ids)), None)
+
+
+def count_pushes(*, start, end) -> dict[tuple[int, object], int]:
     """Pushes per (destination, UTC hour) started in [start, end) (end None: up to now)."""
     attempts = SyncAttempt.objects.filter(started_at__gte=start)
     if end is not None:

@@ -868,6 +868,30 @@ def attempts_prune(*, days: int, batch: int = 5000) -> int:
     return deleted
 
 
+def pushes_per_hour_store(*, now=None) -> int:
+    """Count the dashboard's settled hours of the week not yet stored into PushesPerHour
+    (the scheduler, each pass: once an hour, one hour of the attempt log), so the dashboard
+    does not recount a week of a ten-million-row log per view. Returns the rows stored."""
+    now = now or timezone.now()
+    ids = list(Destination.objects.values_list("pk", flat=True))
+    since, settled, hours = selectors.week_hours(now)
+    _, stored = selectors.stored_pushes(destination_ids=ids, since=since, until=settled)
+    first = selectors.first_unstored_hour(hours, stored, ids)
+    if first is None:
+        return 0
+    counted = selectors.count_pushes(start=first, end=settled)
+    rows = [
+        PushesPerHour(destination_id=pk, hour=h, pushes=counted.get((pk, h), 0))
+        for h in hours
+        if h >= first
+        for pk in ids
+        if (pk, h) not in stored
+    ]
+    # two schedulers storing the same hours at once: the same counts, kept once
+    PushesPerHour.objects.bulk_create(rows, ignore_conflicts=True)
+    return len(rows)
+
+
 # -------------------------------------------------------- django-tasks-db's task rows
 
 
