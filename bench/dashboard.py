@@ -52,11 +52,16 @@ def main():
         executed = []
 
         def count(execute, sql, params, many, context):
-            executed.append(sql)
-            return execute(sql, params, many, context)
+            started = time.perf_counter()
+            try:
+                return execute(sql, params, many, context)
+            finally:
+                executed.append((time.perf_counter() - started, sql))
 
         with connection.execute_wrapper(count):
             render()
+        for took, sql in sorted(executed, reverse=True)[:3]:  # where the time goes
+            print(f"  {took * 1000:6.0f} ms  {sql[:160]}")
         return len(executed), median([render() for _ in range(args.repeat)]), first, store
 
     small_contacts, small_attempts = 1_000, 10_000
