@@ -247,7 +247,7 @@ class EstimatedCountPaginator(Paginator):
     of a million contacts, or of those failed on a destination, takes most of a second.
     Smaller lists, and SQLite, whose tables this size are not, count exactly."""
 
-    ESTIMATE_FROM = 100_000
+    ESTIMATE_FROM = 10_000
 
     @cached_property
     def count(self):
