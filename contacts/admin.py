@@ -3,19 +3,24 @@ export, each contact's history, and the catalogues (custom fields, groups, maili
 their own pages."""
 
 import datetime
+import json
 import re
 from dataclasses import dataclass, field
+from functools import cache
 
 from django import forms as django_forms
 from django.conf import settings
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
+from django.core.paginator import Paginator
+from django.db import connection
 from django.http import HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.decorators import method_decorator
+from django.utils.functional import cached_property
 from django.utils.html import format_html
 from django.views.decorators.http import require_POST
 from import_export.admin import ExportActionMixin, ImportMixin
@@ -240,6 +245,32 @@ class ContactConfirmImportForm(ConfirmImportForm):
     )
 
 
+@cache
+def _country_names() -> dict[str, str]:
+    return dict(Contact._meta.get_field("country").flatchoices)
+
+
+class EstimatedCountPaginator(Paginator):
+    """The contact list's pages without counting a million contacts on every view: on
+    PostgreSQL the count is the planner's estimate of the list's rows (EXPLAIN, from the
+    statistics autovacuum's ANALYZE keeps) once that estimate passes ESTIMATE_FROM, a few
+    percent off at most, which only the page count and the total shown can tell; COUNT(*)
+    of a million contacts, or of those failed on a destination, takes most of a second.
+    Smaller lists, and SQLite, whose tables this size are not, count exactly."""
+
+    ESTIMATE_FROM = 10_000
+
+    @cached_property
+    def count(self):
+        queryset = self.object_list
+        if hasattr(queryset, "explain") and connection.vendor == "postgresql":
+            plan = json.loads(queryset.order_by().explain(format="json"))
+            estimate = int(plan[0]["Plan"]["Plan Rows"])
+            if estimate >= self.ESTIMATE_FROM:
+                return estimate
+        return super().count
+
+
 @admin.register(Contact)
 class ContactAdmin(ImportMixin, ExportActionMixin, SimpleHistoryAdmin, ModelAdmin):
     """Contacts with their children inline; CSV import (a preview that writes nothing, then
@@ -260,7 +291,7 @@ class ContactAdmin(ImportMixin, ExportActionMixin, SimpleHistoryAdmin, ModelAdmi
         "email",
         "phone",
         "short_external_id",
-        "country",
+        "country_name",
         "subscriptions",
         "updated",
     ]
@@ -273,6 +304,10 @@ class ContactAdmin(ImportMixin, ExportActionMixin, SimpleHistoryAdmin, ModelAdmi
     ]
     search_fields = ["first_name", "last_name", "email", "phone", "=external_id"]
     readonly_fields = ["created_at", "updated_at"]
+    # At a million contacts a COUNT(*) per page view: the list shows "Show all" instead of
+    # the unfiltered total next to a filtered count, and pages by an estimate when unfiltered.
+    show_full_result_count = False
+    paginator = EstimatedCountPaginator
 
     @admin.display(description="external ID", ordering="external_id")
     def short_external_id(self, obj):
@@ -284,6 +319,12 @@ class ContactAdmin(ImportMixin, ExportActionMixin, SimpleHistoryAdmin, ModelAdmi
         return format_html(
             '<span title="{}" class="whitespace-nowrap">{}…</span>', value, value[:10]
         )
+
+    @admin.display(description="country", ordering="country")
+    def country_name(self, obj):
+        """The country's name from a table built once: the field's own display rebuilds and
+        sorts its 249 choices for every row (a third of a page's time)."""
+        return _country_names().get(obj.country, obj.country) or "-"
 
     @admin.display(description="email / SMS", ordering="email_status")
     def subscriptions(self, obj):

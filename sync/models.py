@@ -614,6 +614,27 @@ class SyncAttempt(models.Model):
         return f"{self.get_outcome_display()} {self.external_id} on {self.destination.name}"
 
 
+class PushesPerHour(models.Model):
+    """The dashboard's pushes on one destination in one settled hour (an hour that ended long
+    enough ago that no push can still be written into it), stored by the scheduler
+    (`sync.services.pushes_per_hour_store`) and read by the dashboard. Counting a week of a
+    ten-million-row attempt log on every page load takes seconds; a settled hour's count
+    never changes (pruning removes only rows far older than the week the dashboard shows),
+    so it is counted once."""
+
+    destination = models.ForeignKey(Destination, on_delete=models.CASCADE, related_name="+")
+    hour = models.DateTimeField(help_text="The hour's start, in UTC.")
+    pushes = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["destination", "hour"], name="pushes_per_hour_unique")
+        ]
+
+    def __str__(self):
+        return f"{self.pushes} pushes on {self.destination_id} at {self.hour:%Y-%m-%d %H:00} UTC"
+
+
 class ContactDrift(models.Model):
     """What a read-back found different on the platform from what we would send now, for one
     contact on one destination (sync.drift). Field names only: the values stay where they are

@@ -3,7 +3,7 @@ the contact's sync panel, the dashboard, a destination's mapping history."""
 
 import time
 from collections.abc import Iterable
-from datetime import timedelta
+from datetime import UTC, timedelta
 
 from django.conf import settings
 from django.db.models import Count, F, OuterRef, Subquery, Window
@@ -37,6 +37,7 @@ from sync.models import (
     InboundRefusal,
     ListMapping,
     NativeFieldRule,
+    PushesPerHour,
     RateLimitSlot,
     SyncAttempt,
     SyncRun,
@@ -258,16 +259,7 @@ def dashboard(now=None) -> dict:
         counts.setdefault(row["destination_id"], {})[row["status"]] = row["n"]
     # Hourly pushes over the week: the charts, and the trend (the last 24 h against the 24 h
     # before).
-    week_ago = now - timedelta(days=7)
-    hourly: dict[int, dict] = {}
-    for row in (
-        SyncAttempt.objects.filter(started_at__gte=week_ago)
-        .exclude(outcome__in=[Outcome.UNCHANGED, Outcome.SKIPPED, Outcome.WAITING])
-        .annotate(hour=TruncHour("started_at"))
-        .values("destination_id", "hour")
-        .annotate(n=Count("id"))
-    ):
-        hourly.setdefault(row["destination_id"], {})[row["hour"]] = row["n"]
+    hourly = pushes_per_hour(destination_ids=[d.pk for d in destinations], now=now)
     drifted: dict[int, dict[str, int]] = {}
     for row in ContactDrift.objects.values("destination_id", "missing").annotate(n=Count("id")):
         key = "missing" if row["missing"] else "drifted"
@@ -313,6 +305,78 @@ def dashboard(now=None) -> dict:
     }
 
 
+# A push's attempt row is written when the push ends, with the time it started: an hour is
+# settled (no row can still arrive in it) once it ended longer ago than any push lasts (the
+# lease bounds a push; an hour is longer than the default lease of 5 minutes).
+SETTLED_AFTER = timedelta(hours=1)
+CHART_DAYS = 7
+
+
+def pushes_per_hour(*, destination_ids: list[int], now) -> dict[int, dict]:
+    """Pushes (attempts that reached a platform) per destination and UTC hour over the last
+    week, as {destination_id: {hour: n}}. Settled hours come from PushesPerHour (stored by
+    the scheduler, `services.pushes_per_hour_store`); from the first hour not stored on, they
+    are counted from the attempt log, a range of its started_at index: with the scheduler
+    running, the last hour or two. Two queries whatever the size of the log; a page view
+    writes nothing."""
+    since, settled, hours = week_hours(now)
+    hourly, stored = stored_pushes(destination_ids=destination_ids, since=since, until=settled)
+    live_from = first_unstored_hour(hours, stored, destination_ids) or settled
+    for pk in hourly:
+        hourly[pk] = {h: n for h, n in hourly[pk].items() if h < live_from}
+    for (pk, h), n in count_pushes(start=live_from, end=None).items():
+        if pk in hourly:
+            hourly[pk][h] = n
+    return hourly
+
+
+def week_hours(now) -> tuple:
+    """The dashboard's week: its first UTC hour, the first hour not yet settled, and the
+    settled hours in between."""
+    settled = _utc_hour(now - SETTLED_AFTER)
+    since = _utc_hour(now) - timedelta(days=CHART_DAYS)
+    count = int((settled - since) / timedelta(hours=1))
+    return since, settled, [since + timedelta(hours=h) for h in range(count)]
+
+
+def stored_pushes(*, destination_ids, since, until) -> tuple[dict[int, dict], set]:
+    """The stored hours in [since, until): their non-zero counts, and which are stored."""
+    hourly: dict[int, dict] = {pk: {} for pk in destination_ids}
+    stored = set()
+    for destination_id, hour, n in PushesPerHour.objects.filter(
+        destination_id__in=destination_ids, hour__gte=since, hour__lt=until
+    ).values_list("destination_id", "hour", "pushes"):
+        stored.add((destination_id, hour))
+        if n:  # zeros are stored so the hour is known counted; the charts need no key
+            hourly[destination_id][hour] = n
+    return hourly, stored
+
+
+def first_unstored_hour(hours, stored, destination_ids):
+    """The first of `hours` some destination has no stored count for, or None."""
+    return next((h for h in hours if any((pk, h) not in stored for pk in destination_ids)), None)
+
+
+def count_pushes(*, start, end) -> dict[tuple[int, object], int]:
+    """Pushes per (destination, UTC hour) started in [start, end) (end None: up to now)."""
+    attempts = SyncAttempt.objects.filter(started_at__gte=start)
+    if end is not None:
+        attempts = attempts.filter(started_at__lt=end)
+    rows = (
+        attempts.exclude(outcome__in=[Outcome.UNCHANGED, Outcome.SKIPPED, Outcome.WAITING])
+        .annotate(hour=TruncHour("started_at", tzinfo=UTC))
+        .order_by()
+        .values("destination_id", "hour")
+        .annotate(n=Count("id"))
+    )
+    return {(row["destination_id"], row["hour"]): row["n"] for row in rows}
+
+
+def _utc_hour(moment):
+    """The start of the UTC hour `moment` falls in."""
+    return moment.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+
+
 def dashboard_workers(limit: int = 20) -> list[dict]:
     """The worker processes that took up work, newest beat first, each as its host and
     process id with its last beat. A heartbeat is named host:pid:thread (sync.engine's
@@ -333,8 +397,8 @@ def _destination_row(destination, counts, hourly, errors, total_contacts, now):
     # pending, waiting or awaiting confirmation have no answer yet and are left out.
     held = counts.get(SyncStatus.SYNCED, 0) + counts.get(SyncStatus.UNCHANGED, 0)
     answered = held + counts.get(SyncStatus.FAILED, 0)
-    # TruncHour buckets in the current time zone; so do these keys.
-    this_hour = timezone.localtime(now).replace(minute=0, second=0, microsecond=0)
+    # Hours are UTC hours (pushes_per_hour), shown in the current time zone.
+    this_hour = timezone.localtime(_utc_hour(now))
     hours = [this_hour - timedelta(hours=h) for h in range(23, -1, -1)]
     per_hour = [hourly.get(h, 0) for h in hours]
     today = this_hour.replace(hour=0)

@@ -50,6 +50,7 @@ from sync.models import (
     EraseReceipt,
     Erasure,
     InboundEvent,
+    PushesPerHour,
     RemoteOption,
     SyncAttempt,
     SyncRun,
@@ -902,16 +903,48 @@ def contacts_retry_failed(
 
 
 def attempts_prune(*, days: int, batch: int = 5000) -> int:
-    """Delete attempt-log rows older than `days`, in batches (no long lock on a big table)."""
+    """Delete attempt-log rows older than `days`, `batch` rows at a time, each batch its own
+    short statement and transaction: the ids first (a range of the started_at index), then
+    `DELETE … WHERE id IN (…)` by primary key, so no lock is held on the log for longer than
+    one batch takes, whatever its size (bench/prune.py prints the longest). The dashboard's
+    settled hours older than its week go with them. Returns how many attempts were deleted."""
     cutoff = timezone.now() - timedelta(days=days)
+    old = SyncAttempt.objects.filter(started_at__lt=cutoff).order_by()
     deleted = 0
     while True:
-        ids = list(
-            SyncAttempt.objects.filter(started_at__lt=cutoff).values_list("pk", flat=True)[:batch]
-        )
+        ids = list(old.values_list("pk", flat=True)[:batch])
         if not ids:
-            return deleted
+            break
+        # Nothing refers to an attempt row and no signal watches it, so Django deletes without
+        # fetching the rows: one DELETE statement in its own transaction.
         deleted += SyncAttempt.objects.filter(pk__in=ids).delete()[0]
+    week = timezone.now() - timedelta(days=selectors.CHART_DAYS + 1)
+    PushesPerHour.objects.filter(hour__lt=week).delete()
+    return deleted
+
+
+def pushes_per_hour_store(*, now=None) -> int:
+    """Count the dashboard's settled hours of the week not yet stored into PushesPerHour
+    (the scheduler, each pass: once an hour, one hour of the attempt log), so the dashboard
+    does not recount a week of a ten-million-row log per view. Returns the rows stored."""
+    now = now or timezone.now()
+    ids = list(Destination.objects.values_list("pk", flat=True))
+    since, settled, hours = selectors.week_hours(now)
+    _, stored = selectors.stored_pushes(destination_ids=ids, since=since, until=settled)
+    first = selectors.first_unstored_hour(hours, stored, ids)
+    if first is None:
+        return 0
+    counted = selectors.count_pushes(start=first, end=settled)
+    rows = [
+        PushesPerHour(destination_id=pk, hour=h, pushes=counted.get((pk, h), 0))
+        for h in hours
+        if h >= first
+        for pk in ids
+        if (pk, h) not in stored
+    ]
+    # two schedulers storing the same hours at once: the same counts, kept once
+    PushesPerHour.objects.bulk_create(rows, ignore_conflicts=True)
+    return len(rows)
 
 
 # -------------------------------------------------------- django-tasks-db's task rows
