@@ -589,6 +589,18 @@ class BaseConnector:
         """A dry-run entry for a contact refused before any request."""
         return PlannedRequest("", "", refused=err.message, external_ids=(record.external_id,))
 
+    def buildable(self, items: list[tuple[ContactRecord, RemoteState]], planned: list):
+        """For a dry run: each contact with the payload `build_payload` makes for it, as
+        `(record, state, payload)`; a contact it refuses goes into `planned` as a `refused`
+        entry instead."""
+        for record, state in items:
+            try:
+                payload = self.build_payload(record, state)
+            except PermanentError as err:
+                planned.append(self.refused(record, err))
+                continue
+            yield record, state, payload
+
     @staticmethod
     def task_chunks(contacts: int, chunk_size: int) -> list[int]:
         """The sizes of the task chunks `contacts` contacts are pushed in."""

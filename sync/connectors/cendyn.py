@@ -809,18 +809,13 @@ class CendynConnector(BaseConnector):
         """What `push_many` (a chunk of several) or `push` (one contact) would send."""
         planned, payloads = [], []
         bulk = self.pushes_in_bulk(len(items))
-        for record, state in items:
-            try:
-                payload = self.build_payload(record, RemoteState() if bulk else state)
-            except PermanentError as err:
-                planned.append(self.refused(record, err))
-                continue
+        # as push_many does: each contact built with its own state, in the same chunks
+        for record, state, payload in self.buildable(items, planned):
             if bulk:
                 payloads.append(payload)
             else:
                 planned += self._planned_single(record, state, payload)
-        for start in range(0, len(payloads), BULK_LIMIT):
-            chunk = payloads[start : start + BULK_LIMIT]
+        for chunk in self._bulk_chunks(payloads):
             planned.append(
                 self.plan(
                     "POST",

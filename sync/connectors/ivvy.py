@@ -650,12 +650,7 @@ class IvvyConnector(BaseConnector):
         """Per contact, as `push` does: the getContactList lookup when no id is stored (its
         answer decides the `id` in the body), then addOrUpdateContact."""
         planned = []
-        for record, state in items:
-            try:
-                payload = self.build_payload(record, state)
-            except PermanentError as err:
-                planned.append(self.refused(record, err))
-                continue
+        for record, state, payload in self.buildable(items, planned):
             ids = (record.external_id,)
             if not state.remote_id and record.external_id:
                 planned.append(

@@ -387,12 +387,7 @@ class LoopsConnector(BaseConnector):
     def planned_requests(self, items):
         """One `PUT /v1/contacts/update` per contact, with the body `push` sends."""
         planned = []
-        for record, state in items:
-            try:
-                payload = self.build_payload(record, state)
-            except PermanentError as err:
-                planned.append(self.refused(record, err))
-                continue
+        for record, _, payload in self.buildable(items, planned):
             planned.append(
                 self.plan("PUT", UPDATE_PATH, json_body=payload, external_ids=(record.external_id,))
             )

@@ -737,12 +737,7 @@ class YespoConnector(BaseConnector):
         by its segment calls."""
         if not self.pushes_in_bulk(len(items)):
             planned = []
-            for record, state in items:
-                try:
-                    payload = self.build_payload(record, state)
-                except PermanentError as err:
-                    planned.append(self.refused(record, err))
-                    continue
+            for record, _, payload in self.buildable(items, planned):
                 planned.append(self._planned(CONTACT_PATH, payload, (record.external_id,)))
                 planned += self._planned_memberships([record])
             return planned
