@@ -362,7 +362,52 @@ class DestinationAdmin(ObjectActionsMixin, SimpleHistoryAdmin, ModelAdmin):
         )
         refused = ", ".join(f"{r.get_reason_display()}: {r.count}" for r in summary["refusals"])
         parts.append(format_html("<p><strong>Refused:</strong> {}</p>", refused or "none"))
+        parts += self._inbound_seen(summary)
         return format_html_join("", "{}", ((part,) for part in parts))
+
+    @staticmethod
+    def _inbound_seen(summary):
+        """The inbound alerts raised now, events by processing state, and the last event
+        received per type."""
+        parts = [
+            format_html(
+                '<p class="sync-banner sync-inbound-alert" data-alert="{}">{} (since {})</p>',
+                alert.kind,
+                alert.message,
+                f"{timezone.localtime(alert.raised_at):%Y-%m-%d %H:%M}",
+            )
+            for alert in summary["alerts"]
+        ]
+        labels = dict(InboundEvent.State.choices)
+        states = ", ".join(
+            f"{labels.get(state, state)}: {n}" for state, n in sorted(summary["states"].items())
+        )
+        parts.append(format_html("<p><strong>Events by state:</strong> {}</p>", states or "none"))
+        if summary["last_by_type"]:
+            rows = format_html_join(
+                "",
+                '<tr><td><code>{}</code></td><td>{}</td><td class="sync-num">{}</td>'
+                "<td>{}</td></tr>",
+                (
+                    (
+                        row["type"],
+                        row["kind"],
+                        row["count"],
+                        f"{timezone.localtime(row['last']):%Y-%m-%d %H:%M}",
+                    )
+                    for row in summary["last_by_type"]
+                ),
+            )
+            parts.append(
+                format_html(
+                    '<table class="sync-table" id="inbound-by-type"><thead><tr>'
+                    '<th scope="col">Platform\'s event</th><th scope="col">Means here</th>'
+                    '<th scope="col" class="sync-num">Received</th>'
+                    '<th scope="col">Last received</th></tr></thead><tbody>{}</tbody></table>',
+                    rows,
+                )
+            )
+        return parts
 
     @admin.display(description="Cleared values")
     def uncleared_fields(self, obj):

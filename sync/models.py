@@ -838,6 +838,10 @@ class InboundEvent(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["destination", "key"], name="inbound_event_once")
         ]
+        indexes = [
+            # the destination page's last event and its per-type and per-state counts
+            models.Index(fields=["destination", "received_at"], name="inbound_event_dest_recent"),
+        ]
 
     def __str__(self):
         return f"{self.raw_type or self.kind} on {self.destination_id}"
@@ -860,3 +864,51 @@ class InboundRefusal(models.Model):
 
     def __str__(self):
         return f"{self.get_reason_display()}: {self.count}"
+
+
+class InboundRefusalHour(models.Model):
+    """Refused deliveries to a destination per UTC hour and reason: InboundRefusal keeps only
+    totals, and a spike (sync.alerts.inbound_refusals_check) needs the last hour against the
+    usual rate. Written beside the total by sync.inbound."""
+
+    destination = models.ForeignKey(Destination, on_delete=models.CASCADE, related_name="+")
+    hour = models.DateTimeField(help_text="The hour's start, in UTC.")
+    reason = models.CharField(max_length=20, choices=Reason.CHOICES)
+    count = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["destination", "hour", "reason"], name="inbound_refusal_hour_once"
+            )
+        ]
+
+    def __str__(self):
+        return f"{self.count} {self.reason} on {self.destination_id} at {self.hour:%Y-%m-%d %H:00}"
+
+
+class InboundAlert(models.Model):
+    """One kind of inbound alert on one destination: raised (active, with what it says) while
+    the condition lasts, cleared after. Raising is a conditional update of this row, so sync
+    admins get one email per episode however many scheduler passes or machines see it."""
+
+    class Kind(models.TextChoices):
+        SILENT = "silent", "No events"
+        REFUSALS = "refusals", "Refusals spike"
+
+    destination = models.ForeignKey(
+        Destination, on_delete=models.CASCADE, related_name="inbound_alerts"
+    )
+    kind = models.CharField(max_length=20, choices=Kind.choices)
+    active = models.BooleanField(default=False)
+    message = models.TextField(blank=True)
+    raised_at = models.DateTimeField(null=True, blank=True)
+    cleared_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["destination", "kind"], name="inbound_alert_once")
+        ]
+
+    def __str__(self):
+        return f"{self.get_kind_display()} on {self.destination_id}"

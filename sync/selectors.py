@@ -6,7 +6,7 @@ from collections.abc import Iterable
 from datetime import UTC, timedelta
 
 from django.conf import settings
-from django.db.models import Count, F, OuterRef, Subquery, Window
+from django.db.models import Count, Exists, F, Max, OuterRef, Q, Subquery, Window
 from django.db.models.functions import RowNumber, TruncHour
 from django.urls import reverse
 from django.utils import timezone
@@ -21,6 +21,8 @@ from contacts.models import (
     GroupMembership,
     MailingListSubscription,
 )
+from sync import connectors
+from sync.connectors.inbound import EventKind
 from sync.connectors.records import (
     ChannelRecord,
     ContactRecord,
@@ -33,6 +35,7 @@ from sync.models import (
     ContactSyncState,
     Destination,
     FieldMapping,
+    InboundAlert,
     InboundEvent,
     InboundRefusal,
     ListMapping,
@@ -200,7 +203,36 @@ def destination_inbound_summary(destination: Destination) -> dict:
             events.values_list("state").annotate(n=Count("id")).values_list("state", "n")
         ),
         "refusals": list(InboundRefusal.objects.filter(destination=destination).order_by("reason")),
+        "last_by_type": destination_inbound_last_by_type(destination_id=destination.pk),
+        "alerts": list(
+            InboundAlert.objects.filter(destination=destination, active=True).order_by("kind")
+        ),
     }
+
+
+def destination_inbound_last_by_type(*, destination_id: int) -> list[dict]:
+    """Per platform event type (its own name, e.g. `email.hardBounced`, and what it means
+    here): how many were received and when the last one was, newest first. One query."""
+    rows = (
+        InboundEvent.objects.filter(destination_id=destination_id)
+        .order_by()
+        .values("raw_type", "kind")
+        .annotate(n=Count("id"), last=Max("received_at"))
+    )
+    labels = dict(EventKind.CHOICES)
+    return sorted(
+        (
+            {
+                "type": row["raw_type"] or labels.get(row["kind"], row["kind"]),
+                "kind": labels.get(row["kind"], row["kind"]),
+                "count": row["n"],
+                "last": row["last"],
+            }
+            for row in rows
+        ),
+        key=lambda row: row["last"],
+        reverse=True,
+    )
 
 
 def contact_sync_panel(contact: Contact) -> dict:
@@ -301,8 +333,115 @@ def dashboard(now=None) -> dict:
         ),
         "queue_depth": DBTaskResult.objects.filter(status=TaskResultStatus.READY).count(),
         "workers": dashboard_workers(),
+        "inbound": inbound_dashboard(destinations=destinations, now=now),
         "now": now,
     }
+
+
+# ------------------------------------------------------------------- dashboard: inbound
+
+INBOUND_CHART_HOURS = 48
+OPT_OUT_DAYS = 7
+# The opt-outs table's columns, in order: what the platforms told us people did.
+OPT_OUT_KINDS = (
+    EventKind.UNSUBSCRIBED,
+    EventKind.HARD_BOUNCE,
+    EventKind.COMPLAINT,
+    EventKind.DELETED,
+)
+
+
+def inbound_dashboard(*, destinations: list[Destination], now) -> dict:
+    """The dashboard's inbound part, in three queries whatever the number of events: events
+    received per hour and platform (the chart), opt-outs per destination (the table) and the
+    inbound alerts raised now."""
+    return {
+        "hour_chart": inbound_events_per_hour(destinations=destinations, now=now),
+        "opt_outs": inbound_opt_outs(destinations=destinations, now=now),
+        "alerts": list(
+            InboundAlert.objects.filter(active=True)
+            .select_related("destination")
+            .order_by("destination__name", "kind")
+        ),
+        "opt_out_days": OPT_OUT_DAYS,
+    }
+
+
+def inbound_events_per_hour(*, destinations: list[Destination], now) -> dict:
+    """Events received (verified and stored, whatever they meant) per UTC hour over the last
+    48 hours, one series per platform that has a destination taking events, shown in the
+    current time zone: {"labels": [...], "series": [{"platform", "label", "values",
+    "total"}], "total": n}. One query, a range of the received_at index."""
+    this_hour = _utc_hour(now)
+    hours = [this_hour - timedelta(hours=h) for h in range(INBOUND_CHART_HOURS - 1, -1, -1)]
+    platforms = sorted({d.platform for d in destinations if _takes_events(d)})
+    counts: dict[tuple[str, object], int] = {}
+    for row in (
+        InboundEvent.objects.filter(received_at__gte=hours[0])
+        .annotate(hour=TruncHour("received_at", tzinfo=UTC))
+        .order_by()
+        .values("platform", "hour")
+        .annotate(n=Count("id"))
+    ):
+        counts[(row["platform"], row["hour"])] = row["n"]
+    series = []
+    for platform in platforms:
+        values = [counts.get((platform, h), 0) for h in hours]
+        label = connectors.CONNECTORS[platform].label
+        series.append(
+            {"platform": platform, "label": label, "values": values, "total": sum(values)}
+        )
+    return {
+        "labels": [timezone.localtime(h).strftime("%a %H:00") for h in hours],
+        "series": series,
+        "total": sum(s["total"] for s in series),
+    }
+
+
+def inbound_opt_outs(*, destinations: list[Destination], now) -> list[dict]:
+    """Per destination taking events: the unsubscribes, hard bounces, spam complaints and
+    deletes its platform reported over the last 7 days (by when we received them). One query.
+
+    A platform may tell one thing a person did as several events: Loops documents a hard
+    bounce as `email.hardBounced` and `contact.unsubscribed`, a delete as `contact.deleted`
+    and `contact.unsubscribed` (shared/inbound.md 5.4). An unsubscribe that comes with a
+    bounce, complaint or delete of the same person (same platform id, external ID and email)
+    at the same moment on the same destination is that fan-out: it is not counted again."""
+    companion = InboundEvent.objects.filter(
+        destination_id=OuterRef("destination_id"),
+        occurred_at=OuterRef("occurred_at"),
+        remote_id=OuterRef("remote_id"),
+        external_id=OuterRef("external_id"),
+        email=OuterRef("email"),
+        kind__in=[EventKind.HARD_BOUNCE, EventKind.COMPLAINT, EventKind.DELETED],
+    )
+    rows = (
+        InboundEvent.objects.filter(
+            received_at__gte=now - timedelta(days=OPT_OUT_DAYS), kind__in=OPT_OUT_KINDS
+        )
+        .exclude(Q(kind=EventKind.UNSUBSCRIBED) & Exists(companion))
+        .order_by()
+        .values("destination_id", "kind")
+        .annotate(n=Count("id"))
+    )
+    counts = {(row["destination_id"], row["kind"]): row["n"] for row in rows}
+    return [
+        {
+            "destination": d,
+            "platform": d.connector_class.label,
+            "counts": [counts.get((d.pk, kind), 0) for kind in OPT_OUT_KINDS],
+            "total": sum(counts.get((d.pk, kind), 0) for kind in OPT_OUT_KINDS),
+        }
+        for d in destinations
+        if _takes_events(d)
+    ]
+
+
+def _takes_events(destination: Destination) -> bool:
+    """Whether the destination's platform sends events we take (its connector declares a
+    verifier)."""
+    cls = connectors.CONNECTORS.get(destination.platform)
+    return cls is not None and cls.inbound is not None
 
 
 # A push's attempt row is written when the push ends, with the time it started: an hour is
