@@ -329,7 +329,10 @@ class DestinationAdmin(ObjectActionsMixin, SimpleHistoryAdmin, ModelAdmin):
         and the refused deliveries by reason (sync.selectors.destination_inbound_summary)."""
         if obj is None or obj.pk is None or obj.platform not in connectors.CONNECTORS:
             return "-"
-        summary = selectors.destination_inbound_summary(obj)
+        # the admin may render a read-only field more than once: its queries run once
+        if getattr(obj, "_inbound_summary", None) is None:
+            obj._inbound_summary = selectors.destination_inbound_summary(obj)
+        summary = obj._inbound_summary
         last = summary["last_event"]
         parts = [
             format_html(
@@ -379,30 +382,33 @@ class DestinationAdmin(ObjectActionsMixin, SimpleHistoryAdmin, ModelAdmin):
             for alert in summary["alerts"]
         ]
         labels = dict(InboundEvent.State.choices)
-        states = ", ".join(
-            f"{labels.get(state, state)}: {n}" for state, n in sorted(summary["states"].items())
+        states = summary["states"]
+
+        def counts(by_state):
+            return ", ".join(f"{labels.get(k, k)}: {n}" for k, n in sorted(by_state.items()))
+
+        parts.append(
+            format_html(
+                "<p><strong>Events by state, last {} hours:</strong> {}</p>"
+                "<p><strong>Waiting or failed, all time:</strong> {}</p>",
+                states["hours"],
+                counts(states["recent"]) or "none",
+                counts(states["open"]) or "none",
+            )
         )
-        parts.append(format_html("<p><strong>Events by state:</strong> {}</p>", states or "none"))
         if summary["last_by_type"]:
             rows = format_html_join(
                 "",
-                '<tr><td><code>{}</code></td><td>{}</td><td class="sync-num">{}</td>'
-                "<td>{}</td></tr>",
+                "<tr><td>{}</td><td><code>{}</code></td><td>{}</td></tr>",
                 (
-                    (
-                        row["type"],
-                        row["kind"],
-                        row["count"],
-                        f"{timezone.localtime(row['last']):%Y-%m-%d %H:%M}",
-                    )
+                    (row["kind"], row["type"], f"{timezone.localtime(row['last']):%Y-%m-%d %H:%M}")
                     for row in summary["last_by_type"]
                 ),
             )
             parts.append(
                 format_html(
                     '<table class="sync-table" id="inbound-by-type"><thead><tr>'
-                    '<th scope="col">Platform\'s event</th><th scope="col">Means here</th>'
-                    '<th scope="col" class="sync-num">Received</th>'
+                    '<th scope="col">Event</th><th scope="col">The platform’s name</th>'
                     '<th scope="col">Last received</th></tr></thead><tbody>{}</tbody></table>',
                     rows,
                 )

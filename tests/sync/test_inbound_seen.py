@@ -65,6 +65,20 @@ def test_opt_outs_count_a_fan_out_once(two):
     assert rows[loops.pk]["counts"] == [2, 1, 1, 1] and rows[loops.pk]["total"] == 5
     assert rows[yespo.pk]["counts"] == [1, 1, 0, 0]
 
+    # The scheduler stores the settled hours; the dashboard then reads them, not the events.
+    from sync import services
+
+    assert services.inbound_per_hour_store(now=now) > 0
+    assert services.inbound_per_hour_store(now=now) == 0  # stored once
+    event(loops, "complaint", received=at, who="late")  # into a stored hour: not recounted
+    stored = {
+        row["destination"].pk: row["counts"]
+        for row in selectors.inbound_opt_outs(destinations=[loops, yespo], now=now)
+    }
+    assert stored == {loops.pk: [2, 1, 1, 1], yespo.pk: [1, 1, 0, 0]}
+    chart = selectors.inbound_events_per_hour(destinations=[loops, yespo], now=now)
+    assert {s["platform"]: s["total"] for s in chart["series"]} == {"loops": 8, "yespo": 1}
+
 
 def test_events_per_hour_per_platform(two):
     loops, yespo = two
@@ -112,14 +126,26 @@ def test_the_destination_page_shows_states_and_the_last_event_per_type(admin_cli
     event(loops, "unsubscribed", received=now - 3 * HOUR, raw_type="contact.unsubscribed")
     event(loops, "unsubscribed", received=now - 2 * HOUR, raw_type="contact.unsubscribed")
     event(loops, "hard_bounce", received=now - HOUR, raw_type="email.hardBounced", state="applied")
-    page = admin_client_logged.get(
-        reverse("admin:sync_destination_change", args=[loops.pk])
-    ).content.decode()
-    assert "Events by state:" in page and "Pending: 2" in page and "Applied: 1" in page
+    old = now - 30 * HOUR
+    event(loops, "complaint", received=old, raw_type="email.spamReported", state="failed")
+    event(loops, "recorded", received=old, raw_type="email.opened", state="ignored")
+    url = reverse("admin:sync_destination_change", args=[loops.pk])
+    admin_client_logged.get(url)
+    with CaptureQueriesContext(connection) as ctx:
+        page = admin_client_logged.get(url).content.decode()
+    assert "Events by state, last 24 hours:</strong> Applied: 1, Pending: 2" in page
+    assert "Waiting or failed, all time:</strong> Failed: 1, Pending: 2" in page
     table = page.split('id="inbound-by-type"')[1].split("</table>")[0]
-    assert table.index("email.hardBounced") < table.index("contact.unsubscribed")
+    names = ["email.hardBounced", "contact.unsubscribed", "email.spamReported", "email.opened"]
+    assert [table.index(n) for n in names] == sorted(table.index(n) for n in names)
     last = timezone.localtime(now - 2 * HOUR).strftime("%Y-%m-%d %H:%M")
-    assert last in table and '<td class="sync-num">2</td>' in table
+    assert f"<td>Unsubscribed</td><td><code>contact.unsubscribed</code></td><td>{last}" in table
+    queries = len(ctx.captured_queries)
+    for n in range(20):
+        event(loops, "unsubscribed", received=now - n * HOUR, raw_type="contact.unsubscribed")
+    with CaptureQueriesContext(connection) as ctx:
+        admin_client_logged.get(url)
+    assert len(ctx.captured_queries) == queries
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ from contacts.models import Contact
 from sync import services
 from sync.models import ContactSyncState, InboundEvent, InboundRefusal, SyncStatus
 from sync.selectors import destination_inbound_url
-from tests.sync.conftest import sandbox_control
+from tests.sync.conftest import applied_once_then_redelivered, sandbox_control
 
 
 @pytest.fixture
@@ -155,3 +155,28 @@ def test_the_documented_vector_verifies():
     with pytest.raises(Refused) as refused:
         verifier.verify(InboundRequest("POST", {"authorization": signature}, other))
     assert refused.value.status == 406
+
+
+@pytest.mark.parametrize(
+    ("action", "channel"),
+    [
+        ("unsubscribe", "email"),
+        ("unsubscribe", "sms"),
+        ("resubscribe", "email"),
+        ("bounce", "email"),
+        ("complaint", "email"),
+        ("unsubscribe_link", "email"),
+        ("delete", "email"),
+    ],
+)
+def test_every_event_is_applied_once_and_a_redelivery_changes_nothing(
+    cendyn, sandbox, action, channel
+):
+    """Each of Cendyn's contact events, on both databases, over HTTP."""
+    _, contact, _ = cendyn
+    Contact.objects.filter(pk=contact.pk).update(sms_status="subscribed")
+    if action == "resubscribe":  # an opt-in needs something to undo
+        notify(sandbox, contact, "unsubscribe", event_time=int(time.time()) - 60)
+    before = InboundEvent.objects.count()
+    answers = notify(sandbox, contact, action, channel=channel)
+    applied_once_then_redelivered(sandbox, "cendyn", answers, contact, events_before=before)
