@@ -80,10 +80,13 @@ def test_replay_bad_signature_and_another_account(cendyn, sandbox):
     assert InboundEvent.objects.count() == 1
     bad = notify(sandbox, contact, "unsubscribe", tamper=True)
     assert [a["status"] for a in bad] == [401]
+    other = notify(sandbox, contact, "unsubscribe", account_id="another-account")
+    assert [a["status"] for a in other] == [406]  # verified, never applicable: not retried
+    assert InboundEvent.objects.count() == 1
     refusals = dict(
         InboundRefusal.objects.filter(destination=destination).values_list("reason", "count")
     )
-    assert refusals == {"replay": 1, "signature": 1}
+    assert refusals == {"replay": 1, "signature": 1, "unknown_account": 1}
 
 
 def test_out_of_order_channel_change_is_not_applied(cendyn, sandbox):
