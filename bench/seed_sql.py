@@ -77,10 +77,11 @@ def vacuum(connection) -> None:
         cursor.execute("VACUUM ANALYZE")
 
 
-# Inbound events on the four destinations, received over `days` days: 1 in 20 an unsubscribe,
-# a hard bounce, a complaint or a delete each, and 1 in 20 the unsubscribe a platform sends
-# with the hard bounce three rows before (Loops' fan-out: same person, same moment); the rest
-# recorded only (deliveries, opens, clicks).
+# Inbound events on the four destinations (in turns of 20 rows, so each gets every kind),
+# received over `days` days: 1 in 20 an unsubscribe, a hard bounce, a complaint or a delete
+# each, and 1 in 20 the unsubscribe a platform sends with the hard bounce three rows before
+# (Loops' fan-out: same person, same moment); the rest recorded only (deliveries, opens,
+# clicks).
 INBOUND_SQL = """
     INSERT INTO sync_inboundevent (destination_id, platform, key, kind, raw_type, channel,
         remote_list, remote_id, external_id, email, status, detail, occurred_at, received_at,
@@ -97,7 +98,7 @@ INBOUND_SQL = """
         WHEN 1 THEN 'hard_bounce' WHEN 2 THEN 'complaint' WHEN 3 THEN 'deleted'
         WHEN 4 THEN 'unsubscribed' ELSE 'recorded' END AS kind) k
     JOIN (SELECT id, platform, row_number() OVER (ORDER BY id) - 1 AS n FROM sync_destination)
-        d ON d.n = mod(b.base, 4)
+        d ON d.n = mod(b.base / 20, 4)
 """
 
 

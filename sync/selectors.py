@@ -238,12 +238,11 @@ def destination_inbound_last_by_type(*, destination_id: int) -> list[dict]:
     costs the same at any number of events."""
     rows = []
     for kind, label in EventKind.CHOICES:
-        # Ordered by the whole index (destination, kind, received_at): ordered by received_at
-        # alone, PostgreSQL may walk the destination's received_at index looking for a kind
-        # it never finds (1.6 s at 500,000 events).
+        # The (destination, kind, received_at) index answers it; on PostgreSQL the planner
+        # is told so by statistics on the two columns together (migration 0018).
         last = (
             InboundEvent.objects.filter(destination_id=destination_id, kind=kind)
-            .order_by("-destination_id", "-kind", "-received_at")
+            .order_by("-received_at")
             .values("raw_type", "received_at")
             .first()
         )
