@@ -6,6 +6,7 @@ and the platform's calls (`push`, `delete`, `test_connection`, `fetch_options`),
 through `self.request(...)`, which signs, throttles, times, classifies and records the call.
 """
 
+import datetime
 import json
 import os
 import socket
@@ -373,6 +374,15 @@ class BaseConnector:
     # The destination's public inbound URL ("" without SYNC_PUBLIC_URL), for a platform
     # whose bulk request names a completion webhook.
     inbound_url: str = ""
+    # Polling where no webhook reaches us (sync/connectors/polling.py): whether `poll` exists,
+    # whether it asks per contact (a sample of those the platform holds from us), how often at
+    # most (None: SYNC_POLL_INTERVAL_MINUTES), and, for the destination page, what it polls and
+    # what the platform gives no poll for (with the vendor's reason).
+    polls: ClassVar[bool] = False
+    poll_per_contact: ClassVar[bool] = False
+    poll_every: ClassVar[datetime.timedelta | None] = None
+    polled: ClassVar[tuple[str, ...]] = ()
+    not_polled: ClassVar[tuple[str, ...]] = ()
 
     def __init__(
         self,
@@ -664,6 +674,11 @@ class BaseConnector:
         False when it does not, None when it cannot tell (no read-back: the opt-in is then
         applied only from a signed, fresh delivery)."""
         return None
+
+    def poll(self, *, cursor: dict, sample: list, now: datetime.datetime):
+        """What changed on the platform since `cursor` (and, per contact, for `sample`'s
+        `PollSubject`s): a `PollResult` of events and the next cursor."""
+        raise NotImplementedError(f"{self.label} has no poll")
 
     def inbound_confirm_subscription(self, event: PlatformEvent) -> str:
         """Confirm a verified subscription request (SNS); returns a short text."""

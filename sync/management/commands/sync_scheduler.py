@@ -17,7 +17,8 @@ class Command(BaseCommand):
         "Long-running: every few seconds, queue the retries that are due, take back work left "
         "in progress by a worker that died and mark its task failed; daily, queue each "
         "destination's vendor-change probe and a sampled read-back (drift), and prune the "
-        "attempt log and finished task rows. "
+        "attempt log and finished task rows; at SYNC_POLL_INTERVAL_MINUTES, each "
+        "destination's poll of the platform for what webhooks do not deliver. "
         "Safe to run on several machines at once."
     )
 
@@ -67,6 +68,10 @@ class Command(BaseCommand):
         reconciled = with_database_retry(services.reconcile_enqueue_daily)
         if reconciled:
             self.stdout.write(f"{reconciled} contacts queued for the daily read-back")
+        # per destination at its interval (claimed in the database, like the probes)
+        polls = with_database_retry(services.polls_enqueue_due)
+        if polls:
+            self.stdout.write(f"{polls} polls queued")
 
     def _stop(self, signum, frame):
         self.running = False
