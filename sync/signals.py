@@ -16,7 +16,7 @@ from contacts.models import (
     MailingListSubscription,
 )
 from contacts.signals import contacts_bulk_written, held_contact_ids
-from sync import services
+from sync import consent, services
 from sync.middleware import current_user_id
 from sync.models import Trigger
 
@@ -97,7 +97,17 @@ def contacts_written_in_bulk(sender, contact_ids, user_id=None, **kwargs):
         )
 
 
+def opt_out_applied(sender, *, contact_id, destination_id, channel, status, **kwargs):
+    """A platform's opt-out changed our contact (sync.inbound): that platform holds it, and
+    the other platforms get it through their own opt-out calls (sync.consent)."""
+    consent.origin_holds(
+        contact_id=contact_id, destination_id=destination_id, channel=channel, status=status
+    )
+    services.contact_opt_out_propagate(contact_id=contact_id, destination_id=destination_id)
+
+
 def register_signal_handlers() -> None:
+    consent.opt_out_applied.connect(opt_out_applied, dispatch_uid="sync_opt_out_applied")
     contacts_bulk_written.connect(contacts_written_in_bulk, dispatch_uid="sync_bulk_written")
     post_save.connect(contact_saved, sender=Contact, dispatch_uid="sync_contact_saved")
     pre_delete.connect(contact_deleting, sender=Contact, dispatch_uid="sync_contact_deleting")

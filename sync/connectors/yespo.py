@@ -27,6 +27,9 @@ and part B §1 (the vendor OpenAPI file shared/specs/yespo/yespo-openapi.json, s
 - Write rules: a field "on create only" is sent while Yespo holds no version of the contact
   from us, "never" not at all; a bulk body lists only what its contacts carry, so a field not
   sent is not touched.
+- Opt-outs (shared/inbound.md 1.5): an email opt-out goes on Yespo's unsubscribed-emails list
+  (`emails/unsubscribed/add`), and comes off it (`…/delete`) only for a re-subscribe made here
+  (`_sync_email_opt_outs`; what may be sent is decided by sync.consent).
 - Refused before any request: no channel at all, more than two channels of one type, a channel
   type Yespo does not know, a first or last name over 40 characters, a mapping to a
   non-numeric field or segment id. Nothing is truncated.
@@ -76,6 +79,9 @@ MAX_CHANNELS_PER_TYPE = 2  # "You can add maximum two channels of the same type"
 MAX_NAME_LENGTH = 40  # https://docs.yespo.io/docs/adding-new-users
 BULK_LIMIT = 3000  # ContactsBulkUpdate.contacts: "max. 3000"
 MEMBERSHIP_LIMIT = 500  # ModifyContactsInGroup: "max. 500"
+UNSUBSCRIBED_PATH = "api/v1/emails/unsubscribed/{}"  # add | delete (shared/inbound.md 1.5)
+UNSUBSCRIBED_LIMIT = 500  # UnsubscribeParamsDto documents no maximum: cut as the segment calls
+NOT_SUBSCRIBED = frozenset({"unsubscribed", "bounced", "no_marketing"})
 # Our address fields -> the spec's Address keys (which are also contactFields names in bulk).
 ADDRESS_KEYS = (
     ("town", "city"),
@@ -469,6 +475,7 @@ class YespoConnector(BaseConnector):
                 raise
             status, remote_id = 409, state.remote_id or self._lookup_id(record.external_id)
         self._sync_memberships([record])
+        self._sync_email_opt_outs([(record, state)])
         # An upsert: Yespo answers a create and an update alike (`200 {"id"}`), and a 409
         # says only that the data is there, so neither says which it was.
         return PushResult(remote_id, None, status, payload)
@@ -491,6 +498,7 @@ class YespoConnector(BaseConnector):
             raise PermanentError(self.label, str(data["errorMessage"]), status=status)
         session = self.require_id(data, "asyncSessionId", status=status)
         self._sync_memberships([record])
+        self._sync_email_opt_outs([(record, state)])
         return PushResult(state.remote_id, None, status, payload, awaiting=True, reference=session)
 
     def _lookup_id(self, external_id: str) -> str | None:
@@ -533,6 +541,31 @@ class YespoConnector(BaseConnector):
                 body = {"externalCustomerIds": ids[start : start + MEMBERSHIP_LIMIT]}
                 yield f"api/v1/group/{segment}/contacts/{action}", body
 
+    def _sync_email_opt_outs(self, pairs: list[tuple[ContactRecord, RemoteState]]) -> None:
+        """Yespo's opt-out is its unsubscribed-emails list, apart from the contact
+        (shared/inbound.md 1.5: "unsubscribes not contacts but their email addresses"). An
+        address goes on it when our email status is an opt-out and Yespo last accepted the
+        contact from us subscribed (or never did), and comes off it only when our status is
+        subscribed and Yespo last accepted an opt-out: a re-subscribe the consent guard let
+        through (a person or an import opted the contact in here after the opt-out,
+        sync.consent). Otherwise nothing is sent, so a routine push never undoes an opt-out.
+        SMS has no such list at Yespo (1.5: "not found"): an SMS opt-out is not sent there."""
+        plan: dict[str, list[str]] = {"add": [], "delete": []}
+        for record, state in pairs:
+            if not record.email:
+                continue
+            accepted = state.accepted_email_status
+            if record.email_status in NOT_SUBSCRIBED and accepted in (None, "subscribed"):
+                plan["add"].append(record.email)
+            elif record.email_status == "subscribed" and accepted in NOT_SUBSCRIBED:
+                plan["delete"].append(record.email)
+        for action, emails in plan.items():
+            for start in range(0, len(emails), UNSUBSCRIBED_LIMIT):
+                body = {"emails": emails[start : start + UNSUBSCRIBED_LIMIT]}
+                self.request(
+                    "POST", UNSUBSCRIBED_PATH.format(action), json_body=body, expect_json=False
+                )
+
     # -- many contacts
 
     def push_many(
@@ -566,6 +599,7 @@ class YespoConnector(BaseConnector):
                 errors.update(refused)
                 outcomes.update(outcome)
         self._sync_memberships([r for r, _, _ in bulk if r.external_id not in errors])
+        self._sync_email_opt_outs([(r, st) for r, _, st in bulk if r.external_id not in errors])
         for record, _, state in singles:
             try:
                 pushed = self.push(record, state)
