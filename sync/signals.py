@@ -2,6 +2,7 @@
 happens once per contact per transaction, after it commits, so inline rows saved in the same
 admin request are in the payload. Sync state is never watched, so writing it pushes nothing."""
 
+import logging
 import threading
 
 from django.db import transaction
@@ -22,6 +23,7 @@ from sync.models import Trigger
 
 CHILD_MODELS = (Channel, CustomFieldValue, ExternalUrl, GroupMembership, MailingListSubscription)
 
+logger = logging.getLogger(__name__)
 _pending = threading.local()
 
 
@@ -99,11 +101,16 @@ def contacts_written_in_bulk(sender, contact_ids, user_id=None, **kwargs):
 
 def opt_out_applied(sender, *, contact_id, destination_id, channel, status, **kwargs):
     """A platform's opt-out changed our contact (sync.inbound): that platform holds it, and
-    the other platforms get it through their own opt-out calls (sync.consent)."""
-    consent.origin_holds(
-        contact_id=contact_id, destination_id=destination_id, channel=channel, status=status
-    )
-    services.contact_opt_out_propagate(contact_id=contact_id, destination_id=destination_id)
+    the other platforms get it through their own opt-out calls (sync.consent). A failure
+    here is logged, never raised: the opt-out stands in our contact, and its next push to
+    each platform carries it."""
+    try:
+        consent.origin_holds(
+            contact_id=contact_id, destination_id=destination_id, channel=channel, status=status
+        )
+        services.contact_opt_out_propagate(contact_id=contact_id, destination_id=destination_id)
+    except Exception:
+        logger.exception("propagating the opt-out of contact %s failed", contact_id)
 
 
 def register_signal_handlers() -> None:

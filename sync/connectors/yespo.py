@@ -542,14 +542,21 @@ class YespoConnector(BaseConnector):
                 yield f"api/v1/group/{segment}/contacts/{action}", body
 
     def _sync_email_opt_outs(self, pairs: list[tuple[ContactRecord, RemoteState]]) -> None:
-        """Yespo's opt-out is its unsubscribed-emails list, apart from the contact
-        (shared/inbound.md 1.5: "unsubscribes not contacts but their email addresses"). An
-        address goes on it when our email status is an opt-out and Yespo last accepted the
-        contact from us subscribed (or never did), and comes off it only when our status is
-        subscribed and Yespo last accepted an opt-out: a re-subscribe the consent guard let
-        through (a person or an import opted the contact in here after the opt-out,
-        sync.consent). Otherwise nothing is sent, so a routine push never undoes an opt-out.
-        SMS has no such list at Yespo (1.5: "not found"): an SMS opt-out is not sent there."""
+        """Send the unsubscribed-list calls the contacts need (`_opt_out_calls`)."""
+        for path, body in self._opt_out_calls(pairs):
+            self.request("POST", path, json_body=body, expect_json=False)
+
+    @staticmethod
+    def _opt_out_calls(pairs: list[tuple[ContactRecord, RemoteState]]):
+        """(path, body) of each unsubscribed-list call. Yespo's opt-out is its
+        unsubscribed-emails list, apart from the contact (shared/inbound.md 1.5: "unsubscribes
+        not contacts but their email addresses"). An address goes on it when our email
+        status is an opt-out and Yespo last accepted the contact from us subscribed (or never
+        did), and comes off it only when our status is subscribed and Yespo last held an
+        opt-out: a re-subscribe the consent guard let through (a person or an import opted the
+        contact in here after the opt-out, sync.consent). Otherwise nothing is sent, so a
+        routine push never undoes an opt-out. SMS has no such list at Yespo (1.5: "not
+        found"): an SMS opt-out is not sent there."""
         plan: dict[str, list[str]] = {"add": [], "delete": []}
         for record, state in pairs:
             if not record.email:
@@ -561,9 +568,9 @@ class YespoConnector(BaseConnector):
                 plan["delete"].append(record.email)
         for action, emails in plan.items():
             for start in range(0, len(emails), UNSUBSCRIBED_LIMIT):
-                body = {"emails": emails[start : start + UNSUBSCRIBED_LIMIT]}
-                self.request(
-                    "POST", UNSUBSCRIBED_PATH.format(action), json_body=body, expect_json=False
+                yield (
+                    UNSUBSCRIBED_PATH.format(action),
+                    {"emails": emails[start : start + UNSUBSCRIBED_LIMIT]},
                 )
 
     # -- many contacts
@@ -767,13 +774,14 @@ class YespoConnector(BaseConnector):
 
     def planned_requests(self, items):
         """What `push_many` (a chunk of several) or `push` (one contact) would send: the
-        bulk calls by contact shape, then the segment calls; the single calls, each followed
-        by its segment calls."""
+        bulk calls by contact shape, then the segment and unsubscribed-list calls; the single
+        calls, each followed by its segment and unsubscribed-list calls."""
         if not self.pushes_in_bulk(len(items)):
             planned = []
-            for record, _, payload in self.buildable(items, planned):
+            for record, state, payload in self.buildable(items, planned):
                 planned.append(self._planned(CONTACT_PATH, payload, (record.external_id,)))
                 planned += self._planned_memberships([record])
+                planned += self._planned_opt_outs([(record, state)])
             return planned
         errors, bulk, singles = self._split_for_bulk([record for record, _ in items])
         planned = [
@@ -794,9 +802,12 @@ class YespoConnector(BaseConnector):
                 )
             )
         planned += self._planned_memberships([record for record, _ in bulk])
+        remotes = {record.external_id: state for record, state in items}
+        planned += self._planned_opt_outs([(r, remotes[r.external_id]) for r, _ in bulk])
         for record, payload in singles:
             planned.append(self._planned(CONTACT_PATH, payload, (record.external_id,)))
             planned += self._planned_memberships([record])
+            planned += self._planned_opt_outs([(record, remotes[record.external_id])])
         return planned
 
     def _planned(self, path, body, external_ids, note=""):
@@ -806,6 +817,13 @@ class YespoConnector(BaseConnector):
         return [
             self._planned(path, body, tuple(body["externalCustomerIds"]))
             for path, body in self._membership_calls(self._membership_plan(records))
+        ]
+
+    def _planned_opt_outs(self, pairs: list[tuple[ContactRecord, RemoteState]]) -> list:
+        by_email = {record.email: record.external_id for record, _ in pairs}
+        return [
+            self._planned(path, body, tuple(by_email.get(e, "") for e in body["emails"]))
+            for path, body in self._opt_out_calls(pairs)
         ]
 
     def request_count(self, *, contacts: int, without_remote_id: int, chunk_size: int) -> int:
