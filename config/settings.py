@@ -260,6 +260,12 @@ SYNC_TASK_RETENTION_DAYS = env.int("SYNC_TASK_RETENTION_DAYS", default=7)
 # (counted once at least SYNC_ALERT_MIN_ATTEMPTS pushes were tried in that hour).
 SYNC_ALERT_FAILURE_RATE = env.float("SYNC_ALERT_FAILURE_RATE", default=0.2)
 SYNC_ALERT_MIN_ATTEMPTS = env.int("SYNC_ALERT_MIN_ATTEMPTS", default=10)
+# Inbound alerts (sync.alerts.inbound_silence_check / inbound_refusals_check): a destination
+# that had events and received none for this many hours; refused deliveries in the last hour
+# at least SYNC_ALERT_REFUSALS_MIN and over SYNC_ALERT_REFUSALS_FACTOR times the usual rate.
+SYNC_ALERT_INBOUND_SILENT_HOURS = env.float("SYNC_ALERT_INBOUND_SILENT_HOURS", default=24)
+SYNC_ALERT_REFUSALS_MIN = env.int("SYNC_ALERT_REFUSALS_MIN", default=20)
+SYNC_ALERT_REFUSALS_FACTOR = env.float("SYNC_ALERT_REFUSALS_FACTOR", default=5.0)
 
 EMAIL_BACKEND = env.str(
     "EMAIL_BACKEND",

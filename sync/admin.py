@@ -330,7 +330,10 @@ class DestinationAdmin(ObjectActionsMixin, SimpleHistoryAdmin, ModelAdmin):
         and the refused deliveries by reason (sync.selectors.destination_inbound_summary)."""
         if obj is None or obj.pk is None or obj.platform not in connectors.CONNECTORS:
             return "-"
-        summary = selectors.destination_inbound_summary(obj)
+        # the admin may render a read-only field more than once: its queries run once
+        if getattr(obj, "_inbound_summary", None) is None:
+            obj._inbound_summary = selectors.destination_inbound_summary(obj)
+        summary = obj._inbound_summary
         last = summary["last_event"]
         parts = [
             format_html(
@@ -363,7 +366,55 @@ class DestinationAdmin(ObjectActionsMixin, SimpleHistoryAdmin, ModelAdmin):
         )
         refused = ", ".join(f"{r.get_reason_display()}: {r.count}" for r in summary["refusals"])
         parts.append(format_html("<p><strong>Refused:</strong> {}</p>", refused or "none"))
+        parts += self._inbound_seen(summary)
         return format_html_join("", "{}", ((part,) for part in parts))
+
+    @staticmethod
+    def _inbound_seen(summary):
+        """The inbound alerts raised now, events by processing state, and the last event
+        received per type."""
+        parts = [
+            format_html(
+                '<p class="sync-banner sync-inbound-alert" data-alert="{}">{} (since {})</p>',
+                alert.kind,
+                alert.message,
+                f"{timezone.localtime(alert.raised_at):%Y-%m-%d %H:%M}",
+            )
+            for alert in summary["alerts"]
+        ]
+        labels = dict(InboundEvent.State.choices)
+        states = summary["states"]
+
+        def counts(by_state):
+            return ", ".join(f"{labels.get(k, k)}: {n}" for k, n in sorted(by_state.items()))
+
+        parts.append(
+            format_html(
+                "<p><strong>Events by state, last {} hours:</strong> {}</p>"
+                "<p><strong>Waiting or failed, all time:</strong> {}</p>",
+                states["hours"],
+                counts(states["recent"]) or "none",
+                counts(states["open"]) or "none",
+            )
+        )
+        if summary["last_by_type"]:
+            rows = format_html_join(
+                "",
+                "<tr><td>{}</td><td><code>{}</code></td><td>{}</td></tr>",
+                (
+                    (row["kind"], row["type"], f"{timezone.localtime(row['last']):%Y-%m-%d %H:%M}")
+                    for row in summary["last_by_type"]
+                ),
+            )
+            parts.append(
+                format_html(
+                    '<table class="sync-table" id="inbound-by-type"><thead><tr>'
+                    '<th scope="col">Event</th><th scope="col">The platform’s name</th>'
+                    '<th scope="col">Last received</th></tr></thead><tbody>{}</tbody></table>',
+                    rows,
+                )
+            )
+        return parts
 
     @admin.display(description="Cleared values")
     def uncleared_fields(self, obj):

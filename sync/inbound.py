@@ -13,6 +13,7 @@ webhooks, STYLE.md).
   one (iVvy); elsewhere a person does it in the platform (the page lists the steps).
 """
 
+import datetime
 import logging
 import os
 import threading
@@ -48,6 +49,7 @@ from sync.models import (
     Destination,
     InboundEvent,
     InboundRefusal,
+    InboundRefusalHour,
     ListMapping,
     SyncStatus,
     Trigger,
@@ -129,6 +131,23 @@ def _count(destination: Destination, reason: str) -> None:
             InboundRefusal.objects.filter(destination=destination, reason=reason).update(
                 count=F("count") + 1, last_at=now
             )
+    _count_hour(destination, reason, now)
+
+
+def _count_hour(destination: Destination, reason: str, now) -> None:
+    """The same refusal in its UTC hour's bucket (InboundRefusalHour: what a spike alert
+    compares)."""
+    hour = now.astimezone(datetime.UTC).replace(minute=0, second=0, microsecond=0)
+    rows = InboundRefusalHour.objects.filter(destination=destination, hour=hour, reason=reason)
+    if rows.update(count=F("count") + 1):
+        return
+    try:
+        with transaction.atomic():
+            InboundRefusalHour.objects.create(
+                destination=destination, hour=hour, reason=reason, count=1
+            )
+    except IntegrityError:  # another request created it meanwhile
+        rows.update(count=F("count") + 1)
 
 
 def _store(destination: Destination, events: list[PlatformEvent], *, stale: bool) -> list[int]:

@@ -50,6 +50,7 @@ from sync.models import (
     EraseReceipt,
     Erasure,
     InboundEvent,
+    InboundPerHour,
     PushesPerHour,
     RemoteOption,
     SyncAttempt,
@@ -970,6 +971,36 @@ def pushes_per_hour_store(*, now=None) -> int:
     ]
     # two schedulers storing the same hours at once: the same counts, kept once
     PushesPerHour.objects.bulk_create(rows, ignore_conflicts=True)
+    return len(rows)
+
+
+def inbound_per_hour_store(*, now=None) -> int:
+    """Count the settled hours of the week not yet stored into InboundPerHour (the
+    scheduler, each pass: once an hour, one hour of events), as `pushes_per_hour_store` does
+    for pushes. Returns the rows stored."""
+    now = now or timezone.now()
+    ids = list(Destination.objects.values_list("pk", flat=True))
+    since, settled, hours = selectors.week_hours(now)
+    _, stored = selectors.stored_inbound(destination_ids=ids, since=since, until=settled)
+    first = selectors.first_unstored_hour(hours, stored, ids)
+    if first is None:
+        return 0
+    counted = selectors.count_inbound(start=first, end=settled)
+    rows = [
+        InboundPerHour(
+            destination_id=pk,
+            hour=h,
+            **dict(
+                zip(InboundPerHour.COUNTS, counted.get((pk, h), selectors.ZERO_COUNTS), strict=True)
+            ),
+        )
+        for h in hours
+        if h >= first
+        for pk in ids
+        if (pk, h) not in stored
+    ]
+    # two schedulers storing the same hours at once: the same counts, kept once
+    InboundPerHour.objects.bulk_create(rows, ignore_conflicts=True)
     return len(rows)
 
 

@@ -450,7 +450,10 @@ class CendynEmulator(PlatformEmulator):
         signature = hmac.new(
             secret.encode(), f"{timestamp}{token}".encode(), hashlib.sha256
         ).hexdigest()
-        full = {**body, "account_id": self.account_settings["account_id"], "timestamp": timestamp}
+        # `account_id` option: another Cendyn account whose webhook was pointed at our URL,
+        # signed with the same secret (our receiver must still refuse it: part A, 406)
+        account = data.get("account_id") or self.account_settings["account_id"]
+        full = {**body, "account_id": account, "timestamp": timestamp}
         full["token"] = data.get("token") or token
         if data.get("token"):
             signature = hmac.new(

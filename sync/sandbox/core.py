@@ -303,6 +303,8 @@ class Sandbox:
         self.lock = threading.Lock()
         self.counts: Counter = Counter()
         self.log: deque = deque(maxlen=20000)
+        # each platform's last notifications, for `redeliver`
+        self.delivered: dict[str, list[Notification]] = {}
 
     def reset(self) -> None:
         for slug, emulator in self.emulators.items():
@@ -314,6 +316,7 @@ class Sandbox:
         with self.lock:
             self.counts.clear()
             self.log.clear()
+            self.delivered.clear()
 
     def handle(self, slug: str, request: SandboxRequest) -> SandboxResponse:
         emulator = self.emulators[slug]
@@ -446,6 +449,19 @@ class Sandbox:
         emulator = self._emulator(platform)
         with emulator.lock:
             notifications = emulator.notify(data, base_url)
+        with self.lock:
+            self.delivered[platform] = notifications
+        return [deliver(n) for n in notifications]
+
+    def redeliver(self, platform: str) -> list[dict]:
+        """Send the platform's last notifications again, byte for byte: what a platform that
+        retries does when our answer was lost on the way (a timeout). A receiver must take
+        each delivery once (shared/inbound.md part A: a replay is answered 200, ignored)."""
+        self._emulator(platform)
+        with self.lock:
+            notifications = list(self.delivered.get(platform, []))
+        if not notifications:
+            raise BadRequest(f"{platform} has sent no notification yet")
         return [deliver(n) for n in notifications]
 
     def _emulator(self, platform: str) -> PlatformEmulator:

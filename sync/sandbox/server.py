@@ -12,6 +12,9 @@ GET  /_sandbox/log[?platform=…]     every request: time, platform, method, pat
 POST /_sandbox/faults               {"platform": <slug> | "*", <fault>: <value>, …}
 POST /_sandbox/rate-limit           {"platform": <slug>, "limit": 10 | null}
 POST /_sandbox/reset                empty every store, clear faults, limits and counts
+POST /_sandbox/webhook              {"platform": <slug>, …}: register a webhook URL by hand
+POST /_sandbox/notify               {"platform": <slug>, "action": …}: act and notify
+POST /_sandbox/redeliver            {"platform": <slug>}: send its last notifications again
 """
 
 import json
@@ -113,6 +116,8 @@ class _Handler(BaseHTTPRequestHandler):
                 host, port = self.server.server_address[:2]
                 base_url = f"http://{host}:{port}"
                 return self._send(200, sandbox.notify(data.pop("platform"), data, base_url))
+            if self.command == "POST" and rest == "redeliver":
+                return self._send(200, sandbox.redeliver(data["platform"]))
             if self.command == "POST" and rest == "reset":
                 sandbox.reset()
                 return self._send(200, {"ok": True})

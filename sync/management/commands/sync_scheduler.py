@@ -51,7 +51,9 @@ class Command(BaseCommand):
         if abandoned:
             self.stdout.write(f"{abandoned} abandoned tasks marked failed")
         with_database_retry(alerts.failure_rates_check)
+        with_database_retry(alerts.inbound_alerts_check)  # silent destinations, refusal spikes
         with_database_retry(services.pushes_per_hour_store)  # the dashboard's settled hours
+        with_database_retry(services.inbound_per_hour_store)  # and its inbound ones
         # due per destination in the database (a day after its last probe), so a restarted
         # scheduler neither skips nor repeats one
         probes = with_database_retry(services.probes_enqueue_due)
