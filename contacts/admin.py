@@ -47,6 +47,7 @@ from contacts.models import (
     MailingListSubscription,
 )
 from contacts.resources import ContactResource
+from contacts.selectors import contact_consent_timeline
 from contacts.services import (
     ImportOutcome,
     ImportRefused,
@@ -362,6 +363,12 @@ class ContactAdmin(ImportMixin, ExportActionMixin, SimpleHistoryAdmin, ModelAdmi
             user_label=request.user.get_username(),
             now=timezone.now(),
         )
+
+    def render_change_form(self, request, context, add=False, change=False, form_url="", obj=None):
+        """A contact's page shows its consent ledger as a timeline, below the form."""
+        if obj is not None and obj.pk:
+            context["consent_timeline"] = contact_consent_timeline(contact_id=obj.pk)
+        return super().render_change_form(request, context, add, change, form_url, obj)
 
     def get_search_results(self, request, queryset, search_term):
         """Phones are stored in E.164 (+447911123456): a number typed the national way

@@ -257,6 +257,7 @@ class DestinationAdmin(ObjectActionsMixin, SimpleHistoryAdmin, ModelAdmin):
                         "marketing_consent_only",
                         "delete_on_platform",
                         "recreate_deleted",
+                        "apply_opt_outs_from_others",
                         "rate_limit",
                         "timeout",
                     ]

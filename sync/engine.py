@@ -32,7 +32,7 @@ from django.db.models import Case, F, Q, Value, When
 from django.utils import timezone
 
 from contacts.models import Contact
-from sync import alerts, selectors
+from sync import alerts, consent, selectors
 from sync.connectors.base import (
     BaseConnector,
     BatchItemResult,
@@ -135,9 +135,11 @@ def destination_connector(
 
 
 def payload_hash(payload: dict, record: ContactRecord) -> str:
-    """Fingerprint of what a push sends: the body, plus list memberships, which some platforms
-    receive in calls of their own."""
+    """Fingerprint of what a push sends: the body, plus list memberships and consent
+    statuses, which some platforms receive in calls of their own (Yespo's segments and
+    unsubscribed-emails list)."""
     lists = [sorted(record.group_ids), sorted(record.subscriptions.items())]
+    lists.append([record.email_status, record.sms_status])
     text = json.dumps([payload, lists], sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()
 
@@ -656,6 +658,8 @@ def contacts_push(
         return []
     records = selectors.contact_records(states)
     _release_deleted(states, {r.id for r in records})
+    # --- consent guard (sync.consent): never a subscribe older than the latest opt-out ---
+    records = consent.records_guard(records=records, destination=destination)
     if connector.pushes_in_bulk(len(records)):
         results = _push_chunk_in_bulk(records, states, destination, context, connector)
     else:

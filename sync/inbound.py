@@ -25,7 +25,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from contacts.consent import consent_record, list_channel
-from contacts.models import Contact
+from contacts.models import OPT_IN_STATUSES, Contact
 from sync import connectors, selectors
 from sync.connectors.base import (
     BatchItemResult,
@@ -42,6 +42,7 @@ from sync.connectors.inbound import (
     Reason,
     Refused,
 )
+from sync.consent import opt_out_applied
 from sync.engine import PushContext, contacts_confirm_answered, destination_connector
 from sync.models import (
     ContactSyncState,
@@ -377,6 +378,14 @@ def _consent(event: InboundEvent, status: str) -> tuple[str, str]:
         detail=detail,
     )
     if applied:
+        if status not in OPT_IN_STATUSES:  # carried to the other platforms (sync.consent)
+            opt_out_applied.send(
+                sender=InboundEvent,
+                contact_id=event.contact.pk,
+                destination_id=event.destination_id,
+                channel=channel,
+                status=status,
+            )
         return State.APPLIED, f"{channel}: {status}"
     return State.NOT_APPLIED, f"a later change of {channel} was already known"
 

@@ -107,6 +107,13 @@ class Destination(models.Model):
         help_text="When the platform says it deleted a contact, push it again (default: "
         "don't; the contact stays known here, marked as deleted there).",
     )
+    apply_opt_outs_from_others = models.BooleanField(
+        "apply opt-outs from other platforms",
+        default=True,
+        help_text="When a contact opts out on another platform (an unsubscribe, a bounce, a "
+        "spam complaint reaching us from it), opt them out here too, through this platform's "
+        "own opt-out call (sync.consent). Off: this platform keeps its own consent state.",
+    )
     inbound_token = models.CharField(
         max_length=64,
         unique=True,

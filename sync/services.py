@@ -20,7 +20,7 @@ from django_tasks import TaskResultStatus
 from django_tasks_db.models import DBTaskResult
 
 from contacts.models import Contact
-from sync import connectors, drift, engine, guard, inbound, polling, selectors, tasks
+from sync import connectors, consent, drift, engine, guard, inbound, polling, selectors, tasks
 from sync.connectors.base import (
     ConnectorConfigurationError,
     ConnectorError,
@@ -382,6 +382,30 @@ def contacts_changed(*, contact_ids: set[int], user_id: int | None) -> None:
     )
 
 
+def contact_opt_out_propagate(*, contact_id: int, destination_id: int | None) -> int:
+    """A platform's opt-out was applied to the contact (sync.inbound): queue its push to the
+    other destinations that apply other platforms' opt-outs (`sync.consent.opt_out_targets`),
+    as interactive work, after the current transaction commits; each sends the opt-out
+    through its own platform's call. Returns how many destinations it is queued for."""
+    targets = consent.opt_out_targets(destination_id=destination_id)
+    if not targets:
+        return 0
+
+    def queue():
+        try:
+            contacts_enqueue_push(
+                contact_ids=[contact_id],
+                destinations=targets,
+                trigger=Trigger.SAVE,
+                interactive=True,
+            )
+        except Exception:  # the opt-out stands here; the next push of the contact carries it
+            logger.exception("queueing the opt-out of contact %s failed", contact_id)
+
+    transaction.on_commit(queue)
+    return len(targets)
+
+
 def contact_push_now(
     *, contact_id: int, destination: Destination, user_id: int | None, retry: bool = False
 ) -> str:
@@ -709,7 +733,7 @@ def _dry_run(contacts, destination, force, show) -> DryRun:
         s.contact_id: RemoteState(s.remote_id or None, s.accepted_email_status or None)
         for s in states.filter(contact_id__in=ids)
     }
-    records = selectors.contact_records(ids)
+    records = consent.records_guard(records=selectors.contact_records(ids), destination=destination)
     result.shown = len(records)
     try:
         result.planned = connector.planned_requests(
@@ -733,8 +757,10 @@ def contact_preview_payloads(*, contact_ids: list[int]) -> list[dict]:
         for s in ContactSyncState.objects.filter(contact_id__in=contact_ids)
     }
     previews = []
-    for record in selectors.contact_records(contact_ids):
+    ledger = consent.ledger_rows(contact_ids)  # what each may be sent (sync.consent)
+    for unguarded in selectors.contact_records(contact_ids):
         for destination, connector in connectors.items():
+            record = consent.record_guard(unguarded, ledger.get(unguarded.id, {}), destination)
             state = states.get((record.id, destination.pk))
             remote = (
                 RemoteState(state.remote_id or None, state.accepted_email_status or None)

@@ -256,6 +256,11 @@ class LoopsConnector(BaseConnector):
 
     @staticmethod
     def _subscribed(record: ContactRecord, state: RemoteState) -> bool | None:
+        """Part A's rule as a case of the consent guard's (sync.consent): the record reaching
+        here says "subscribed" only when no opt-out in the ledger is later than a person's,
+        an import's or Loops' own opt-in; `true` goes out only for such a subscribe that Loops
+        has not accepted from us yet (it last accepted another status), since a `true`
+        re-subscribes people who unsubscribed there."""
         if record.email_status in NOT_SUBSCRIBED:
             return False
         resubscribed = state.accepted_email_status not in (None, "subscribed")

@@ -27,6 +27,9 @@ and part B §1 (the vendor OpenAPI file shared/specs/yespo/yespo-openapi.json, s
 - Write rules: a field "on create only" is sent while Yespo holds no version of the contact
   from us, "never" not at all; a bulk body lists only what its contacts carry, so a field not
   sent is not touched.
+- Opt-outs (shared/inbound.md 1.5): an email opt-out goes on Yespo's unsubscribed-emails list
+  (`emails/unsubscribed/add`), and comes off it (`…/delete`) only for a re-subscribe made here
+  (`_sync_email_opt_outs`; what may be sent is decided by sync.consent).
 - Refused before any request: no channel at all, more than two channels of one type, a channel
   type Yespo does not know, a first or last name over 40 characters, a mapping to a
   non-numeric field or segment id. Nothing is truncated.
@@ -77,6 +80,9 @@ MAX_CHANNELS_PER_TYPE = 2  # "You can add maximum two channels of the same type"
 MAX_NAME_LENGTH = 40  # https://docs.yespo.io/docs/adding-new-users
 BULK_LIMIT = 3000  # ContactsBulkUpdate.contacts: "max. 3000"
 MEMBERSHIP_LIMIT = 500  # ModifyContactsInGroup: "max. 500"
+UNSUBSCRIBED_PATH = "api/v1/emails/unsubscribed/{}"  # add | delete (shared/inbound.md 1.5)
+UNSUBSCRIBED_LIMIT = 500  # UnsubscribeParamsDto documents no maximum: cut as the segment calls
+NOT_SUBSCRIBED = frozenset({"unsubscribed", "bounced", "no_marketing"})
 # Our address fields -> the spec's Address keys (which are also contactFields names in bulk).
 ADDRESS_KEYS = (
     ("town", "city"),
@@ -492,6 +498,7 @@ class YespoConnector(BaseConnector):
                 raise
             status, remote_id = 409, state.remote_id or self._lookup_id(record.external_id)
         self._sync_memberships([record])
+        self._sync_email_opt_outs([(record, state)])
         # An upsert: Yespo answers a create and an update alike (`200 {"id"}`), and a 409
         # says only that the data is there, so neither says which it was.
         return PushResult(remote_id, None, status, payload)
@@ -514,6 +521,7 @@ class YespoConnector(BaseConnector):
             raise PermanentError(self.label, str(data["errorMessage"]), status=status)
         session = self.require_id(data, "asyncSessionId", status=status)
         self._sync_memberships([record])
+        self._sync_email_opt_outs([(record, state)])
         return PushResult(state.remote_id, None, status, payload, awaiting=True, reference=session)
 
     def _lookup_id(self, external_id: str) -> str | None:
@@ -556,6 +564,38 @@ class YespoConnector(BaseConnector):
                 body = {"externalCustomerIds": ids[start : start + MEMBERSHIP_LIMIT]}
                 yield f"api/v1/group/{segment}/contacts/{action}", body
 
+    def _sync_email_opt_outs(self, pairs: list[tuple[ContactRecord, RemoteState]]) -> None:
+        """Send the unsubscribed-list calls the contacts need (`_opt_out_calls`)."""
+        for path, body in self._opt_out_calls(pairs):
+            self.request("POST", path, json_body=body, expect_json=False)
+
+    @staticmethod
+    def _opt_out_calls(pairs: list[tuple[ContactRecord, RemoteState]]):
+        """(path, body) of each unsubscribed-list call. Yespo's opt-out is its
+        unsubscribed-emails list, apart from the contact (shared/inbound.md 1.5: "unsubscribes
+        not contacts but their email addresses"). An address goes on it when our email
+        status is an opt-out and Yespo last accepted the contact from us subscribed (or never
+        did), and comes off it only when our status is subscribed and Yespo last held an
+        opt-out: a re-subscribe the consent guard let through (a person or an import opted the
+        contact in here after the opt-out, sync.consent). Otherwise nothing is sent, so a
+        routine push never undoes an opt-out. SMS has no such list at Yespo (1.5: "not
+        found"): an SMS opt-out is not sent there."""
+        plan: dict[str, list[str]] = {"add": [], "delete": []}
+        for record, state in pairs:
+            if not record.email:
+                continue
+            accepted = state.accepted_email_status
+            if record.email_status in NOT_SUBSCRIBED and accepted in (None, "subscribed"):
+                plan["add"].append(record.email)
+            elif record.email_status == "subscribed" and accepted in NOT_SUBSCRIBED:
+                plan["delete"].append(record.email)
+        for action, emails in plan.items():
+            for start in range(0, len(emails), UNSUBSCRIBED_LIMIT):
+                yield (
+                    UNSUBSCRIBED_PATH.format(action),
+                    {"emails": emails[start : start + UNSUBSCRIBED_LIMIT]},
+                )
+
     # -- many contacts
 
     def push_many(
@@ -589,6 +629,7 @@ class YespoConnector(BaseConnector):
                 errors.update(refused)
                 outcomes.update(outcome)
         self._sync_memberships([r for r, _, _ in bulk if r.external_id not in errors])
+        self._sync_email_opt_outs([(r, st) for r, _, st in bulk if r.external_id not in errors])
         for record, _, state in singles:
             try:
                 pushed = self.push(record, state)
@@ -756,13 +797,14 @@ class YespoConnector(BaseConnector):
 
     def planned_requests(self, items):
         """What `push_many` (a chunk of several) or `push` (one contact) would send: the
-        bulk calls by contact shape, then the segment calls; the single calls, each followed
-        by its segment calls."""
+        bulk calls by contact shape, then the segment and unsubscribed-list calls; the single
+        calls, each followed by its segment and unsubscribed-list calls."""
         if not self.pushes_in_bulk(len(items)):
             planned = []
-            for record, _, payload in self.buildable(items, planned):
+            for record, state, payload in self.buildable(items, planned):
                 planned.append(self._planned(CONTACT_PATH, payload, (record.external_id,)))
                 planned += self._planned_memberships([record])
+                planned += self._planned_opt_outs([(record, state)])
             return planned
         errors, bulk, singles = self._split_for_bulk([record for record, _ in items])
         planned = [
@@ -783,9 +825,12 @@ class YespoConnector(BaseConnector):
                 )
             )
         planned += self._planned_memberships([record for record, _ in bulk])
+        remotes = {record.external_id: state for record, state in items}
+        planned += self._planned_opt_outs([(r, remotes[r.external_id]) for r, _ in bulk])
         for record, payload in singles:
             planned.append(self._planned(CONTACT_PATH, payload, (record.external_id,)))
             planned += self._planned_memberships([record])
+            planned += self._planned_opt_outs([(record, remotes[record.external_id])])
         return planned
 
     def _planned(self, path, body, external_ids, note=""):
@@ -795,6 +840,13 @@ class YespoConnector(BaseConnector):
         return [
             self._planned(path, body, tuple(body["externalCustomerIds"]))
             for path, body in self._membership_calls(self._membership_plan(records))
+        ]
+
+    def _planned_opt_outs(self, pairs: list[tuple[ContactRecord, RemoteState]]) -> list:
+        by_email = {record.email: record.external_id for record, _ in pairs}
+        return [
+            self._planned(path, body, tuple(by_email.get(e, "") for e in body["emails"]))
+            for path, body in self._opt_out_calls(pairs)
         ]
 
     def request_count(self, *, contacts: int, without_remote_id: int, chunk_size: int) -> int:

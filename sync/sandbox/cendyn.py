@@ -566,6 +566,17 @@ class CendynEmulator(PlatformEmulator):
             "text_field": contact.get(self.account_text_field),
         }
 
+    def consent_view(self, external_id: str) -> dict | None:
+        """Cendyn's opt-out is the email channel blacklisted in `channel_subscriptions`."""
+        ids = self.by_user_id.get(external_id) or []
+        if not ids:
+            return None
+        subscriptions = self.contacts[ids[0]].get("channel_subscriptions") or []
+        blacklisted = any(
+            s.get("channel") == "email" and s.get("blacklisted") is True for s in subscriptions
+        )
+        return {"email_subscribed": not blacklisted}
+
     def edit_contact(self, external_id: str, changes: dict) -> bool:
         ids = self.by_user_id.get(external_id) or []
         if not ids:

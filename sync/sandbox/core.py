@@ -272,6 +272,12 @@ class PlatformEmulator:
         one). Called under `self.lock`."""
         raise NotImplementedError
 
+    def consent_view(self, external_id: str) -> dict | None:
+        """Whether the platform would send the live contact held under our external ID bulk
+        email, in neutral words: {"email_subscribed": bool}; None when it holds none. Called
+        under `self.lock`."""
+        raise NotImplementedError
+
     def edit_contact(self, external_id: str, changes: dict) -> bool:
         """Change a stored contact as a person would in the platform's own screens (what a
         read-back must then see as drift): `changes` holds neutral names of `contact_view`
@@ -467,6 +473,11 @@ class Sandbox:
         emulator = self.emulators[platform]
         with emulator.lock:
             return emulator.contact_view(external_id)
+
+    def consent_view(self, platform: str, external_id: str) -> dict | None:
+        emulator = self.emulators[platform]
+        with emulator.lock:
+            return emulator.consent_view(external_id)
 
     def edit_contact(self, platform: str, external_id: str, changes: dict) -> dict | None:
         """Apply a platform-side change; the contact's view afterwards, None when not held."""

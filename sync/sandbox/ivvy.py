@@ -677,6 +677,14 @@ class IvvyEmulator(PlatformEmulator):
             "text_field": values.get(self.account_text_field),
         }
 
+    def consent_view(self, external_id: str) -> dict | None:
+        """iVvy's email `status`: 1 subscribed; 2 unsubscribed, 3 bounced, 5 no marketing, 4
+        registering (not an opt-in) are not (contact/add-or-update-contact.md)."""
+        ids = sorted(self.by_external_id.get(external_id, ()))
+        if not ids:
+            return None
+        return {"email_subscribed": self.contacts[ids[0]]["status"] == 1}
+
     def edit_contact(self, external_id: str, changes: dict) -> bool:
         ids = sorted(self.by_external_id.get(external_id, ()))
         if not ids:

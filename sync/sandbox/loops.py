@@ -203,6 +203,13 @@ class LoopsEmulator(PlatformEmulator):
             "text_field": contact.get(self.account_text_field),
         }
 
+    def consent_view(self, external_id: str) -> dict | None:
+        """Loops' audience subscription is the contact's `subscribed`."""
+        contact_id = self.by_user_id.get(external_id)
+        if contact_id is None:
+            return None
+        return {"email_subscribed": self.contacts[contact_id]["subscribed"] is True}
+
     def edit_contact(self, external_id: str, changes: dict) -> bool:
         contact_id = self.by_user_id.get(external_id)
         if contact_id is None:

@@ -71,6 +71,14 @@ class _Handler(BaseHTTPRequestHandler):
             if self.command == "GET" and rest.startswith("store"):
                 platform = rest.partition("/")[2] or None
                 return self._send(200, sandbox.store(platform))
+            if self.command == "GET" and rest.startswith("consent/"):
+                _, platform, external_id = rest.split("/", 2)
+                if platform not in sandbox.emulators:
+                    raise BadRequest(f"unknown platform {platform!r}")
+                view = sandbox.consent_view(platform, unquote(external_id))
+                if view is None:
+                    return self._send(404, {"error": f"{platform} holds no {external_id!r}"})
+                return self._send(200, view)
             if self.command == "GET" and rest.startswith("contact/"):
                 _, platform, external_id = rest.split("/", 2)
                 view = sandbox.contact_view(platform, unquote(external_id))

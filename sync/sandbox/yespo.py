@@ -134,6 +134,9 @@ class YespoEmulator(PlatformEmulator):
     }
     account_settings = {"webhook_login": "sandbox-webhook"}
     default_rate_limit = 200  # "More than 200 requests per 1 second" -> 429 (spec)
+    # The unsubscribed-list calls' success body is undocumented ("default" answer, no schema):
+    # "empty" (no body) or "object" (`{}`).
+    switch_defaults = {"unsubscribed_answer": "empty"}
 
     def reset(self) -> None:
         self.contacts: dict[int, dict] = {}  # internal id -> stored contact
@@ -484,6 +487,27 @@ class YespoEmulator(PlatformEmulator):
         found = [s for s in self.segments.values() if name is None or name in s["name"]]
         return SandboxResponse(200, found[start - 1 : start - 1 + rows])
 
+    def unsubscribed_change(self, request: SandboxRequest, action: str):
+        """`POST /api/v1/emails/unsubscribed/add|delete` with `UnsubscribeParamsDto`
+        (`{"emails": [...]}`, `emails` required): the addresses, not the contacts, stop (or
+        start again) getting bulk email ([Y-spec] addToUnsubscribed/deleteFromUnsubscribed,
+        [Y-int]). The spec documents only a `default` answer with no schema: this answers
+        200 with an empty body, or `{}` under the `unsubscribed_answer` switch ("object")."""
+        body = request.json()
+        if not isinstance(body, dict) or set(body) != {"emails"}:
+            raise BadRequest("The body takes emails (required) only")
+        emails = body["emails"]
+        if not isinstance(emails, list) or not all(isinstance(e, str) and e for e in emails):
+            raise BadRequest("emails is an array of strings")
+        for email in emails:
+            if action == "add":
+                self.unsubscribed_emails.add(email.lower())
+            else:
+                self.unsubscribed_emails.discard(email.lower())
+        return SandboxResponse(
+            200, {} if self.switches["unsubscribed_answer"] == "object" else None
+        )
+
     def membership(self, request: SandboxRequest, segment_id: str, action: str):
         segment = self.segments.get(int(segment_id))
         if segment is None:
@@ -706,6 +730,14 @@ class YespoEmulator(PlatformEmulator):
             "text_field": contact["fields"].get(int(self.account_text_field)),
         }
 
+    def consent_view(self, external_id: str) -> dict | None:
+        """Yespo's email opt-out is its unsubscribed-emails list, by address ([Y-int])."""
+        view = self.contact_view(external_id)
+        if view is None:
+            return None
+        email = (view["email"] or "").lower()
+        return {"email_subscribed": bool(email) and email not in self.unsubscribed_emails}
+
     def edit_contact(self, external_id: str, changes: dict) -> bool:
         contact_id = self.by_external.get(external_id)
         if contact_id is None or contact_id in self.deleted:
@@ -801,4 +833,8 @@ ROUTES = [
     ),
     (re.compile(r"/api/v1/addressbooks"), {"GET": YespoEmulator.address_books}),
     (re.compile(r"/api/v2/contacts/activity"), {"GET": YespoEmulator.activity}),
+    (
+        re.compile(r"/api/v1/emails/unsubscribed/(add|delete)"),
+        {"POST": YespoEmulator.unsubscribed_change},
+    ),
 ]
