@@ -112,6 +112,17 @@ class YespoEmulator(PlatformEmulator):
     }
     account_settings = {"webhook_login": "sandbox-webhook"}
     default_rate_limit = 200  # "More than 200 requests per 1 second" -> 429 (spec)
+    stored_attributes = (
+        "contacts",
+        "by_external",
+        "deleted",
+        "next_id",
+        "unsubscribed_emails",
+        "webhook",
+        "sessions",
+        "segments",
+        "fields",
+    )
 
     def reset(self) -> None:
         self.contacts: dict[int, dict] = {}  # internal id -> stored contact
