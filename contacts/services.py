@@ -458,6 +458,23 @@ def import_job_confirm(*, job: ImportJob, mode: str) -> bool:
     return bool(started)
 
 
+def import_job_run_here(*, content: str, file_name: str, user, mode: str) -> ImportJob:
+    """A small file's import (under IMPORT_BACKGROUND_ROWS lines) with a background
+    import's rules, run here, in the request: every row checked, then (skipping the invalid
+    rows) the valid ones written in chunks and each contact queued for its push once. The
+    job is kept, as a background one, for its page: the counts and the skipped rows' CSV."""
+    job = ImportJob.objects.create(
+        content=content,
+        file_name=file_name[:255],
+        created_by=user if getattr(user, "pk", None) else None,
+        status=ImportJob.Status.IMPORTING,
+        mode=mode,
+    )
+    import_job_run(job_id=job.pk)
+    job.refresh_from_db()
+    return job
+
+
 def _job_update(job_id: int, **values) -> int:
     """One short write: the worker's progress, seen by the page at its next refresh. 0 when
     the job is gone (erased: it named an erased person)."""
