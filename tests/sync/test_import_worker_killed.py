@@ -2,7 +2,8 @@
 part-way through writing: the scheduler's pass marks its task abandoned and the job failed,
 with the rows written so far saved and their pushes queued; the page offers "Resume import"
 from the row after the last chunk written, and resuming imports the rest, each contact once.
-Real `db_worker` processes on the test database (PostgreSQL: the workers share it)."""
+Real `db_worker` processes on the test database (PostgreSQL: the workers share it); the
+scheduler's side alone on either database."""
 
 import signal
 import subprocess
@@ -23,7 +24,7 @@ from tests.conftest import platform_with
 from tests.sync.conftest import sandbox_store
 from tests.sync.processes import manage, process_env, run_worker_until_idle
 
-pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
+pytestmark = pytest.mark.django_db(transaction=True)
 ROWS = 600
 CHUNK = 20
 
@@ -47,6 +48,7 @@ def _after_the_lease(settings):
     return timezone.now() + timedelta(seconds=settings.SYNC_LEASE_SECONDS + 1)
 
 
+@pytest.mark.postgres  # the worker processes share the test database
 def test_an_import_whose_worker_is_killed_is_failed_then_resumed_from_its_last_chunk(
     admin_client_logged, settings, sandbox_destination, sandbox, sandbox_env
 ):
