@@ -1076,8 +1076,13 @@ def tasks_fail_abandoned(*, now=None, limit: int = 500) -> int:
 
 
 def _task_contacts_held(row: DBTaskResult, stale) -> bool:
-    """Whether a live claim (fresher than the lease) holds one of a push task's contacts."""
+    """Whether a live claim (fresher than the lease) holds one of a push task's contacts, or
+    (a background import's task) its job has progressed within the lease."""
+    from contacts.services import import_task_progressing
+
     kwargs = (row.args_kwargs or {}).get("kwargs", {})
+    if import_task_progressing(task_path=row.task_path, kwargs=kwargs, since=stale):
+        return True
     if not kwargs.get("contact_ids"):
         return False
     return ContactSyncState.objects.filter(

@@ -25,7 +25,6 @@ it is switched off, as a queue that has not run yet.
 import datetime
 import hashlib
 import hmac
-import itertools
 import json
 import os
 import random
@@ -339,6 +338,18 @@ class CendynEmulator(PlatformEmulator):
     account_settings = {"account_id": "sandbox-account"}
     default_rate_limit = 10  # none published: part A's default
     switch_defaults = {"bulk_deferred": False}
+    stored_attributes = (
+        "webhook_url",
+        "deferred",
+        "contacts",
+        "by_user_id",
+        "bulks",
+        "custom_fields",
+        "lists",
+        "next_number",
+        "_machine",
+        "deliveries",
+    )
 
     def reset(self) -> None:
         self.webhook_url = ""  # registered by hand for the contacts and deliveries groups
@@ -349,7 +360,7 @@ class CendynEmulator(PlatformEmulator):
         self.deliveries: list[dict] = []  # oldest first, as GET …/deliveries lists them
         self.custom_fields = {f["name"]: dict(f) for f in SAMPLE_CUSTOM_FIELDS}
         self.lists = {item["id"]: dict(item) for item in SAMPLE_LISTS}
-        self._counter = itertools.count(1)
+        self.next_number = 1  # the counter part of the next id
         self._machine = os.urandom(5).hex()
         self.routes = [  # (pattern of the path below the account, method, handler)
             (re.compile(r"^custom_fields$"), "GET", self._list_custom_fields),
@@ -631,7 +642,8 @@ class CendynEmulator(PlatformEmulator):
 
     def _new_id(self) -> str:
         """24 hex digits like a MongoDB ObjectId ("550aac3da096734ce5000001")."""
-        return f"{int(time.time()):08x}{self._machine}{next(self._counter) % 0xFFFFFF:06x}"
+        number, self.next_number = self.next_number, self.next_number + 1
+        return f"{int(time.time()):08x}{self._machine}{number % 0xFFFFFF:06x}"
 
     # -- custom fields and lists
 

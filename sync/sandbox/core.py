@@ -200,6 +200,11 @@ class PlatformEmulator:
     # The platform's own switches, name -> default (a behaviour of the platform that a test
     # may turn back, such as a call the vendor has since withdrawn).
     switch_defaults: ClassVar[dict[str, Any]] = {}
+    # The attributes `reset` sets that hold what the platform keeps (its contacts, lists,
+    # id counters, a registered webhook): saved to the store file and restored at start, so
+    # a restarted sandbox never hands out a remote ID twice (sync/sandbox/store_file.py).
+    # Derived indexes are left out and built again in `after_restore`.
+    stored_attributes: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self):
         self.lock = threading.RLock()
@@ -219,6 +224,21 @@ class PlatformEmulator:
 
     def reset(self) -> None:
         """Empty the store (subclasses call super and set up their sample fields and lists)."""
+
+    def stored_state(self) -> dict[str, Any]:
+        """The `stored_attributes`, by name (live objects: encode them under `self.lock`)."""
+        return {name: getattr(self, name) for name in self.stored_attributes}
+
+    def restore_state(self, state: dict[str, Any]) -> None:
+        """Take back what `stored_state` gave (from a store file); names this emulator does
+        not store are ignored, and one missing from the file keeps its `reset` value."""
+        for name in self.stored_attributes:
+            if name in state:
+                setattr(self, name, state[name])
+        self.after_restore()
+
+    def after_restore(self) -> None:
+        """Build again what is derived from the stored attributes (an index, say)."""
 
     def authenticate(self, request: SandboxRequest) -> SandboxResponse | None:
         """None when the credentials are good, else the platform's refusal."""
@@ -305,6 +325,7 @@ class Sandbox:
         self.log: deque = deque(maxlen=20000)
         # each platform's last notifications, for `redeliver`
         self.delivered: dict[str, list[Notification]] = {}
+        self.changes = 0  # grows with every call that may change a store (store_file.py)
 
     def reset(self) -> None:
         for slug, emulator in self.emulators.items():
@@ -317,6 +338,7 @@ class Sandbox:
             self.counts.clear()
             self.log.clear()
             self.delivered.clear()
+            self.changes += 1
 
     def handle(self, slug: str, request: SandboxRequest) -> SandboxResponse:
         emulator = self.emulators[slug]
@@ -331,6 +353,7 @@ class Sandbox:
 
     def _count(self, slug, request, status):
         with self.lock:
+            self.changes += 1
             self.counts[(slug, status)] += 1
             self.log.append(
                 {
@@ -440,6 +463,7 @@ class Sandbox:
 
     def register_webhook(self, platform: str, data: dict) -> dict:
         emulator = self._emulator(platform)
+        self._changed()
         with emulator.lock:
             return emulator.register_webhook(data)
 
@@ -447,6 +471,7 @@ class Sandbox:
         """The platform acts, then its notifications are delivered one by one, in order
         (outside the emulator's lock: the receiver may call the platform back)."""
         emulator = self._emulator(platform)
+        self._changed()
         with emulator.lock:
             notifications = emulator.notify(data, base_url)
         with self.lock:
@@ -463,6 +488,10 @@ class Sandbox:
         if not notifications:
             raise BadRequest(f"{platform} has sent no notification yet")
         return [deliver(n) for n in notifications]
+
+    def _changed(self) -> None:
+        with self.lock:
+            self.changes += 1
 
     def _emulator(self, platform: str) -> PlatformEmulator:
         if platform not in self.emulators:
@@ -487,6 +516,7 @@ class Sandbox:
         unknown = set(changes) - {"first_name", "last_name", "email", "text_field", "raw"}
         if unknown or not isinstance(changes.get("raw", {}), dict):
             raise BadRequest(f"unknown change(s) {sorted(unknown)}; raw takes an object")
+        self._changed()
         with emulator.lock:
             if not emulator.edit_contact(external_id, changes):
                 return None
@@ -494,6 +524,7 @@ class Sandbox:
 
     def remove_contact(self, platform: str, external_id: str) -> bool:
         emulator = self.emulators[platform]
+        self._changed()
         with emulator.lock:
             return emulator.remove_contact(external_id)
 

@@ -168,6 +168,14 @@ class IvvyEmulator(PlatformEmulator):
     default_rate_limit = 5  # not published; part A's default
     # `not_primary`: the key is not the primary user's, so subscribeToNotifications answers 403.
     switch_defaults = {"legacy_sms_status": False, "not_primary": False}
+    stored_attributes = (
+        "contacts",
+        "by_external_id",
+        "next_id",
+        "field_definitions",
+        "groups",
+        "subscription",
+    )
 
     def reset(self) -> None:
         self.contacts: dict[int, dict] = {}
@@ -196,6 +204,10 @@ class IvvyEmulator(PlatformEmulator):
             ("account", "subscribeToNotifications"): self._subscribe,
         }
         self.subscription: dict = {}  # contactsEndpoint: url, topic, token, confirmed
+
+    def after_restore(self) -> None:
+        """`fields` indexes `field_definitions` (the same dicts): built again, not stored."""
+        self.fields = {d["fieldId"]: d for d in self.field_definitions}
 
     # -- error shapes
 

@@ -107,6 +107,15 @@ class LoopsEmulator(PlatformEmulator):
         "signing_secret": "whsec_c2FuZGJveC1sb29wcy13ZWJob29rLXNpZ25pbmcta2V5IQ==",
     }
     default_rate_limit = 10  # "10 requests per second per team"
+    stored_attributes = (
+        "contacts",
+        "by_email",
+        "by_user_id",
+        "properties",
+        "lists",
+        "webhook_url",
+        "suppressed",
+    )
 
     def reset(self) -> None:
         self.contacts: dict[str, dict] = {}  # id -> the contact as `find` returns it

@@ -137,6 +137,18 @@ class YespoEmulator(PlatformEmulator):
     # The unsubscribed-list calls' success body is undocumented ("default" answer, no schema):
     # "empty" (no body) or "object" (`{}`).
     switch_defaults = {"unsubscribed_answer": "empty"}
+    stored_attributes = (
+        "contacts",
+        "by_external",
+        "deleted",
+        "next_id",
+        "unsubscribed_emails",
+        "webhook",
+        "sessions",
+        "segments",
+        "fields",
+        "activities",
+    )
 
     def reset(self) -> None:
         self.contacts: dict[int, dict] = {}  # internal id -> stored contact

@@ -5,6 +5,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand
 from django.db import close_old_connections
 
+from contacts import services as contacts_services
 from sync import alerts, services
 from sync.dbretry import with_database_retry
 
@@ -51,6 +52,9 @@ class Command(BaseCommand):
         abandoned = with_database_retry(services.tasks_fail_abandoned)
         if abandoned:
             self.stdout.write(f"{abandoned} abandoned tasks marked failed")
+        stopped = with_database_retry(contacts_services.import_jobs_recover)
+        if stopped:
+            self.stdout.write(f"{stopped} imports whose worker stopped marked failed")
         with_database_retry(alerts.failure_rates_check)
         with_database_retry(alerts.inbound_alerts_check)  # silent destinations, refusal spikes
         with_database_retry(services.pushes_per_hour_store)  # the dashboard's settled hours
