@@ -71,19 +71,26 @@ class LaneLimiter:
     def acquire(self, call_class: str | None = None) -> None:
         flight = self.flight
         first, self.fresh = self.fresh, False
-        for attempt in range(MAX_LATE_SLOTS + 1):
-            slot = flight.slot(call_class, first_of_job=first and not attempt)
-            wait = slot - time.time()
-            if wait > 0 and flight.stopping.wait(wait):
-                raise SendCancelled
-            if flight.stopping.is_set():
-                raise SendCancelled
+        late = 0
+        while True:
+            self._sleep_until(flight.hold_until)  # a platform's Retry-After: nothing before it
+            slot = flight.slot(call_class, first_of_job=first)
+            first = False
+            self._sleep_until(slot)
             if time.time() < flight.hold_until:
                 continue  # a Retry-After came in while this lane waited: its slot is void
-            if time.time() - slot <= LATE_AFTER or attempt == MAX_LATE_SLOTS:
-                return
-            # Woken late (a loaded machine): sent now, this request would crowd the ones
-            # sent at their own slots into less than a second. Another slot, then.
+            if time.time() - slot > LATE_AFTER and late < MAX_LATE_SLOTS:
+                # Woken late (a loaded machine): sent now, this request would crowd the ones
+                # sent at their own slots into less than a second. Another slot, then.
+                late += 1
+                continue
+            return
+
+    def _sleep_until(self, moment: float) -> None:
+        """Sleep until `moment` (wall clock); SendCancelled as soon as the flight stops."""
+        wait = moment - time.time()
+        if (wait > 0 and self.flight.stopping.wait(wait)) or self.flight.stopping.is_set():
+            raise SendCancelled
 
     def defer(self, seconds: float) -> None:
         self.flight.hold_until = max(self.flight.hold_until, time.time() + seconds)

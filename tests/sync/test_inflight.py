@@ -5,16 +5,19 @@ those of the one-at-a-time path."""
 
 import threading
 import time
+from collections import Counter
 
 import pytest
 from django.db.models import F
 
 from contacts.demo import seed_demo_contacts
 from contacts.models import Contact
+from sync import services
 from sync.engine import PushContext, contacts_push, destination_connector
 from sync.inflight import InFlight
 from sync.models import ContactSyncState, SyncAttempt, SyncStatus
 from tests.conftest import platforms_with
+from tests.sync.processes import manage, process_env
 
 PER_CONTACT = platforms_with(bulk=False)  # one request (or lookup and request) per contact
 LIMIT = 20  # requests per second: the destination's limit and the sandbox's
@@ -140,3 +143,39 @@ def test_outcomes_are_those_of_one_at_a_time(sandbox, sandbox_destination, setti
     assert serial == parallel
     assert runs[0][1] == runs[1][1], "the same attempt log"
     assert runs[0][2] == runs[1][2], "the platform holds the same"
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_two_worker_processes_in_flight_hold_the_shared_limit(
+    sandbox, sandbox_destination, sandbox_env, settings
+):
+    """Two `sync_worker` processes, each with requests in flight, on one destination: the
+    platform never sees more than the limit in any second, and answers no 429."""
+    settings.SYNC_CHUNK_SIZE = 20
+    platform = PER_CONTACT[0]
+    destination = _world(sandbox, sandbox_destination, platform)
+    seed_demo_contacts(120)
+    services.contacts_push_selected(
+        contacts=Contact.objects.all(), destination=destination, trigger="action", user_id=None
+    )
+    env = process_env(**sandbox_env, SYNC_REQUESTS_IN_FLIGHT=8, SYNC_CHUNK_SIZE=20)
+    workers = [
+        manage("sync_worker", "--no-startup-delay", "--no-reload", "--interval", "0.1", env=env)
+        for _ in range(2)
+    ]
+    try:
+        states = ContactSyncState.objects.filter(destination=destination)
+        deadline = time.monotonic() + 120
+        while states.exclude(status=SyncStatus.SYNCED).exists():
+            assert time.monotonic() < deadline, Counter(states.values_list("status", flat=True))
+            time.sleep(0.2)
+    finally:
+        for worker in workers:
+            worker.terminate()
+            worker.wait(timeout=30)
+    traffic = sandbox.sandbox.traffic_report(platform)[platform]
+    assert traffic["max_per_second"] <= LIMIT, traffic
+    assert traffic["rate_limited"] == 0, traffic
+    assert traffic["max_in_flight"] > 1, traffic
+    assert SyncAttempt.objects.filter(destination=destination).count() == 120
