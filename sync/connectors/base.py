@@ -311,12 +311,16 @@ def outbound_session() -> requests.Session:
     is the proxy's to make."""
     session = requests.Session()
     session.trust_env = False
+    # One connection pool per destination, as large as the requests a worker keeps in flight
+    # to it (sync/inflight.py): a smaller pool would close and reopen connections.
+    pool = {"pool_maxsize": settings.SYNC_REQUESTS_IN_FLIGHT}
     if settings.SYNC_HTTPS_PROXY:
         session.proxies = {"https": settings.SYNC_HTTPS_PROXY, "http": settings.SYNC_HTTPS_PROXY}
+        adapter = HTTPAdapter(**pool)
     else:
-        adapter = AddressCheckingAdapter()
-        session.mount("https://", adapter)
-        session.mount("http://", adapter)
+        adapter = AddressCheckingAdapter(**pool)
+    session.mount("https://", adapter)
+    session.mount("http://", adapter)
     if settings.SYNC_CA_BUNDLE:
         session.verify = settings.SYNC_CA_BUNDLE
     return session

@@ -2,7 +2,8 @@
 the request log. Each platform's emulator (one module each) subclasses `PlatformEmulator`.
 
 Faults, per platform (or "*" for all), switched on and off over HTTP while the server runs:
-- `latency_ms`: added before every answer;
+- `latency_ms`: added before every answer (the answer, and the rate limit's count, are
+  decided when the request arrives);
 - `error_rate` with `error_status` (default 500): that fraction of calls fail; with
   `error_path`, only calls whose path and query string contain that text (one call of a
   platform failing while the others answer);
@@ -186,6 +187,47 @@ class SlidingWindowLimiter:
             return True, int(self.limit - len(self.calls))
 
 
+class Traffic:
+    """What reached one platform, for a benchmark or a test to read: requests, the most that
+    arrived within any one second (a sliding window, stricter than calendar seconds), the 429
+    answers, and the most requests being answered at once (latency included)."""
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.requests = self.rate_limited = self.max_per_second = 0
+        self.in_flight = self.max_in_flight = 0
+        self.window: deque[float] = deque()  # arrivals of the last second
+
+    def arrived(self) -> None:
+        now = time.monotonic()
+        with self.lock:
+            self.requests += 1
+            self.in_flight += 1
+            self.max_in_flight = max(self.max_in_flight, self.in_flight)
+            while self.window and self.window[0] <= now - 1.0:
+                self.window.popleft()
+            self.window.append(now)
+            self.max_per_second = max(self.max_per_second, len(self.window))
+
+    def left(self) -> None:
+        with self.lock:
+            self.in_flight -= 1
+
+    def answered(self, status: int) -> None:
+        if status == 429:
+            with self.lock:
+                self.rate_limited += 1
+
+    def report(self) -> dict:
+        with self.lock:
+            return {
+                "requests": self.requests,
+                "max_per_second": self.max_per_second,
+                "rate_limited": self.rate_limited,
+                "max_in_flight": self.max_in_flight,
+            }
+
+
 class PlatformEmulator:
     """One platform's contract. Subclasses implement `authenticate`, `route` and the error
     shapes; the store is theirs, guarded by `self.lock`."""
@@ -326,6 +368,7 @@ class Sandbox:
         # each platform's last notifications, for `redeliver`
         self.delivered: dict[str, list[Notification]] = {}
         self.changes = 0  # grows with every call that may change a store (store_file.py)
+        self.traffic = {slug: Traffic() for slug in self.emulators}
 
     def reset(self) -> None:
         for slug, emulator in self.emulators.items():
@@ -339,15 +382,35 @@ class Sandbox:
             self.log.clear()
             self.delivered.clear()
             self.changes += 1
+        self.traffic_reset()
+
+    def traffic_reset(self) -> None:
+        """Start counting traffic afresh (the stores, faults and limits stay)."""
+        for slug in self.emulators:
+            self.traffic[slug] = Traffic()
+
+    def traffic_report(self, platform: str | None = None) -> dict:
+        """Per platform: requests, the most that arrived in any one second, 429s answered,
+        the most answered at once (GET /_sandbox/traffic)."""
+        slugs = [platform] if platform else list(self.emulators)
+        for slug in slugs:
+            if slug not in self.traffic:
+                raise BadRequest(f"unknown platform {slug!r}")
+        return {slug: self.traffic[slug].report() for slug in slugs}
 
     def handle(self, slug: str, request: SandboxRequest) -> SandboxResponse:
         emulator = self.emulators[slug]
         faults = self.faults[slug]
+        traffic = self.traffic[slug]
+        traffic.arrived()
         try:
             response = self._answer(emulator, faults, request)
         except CloseConnection:
             self._count(slug, request, "refused")
             raise
+        finally:
+            traffic.left()
+        traffic.answered(response.status)
         self._count(slug, request, response.status)
         return response
 
@@ -366,8 +429,15 @@ class Sandbox:
             )
 
     def _answer(self, emulator, faults, request):
-        if faults.latency_ms:
-            time.sleep(faults.latency_ms / 1000)
+        """The answer, decided when the request arrives (its rate limit counted then, as a
+        platform counts what reaches it) and given `latency_ms` later."""
+        try:
+            return self._decide(emulator, faults, request)
+        finally:
+            if faults.latency_ms:
+                time.sleep(faults.latency_ms / 1000)
+
+    def _decide(self, emulator, faults, request):
         if faults.outage == "refuse":
             raise CloseConnection()
         if faults.outage == "503":
