@@ -19,11 +19,11 @@ from dataclasses import dataclass, field
 import tablib
 from django.conf import settings
 from django.db import DatabaseError, transaction
-from django.db.models import F, Q
+from django.db.models import Q
 from django.utils import timezone
 from import_export.results import Result
-from simple_history.utils import bulk_create_with_history, bulk_update_with_history
 
+from contacts import bulk
 from contacts.models import Contact, GroupMembership, ImportJob, new_external_id
 from contacts.resources import COLUMNS, ContactResource, neutralise_formula
 from contacts.signals import contacts_bulk_written, held_contact_ids
@@ -413,22 +413,24 @@ def contacts_import_write_chunk(*, chunk: tablib.Dataset, user=None) -> tuple[Co
     """Write one chunk of already checked rows in one transaction, in bulk: the rows are
     checked again inside it (`ContactResource.check_rows`: the contacts read in two queries;
     the chunk is refused whole, ChunkRefused, when a row became invalid), then the new
-    contacts are inserted with `bulk_create`, the changed ones updated with `bulk_update`
-    (only the columns the rows change, the version counter raised as `Contact.save` does),
-    each with its history record (django-simple-history's bulk helpers, the importing user
-    as its author), and the groups the rows add inserted with theirs. Save signals are not
-    sent: the caller queues the returned contacts' push once, at the end of the import.
-    Returns the new/update/skip counts and the ids of the contacts written."""
+    contacts are inserted, the changed ones updated (only the columns the rows change, the
+    version counter raised as `Contact.save` raises it), each with its history record as
+    django-simple-history writes it on a save (the importing user as its author), and the
+    groups the rows add inserted with theirs (`contacts.bulk`: a few statements per chunk).
+    Save signals are not sent: the caller queues the returned contacts' push once, at the
+    end of the import. Returns the new/update/skip counts and the ids of the contacts written."""
+    user_id = getattr(user, "pk", None)
     with transaction.atomic():
         checks = ContactResource().check_rows(chunk)
         failed = next((c for c in checks if c.kind == "invalid"), None)
         if failed is not None:
             raise ChunkRefused(failed.number, _joined(failed.errors))
+        now = timezone.now()
         created = [c for c in checks if c.kind == "new"]
         updated = [c for c in checks if c.kind == "update"]
-        _contacts_create(created, user)
-        _contacts_update(updated, user)
-        _memberships_add(created + updated, user)
+        _contacts_create([c.instance for c in created], user_id, now)
+        _contacts_update(updated, user_id, now)
+        _memberships_add(created + updated, user_id, now)
     totals = Counter(c.kind for c in checks)
     return totals, {c.instance.pk for c in created + updated}
 
@@ -439,37 +441,41 @@ def _joined(errors: dict[str, list[str]]) -> str:
     return "; ".join(parts + errors.get("", []))
 
 
-def _contacts_create(checks, user) -> None:
-    contacts = [c.instance for c in checks]
+def _contacts_create(contacts: list[Contact], user_id, now) -> None:
     for contact in contacts:
         if not contact.external_id:  # as Contact.save
             contact.external_id = new_external_id()
-    bulk_create_with_history(contacts, Contact, batch_size=500, default_user=_author(user))
+    bulk.rows_insert(model=Contact, objects=contacts)
+    bulk.history_rows_insert(
+        model=Contact, objects=contacts, history_type="+", user_id=user_id, now=now
+    )
 
 
-def _contacts_update(checks, user) -> None:
+def _contacts_update(checks, user_id, now) -> None:
     if not checks:
         return
-    now = timezone.now()
-    changed = set().union(*(c.changed for c in checks))
     contacts = [c.instance for c in checks]
     for contact in contacts:
-        contact.updated_at = now  # auto_now: bulk_update does not set it
-        contact.content_version = F("content_version") + 1  # as Contact.save
-    fields = sorted(changed | {"updated_at", "content_version"})
-    bulk_update_with_history(contacts, Contact, fields, batch_size=500, default_user=_author(user))
+        contact.updated_at = now  # auto_now, as a save sets it
+    changed = sorted(set().union(*(c.changed for c in checks)) | {"updated_at"})
+    bulk.rows_update(model=Contact, objects=contacts, attnames=changed, increment="content_version")
+    bulk.history_rows_insert(
+        model=Contact, objects=contacts, history_type="~", user_id=user_id, now=now
+    )
 
 
-def _memberships_add(checks, user) -> None:
+def _memberships_add(checks, user_id, now) -> None:
+    """The groups the rows add. No ContactChild.save (and its version bump): the contact's own
+    write in this chunk raised its version."""
     added = [
-        GroupMembership(contact=c.instance, group=group) for c in checks for group in c.added_groups
+        GroupMembership(contact_id=c.instance.pk, group_id=group.pk)
+        for c in checks
+        for group in c.added_groups
     ]
-    if added:  # no ContactChild.save: the contact's own write raised its version
-        bulk_create_with_history(added, GroupMembership, batch_size=500, default_user=_author(user))
-
-
-def _author(user):
-    return user if getattr(user, "pk", None) else None
+    bulk.rows_insert(model=GroupMembership, objects=added)
+    bulk.history_rows_insert(
+        model=GroupMembership, objects=added, history_type="+", user_id=user_id, now=now
+    )
 
 
 def import_job_start(*, content: str, file_name: str, user=None) -> ImportJob:
