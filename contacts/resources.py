@@ -521,7 +521,7 @@ class ContactResource(resources.ModelResource):
 
     # ----------------------------------------------------------- set-based check (in bulk)
 
-    def check_rows(self, dataset) -> list[RowCheck]:
+    def check_rows(self, dataset, *, values_checked: bool = False) -> list[RowCheck]:
         """Every row of `dataset` checked as the library's `import_row` checks it in a dry run
         (this resource's `get_instance`, `import_instance`, `skip_row` rule and
         `validate_instance`: the same validators, errors on the same columns), nothing
@@ -531,7 +531,14 @@ class ContactResource(resources.ModelResource):
         The contacts the rows name are read for the whole dataset in two queries, and their
         group memberships in one. Call `begin_file` first when the dataset is a chunk of a
         larger file (the checks across rows then see the whole file); `row_offset` numbers
-        the rows in messages, as in `import_data`."""
+        the rows in messages, as in `import_data`.
+
+        `values_checked`: the rows' values passed the model's field checks a moment ago (the
+        chunk's check again in its write transaction, after the check of the whole file in
+        the same task): only what the database answers is asked again (the contacts the rows
+        name, the emails taken, tombstones, groups), not each value's own validators, which
+        would answer as they did."""
+        self._values_checked = values_checked
         if not self._keep_file_state:
             self.before_import(dataset)
         headers = list(dataset.headers or [])
@@ -567,7 +574,9 @@ class ContactResource(resources.ModelResource):
             added = [group for group in groups if group.pk not in held]
             if not errors and not new and not changed and not added:
                 return RowCheck(number, "skip", instance)  # `skip_row`: not validated
-            self._unchanged_fields = self._model_fields - changed
+            self._unchanged_fields = self._model_fields - (
+                set() if self._values_checked else changed
+            )
             try:
                 self.validate_instance(instance, errors)
             finally:

@@ -122,12 +122,12 @@ def test_a_failure_while_writing_keeps_the_file_says_why_and_resumes(
     job = ImportJob.objects.get()
     original = ContactResource.check_rows
 
-    def check_rows(self, dataset):
+    def check_rows(self, dataset, **kwargs):
         # Someone takes row 6's email between the check and the write (the write checks
         # each chunk again inside its transaction).
         if "p6@example.com" in dataset["email"] and not self._keep_file_state:
             Contact.objects.get_or_create(email="P6@example.com", external_id="OTHER")
-        return original(self, dataset)
+        return original(self, dataset, **kwargs)
 
     with patch.object(ContactResource, "check_rows", check_rows):
         import_job_confirm(job=job, mode="all")
