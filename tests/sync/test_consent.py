@@ -273,3 +273,27 @@ def test_with_the_setting_off_other_platforms_opt_outs_are_left_out():
     entries = [row("unsubscribed", "platform", 10, "Loops", previous="subscribed")]
     assert channel_status(entries, off, "unsubscribed") == "subscribed"
     assert channel_status(entries, YESPO, "unsubscribed") == "unsubscribed"
+
+
+def test_mailing_lists_and_sms_are_guarded_like_email():
+    from sync.connectors.records import ContactRecord
+    from sync.consent import record_guard
+
+    record = ContactRecord(
+        id=1,
+        external_id="x",
+        email_status="subscribed",
+        sms_status="subscribed",
+        subscriptions={7: True, 8: True},
+    )
+    channels = {
+        "list:7": [row("unsubscribed", "platform", 10, "Loops")],
+        "sms": [row("bounced", "platform", 10, "Loops")],
+    }
+    guarded = record_guard(record, channels, YESPO)
+    assert guarded.subscriptions == {7: False, 8: True}
+    assert guarded.sms_status == "failed"  # an SMS bounce is our "failed"
+    assert guarded.email_status == "subscribed"
+    assert record_guard(record, channels, LOOPS).subscriptions == {7: False, 8: True}
+    off = Destination(name="Yespo", apply_opt_outs_from_others=False)
+    assert record_guard(record, channels, off) == record
