@@ -10,6 +10,7 @@ module knows nothing of `sync`: a platform is named by the caller, as a source l
 import datetime
 
 from django.db import transaction
+from django.db.models import Max
 
 from contacts.models import (
     OPT_IN_STATUSES,
@@ -153,6 +154,53 @@ def consent_record_changes(
                 source_label=source_label,
                 previous_status=before.get(field, ""),
             )
+
+
+def consent_record_bulk_changes(
+    *,
+    changes: list[tuple[Contact, dict[str, str]]],
+    source: str,
+    source_label: str,
+    now: datetime.datetime,
+) -> int:
+    """What `consent_record_changes` records for each (contact, before) pair, for many
+    contacts written at once (a background import's chunk), in two statements: the latest
+    applied change of each channel, then one insert. The contacts' fields hold the new values
+    already, as after a save; an entry is applied unless a later change of its channel is
+    known (a platform's clock ahead of ours), and then, as on the per-row path, the field
+    keeps the written value. Returns how many entries were written."""
+    pending = [
+        (contact, channel, getattr(contact, field), before.get(field, ""))
+        for contact, before in changes
+        for channel, (field, _, _) in STATUS_FIELDS.items()
+        if before.get(field) != getattr(contact, field)
+    ]
+    if not pending:
+        return 0
+    latest = {
+        (row["contact_id"], row["channel"]): row["last"]
+        for row in ConsentEntry.objects.filter(
+            contact_id__in={contact.pk for contact, *_ in pending},
+            channel__in=list(STATUS_FIELDS),
+            applied=True,
+        )
+        .values("contact_id", "channel")
+        .annotate(last=Max("occurred_at"))
+    }
+    ConsentEntry.objects.bulk_create(
+        ConsentEntry(
+            contact_id=contact.pk,
+            channel=channel,
+            status=status,
+            previous_status=previous[:20],
+            source=source,
+            source_label=source_label[:150],
+            occurred_at=now,
+            applied=latest.get((contact.pk, channel), now) <= now,
+        )
+        for contact, channel, status, previous in pending
+    )
+    return len(pending)
 
 
 def consent_record_admin_change(

@@ -7,7 +7,6 @@ them the same way. Limits are read from settings at each call: `IMPORT_MAX_BYTES
 """
 
 import csv
-import html
 import io
 import json
 import logging
@@ -16,16 +15,21 @@ import tempfile
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import timedelta
 
 import tablib
 from django.conf import settings
 from django.db import DatabaseError, transaction
 from django.db.models import Q
 from django.utils import timezone
+from django_tasks import TaskResultStatus
+from django_tasks_db.models import DBTaskResult
 from import_export.results import Result
 
-from contacts.models import Contact, ImportJob
-from contacts.resources import COLUMNS, ContactResource, neutralise_formula
+from contacts import bulk
+from contacts.consent import consent_record_bulk_changes
+from contacts.models import ConsentSource, Contact, GroupMembership, ImportJob, new_external_id
+from contacts.resources import COLUMNS, STATUS_COLUMNS, ContactResource, neutralise_formula
 from contacts.signals import contacts_bulk_written, held_contact_ids
 
 MATCH_COLUMNS = ("external_id", "email")  # a row is matched on these; one is required
@@ -359,63 +363,141 @@ def contacts_import_scan(
 ) -> ImportScan:
     """Check every row from `start_row` on, nothing written and no transaction opened, in
     chunks of SCAN_CHUNK_ROWS with one resource (`ContactResource.begin_file`: the checks
-    across rows see the whole file). `on_progress(rows checked)` is called after each chunk.
-    Row numbers are the file's (1 is the first row under the header)."""
-    from contacts.templatetags.contact_import import CLEARED
-
+    across rows see the whole file). Each chunk is checked in bulk
+    (`ContactResource.check_rows`: its contacts and their groups read in three queries, no
+    per-row diff). `on_progress(rows checked)` is called after each chunk. Row numbers are the
+    file's (1 is the first row under the header)."""
     scan = ImportScan()
     headers = [str(h) for h in dataset.headers]
-    rows = _rows(dataset, start_row - 1, len(dataset))
+    # the whole file: no copy of its rows (a 100,000-row file's copy is tens of megabytes)
+    rows = dataset if start_row == 1 else _rows(dataset, start_row - 1, len(dataset))
     resource = ContactResource()
     resource.begin_file(rows)
     for first in range(0, len(rows), SCAN_CHUNK_ROWS):
         chunk = _rows(rows, first, first + SCAN_CHUNK_ROWS)
         offset = start_row - 1 + first
         resource.row_offset = offset
-        result = resource.import_data(chunk, dry_run=True, raise_errors=False, user=user)
-        invalid = {row.number: row for row in result.invalid_rows}
-        for index, row_result in enumerate(result.rows):
-            number = offset + index + 1
-            cells = [str(c) if c is not None else "" for c in chunk[index]]
-            errors: dict[str, list[str]] = {}
-            if row_result.errors:
-                errors[""] = [str(row_result.errors[0].error)]
-            elif index + 1 in invalid:
-                found = invalid[index + 1]
-                for name, messages in found.field_specific_errors.items():
-                    errors[str(name)] = [str(m) for m in messages]
-                if found.non_field_specific_errors:
-                    errors[""] = [str(m) for m in found.non_field_specific_errors]
-            cleared = {}
-            if not errors:
-                scan.totals[row_result.import_type] += 1
-                for header, cell in zip(result.diff_headers, row_result.diff or (), strict=False):
-                    match = CLEARED.fullmatch(str(cell).strip())
-                    if match and "<del" not in match["was"]:
-                        cleared[str(header)] = html.unescape(match["was"])
-                scan.clearing_count += len(cleared)
-                for column, was in cleared.items():
+        for check in resource.check_rows(chunk):
+            number = offset + check.number
+            cells = [str(c) if c is not None else "" for c in chunk[check.number - 1]]
+            if check.kind == "invalid":
+                scan.invalid.append({"row": number, "cells": cells, "errors": check.errors})
+            else:
+                scan.totals[check.kind] += 1
+                scan.clearing_count += len(check.cleared)
+                for column, was in check.cleared.items():
                     if len(scan.clearings) < SHOWN_CLEARINGS:
                         scan.clearings.append({"row": number, "column": column, "was": was})
-            else:
-                scan.invalid.append({"row": number, "cells": cells, "errors": errors})
             if len(scan.page) < page_rows:
-                kind = "invalid" if errors else row_result.import_type
                 scan.page.append(
                     {
                         "row": number,
-                        "type": kind,
+                        "type": check.kind,
                         "cells": cells,
-                        "errors": errors,
-                        "cleared": cleared,
+                        "errors": check.errors,
+                        "cleared": check.cleared,
                     }
                 )
         scan.checked_rows = first + len(chunk)
-        del result
         if on_progress is not None:
             on_progress(scan.checked_rows)
     scan.headers = headers
     return scan
+
+
+class ChunkRefused(Exception):
+    """A row of a chunk failed its check at write time (the database changed since the
+    check of the file): nothing of the chunk is written. `index` is the row's, from 1."""
+
+    def __init__(self, index: int, message: str):
+        super().__init__(message)
+        self.index = index
+
+
+def contacts_import_write_chunk(*, chunk: tablib.Dataset, user=None) -> tuple[Counter, set[int]]:
+    """Write one chunk of already checked rows in one transaction, in bulk: the rows are
+    checked again inside it (`ContactResource.check_rows`: the contacts read in two queries;
+    the chunk is refused whole, ChunkRefused, when a row became invalid), then the new
+    contacts are inserted, the changed ones updated (only the columns the rows change, the
+    version counter raised as `Contact.save` raises it), each with its history record as
+    django-simple-history writes it on a save (the importing user as its author), and the
+    groups the rows add inserted with theirs (`contacts.bulk`: a few statements per chunk).
+    Save signals are not sent: the caller queues the returned contacts' push once, at the
+    end of the import. Returns the new/update/skip counts and the ids of the contacts written."""
+    user_id = getattr(user, "pk", None)
+    with transaction.atomic():
+        checks = ContactResource().check_rows(chunk, values_checked=True)
+        failed = next((c for c in checks if c.kind == "invalid"), None)
+        if failed is not None:
+            raise ChunkRefused(failed.number, _joined(failed.errors))
+        now = timezone.now()
+        created = [c for c in checks if c.kind == "new"]
+        updated = [c for c in checks if c.kind == "update"]
+        before = _statuses_before(updated)
+        _contacts_create([c.instance for c in created], user_id, now)
+        _contacts_update(updated, user_id, now)
+        _memberships_add(created + updated, user_id, now)
+        consent_record_bulk_changes(
+            changes=[(c.instance, before.get(c.instance.pk, {})) for c in created + updated],
+            source=ConsentSource.IMPORT,
+            source_label=f"import by {user.get_username()}" if user_id else "import",
+            now=now,
+        )
+    totals = Counter(c.kind for c in checks)
+    return totals, {c.instance.pk for c in created + updated}
+
+
+def _statuses_before(checks) -> dict[int, dict[str, str]]:
+    """The stored email and SMS statuses of the contacts these rows update (one query), for
+    the consent ledger: an import's status change is an entry with the value it replaced."""
+    ids = [c.instance.pk for c in checks if c.changed & set(STATUS_COLUMNS)]
+    return {
+        row.pop("pk"): row
+        for row in Contact.objects.filter(pk__in=ids).values("pk", *STATUS_COLUMNS)
+    }
+
+
+def _joined(errors: dict[str, list[str]]) -> str:
+    """ "column: message; …" as a failed write reports a row (its own errors last)."""
+    parts = [f"{name}: {' '.join(m)}" for name, m in errors.items() if name]
+    return "; ".join(parts + errors.get("", []))
+
+
+def _contacts_create(contacts: list[Contact], user_id, now) -> None:
+    for contact in contacts:
+        if not contact.external_id:  # as Contact.save
+            contact.external_id = new_external_id()
+    bulk.rows_insert(model=Contact, objects=contacts)
+    bulk.history_rows_insert(
+        model=Contact, objects=contacts, history_type="+", user_id=user_id, now=now
+    )
+
+
+def _contacts_update(checks, user_id, now) -> None:
+    if not checks:
+        return
+    contacts = [c.instance for c in checks]
+    for contact in contacts:
+        contact.updated_at = now  # auto_now, as a save sets it
+    changed = sorted(set().union(*(c.changed for c in checks)) | {"updated_at"})
+    bulk.rows_update(model=Contact, objects=contacts, attnames=changed, increment="content_version")
+    bulk.history_rows_insert(
+        model=Contact, objects=contacts, history_type="~", user_id=user_id, now=now
+    )
+
+
+def _memberships_add(checks, user_id, now) -> None:
+    """The groups the rows add. No ContactChild.save (and its version bump): the contact's own
+    write in this chunk raised its version."""
+    added = [
+        GroupMembership(contact_id=c.instance.pk, group_id=group.pk)
+        for c in checks
+        for group in c.added_groups
+    ]
+    bulk.rows_insert(model=GroupMembership, objects=added)
+    bulk.history_rows_insert(
+        model=GroupMembership, objects=added, history_type="+", user_id=user_id, now=now
+    )
 
 
 def import_job_start(*, content: str, file_name: str, user=None) -> ImportJob:
@@ -453,6 +535,23 @@ def import_job_confirm(*, job: ImportJob, mode: str) -> bool:
         if started:
             tasks.run_import.enqueue(job_id=job.pk)
     return bool(started)
+
+
+def import_job_run_here(*, content: str, file_name: str, user, mode: str) -> ImportJob:
+    """A small file's import (under IMPORT_BACKGROUND_ROWS lines) with a background
+    import's rules, run here, in the request: every row checked, then (skipping the invalid
+    rows) the valid ones written in chunks and each contact queued for its push once. The
+    job is kept, as a background one, for its page: the counts and the skipped rows' CSV."""
+    job = ImportJob.objects.create(
+        content=content,
+        file_name=file_name[:255],
+        created_by=user if getattr(user, "pk", None) else None,
+        status=ImportJob.Status.IMPORTING,
+        mode=mode,
+    )
+    import_job_run(job_id=job.pk)
+    job.refresh_from_db()
+    return job
 
 
 def _job_update(job_id: int, **values) -> int:
@@ -551,16 +650,32 @@ def import_job_run(*, job_id: int) -> None:
             chunk = tablib.Dataset(
                 *(dataset[n - 1] for n in chunk_numbers), headers=dataset.headers
             )
-            result, held = _write_chunk(chunk, user, retain=False)
-            if isinstance(result, str) or result.has_errors() or result.has_validation_errors():
-                index, message = _first_failure(result, 0)
-                failure = (chunk_numbers[0], chunk_numbers[index - 1], message)
+            # The chunk and the job's progress commit together: a worker killed at any
+            # point leaves `start_row` just after the last chunk written, where a resume
+            # goes on (`import_jobs_recover`), and every contact it wrote no later than the
+            # job's `updated_at`.
+            try:
+                with transaction.atomic():
+                    counts, held = contacts_import_write_chunk(chunk=chunk, user=user)
+                    chunk_totals = totals + counts
+                    kept = _job_update(
+                        job_id,
+                        written_rows=written + len(chunk_numbers),
+                        totals=_counts(chunk_totals),
+                        start_row=chunk_numbers[-1] + 1,
+                    )
+            except ChunkRefused as refused:
+                failure = (chunk_numbers[0], chunk_numbers[refused.index - 1], str(refused))
+                break
+            except DatabaseError as err:
+                message = f"The database refused the write: {err}"
+                failure = (chunk_numbers[0], chunk_numbers[0], message)
                 break
             touched |= held
-            totals.update(result.totals)
-            written += len(chunk_numbers)
-            if not _job_update(job_id, written_rows=written, totals=_counts(totals)):
+            if not kept:
                 return  # erased meanwhile: nothing more is written (the finally pushes)
+            totals = chunk_totals
+            written += len(chunk_numbers)
     except Exception as err:  # the page says why; the stored file stays, to resume
         logger.exception("import %s failed while writing", job_id)
         row = chunk_numbers[0] if chunk_numbers else start_row
@@ -591,6 +706,86 @@ def import_job_run(*, job_id: int) -> None:
         content="",
         start_row=1,
     )
+
+
+def _import_tasks(job_id: int):
+    """The task rows (django-tasks-db) that checked or wrote this job, newest first."""
+    from contacts import tasks
+
+    paths = [tasks.preview_import.module_path, tasks.run_import.module_path]
+    return DBTaskResult.objects.filter(task_path__in=paths, args_kwargs__kwargs__job_id=job_id)
+
+
+def import_task_progressing(*, task_path: str, kwargs: dict, since) -> bool:
+    """Whether a task row is an import's whose job wrote progress since `since`: a worker
+    checking or writing a long file is alive though its task runs past the lease (the
+    scheduler's `tasks_fail_abandoned` asks, before marking a task abandoned)."""
+    from contacts import tasks
+
+    if task_path not in (tasks.preview_import.module_path, tasks.run_import.module_path):
+        return False
+    return ImportJob.objects.filter(pk=kwargs.get("job_id"), updated_at__gte=since).exists()
+
+
+def import_jobs_recover(*, now=None) -> int:
+    """Scheduler side: an import whose worker stopped (killed, its machine gone) stays
+    "checking" or "importing" for ever, its task row marked failed as abandoned by
+    `tasks_fail_abandoned`. A job with no progress for the lease (SYNC_LEASE_SECONDS) and
+    no task still queued or running for it is marked failed here, so its page says so:
+    - a check (the preview): nothing was written; the person uploads the file again;
+    - an import: the chunks written are saved (each committed with the job's progress, so
+      `start_row` is the row after the last one); the page offers "Resume import" from
+      there. The contacts those chunks wrote were never queued for their push (that
+      happens at the end of a run): they are queued now, found by the time they were
+      written (from the task's start to the job's last progress; a person's save in that
+      window is pushed again, which an unchanged contact makes no request for).
+    Returns how many jobs were marked."""
+    now = now or timezone.now()
+    stale = now - timedelta(seconds=settings.SYNC_LEASE_SECONDS)
+    running = [ImportJob.Status.PREVIEWING, ImportJob.Status.IMPORTING]
+    alive = [TaskResultStatus.READY, TaskResultStatus.RUNNING]
+    marked = 0
+    for job in ImportJob.objects.filter(status__in=running, updated_at__lt=stale):
+        tasks = _import_tasks(job.pk)
+        if tasks.filter(status__in=alive).exists():
+            continue  # queued (waiting for a worker: the page says so) or still running
+        if _job_abandon(job, now):
+            marked += 1
+            last = tasks.exclude(started_at=None).order_by("-started_at").first()
+            if job.status == ImportJob.Status.IMPORTING and last is not None:
+                _queue_pushes_written(job, since=last.started_at)
+    return marked
+
+
+def _job_abandon(job: ImportJob, now) -> bool:
+    """Mark one job failed (unless it moved on meanwhile), saying where it stopped."""
+    if job.status == ImportJob.Status.PREVIEWING:
+        failure = (
+            "The check stopped: the worker checking this file stopped before the end. Nothing "
+            "was imported. Upload the file again."
+        )
+    else:
+        failure = (
+            f"The import stopped: the worker writing it stopped after {job.written_rows} "
+            f"rows. The rows before row {job.start_row} are saved; resume to import the rest."
+        )
+    updated = ImportJob.objects.filter(
+        pk=job.pk, status=job.status, updated_at=job.updated_at
+    ).update(status=ImportJob.Status.FAILED, failure=failure, finished_at=now, updated_at=now)
+    if updated:
+        logger.warning("import %s marked failed: %s", job.pk, failure)
+    return bool(updated)
+
+
+def _queue_pushes_written(job: ImportJob, *, since) -> None:
+    ids = set(
+        Contact.objects.filter(updated_at__gte=since, updated_at__lte=job.updated_at).values_list(
+            "pk", flat=True
+        )
+    )
+    if ids:
+        user_id = job.created_by_id
+        contacts_bulk_written.send(sender=Contact, contact_ids=ids, user_id=user_id)
 
 
 def _counts(totals: Counter) -> dict:

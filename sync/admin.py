@@ -38,6 +38,7 @@ from contacts.models import (
 )
 from sync import actions, connectors, selectors, services
 from sync import inbound as inbound_services
+from sync import polling as polling_services
 from sync.actions import ObjectActionsMixin, object_action
 from sync.connectors.base import ConnectorConfigurationError, ConnectorError
 from sync.connectors.records import (
@@ -57,6 +58,7 @@ from sync.forms import (
 from sync.models import (
     ContactSyncState,
     Destination,
+    DestinationPoll,
     EraseReceipt,
     Erasure,
     FieldMapping,
@@ -225,6 +227,7 @@ class DestinationAdmin(ObjectActionsMixin, SimpleHistoryAdmin, ModelAdmin):
         "uncleared_fields",
         "options_refreshed_at",
         "inbound",
+        "polling",
     ]
     change_form_template = "admin/sync/destination/change_form.html"
 
@@ -264,7 +267,11 @@ class DestinationAdmin(ObjectActionsMixin, SimpleHistoryAdmin, ModelAdmin):
                 "Mappings",
                 {"fields": ["unmapped_fields", "uncleared_fields", "options_refreshed_at"]},
             ),
-        ] + ([("Events from the platform", {"fields": ["inbound"]})] if obj is not None else [])
+        ] + (
+            [("Events from the platform", {"fields": ["inbound", "polling"]})]
+            if obj is not None
+            else []
+        )
 
     def save_model(self, request, obj, form, change):
         """Saved; and said when a credential's variable is not set where this site runs (a
@@ -415,6 +422,35 @@ class DestinationAdmin(ObjectActionsMixin, SimpleHistoryAdmin, ModelAdmin):
                 )
             )
         return parts
+
+    @admin.display(description="Polling")
+    def polling(self, obj):
+        """What the platform's poll asks, how often, how the last poll went, and what the
+        platform gives no poll for (the connector's `polled` / `not_polled`, sync.polling)."""
+        cls = connectors.CONNECTORS.get(obj.platform) if obj is not None else None
+        if cls is None or not cls.polls:
+            return "-"
+        every = polling_services.poll_interval(obj)
+        row = DestinationPoll.objects.filter(destination=obj).first()
+        last = "not polled yet"
+        if row is not None and row.last_run_at is not None:
+            last = (
+                f"{timezone.localtime(row.last_run_at):%Y-%m-%d %H:%M}: {row.last_found} new "
+                f"events, {row.last_requests} requests in {row.last_seconds or 0:.1f} s"
+            )
+            if row.last_error:
+                last += f"; {row.last_error}"
+        return format_html(
+            "<p><strong>Polled every {}:</strong></p><ul>{}</ul><p><strong>Last poll:</strong> "
+            "{}</p><p><strong>Not polled (the platform gives no poll for it):</strong></p>"
+            "<ul>{}</ul>",
+            f"{every.total_seconds() / 3600:g} hours"
+            if every.total_seconds() >= 3600
+            else f"{every.total_seconds() / 60:g} minutes",
+            format_html_join("", "<li>{}</li>", ((line,) for line in cls.polled)),
+            last,
+            format_html_join("", "<li>{}</li>", ((line,) for line in cls.not_polled)),
+        )
 
     @admin.display(description="Cleared values")
     def uncleared_fields(self, obj):

@@ -156,10 +156,13 @@ def _store(destination: Destination, events: list[PlatformEvent], *, stale: bool
     stored = []
     with transaction.atomic():
         for event in events:
+            if _change_seen(destination, event):
+                continue  # the same change, reported by the other path (webhook or poll)
             row, created = InboundEvent.objects.get_or_create(
                 destination=destination,
                 key=event.key[:200],
                 defaults={
+                    "change_key": event.change_key[:200],
                     "platform": destination.platform,
                     "kind": event.kind,
                     "raw_type": event.raw_type[:100],
@@ -180,6 +183,25 @@ def _store(destination: Destination, events: list[PlatformEvent], *, stale: bool
             if created:
                 stored.append(row.pk)
     return stored
+
+
+def _change_seen(destination: Destination, event: PlatformEvent) -> bool:
+    return bool(event.change_key) and (
+        InboundEvent.objects.filter(destination=destination, change_key=event.change_key[:200])
+        .exclude(key=event.key[:200])
+        .exists()
+    )
+
+
+def events_store(*, destination: Destination, events: list[PlatformEvent]) -> list[int]:
+    """Store events a poll found (sync.polling), deduplicated as deliveries are; the ids of
+    those new. A change the webhook stored meanwhile (the unique change key) is skipped."""
+    try:
+        return _store(destination, events, stale=False)
+    except IntegrityError:  # a webhook stored one of these changes at the same moment
+        return _store(
+            destination, [e for e in events if not _change_seen(destination, e)], stale=False
+        )
 
 
 def _secrets(destination: Destination) -> dict[str, str]:

@@ -839,11 +839,23 @@ class InboundEvent(models.Model):
         related_name="inbound_events",
     )
     processed_at = models.DateTimeField(null=True, blank=True)
+    change_key = models.CharField(
+        max_length=200,
+        blank=True,
+        default="",
+        help_text="The platform's change itself (not its delivery): the same whether a "
+        "webhook or a poll reports it, so it is applied once (sync.polling).",
+    )
 
     class Meta:
         ordering = ["-received_at", "-id"]
         constraints = [
-            models.UniqueConstraint(fields=["destination", "key"], name="inbound_event_once")
+            models.UniqueConstraint(fields=["destination", "key"], name="inbound_event_once"),
+            models.UniqueConstraint(
+                fields=["destination", "change_key"],
+                condition=~models.Q(change_key=""),
+                name="inbound_change_once",
+            ),
         ]
         indexes = [
             # the destination page's last event (and the silence alert's)
@@ -963,3 +975,21 @@ class InboundPerHour(models.Model):
 
     def __str__(self):
         return f"{self.events} events on {self.destination_id} at {self.hour:%Y-%m-%d %H:00} UTC"
+
+
+class DestinationPoll(models.Model):
+    """Where a destination's poll stands (sync.polling): the platform's cursor (what the
+    connector's `poll` returned last: a modified-since time, a date, a sample position), when
+    the next poll is due, and how the last one went."""
+
+    destination = models.OneToOneField(Destination, on_delete=models.CASCADE, related_name="poll")
+    cursor = models.JSONField(default=dict, blank=True)
+    due_at = models.DateTimeField(null=True, blank=True, db_index=True)
+    last_run_at = models.DateTimeField(null=True, blank=True)
+    last_seconds = models.FloatField(null=True, blank=True)
+    last_found = models.PositiveIntegerField(default=0)
+    last_requests = models.PositiveIntegerField(default=0)
+    last_error = models.TextField(blank=True)
+
+    def __str__(self):
+        return f"poll of {self.destination_id}"

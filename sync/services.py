@@ -20,7 +20,7 @@ from django_tasks import TaskResultStatus
 from django_tasks_db.models import DBTaskResult
 
 from contacts.models import Contact
-from sync import consent, drift, engine, guard, inbound, selectors, tasks
+from sync import connectors, consent, drift, engine, guard, inbound, polling, selectors, tasks
 from sync.connectors.base import (
     ConnectorConfigurationError,
     ConnectorError,
@@ -47,6 +47,7 @@ from sync.models import (
     ContactDrift,
     ContactSyncState,
     Destination,
+    DestinationPoll,
     EraseReceipt,
     Erasure,
     InboundEvent,
@@ -565,6 +566,36 @@ def probes_enqueue_due(*, now=None) -> int:
     return queued
 
 
+def polls_enqueue_due(*, now=None) -> int:
+    """Queue the poll of each enabled, unpaused destination whose connector polls and whose
+    poll is due (sync/polling.py); how many. Each is claimed by moving its due time one
+    interval on in one UPDATE, so several schedulers queue it once. Due: one interval after
+    the scheduler first saw the destination, then one interval after the last queued."""
+    now = now or timezone.now()
+    queued = 0
+    for destination in Destination.objects.filter(enabled=True, paused_at__isnull=True):
+        if destination.platform not in connectors.CONNECTORS:
+            continue
+        if not destination.connector_class.polls:
+            continue
+        # A destination first seen now gets its first poll one interval on (as its first
+        # probe: a day on), so a scheduler started beside a fresh setup sends nothing at once.
+        row, created = DestinationPoll.objects.get_or_create(
+            destination=destination,
+            defaults={"due_at": now + polling.poll_interval(destination)},
+        )
+        if created or (row.due_at is not None and row.due_at > now):
+            continue
+        with transaction.atomic():
+            claimed = DestinationPoll.objects.filter(pk=row.pk, due_at=row.due_at).update(
+                due_at=now + polling.poll_interval(destination)
+            )
+            if claimed:
+                tasks.poll_destination.enqueue(destination_id=destination.pk)
+                queued += 1
+    return queued
+
+
 def destination_resume(*, destination: Destination) -> int | None:
     """Lift a pause and queue the contacts that waited; how many, or None when it was not
     paused."""
@@ -1045,8 +1076,13 @@ def tasks_fail_abandoned(*, now=None, limit: int = 500) -> int:
 
 
 def _task_contacts_held(row: DBTaskResult, stale) -> bool:
-    """Whether a live claim (fresher than the lease) holds one of a push task's contacts."""
+    """Whether a live claim (fresher than the lease) holds one of a push task's contacts, or
+    (a background import's task) its job has progressed within the lease."""
+    from contacts.services import import_task_progressing
+
     kwargs = (row.args_kwargs or {}).get("kwargs", {})
+    if import_task_progressing(task_path=row.task_path, kwargs=kwargs, since=stale):
+        return True
     if not kwargs.get("contact_ids"):
         return False
     return ContactSyncState.objects.filter(

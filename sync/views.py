@@ -81,6 +81,9 @@ def inbound_chart_options() -> str:
         "labels": {"color": "#9ca3af", "usePointStyle": True, "boxWidth": 6, "boxHeight": 6},
     }
     options["scales"]["y"]["title"]["text"] = "events received"
+    # lines without a dot per hour (48 of them); a point shows under the pointer
+    options["elements"] = {"point": {"radius": 0, "hoverRadius": 4}, "line": {"borderWidth": 2}}
+    options["interaction"] = {"mode": "index", "intersect": False}
     return json.dumps(options)
 
 

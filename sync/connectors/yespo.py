@@ -60,6 +60,7 @@ from sync.connectors.base import (
 )
 from sync.connectors.declarations import Credential, Setting
 from sync.connectors.inbound import EventKind, InboundRequest, PlatformEvent, Verified
+from sync.connectors.polling import PollResult
 from sync.connectors.probe import Maybe, OneOrMany, ProbeCall
 from sync.connectors.records import (
     STANDARD_FIELDS,
@@ -213,6 +214,14 @@ class YespoWebhooks(inbound.InboundVerifier):
         )
 
 
+ACTIVITY_PATH = "api/v2/contacts/activity"
+# The feed's opt-outs (its activityStatus enum has no SUBSCRIPTION_CHANGED filter, and
+# UNDELIVERED rows carry no hardBounce: part B 1.2).
+POLLED_STATUSES = ("UNSUBSCRIBED", "SPAM")
+POLL_ROWS = 500  # maxrows per page (default 25000); the last row's offset asks for more
+POLL_MAX_DAYS = 89  # "up to 3 months" per request (webhooks page, "Alternative Methods")
+
+
 class YespoConnector(BaseConnector):
     slug = "yespo"
     sandbox_emulator = "sync.sandbox.yespo.YespoEmulator"
@@ -260,6 +269,20 @@ class YespoConnector(BaseConnector):
         ),
     )
     inbound = YespoWebhooks
+    polls = True
+    polled = (
+        "Unsubscribes and spam complaints per channel: GET /api/v2/contacts/activity by "
+        "dateFrom/dateTo (days in the account's time zone, from the day of the last poll) "
+        "with activityStatus UNSUBSCRIBED, then SPAM, paging by offset.",
+    )
+    not_polled = (
+        "Hard bounces: the activity feed carries no hardBounce (only a webhook's UNDELIVERED "
+        "with hardBounce true tells one).",
+        "Deletions on Yespo: no change feed (the contact search has no modified-since "
+        "filter); the daily read-back shows a deleted contact as missing.",
+        "Resubscriptions: Yespo lists no unsubscribed emails (there are only add and delete "
+        "calls), so an opt-in cannot be polled.",
+    )
     inbound_credentials = {
         "webhook_password": Credential(
             "secret_env",
@@ -837,6 +860,47 @@ class YespoConnector(BaseConnector):
             total += 2 * -(-size // BULK_LIMIT) if self.pushes_in_bulk(size) else 1
             total += segments * -(-size // MEMBERSHIP_LIMIT)
         return total
+
+    # -- polling (shared/inbound.md part A "Polling"; part B 1.2)
+
+    def poll(self, *, cursor: dict, sample: list, now: datetime.datetime):
+        """The activity feed from the cursor's day (yesterday at first) to tomorrow, in the
+        account's time zone: `dateTo` is documented as a date (example "2023-10-12") without
+        saying whether it is inclusive, so tomorrow covers all of today; rows seen before
+        repeat the webhook's own dedupe key and are dropped on storing. Each row is read by
+        the webhook's parser: the feed's `ContactActivity` is the webhook's object."""
+        verifier = YespoWebhooks(secrets={}, settings=dict(self.options), state={}, now=lambda: now)
+        zone = inbound.text(self.options.get("account_time_zone")) or "UTC"
+        try:
+            today = now.astimezone(zoneinfo.ZoneInfo(zone)).date()
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            today = now.astimezone(datetime.UTC).date()
+        since = today - datetime.timedelta(days=1)
+        if cursor.get("date_from"):
+            since = datetime.date.fromisoformat(cursor["date_from"])
+        since = max(since, today - datetime.timedelta(days=POLL_MAX_DAYS))
+        until = today + datetime.timedelta(days=1)
+        events = []
+        for activity_status in POLLED_STATUSES:
+            params = {
+                "dateFrom": since.isoformat(),
+                "dateTo": until.isoformat(),
+                "activityStatus": activity_status,
+                "maxrows": POLL_ROWS,
+            }
+            while True:
+                status, data = self.request("GET", ACTIVITY_PATH, params=params)
+                if not isinstance(data, list) or not all(isinstance(i, dict) for i in data):
+                    raise PermanentError(
+                        self.label, "the activity answer is not a list of activities", status=status
+                    )
+                events += [
+                    event for event in map(verifier.event, data) if event.kind in EventKind.OPT_OUTS
+                ]
+                if len(data) < POLL_ROWS or not data[-1].get("offset"):
+                    break
+                params = {**params, "offset": str(data[-1]["offset"])}
+        return PollResult(events, {"date_from": today.isoformat()})
 
     def probe_calls(self) -> list[ProbeCall]:
         """A one-row contact search (the id lookup after a 409), the address books (field

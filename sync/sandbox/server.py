@@ -9,6 +9,10 @@ POST /_sandbox/contact/<platform>/<external id>   change it on the platform's si
 DELETE /_sandbox/contact/<platform>/<external id> remove it on the platform's side
 GET  /_sandbox/stats                request counts by platform and status
 GET  /_sandbox/log[?platform=…]     every request: time, platform, method, path, status
+GET  /_sandbox/traffic[?platform=…] per platform: requests, max_per_second (the most that
+                                    arrived in any one second), rate_limited (429s answered),
+                                    max_in_flight (the most answered at once)
+DELETE /_sandbox/traffic            count traffic afresh (stores, faults and limits stay)
 POST /_sandbox/faults               {"platform": <slug> | "*", <fault>: <value>, …}
 POST /_sandbox/rate-limit           {"platform": <slug>, "limit": 10 | null}
 POST /_sandbox/reset                empty every store, clear faults, limits and counts
@@ -101,6 +105,12 @@ class _Handler(BaseHTTPRequestHandler):
                 return self._send(200, view)
             if self.command == "GET" and rest == "stats":
                 return self._send(200, sandbox.stats())
+            if self.command == "GET" and rest == "traffic":
+                platform = SandboxRequest.parse_query(query).get("platform", [None])[0]
+                return self._send(200, sandbox.traffic_report(platform))
+            if self.command == "DELETE" and rest == "traffic":
+                sandbox.traffic_reset()
+                return self._send(200, {"ok": True})
             if self.command == "GET" and rest == "log":
                 platform = SandboxRequest.parse_query(query).get("platform", [None])[0]
                 return self._send(200, sandbox.request_log(platform))

@@ -12,7 +12,7 @@ import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
 
-from contacts.models import Contact, ImportJob
+from contacts.models import ConsentEntry, Contact, ImportJob
 from contacts.resources import ContactResource
 from contacts.services import import_files_erase, import_job_confirm, import_job_start
 
@@ -120,15 +120,16 @@ def test_a_failure_while_writing_keeps_the_file_says_why_and_resumes(
 ):
     _upload(admin_client_logged, _file(10))
     job = ImportJob.objects.get()
-    original = ContactResource.import_row
+    original = ContactResource.check_rows
 
-    def import_row(self, row, instance_loader, **kwargs):
-        # Someone takes row 6's email between the check and the write.
-        if row["email"] == "p6@example.com" and not self._validate_only:
+    def check_rows(self, dataset, **kwargs):
+        # Someone takes row 6's email between the check and the write (the write checks
+        # each chunk again inside its transaction).
+        if "p6@example.com" in dataset["email"] and not self._keep_file_state:
             Contact.objects.get_or_create(email="P6@example.com", external_id="OTHER")
-        return original(self, row, instance_loader, **kwargs)
+        return original(self, dataset, **kwargs)
 
-    with patch.object(ContactResource, "import_row", import_row):
+    with patch.object(ContactResource, "check_rows", check_rows):
         import_job_confirm(job=job, mode="all")
     job.refresh_from_db()
     assert job.status == ImportJob.Status.FAILED
@@ -210,3 +211,95 @@ def test_people_who_may_not_import_see_no_job(client, django_user_model, backgro
     assert client.post(_job_url(job, "import_job_confirm"), {"mode": "all"}).status_code == 403
     job.refresh_from_db()
     assert job.status == ImportJob.Status.PREVIEWED
+
+
+BULK_FILE = (
+    "external_id,first_name,email,city,tags,groups,email_status\n"
+    'E1,Ann,ann@example.com,Leeds,"a, b",VIP,unsubscribed\n'
+    # bob's stored email is BOB@Example.com; city cleared; he opts out here (a ledger entry)
+    "E2,Bob,bob@example.com,,,VIP,unsubscribed\n"
+    "E3,Cy,cy@example.com,Hull,,,subscribed\n"  # as stored: unchanged
+    ",Dee,dee@example.com,Bath,,VIP,subscribed\n"  # no external ID: one is generated
+)
+
+
+def _seed_for_bulk():
+    from contacts.models import Group
+
+    Group.objects.get_or_create(name="VIP")
+    Contact.objects.create(external_id="E2", first_name="Old", email="BOB@Example.com", city="York")
+    Contact.objects.create(
+        external_id="E3",
+        first_name="Cy",
+        email="cy@example.com",
+        city="Hull",
+        email_status="subscribed",
+    )
+
+
+def _recorded():
+    """What an import leaves: the contacts, their history records and their groups' (the
+    generated external ID and the timestamps aside)."""
+    from contacts.models import GroupMembership
+
+    def key(contact_id):
+        contact = Contact.objects.get(pk=contact_id)
+        return contact.external_id if contact.external_id.startswith("E") else contact.email
+
+    skip = {"id", "external_id", "created_at", "updated_at"}
+    contacts = {
+        key(c.pk): {f.attname: getattr(c, f.attname) for f in Contact._meta.concrete_fields}
+        for c in Contact.objects.all()
+    }
+    for values in contacts.values():
+        for name in skip:
+            values.pop(name)
+    history = sorted(
+        (key(h.id), h.history_type, h.first_name, h.email, h.city, tuple(h.tags))
+        for h in Contact.history.all()
+    )
+    groups = sorted((key(m.contact_id), m.group.name) for m in GroupMembership.objects.all())
+    consent = sorted(  # the consent ledger's entries (issue 14 item 5: imports write them)
+        (key(e.contact_id), e.channel, e.status, e.previous_status, e.source, e.source_label)
+        for e in ConsentEntry.objects.all()
+    )
+    group_history = sorted(
+        (key(h.contact_id), h.history_type) for h in GroupMembership.history.all()
+    )
+    return contacts, history, groups, group_history, consent
+
+
+def test_the_bulk_write_records_what_a_save_per_row_records(admin_user, background):
+    """The background import writes in bulk; the in-request import saves row by row through
+    django-import-export. Both leave the same contacts, history records and groups."""
+    from contacts.models import Group, GroupMembership
+    from contacts.services import contacts_import, contacts_import_dataset
+
+    _seed_for_bulk()
+    outcome = contacts_import(dataset=contacts_import_dataset(text=BULK_FILE), user=admin_user)
+    assert outcome.validation is None and outcome.failed_row is None
+    per_row = _recorded()
+    assert ("E2", "email", "unsubscribed", "subscribed", "import", "import by admin") in per_row[4]
+    for model in (GroupMembership, Contact, Group):
+        model.objects.all().delete()
+    GroupMembership.history.all().delete()
+    Contact.history.all().delete()
+
+    _seed_for_bulk()
+    job = import_job_start(content=BULK_FILE, file_name="b.csv", user=admin_user)
+    job.refresh_from_db()
+    assert job.clearings == 1
+    shown = ImportJob.objects.get().preview_json
+    assert '"clearings":[{"row":2,"column":"city","was":"York"}]' in shown
+    assert '"cleared":{"city":"York"}' in shown  # marked on its row of the page
+    assert import_job_confirm(job=job, mode="all")
+    job.refresh_from_db()
+    assert job.status == ImportJob.Status.DONE, job.failure
+    assert job.totals == {"new": 2, "update": 1, "skip": 1}
+    assert _recorded() == per_row
+    bob = Contact.objects.get(external_id="E2")
+    assert (bob.email, bob.city, bob.content_version) == ("BOB@Example.com", "", 2)
+    assert Contact.objects.get(external_id="E3").content_version == 1  # unchanged: not written
+    assert Contact.objects.get(email="dee@example.com").external_id  # generated
+    written = Contact.history.exclude(external_id="E3").exclude(history_type="+", first_name="Old")
+    assert {h.history_user for h in written} == {admin_user}

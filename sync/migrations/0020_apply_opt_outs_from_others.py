@@ -5,7 +5,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("sync", "0018_inbound_seen"),
+        ("sync", "0019_polling"),
     ]
 
     operations = [
