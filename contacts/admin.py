@@ -350,13 +350,21 @@ class ContactAdmin(ImportMixin, ExportActionMixin, SimpleHistoryAdmin, ModelAdmi
 
     def save_model(self, request, obj, form, change):
         """Saved as Django does; a changed email or SMS status (any, on an add) is also a
-        person's consent change in the ledger (`contacts.consent`)."""
+        person's consent change in the ledger (`contacts.consent`). A status the person left
+        as the page showed it, but which changed since (a platform's opt-out), keeps its
+        newer value: a stale page never re-subscribes anyone."""
         before = {}
         if change and obj.pk:
             before = (
                 type(obj).objects.filter(pk=obj.pk).values("email_status", "sms_status").first()
                 or {}
             )
+            untouched = getattr(form, "untouched_statuses", list)()
+            for field in untouched:
+                if before.get(field) and getattr(obj, field) != before[field]:
+                    # Changed since the page was opened (a platform's opt-out, say) and left
+                    # alone by the person: the newer value stays.
+                    setattr(obj, field, before[field])
         super().save_model(request, obj, form, change)
         consent_record_admin_change(
             contact=obj,

@@ -81,6 +81,25 @@ class ContactForm(forms.ModelForm):
             "last_longitude",
         ]
 
+    # The statuses as the person saw them are posted back (Django's hidden "initial-" input),
+    # so that a save tells a status the person changed from one a platform changed since the
+    # page was opened (an opt-out arriving meanwhile must not be overwritten by a stale page).
+    STATUS_FIELDS = ("email_status", "sms_status")
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        for name in self.STATUS_FIELDS:
+            if name in self.fields:
+                self.fields[name].show_hidden_initial = True
+
+    def untouched_statuses(self) -> list[str]:
+        """The statuses the person left as the page showed them."""
+        return [
+            name
+            for name in self.STATUS_FIELDS
+            if name in self.fields and name not in self.changed_data
+        ]
+
     def clean_email(self):
         email = self.cleaned_data["email"].strip()
         if email:

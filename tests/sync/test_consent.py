@@ -273,3 +273,61 @@ def test_with_the_setting_off_other_platforms_opt_outs_are_left_out():
     entries = [row("unsubscribed", "platform", 10, "Loops", previous="subscribed")]
     assert channel_status(entries, off, "unsubscribed") == "subscribed"
     assert channel_status(entries, YESPO, "unsubscribed") == "unsubscribed"
+
+
+def test_mailing_lists_and_sms_are_guarded_like_email():
+    from sync.connectors.records import ContactRecord
+    from sync.consent import record_guard
+
+    record = ContactRecord(
+        id=1,
+        external_id="x",
+        email_status="subscribed",
+        sms_status="subscribed",
+        subscriptions={7: True, 8: True},
+    )
+    channels = {
+        "list:7": [row("unsubscribed", "platform", 10, "Loops")],
+        "sms": [row("bounced", "platform", 10, "Loops")],
+    }
+    guarded = record_guard(record, channels, YESPO)
+    assert guarded.subscriptions == {7: False, 8: True}
+    assert guarded.sms_status == "failed"  # an SMS bounce is our "failed"
+    assert guarded.email_status == "subscribed"
+    assert record_guard(record, channels, LOOPS).subscriptions == {7: False, 8: True}
+    off = Destination(name="Yespo", apply_opt_outs_from_others=False)
+    assert record_guard(record, channels, off) == record
+
+
+def test_a_page_opened_before_a_platform_opt_out_does_not_undo_it(admin_client_logged):
+    contact = Contact.objects.create(first_name="Ada", email="ada@example.com")
+    url = reverse("admin:contacts_contact_change", args=[contact.pk])
+    page = admin_client_logged.get(url).content.decode()
+    assert 'name="initial-email_status" value="subscribed"' in page
+    consent_record(  # arrives while the page is open
+        contact=contact,
+        channel="email",
+        status="unsubscribed",
+        source="platform",
+        source_label="Loops",
+        occurred_at=timezone.now(),
+    )
+    seen = {"initial-email_status": "subscribed", "initial-sms_status": "no_marketing"}
+    fields = {"email": "ada@example.com", "external_id": contact.external_id}
+    response = admin_client_logged.post(
+        url, contact_post(first_name="Augusta", email_status="subscribed", **fields, **seen)
+    )
+    assert response.status_code == 302, response.content[:2000]
+    contact.refresh_from_db()
+    assert (contact.first_name, contact.email_status) == ("Augusta", "unsubscribed")
+    assert not ConsentEntry.objects.filter(contact=contact, source="admin").exists()
+    # the person changing it on a page that showed the opt-out does re-subscribe
+    seen["initial-email_status"] = "unsubscribed"
+    admin_client_logged.post(
+        url, contact_post(first_name="Augusta", email_status="subscribed", **fields, **seen)
+    )
+    contact.refresh_from_db()
+    assert contact.email_status == "subscribed"
+    assert ConsentEntry.objects.get(contact=contact, source="admin").previous_status == (
+        "unsubscribed"
+    )
