@@ -215,7 +215,7 @@ def test_people_who_may_not_import_see_no_job(client, django_user_model, backgro
 
 BULK_FILE = (
     "external_id,first_name,email,city,tags,groups\n"
-    "E1,Ann,ann@example.com,Leeds,\"a, b\",VIP\n"
+    'E1,Ann,ann@example.com,Leeds,"a, b",VIP\n'
     "E2,Bob,bob@example.com,,,VIP\n"  # bob's stored email is BOB@Example.com; city cleared
     "E3,Cy,cy@example.com,Hull,,\n"  # as stored: unchanged
     ",Dee,dee@example.com,Bath,,VIP\n"  # no external ID: one is generated
