@@ -39,4 +39,4 @@ format: $(VENV)/.installed
 	$(VENV)/bin/ruff format . && $(VENV)/bin/ruff check --fix .
 
 clean:
-	rm -rf $(VENV) db.sqlite3 db.sqlite3-* .admin-password staticfiles .run
+	rm -rf $(VENV) db.sqlite3 db.sqlite3-* .admin-password staticfiles .run sandbox-store.json*

@@ -75,3 +75,40 @@ def vacuum(connection) -> None:
     autovacuum of a long-running database keeps them, so counts can use index-only scans."""
     with connection.cursor() as cursor:
         cursor.execute("VACUUM ANALYZE")
+
+
+# Inbound events on the four destinations (in turns of 20 rows, so each gets every kind),
+# received over `days` days: 1 in 20 an unsubscribe, a hard bounce, a complaint or a delete
+# each, and 1 in 20 the unsubscribe a platform sends with the hard bounce three rows before
+# (Loops' fan-out: same person, same moment); the rest recorded only (deliveries, opens,
+# clicks).
+INBOUND_SQL = """
+    INSERT INTO sync_inboundevent (destination_id, platform, key, kind, raw_type, channel,
+        remote_list, remote_id, external_id, email, status, detail, occurred_at, received_at,
+        stale, body, data, state, error, contact_id, processed_at)
+    SELECT d.id, d.platform, 'bench-' || g, k.kind, k.kind, 'email', '', 'R' || b.base,
+        'ct-' || b.base, 'p' || b.base || '@example.com', '', '', t.at, t.at, false,
+        '{}'::jsonb, '{}'::jsonb,
+        CASE WHEN k.kind = 'recorded' THEN 'ignored' ELSE 'applied' END, '', NULL, t.at
+    FROM generate_series(%s, %s) AS g
+    CROSS JOIN LATERAL (SELECT CASE WHEN mod(g, 20) = 4 THEN g - 3 ELSE g END AS base) b
+    CROSS JOIN LATERAL (SELECT now() - %s * interval '1 second'
+        + (b.base - %s) * %s * interval '1 second' AS at) t
+    CROSS JOIN LATERAL (SELECT CASE mod(g, 20) WHEN 0 THEN 'unsubscribed'
+        WHEN 1 THEN 'hard_bounce' WHEN 2 THEN 'complaint' WHEN 3 THEN 'deleted'
+        WHEN 4 THEN 'unsubscribed' ELSE 'recorded' END AS kind) k
+    JOIN (SELECT id, platform, row_number() OVER (ORDER BY id) - 1 AS n FROM sync_destination)
+        d ON d.n = mod(b.base / 20, 4)
+"""
+
+
+def seed_inbound_events(cursor, count: int, *, days: int = 30) -> None:
+    """`count` more inbound events on the first four destinations, received over `days`
+    days ending now in the order of their ids (as a live table is written), in statements of
+    a million rows."""
+    cursor.execute("SELECT coalesce(max(id), 0) FROM sync_inboundevent")
+    start = cursor.fetchone()[0]
+    span = days * 24 * 3600
+    for low in range(start + 1, start + count + 1, STEP):
+        high = min(low + STEP - 1, start + count)
+        cursor.execute(INBOUND_SQL, [low, high, span, start, span / count])

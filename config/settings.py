@@ -232,9 +232,16 @@ SYNC_RETRY_MAX_SECONDS = env.float("SYNC_RETRY_MAX_SECONDS", default=3600.0)
 SYNC_LEASE_SECONDS = env.float("SYNC_LEASE_SECONDS", default=300.0)
 SYNC_CHUNK_SIZE = env.int("SYNC_CHUNK_SIZE", default=100)  # contacts per task, one by one
 SYNC_BULK_CHUNK_SIZE = env.int("SYNC_BULK_CHUNK_SIZE", default=1000)  # per batch call
+# Contacts whose requests one worker keeps in flight at once per destination, pushing one
+# contact per request (sync/inflight.py); also the size of the destination's connection pool.
+SYNC_REQUESTS_IN_FLIGHT = max(1, env.int("SYNC_REQUESTS_IN_FLIGHT", default=8))
 SYNC_SCHEDULER_INTERVAL = env.float("SYNC_SCHEDULER_INTERVAL", default=5.0)
 # Contacts per destination read back once a day by the scheduler (0: no daily pass).
 SYNC_RECONCILE_SAMPLE = env.int("SYNC_RECONCILE_SAMPLE", default=100)
+# Polling (sync/polling.py): minutes between two polls of a destination (Loops: daily, its
+# connector says), and contacts asked about per poll where a platform is asked per contact.
+SYNC_POLL_INTERVAL_MINUTES = env.float("SYNC_POLL_INTERVAL_MINUTES", default=15.0)
+SYNC_POLL_SAMPLE = env.int("SYNC_POLL_SAMPLE", default=100)
 # Outbound calls to the platforms: a proxy and a CA bundle, if your network needs them (the
 # connectors do not read HTTPS_PROXY or REQUESTS_CA_BUNDLE from the environment per call).
 # The public base URL of this app (https://contacts.example.com): each destination's inbound
@@ -260,6 +267,12 @@ SYNC_TASK_RETENTION_DAYS = env.int("SYNC_TASK_RETENTION_DAYS", default=7)
 # (counted once at least SYNC_ALERT_MIN_ATTEMPTS pushes were tried in that hour).
 SYNC_ALERT_FAILURE_RATE = env.float("SYNC_ALERT_FAILURE_RATE", default=0.2)
 SYNC_ALERT_MIN_ATTEMPTS = env.int("SYNC_ALERT_MIN_ATTEMPTS", default=10)
+# Inbound alerts (sync.alerts.inbound_silence_check / inbound_refusals_check): a destination
+# that had events and received none for this many hours; refused deliveries in the last hour
+# at least SYNC_ALERT_REFUSALS_MIN and over SYNC_ALERT_REFUSALS_FACTOR times the usual rate.
+SYNC_ALERT_INBOUND_SILENT_HOURS = env.float("SYNC_ALERT_INBOUND_SILENT_HOURS", default=24)
+SYNC_ALERT_REFUSALS_MIN = env.int("SYNC_ALERT_REFUSALS_MIN", default=20)
+SYNC_ALERT_REFUSALS_FACTOR = env.float("SYNC_ALERT_REFUSALS_FACTOR", default=5.0)
 
 EMAIL_BACKEND = env.str(
     "EMAIL_BACKEND",

@@ -1,7 +1,9 @@
 from functools import partial
 
 from django.contrib import admin
+from django.templatetags.static import static
 from django.urls import path
+from django.utils.functional import lazy
 from django.views.generic import RedirectView
 
 from sync import views as sync_views
@@ -22,6 +24,13 @@ def _admin(view):
 
 urlpatterns = [
     path("", RedirectView.as_view(url="/admin/", permanent=False)),
+    # Pages link the SVG icon; a browser still asks /favicon.ico for what is not a page (a
+    # CSV download, a JSON answer).
+    path(
+        "favicon.ico",
+        RedirectView.as_view(url=lazy(static, str)("sync/favicon.svg"), permanent=True),
+        name="favicon",
+    ),
     path("admin/sync/dashboard/", _admin(sync_views.dashboard), name="sync_dashboard"),
     path(
         "admin/sync/dashboard/runs/", _admin(sync_views.dashboard_runs), name="sync_dashboard_runs"

@@ -47,6 +47,7 @@ from contacts.models import (
     MailingListSubscription,
 )
 from contacts.resources import ContactResource
+from contacts.selectors import contact_consent_timeline
 from contacts.services import (
     ImportOutcome,
     ImportRefused,
@@ -57,6 +58,7 @@ from contacts.services import (
     import_job_confirm,
     import_job_invalid_rows,
     import_job_preview_data,
+    import_job_run_here,
     import_job_skipped_csv,
     import_job_start,
 )
@@ -363,6 +365,12 @@ class ContactAdmin(ImportMixin, ExportActionMixin, SimpleHistoryAdmin, ModelAdmi
             now=timezone.now(),
         )
 
+    def render_change_form(self, request, context, add=False, change=False, form_url="", obj=None):
+        """A contact's page shows its consent ledger as a timeline, below the form."""
+        if obj is not None and obj.pk:
+            context["consent_timeline"] = contact_consent_timeline(contact_id=obj.pk)
+        return super().render_change_form(request, context, add, change, form_url, obj)
+
     def get_search_results(self, request, queryset, search_term):
         """Phones are stored in E.164 (+447911123456): a number typed the national way
         (07911 123456) or with spaces and dashes finds them too, by its significant digits."""
@@ -465,7 +473,24 @@ class ContactAdmin(ImportMixin, ExportActionMixin, SimpleHistoryAdmin, ModelAdmi
                     return HttpResponseRedirect(
                         reverse("admin:contacts_contact_import_job", args=[job.pk])
                     )
-        return super().import_action(request, **kwargs)
+        response = super().import_action(request, **kwargs)
+        self._offer_skipping(request, response)
+        return response
+
+    def _offer_skipping(self, request, response) -> None:
+        """A preview with invalid rows confirms nothing (all or nothing: the person corrects
+        the file and uploads it again); the page also offers to import the valid rows and
+        skip the rest, as a background import does (`_import_skipping_invalid`)."""
+        context = getattr(response, "context_data", None) or {}
+        result = context.get("result")
+        if result is None or context.get("confirm_form") is not None:
+            return
+        if not (result.has_errors() or result.has_validation_errors()):
+            return
+        invalid = {number for number, _ in result.row_errors()}
+        invalid |= {row.number for row in result.invalid_rows}
+        context["skip_form"] = self.create_confirm_form(request, import_form=context["form"])
+        context["skip_counts"] = {"invalid": len(invalid), "valid": len(result.rows) - len(invalid)}
 
     def _import_job(self, request, job_id) -> ImportJob:
         if not self.has_import_permission(request):
@@ -547,6 +572,8 @@ class ContactAdmin(ImportMixin, ExportActionMixin, SimpleHistoryAdmin, ModelAdmi
             read_mode=input_format.get_read_mode(),
             **self.get_tmp_storage_class_kwargs(),
         )
+        if request.POST.get("mode") == ImportJob.Mode.SKIP:
+            return self._import_skipping_invalid(request, confirm_form, tmp_storage)
         try:
             dataset = input_format.create_dataset(tmp_storage.read())
         except (ImportRefused, OSError) as err:
@@ -573,6 +600,26 @@ class ContactAdmin(ImportMixin, ExportActionMixin, SimpleHistoryAdmin, ModelAdmi
         self._import_finished_message(request, outcome)
         post_import.send(sender=None, model=self.model)
         return HttpResponseRedirect(reverse("admin:contacts_contact_changelist"))
+
+    def _import_skipping_invalid(self, request, confirm_form, tmp_storage):
+        """The preview's "import the valid rows, skip the rest": the file is imported here
+        with a background import's rules (`import_job_run_here`), and the person is sent to
+        its page: the counts, and the skipped rows with their errors as CSV."""
+        try:
+            data = tmp_storage.read()
+        except OSError as err:
+            self.message_user(request, f"The file was not imported: {err}", messages.ERROR)
+            return HttpResponseRedirect(reverse("admin:contacts_contact_import"))
+        text = data.decode("utf-8-sig") if isinstance(data, bytes) else data
+        job = import_job_run_here(
+            content=text,
+            file_name=confirm_form.cleaned_data.get("original_file_name") or "",
+            user=request.user,
+            mode=ImportJob.Mode.SKIP,
+        )
+        tmp_storage.remove()
+        post_import.send(sender=None, model=self.model)
+        return HttpResponseRedirect(reverse("admin:contacts_contact_import_job", args=[job.pk]))
 
     def _import_page_context(self, request):
         return {

@@ -10,6 +10,7 @@ module knows nothing of `sync`: a platform is named by the caller, as a source l
 import datetime
 
 from django.db import transaction
+from django.db.models import Max
 
 from contacts.models import (
     OPT_IN_STATUSES,
@@ -51,6 +52,7 @@ def consent_record(
     occurred_at: datetime.datetime,
     source_label: str = "",
     detail: str = "",
+    previous_status: str | None = None,
 ) -> bool:
     """Record one consent change and apply it when it is the latest for the channel.
 
@@ -59,7 +61,11 @@ def consent_record(
     when applied (the contact's status now says so; "push" has no field of its own, so its
     latest entry is its status), False when a later change was already known (the entry is
     kept, marked not applied). The contact row is locked while deciding, so two changes of
-    one contact never both win."""
+    one contact never both win.
+
+    `previous_status`: the channel's status before the change, for the timeline; by default
+    the contact's status as it stands (callers that saved the new value already, the admin
+    and imports, pass the value they replaced)."""
     with transaction.atomic():
         locked = Contact.objects.select_for_update().get(pk=contact.pk)
         latest = (
@@ -67,11 +73,14 @@ def consent_record(
             .order_by("-occurred_at", "-id")
             .first()
         )
+        if previous_status is None:
+            previous_status = _current_status(locked, channel, latest)
         applied = _supersedes(status, occurred_at, latest)
         ConsentEntry.objects.create(
             contact=locked,
             channel=channel,
             status=status,
+            previous_status=previous_status[:20],
             source=source,
             source_label=source_label[:150],
             occurred_at=occurred_at,
@@ -83,6 +92,24 @@ def consent_record(
     if applied:
         contact.refresh_from_db()
     return applied
+
+
+def _current_status(contact: Contact, channel: str, latest: ConsentEntry | None) -> str:
+    """The channel's status now: the contact's field, its list subscription, or (push, which
+    has no field) the latest applied entry; "" when unknown."""
+    if channel in STATUS_FIELDS:
+        return getattr(contact, STATUS_FIELDS[channel][0])
+    if channel.startswith(LIST_PREFIX):
+        subscribed = (
+            MailingListSubscription.objects.filter(
+                contact=contact, mailing_list_id=int(channel.removeprefix(LIST_PREFIX))
+            )
+            .values_list("subscribed", flat=True)
+            .first()
+        )
+        if subscribed is not None:
+            return "subscribed" if subscribed else "unsubscribed"
+    return latest.status if latest is not None else ""
 
 
 def _apply(contact: Contact, channel: str, status: str, reason: str) -> None:
@@ -104,11 +131,17 @@ def _apply(contact: Contact, channel: str, status: str, reason: str) -> None:
             row.save()
 
 
-def consent_record_admin_change(
-    *, contact: Contact, before: dict[str, str], user_label: str, now: datetime.datetime
+def consent_record_changes(
+    *,
+    contact: Contact,
+    before: dict[str, str],
+    source: str,
+    source_label: str,
+    now: datetime.datetime,
 ) -> None:
-    """The admin saved `contact`: record its email and SMS statuses that changed (or all, on
-    an add: `before` empty) as a person's consent changes."""
+    """`contact` was saved by a person (the admin) or an import: record its email and SMS
+    statuses that changed (or all, on an add: `before` empty) as consent changes of that
+    source, each with the value it replaced."""
     for channel, (field, _, _) in STATUS_FIELDS.items():
         value = getattr(contact, field)
         if before.get(field) != value:
@@ -116,7 +149,64 @@ def consent_record_admin_change(
                 contact=contact,
                 channel=channel,
                 status=value,
-                source="admin",
+                source=source,
                 occurred_at=now,
-                source_label=user_label,
+                source_label=source_label,
+                previous_status=before.get(field, ""),
             )
+
+
+def consent_record_bulk_changes(
+    *,
+    changes: list[tuple[Contact, dict[str, str]]],
+    source: str,
+    source_label: str,
+    now: datetime.datetime,
+) -> int:
+    """What `consent_record_changes` records for each (contact, before) pair, for many
+    contacts written at once (a background import's chunk), in two statements: the latest
+    applied change of each channel, then one insert. The contacts' fields hold the new values
+    already, as after a save; an entry is applied unless a later change of its channel is
+    known (a platform's clock ahead of ours), and then, as on the per-row path, the field
+    keeps the written value. Returns how many entries were written."""
+    pending = [
+        (contact, channel, getattr(contact, field), before.get(field, ""))
+        for contact, before in changes
+        for channel, (field, _, _) in STATUS_FIELDS.items()
+        if before.get(field) != getattr(contact, field)
+    ]
+    if not pending:
+        return 0
+    latest = {
+        (row["contact_id"], row["channel"]): row["last"]
+        for row in ConsentEntry.objects.filter(
+            contact_id__in={contact.pk for contact, *_ in pending},
+            channel__in=list(STATUS_FIELDS),
+            applied=True,
+        )
+        .values("contact_id", "channel")
+        .annotate(last=Max("occurred_at"))
+    }
+    ConsentEntry.objects.bulk_create(
+        ConsentEntry(
+            contact_id=contact.pk,
+            channel=channel,
+            status=status,
+            previous_status=previous[:20],
+            source=source,
+            source_label=source_label[:150],
+            occurred_at=now,
+            applied=latest.get((contact.pk, channel), now) <= now,
+        )
+        for contact, channel, status, previous in pending
+    )
+    return len(pending)
+
+
+def consent_record_admin_change(
+    *, contact: Contact, before: dict[str, str], user_label: str, now: datetime.datetime
+) -> None:
+    """The admin saved `contact`: its changed statuses are a person's consent changes."""
+    consent_record_changes(
+        contact=contact, before=before, source="admin", source_label=user_label, now=now
+    )

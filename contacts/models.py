@@ -352,6 +352,9 @@ class ConsentEntry(models.Model):
     contact = models.ForeignKey(Contact, on_delete=models.CASCADE, related_name="consent_entries")
     channel = models.CharField(max_length=60)
     status = models.CharField(max_length=20)
+    previous_status = models.CharField(
+        max_length=20, blank=True, help_text="The channel's status before this change, if known."
+    )
     source = models.CharField(max_length=20, choices=ConsentSource.choices)
     source_label = models.CharField(
         max_length=150, blank=True, help_text="Who or what: the user, file or destination."

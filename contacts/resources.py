@@ -24,12 +24,14 @@ from dataclasses import dataclass, field
 from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
 from django.db.models import NOT_PROVIDED
 from django.db.models.functions import Lower
+from django.utils import timezone
 from django.utils.encoding import force_str
 from import_export import fields, resources, widgets
 from simple_history.utils import bulk_create_with_history
 
 from contacts import validators
-from contacts.models import Contact, Group, GroupMembership
+from contacts.consent import consent_record_changes
+from contacts.models import ConsentSource, Contact, Group, GroupMembership
 from contacts.selectors import tombstone_hash_forms, tombstone_index
 
 # OWASP, CSV Injection: a cell that starts with one of these may be run as a formula by a
@@ -47,6 +49,9 @@ LISTED_CHOICES = {
     "country": lambda: _codes(validators.country_choices),
     "language": lambda: _codes(validators.language_choices),
 }
+
+
+STATUS_COLUMNS = ("email_status", "sms_status")  # their changes are consent ledger entries
 
 
 @functools.cache
@@ -321,8 +326,23 @@ class ContactResource(resources.ModelResource):
             self._known = None
 
     def save_instance(self, instance, is_create, row, **kwargs):
-        if not self._validate_only:
-            super().save_instance(instance, is_create, row, **kwargs)
+        """Saved as the library does; a changed email or SMS status (any, on a create) is an
+        import's consent change in the ledger, through the admin's own writer
+        (`contacts.consent`)."""
+        if self._validate_only:
+            return
+        before = {}
+        if not is_create and instance.pk is not None:
+            before = Contact.objects.filter(pk=instance.pk).values(*STATUS_COLUMNS).first() or {}
+        super().save_instance(instance, is_create, row, **kwargs)
+        user = kwargs.get("user")
+        consent_record_changes(
+            contact=instance,
+            before=before,
+            source=ConsentSource.IMPORT,
+            source_label=f"import by {user.get_username()}" if user else "import",
+            now=timezone.now(),
+        )
 
     def begin_file(self, dataset) -> None:
         """Check a file in several calls of `import_data`, a chunk of rows each (the

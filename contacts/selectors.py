@@ -1,9 +1,10 @@
-"""Reads about contacts that other apps ask: whether a person was erased (the tombstone)."""
+"""Reads about contacts that other apps ask: whether a person was erased (the tombstone), and
+a contact's consent ledger as its page shows it."""
 
 from django.conf import settings
 from django.utils.crypto import salted_hmac
 
-from contacts.models import Tombstone
+from contacts.models import ConsentEntry, MailingList, Tombstone
 
 # The key's salt: tombstones are HMACs keyed by SECRET_KEY (and this salt), so a leaked table
 # cannot be reversed by hashing a list of guessed emails. A tombstone made under an older key
@@ -64,3 +65,41 @@ def tombstone_index() -> tuple[frozenset[str], frozenset[str]]:
         frozenset(e for e, _ in rows if e),
         frozenset(x for _, x in rows if x),
     )
+
+
+CONSENT_TIMELINE_LIMIT = 100
+
+
+def contact_consent_timeline(*, contact_id: int, limit: int = CONSENT_TIMELINE_LIMIT) -> dict:
+    """The contact's consent ledger, newest first by when each change happened (two queries):
+    {"entries": [{"entry", "channel_label", "previous", "opt_in"}...], "more": bool}. A
+    channel "list:<id>" is named by its mailing list; `previous` is the status the change
+    replaced ("" when unknown: entries written before it was recorded)."""
+    rows = list(
+        ConsentEntry.objects.filter(contact_id=contact_id).order_by("-occurred_at", "-id")[
+            : limit + 1
+        ]
+    )
+    list_ids = {
+        int(row.channel.removeprefix("list:"))
+        for row in rows
+        if row.channel.startswith("list:") and row.channel.removeprefix("list:").isdigit()
+    }
+    names = dict(MailingList.objects.filter(pk__in=list_ids).values_list("pk", "name"))
+    entries = []
+    for row in rows[:limit]:
+        if row.channel.startswith("list:"):
+            list_id = row.channel.removeprefix("list:")
+            label = f"list {names.get(int(list_id), list_id) if list_id.isdigit() else list_id}"
+        else:
+            label = {"email": "Email", "sms": "SMS", "push": "Push"}.get(row.channel, row.channel)
+        entries.append(
+            {
+                "entry": row,
+                "channel_label": label,
+                "previous": row.previous_status.replace("_", " "),
+                "status": row.status.replace("_", " "),
+                "opt_in": row.is_opt_in,
+            }
+        )
+    return {"entries": entries, "more": len(rows) > limit}

@@ -15,17 +15,21 @@ import tempfile
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import timedelta
 
 import tablib
 from django.conf import settings
 from django.db import DatabaseError, transaction
 from django.db.models import Q
 from django.utils import timezone
+from django_tasks import TaskResultStatus
+from django_tasks_db.models import DBTaskResult
 from import_export.results import Result
 
 from contacts import bulk
-from contacts.models import Contact, GroupMembership, ImportJob, new_external_id
-from contacts.resources import COLUMNS, ContactResource, neutralise_formula
+from contacts.consent import consent_record_bulk_changes
+from contacts.models import ConsentSource, Contact, GroupMembership, ImportJob, new_external_id
+from contacts.resources import COLUMNS, STATUS_COLUMNS, ContactResource, neutralise_formula
 from contacts.signals import contacts_bulk_written, held_contact_ids
 
 MATCH_COLUMNS = ("external_id", "email")  # a row is matched on these; one is required
@@ -429,11 +433,28 @@ def contacts_import_write_chunk(*, chunk: tablib.Dataset, user=None) -> tuple[Co
         now = timezone.now()
         created = [c for c in checks if c.kind == "new"]
         updated = [c for c in checks if c.kind == "update"]
+        before = _statuses_before(updated)
         _contacts_create([c.instance for c in created], user_id, now)
         _contacts_update(updated, user_id, now)
         _memberships_add(created + updated, user_id, now)
+        consent_record_bulk_changes(
+            changes=[(c.instance, before.get(c.instance.pk, {})) for c in created + updated],
+            source=ConsentSource.IMPORT,
+            source_label=f"import by {user.get_username()}" if user_id else "import",
+            now=now,
+        )
     totals = Counter(c.kind for c in checks)
     return totals, {c.instance.pk for c in created + updated}
+
+
+def _statuses_before(checks) -> dict[int, dict[str, str]]:
+    """The stored email and SMS statuses of the contacts these rows update (one query), for
+    the consent ledger: an import's status change is an entry with the value it replaced."""
+    ids = [c.instance.pk for c in checks if c.changed & set(STATUS_COLUMNS)]
+    return {
+        row.pop("pk"): row
+        for row in Contact.objects.filter(pk__in=ids).values("pk", *STATUS_COLUMNS)
+    }
 
 
 def _joined(errors: dict[str, list[str]]) -> str:
@@ -514,6 +535,23 @@ def import_job_confirm(*, job: ImportJob, mode: str) -> bool:
         if started:
             tasks.run_import.enqueue(job_id=job.pk)
     return bool(started)
+
+
+def import_job_run_here(*, content: str, file_name: str, user, mode: str) -> ImportJob:
+    """A small file's import (under IMPORT_BACKGROUND_ROWS lines) with a background
+    import's rules, run here, in the request: every row checked, then (skipping the invalid
+    rows) the valid ones written in chunks and each contact queued for its push once. The
+    job is kept, as a background one, for its page: the counts and the skipped rows' CSV."""
+    job = ImportJob.objects.create(
+        content=content,
+        file_name=file_name[:255],
+        created_by=user if getattr(user, "pk", None) else None,
+        status=ImportJob.Status.IMPORTING,
+        mode=mode,
+    )
+    import_job_run(job_id=job.pk)
+    job.refresh_from_db()
+    return job
 
 
 def _job_update(job_id: int, **values) -> int:
@@ -612,8 +650,20 @@ def import_job_run(*, job_id: int) -> None:
             chunk = tablib.Dataset(
                 *(dataset[n - 1] for n in chunk_numbers), headers=dataset.headers
             )
+            # The chunk and the job's progress commit together: a worker killed at any
+            # point leaves `start_row` just after the last chunk written, where a resume
+            # goes on (`import_jobs_recover`), and every contact it wrote no later than the
+            # job's `updated_at`.
             try:
-                counts, held = contacts_import_write_chunk(chunk=chunk, user=user)
+                with transaction.atomic():
+                    counts, held = contacts_import_write_chunk(chunk=chunk, user=user)
+                    chunk_totals = totals + counts
+                    kept = _job_update(
+                        job_id,
+                        written_rows=written + len(chunk_numbers),
+                        totals=_counts(chunk_totals),
+                        start_row=chunk_numbers[-1] + 1,
+                    )
             except ChunkRefused as refused:
                 failure = (chunk_numbers[0], chunk_numbers[refused.index - 1], str(refused))
                 break
@@ -622,10 +672,10 @@ def import_job_run(*, job_id: int) -> None:
                 failure = (chunk_numbers[0], chunk_numbers[0], message)
                 break
             touched |= held
-            totals.update(counts)
-            written += len(chunk_numbers)
-            if not _job_update(job_id, written_rows=written, totals=_counts(totals)):
+            if not kept:
                 return  # erased meanwhile: nothing more is written (the finally pushes)
+            totals = chunk_totals
+            written += len(chunk_numbers)
     except Exception as err:  # the page says why; the stored file stays, to resume
         logger.exception("import %s failed while writing", job_id)
         row = chunk_numbers[0] if chunk_numbers else start_row
@@ -656,6 +706,86 @@ def import_job_run(*, job_id: int) -> None:
         content="",
         start_row=1,
     )
+
+
+def _import_tasks(job_id: int):
+    """The task rows (django-tasks-db) that checked or wrote this job, newest first."""
+    from contacts import tasks
+
+    paths = [tasks.preview_import.module_path, tasks.run_import.module_path]
+    return DBTaskResult.objects.filter(task_path__in=paths, args_kwargs__kwargs__job_id=job_id)
+
+
+def import_task_progressing(*, task_path: str, kwargs: dict, since) -> bool:
+    """Whether a task row is an import's whose job wrote progress since `since`: a worker
+    checking or writing a long file is alive though its task runs past the lease (the
+    scheduler's `tasks_fail_abandoned` asks, before marking a task abandoned)."""
+    from contacts import tasks
+
+    if task_path not in (tasks.preview_import.module_path, tasks.run_import.module_path):
+        return False
+    return ImportJob.objects.filter(pk=kwargs.get("job_id"), updated_at__gte=since).exists()
+
+
+def import_jobs_recover(*, now=None) -> int:
+    """Scheduler side: an import whose worker stopped (killed, its machine gone) stays
+    "checking" or "importing" for ever, its task row marked failed as abandoned by
+    `tasks_fail_abandoned`. A job with no progress for the lease (SYNC_LEASE_SECONDS) and
+    no task still queued or running for it is marked failed here, so its page says so:
+    - a check (the preview): nothing was written; the person uploads the file again;
+    - an import: the chunks written are saved (each committed with the job's progress, so
+      `start_row` is the row after the last one); the page offers "Resume import" from
+      there. The contacts those chunks wrote were never queued for their push (that
+      happens at the end of a run): they are queued now, found by the time they were
+      written (from the task's start to the job's last progress; a person's save in that
+      window is pushed again, which an unchanged contact makes no request for).
+    Returns how many jobs were marked."""
+    now = now or timezone.now()
+    stale = now - timedelta(seconds=settings.SYNC_LEASE_SECONDS)
+    running = [ImportJob.Status.PREVIEWING, ImportJob.Status.IMPORTING]
+    alive = [TaskResultStatus.READY, TaskResultStatus.RUNNING]
+    marked = 0
+    for job in ImportJob.objects.filter(status__in=running, updated_at__lt=stale):
+        tasks = _import_tasks(job.pk)
+        if tasks.filter(status__in=alive).exists():
+            continue  # queued (waiting for a worker: the page says so) or still running
+        if _job_abandon(job, now):
+            marked += 1
+            last = tasks.exclude(started_at=None).order_by("-started_at").first()
+            if job.status == ImportJob.Status.IMPORTING and last is not None:
+                _queue_pushes_written(job, since=last.started_at)
+    return marked
+
+
+def _job_abandon(job: ImportJob, now) -> bool:
+    """Mark one job failed (unless it moved on meanwhile), saying where it stopped."""
+    if job.status == ImportJob.Status.PREVIEWING:
+        failure = (
+            "The check stopped: the worker checking this file stopped before the end. Nothing "
+            "was imported. Upload the file again."
+        )
+    else:
+        failure = (
+            f"The import stopped: the worker writing it stopped after {job.written_rows} "
+            f"rows. The rows before row {job.start_row} are saved; resume to import the rest."
+        )
+    updated = ImportJob.objects.filter(
+        pk=job.pk, status=job.status, updated_at=job.updated_at
+    ).update(status=ImportJob.Status.FAILED, failure=failure, finished_at=now, updated_at=now)
+    if updated:
+        logger.warning("import %s marked failed: %s", job.pk, failure)
+    return bool(updated)
+
+
+def _queue_pushes_written(job: ImportJob, *, since) -> None:
+    ids = set(
+        Contact.objects.filter(updated_at__gte=since, updated_at__lte=job.updated_at).values_list(
+            "pk", flat=True
+        )
+    )
+    if ids:
+        user_id = job.created_by_id
+        contacts_bulk_written.send(sender=Contact, contact_ids=ids, user_id=user_id)
 
 
 def _counts(totals: Counter) -> dict:

@@ -38,6 +38,7 @@ from contacts.models import (
 )
 from sync import actions, connectors, selectors, services
 from sync import inbound as inbound_services
+from sync import polling as polling_services
 from sync.actions import ObjectActionsMixin, object_action
 from sync.connectors.base import ConnectorConfigurationError, ConnectorError
 from sync.connectors.records import (
@@ -57,6 +58,7 @@ from sync.forms import (
 from sync.models import (
     ContactSyncState,
     Destination,
+    DestinationPoll,
     EraseReceipt,
     Erasure,
     FieldMapping,
@@ -225,6 +227,7 @@ class DestinationAdmin(ObjectActionsMixin, SimpleHistoryAdmin, ModelAdmin):
         "uncleared_fields",
         "options_refreshed_at",
         "inbound",
+        "polling",
     ]
     change_form_template = "admin/sync/destination/change_form.html"
 
@@ -254,6 +257,7 @@ class DestinationAdmin(ObjectActionsMixin, SimpleHistoryAdmin, ModelAdmin):
                         "marketing_consent_only",
                         "delete_on_platform",
                         "recreate_deleted",
+                        "apply_opt_outs_from_others",
                         "rate_limit",
                         "timeout",
                     ]
@@ -263,7 +267,11 @@ class DestinationAdmin(ObjectActionsMixin, SimpleHistoryAdmin, ModelAdmin):
                 "Mappings",
                 {"fields": ["unmapped_fields", "uncleared_fields", "options_refreshed_at"]},
             ),
-        ] + ([("Events from the platform", {"fields": ["inbound"]})] if obj is not None else [])
+        ] + (
+            [("Events from the platform", {"fields": ["inbound", "polling"]})]
+            if obj is not None
+            else []
+        )
 
     def save_model(self, request, obj, form, change):
         """Saved; and said when a credential's variable is not set where this site runs (a
@@ -329,7 +337,10 @@ class DestinationAdmin(ObjectActionsMixin, SimpleHistoryAdmin, ModelAdmin):
         and the refused deliveries by reason (sync.selectors.destination_inbound_summary)."""
         if obj is None or obj.pk is None or obj.platform not in connectors.CONNECTORS:
             return "-"
-        summary = selectors.destination_inbound_summary(obj)
+        # the admin may render a read-only field more than once: its queries run once
+        if getattr(obj, "_inbound_summary", None) is None:
+            obj._inbound_summary = selectors.destination_inbound_summary(obj)
+        summary = obj._inbound_summary
         last = summary["last_event"]
         parts = [
             format_html(
@@ -362,7 +373,84 @@ class DestinationAdmin(ObjectActionsMixin, SimpleHistoryAdmin, ModelAdmin):
         )
         refused = ", ".join(f"{r.get_reason_display()}: {r.count}" for r in summary["refusals"])
         parts.append(format_html("<p><strong>Refused:</strong> {}</p>", refused or "none"))
+        parts += self._inbound_seen(summary)
         return format_html_join("", "{}", ((part,) for part in parts))
+
+    @staticmethod
+    def _inbound_seen(summary):
+        """The inbound alerts raised now, events by processing state, and the last event
+        received per type."""
+        parts = [
+            format_html(
+                '<p class="sync-banner sync-inbound-alert" data-alert="{}">{} (since {})</p>',
+                alert.kind,
+                alert.message,
+                f"{timezone.localtime(alert.raised_at):%Y-%m-%d %H:%M}",
+            )
+            for alert in summary["alerts"]
+        ]
+        labels = dict(InboundEvent.State.choices)
+        states = summary["states"]
+
+        def counts(by_state):
+            return ", ".join(f"{labels.get(k, k)}: {n}" for k, n in sorted(by_state.items()))
+
+        parts.append(
+            format_html(
+                "<p><strong>Events by state, last {} hours:</strong> {}</p>"
+                "<p><strong>Waiting or failed, all time:</strong> {}</p>",
+                states["hours"],
+                counts(states["recent"]) or "none",
+                counts(states["open"]) or "none",
+            )
+        )
+        if summary["last_by_type"]:
+            rows = format_html_join(
+                "",
+                "<tr><td>{}</td><td><code>{}</code></td><td>{}</td></tr>",
+                (
+                    (row["kind"], row["type"], f"{timezone.localtime(row['last']):%Y-%m-%d %H:%M}")
+                    for row in summary["last_by_type"]
+                ),
+            )
+            parts.append(
+                format_html(
+                    '<table class="sync-table" id="inbound-by-type"><thead><tr>'
+                    '<th scope="col">Event</th><th scope="col">The platform’s name</th>'
+                    '<th scope="col">Last received</th></tr></thead><tbody>{}</tbody></table>',
+                    rows,
+                )
+            )
+        return parts
+
+    @admin.display(description="Polling")
+    def polling(self, obj):
+        """What the platform's poll asks, how often, how the last poll went, and what the
+        platform gives no poll for (the connector's `polled` / `not_polled`, sync.polling)."""
+        cls = connectors.CONNECTORS.get(obj.platform) if obj is not None else None
+        if cls is None or not cls.polls:
+            return "-"
+        every = polling_services.poll_interval(obj)
+        row = DestinationPoll.objects.filter(destination=obj).first()
+        last = "not polled yet"
+        if row is not None and row.last_run_at is not None:
+            last = (
+                f"{timezone.localtime(row.last_run_at):%Y-%m-%d %H:%M}: {row.last_found} new "
+                f"events, {row.last_requests} requests in {row.last_seconds or 0:.1f} s"
+            )
+            if row.last_error:
+                last += f"; {row.last_error}"
+        return format_html(
+            "<p><strong>Polled every {}:</strong></p><ul>{}</ul><p><strong>Last poll:</strong> "
+            "{}</p><p><strong>Not polled (the platform gives no poll for it):</strong></p>"
+            "<ul>{}</ul>",
+            f"{every.total_seconds() / 3600:g} hours"
+            if every.total_seconds() >= 3600
+            else f"{every.total_seconds() / 60:g} minutes",
+            format_html_join("", "<li>{}</li>", ((line,) for line in cls.polled)),
+            last,
+            format_html_join("", "<li>{}</li>", ((line,) for line in cls.not_polled)),
+        )
 
     @admin.display(description="Cleared values")
     def uncleared_fields(self, obj):

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from django.db import transaction
 from django.utils import timezone
 
-from sync import selectors
+from sync import consent, selectors
 from sync.connectors.base import ConnectorConfigurationError, ConnectorError
 from sync.dbretry import with_database_retry
 from sync.engine import destination_connector, destination_pause
@@ -88,7 +88,11 @@ def contacts_reconcile(*, destination: Destination, contact_ids: list[int]) -> R
         )
     }
     found: list[_Found] = []
-    for record in selectors.contact_records(contact_ids):
+    # compared with what we would send there: the statuses the consent guard allows
+    records = consent.records_guard(
+        records=selectors.contact_records(contact_ids), destination=destination
+    )
+    for record in records:
         if destination.marketing_consent_only and not record.gdpr_marketing_consent:
             continue  # we would send nothing: nothing to compare
         state = states.get(record.id)

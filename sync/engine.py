@@ -32,7 +32,7 @@ from django.db.models import Case, F, Q, Value, When
 from django.utils import timezone
 
 from contacts.models import Contact
-from sync import alerts, selectors
+from sync import alerts, consent, selectors
 from sync.connectors.base import (
     BaseConnector,
     BatchItemResult,
@@ -44,6 +44,7 @@ from sync.connectors.base import (
 )
 from sync.connectors.records import ContactRecord, RemoteState
 from sync.dbretry import with_database_retry
+from sync.inflight import NOT_SENT, InFlight
 from sync.models import (
     ContactDrift,
     ContactSyncState,
@@ -135,9 +136,11 @@ def destination_connector(
 
 
 def payload_hash(payload: dict, record: ContactRecord) -> str:
-    """Fingerprint of what a push sends: the body, plus list memberships, which some platforms
-    receive in calls of their own."""
+    """Fingerprint of what a push sends: the body, plus list memberships and consent
+    statuses, which some platforms receive in calls of their own (Yespo's segments and
+    unsubscribed-emails list)."""
     lists = [sorted(record.group_ids), sorted(record.subscriptions.items())]
+    lists.append([record.email_status, record.sms_status])
     text = json.dumps([payload, lists], sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()
 
@@ -502,6 +505,9 @@ def _update_only(destination) -> bool:
 
 
 def _push_one(record, state, destination, context, connector) -> _Result:
+    """One contact's push and its outcome. Touches no database (sync/inflight.py runs it on
+    a lane): a destination-wide refusal comes back as a waiting outcome, which the caller
+    turns into the pause (`_pause_if_refused`)."""
     try:
         result, digest, _ = _prepare(record, state, destination, context, connector)
         if result is not None:
@@ -515,9 +521,7 @@ def _push_one(record, state, destination, context, connector) -> _Result:
             remote = dataclasses.replace(remote, remote_id=found)
         plan = connector.write_plan(record, remote)
         pushed = connector.push(record, remote)
-    except ConnectorError as err:
-        if err.destination_wide:
-            destination_pause(destination=destination, error=str(err))
+    except ConnectorError as err:  # destination-wide: the caller pauses (_pause_if_refused)
         return _Decide(state, destination, record).error(err, connector.drain_exchanges())
     except Exception as err:  # a bug of ours must not leave the contact claimed for ever
         logger.exception("push of contact %s to %s crashed", record.id, destination)
@@ -656,6 +660,8 @@ def contacts_push(
         return []
     records = selectors.contact_records(states)
     _release_deleted(states, {r.id for r in records})
+    # --- consent guard (sync.consent): never a subscribe older than the latest opt-out ---
+    records = consent.records_guard(records=records, destination=destination)
     if connector.pushes_in_bulk(len(records)):
         results = _push_chunk_in_bulk(records, states, destination, context, connector)
     else:
@@ -707,6 +713,9 @@ def _push_chunk_one_by_one(records, states, destination, context, connector):
     (WRITE_EVERY contacts or seconds), one transaction each. A worker that dies before a
     batch is written leaves those contacts claimed: the scheduler takes them back and matching
     keeps the platform free of duplicates."""
+    lanes = min(settings.SYNC_REQUESTS_IN_FLIGHT, len(records))
+    if lanes > 1:
+        return _push_chunk_in_flight(records, states, destination, context, connector, lanes)
     results, unwritten = [], []
     next_check = next_write = time.monotonic() + CHECK_EVERY
     for index, record in enumerate(records):
@@ -724,7 +733,9 @@ def _push_chunk_one_by_one(records, states, destination, context, connector):
         if index and context.may_give_way and _should_give_way(connector, destination):
             context.handed_back = [r.id for r in records[index:]]
             break
-        unwritten.append(_push_one(record, states[record.id], destination, context, connector))
+        result = _push_one(record, states[record.id], destination, context, connector)
+        _pause_if_refused(result, destination)
+        unwritten.append(result)
         if len(unwritten) >= WRITE_EVERY or now >= next_write:
             _write(unwritten, destination, context)
             results += unwritten
@@ -733,12 +744,90 @@ def _push_chunk_one_by_one(records, states, destination, context, connector):
     return results + unwritten
 
 
-def _should_give_way(connector, destination) -> bool:
+def _push_chunk_in_flight(records, states, destination, context, connector, lanes):
+    """`_push_chunk_one_by_one` with up to `lanes` contacts' requests in flight at once
+    (sync/inflight.py), each sent at the slot the shared rate limit gives it. The same checks:
+    a cancel or a pause before each contact is sent, and giving way when a contact's first
+    request would wait on the limit (the flight asks, `_should_give_way`); outcomes written
+    on this thread in the same small batches, in the order the platform answered. A pause
+    (this chunk's 401, or another worker's) or a cancel stops the sends still waiting for
+    their slot: those contacts are released as the serial path releases those it did not
+    reach; giving way hands them back."""
+    results, unwritten, unsent = [], [], []
+    next_check = next_write = time.monotonic() + CHECK_EVERY
+    index = 0
+
+    def give_way(queued: int) -> bool:
+        return context.may_give_way and _should_give_way(connector, destination, queued)
+
+    with InFlight(connector, lanes=lanes, give_way=give_way) as flight:
+        while index < len(records) or flight.keys:
+            now = time.monotonic()
+            if index < len(records) and flight.free:
+                if flight.stopping.is_set():
+                    stop = True
+                elif now >= next_check:
+                    next_check = now + CHECK_EVERY
+                    held = [states[r.id] for r in records[index:]]
+                    held += [states[k] for k in flight.keys]
+                    with_database_retry(_renew_claims, held, context)
+                    stop = with_database_retry(_should_stop, destination, context)
+                else:
+                    stop = destination.is_paused  # paused by this chunk's own 401
+                if stop:
+                    flight.stop()
+                    unsent += [r.id for r in records[index:]]
+                    index = len(records)
+                    continue
+                record = records[index]
+                flight.submit(record.id, _lane_job(record, states[record.id], destination, context))
+                index += 1
+                continue
+            for contact_id, result in flight.wait(timeout=CHECK_EVERY):
+                if result is NOT_SENT:
+                    unsent.append(contact_id)
+                    continue
+                if _pause_if_refused(result, destination):
+                    flight.stop()
+                unwritten.append(result)
+            if unwritten and (len(unwritten) >= WRITE_EVERY or time.monotonic() >= next_write):
+                _write(unwritten, destination, context)
+                results += unwritten
+                unwritten, next_write = [], time.monotonic() + WRITE_EVERY_SECONDS
+    _write(unwritten, destination, context)
+    order = {record.id: position for position, record in enumerate(records)}
+    unsent.sort(key=order.__getitem__)
+    if flight.gave_way:
+        context.handed_back = unsent
+    elif unsent:
+        with_database_retry(_release, [states[cid] for cid in unsent], destination)
+    return sorted(results + unwritten, key=lambda r: order[r.state.contact_id])
+
+
+def _lane_job(record, state, destination, context):
+    """The push of one contact as a lane runs it, with the lane's own connector."""
+    return lambda connector: _push_one(record, state, destination, context, connector)
+
+
+def _pause_if_refused(result: _Result, destination) -> bool:
+    """Pause the destination when a push's outcome is waiting: in `_push_one` that is a
+    destination-wide refusal (401/403, an untrusted address). Whether it paused."""
+    if result.outcome != Outcome.WAITING:
+        return False
+    destination_pause(destination=destination, error=result.error)
+    return True
+
+
+def _should_give_way(connector, destination, queued: int = 0) -> bool:
     """Whether this chunk should stop here and be queued again: its next request would wait
-    on the destination's shared limit while a worker has other work ready (sync.selectors).
-    Checked after the first contact, so a chunk always moves on."""
+    on the destination's shared limit (behind `queued` requests of its own already waiting
+    for a slot, when several are in flight) while a worker has other work ready
+    (sync.selectors). Checked after the first contact, so a chunk always moves on."""
     limiter = connector.rate_limiter
-    if limiter is None or with_database_retry(limiter.wait_ahead) < GIVE_WAY_AFTER:
+    if limiter is None:
+        return False
+    wait = with_database_retry(limiter.wait_ahead) + queued * limiter.interval
+    if wait < GIVE_WAY_AFTER:
         return False
     return with_database_retry(selectors.work_ready_elsewhere, destination_id=destination.pk)
 

@@ -56,6 +56,7 @@ class DestinationForm(forms.ModelForm):
             "marketing_consent_only",
             "delete_on_platform",
             "recreate_deleted",
+            "apply_opt_outs_from_others",
             "rate_limit",
             "timeout",
         ]

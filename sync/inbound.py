@@ -13,6 +13,7 @@ webhooks, STYLE.md).
   one (iVvy); elsewhere a person does it in the platform (the page lists the steps).
 """
 
+import datetime
 import logging
 import os
 import threading
@@ -24,7 +25,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from contacts.consent import consent_record, list_channel
-from contacts.models import Contact
+from contacts.models import OPT_IN_STATUSES, Contact
 from sync import connectors, selectors
 from sync.connectors.base import (
     BatchItemResult,
@@ -41,12 +42,14 @@ from sync.connectors.inbound import (
     Reason,
     Refused,
 )
+from sync.consent import opt_out_applied
 from sync.engine import PushContext, contacts_confirm_answered, destination_connector
 from sync.models import (
     ContactSyncState,
     Destination,
     InboundEvent,
     InboundRefusal,
+    InboundRefusalHour,
     ListMapping,
     SyncStatus,
     Trigger,
@@ -128,6 +131,23 @@ def _count(destination: Destination, reason: str) -> None:
             InboundRefusal.objects.filter(destination=destination, reason=reason).update(
                 count=F("count") + 1, last_at=now
             )
+    _count_hour(destination, reason, now)
+
+
+def _count_hour(destination: Destination, reason: str, now) -> None:
+    """The same refusal in its UTC hour's bucket (InboundRefusalHour: what a spike alert
+    compares)."""
+    hour = now.astimezone(datetime.UTC).replace(minute=0, second=0, microsecond=0)
+    rows = InboundRefusalHour.objects.filter(destination=destination, hour=hour, reason=reason)
+    if rows.update(count=F("count") + 1):
+        return
+    try:
+        with transaction.atomic():
+            InboundRefusalHour.objects.create(
+                destination=destination, hour=hour, reason=reason, count=1
+            )
+    except IntegrityError:  # another request created it meanwhile
+        rows.update(count=F("count") + 1)
 
 
 def _store(destination: Destination, events: list[PlatformEvent], *, stale: bool) -> list[int]:
@@ -136,10 +156,13 @@ def _store(destination: Destination, events: list[PlatformEvent], *, stale: bool
     stored = []
     with transaction.atomic():
         for event in events:
+            if _change_seen(destination, event):
+                continue  # the same change, reported by the other path (webhook or poll)
             row, created = InboundEvent.objects.get_or_create(
                 destination=destination,
                 key=event.key[:200],
                 defaults={
+                    "change_key": event.change_key[:200],
                     "platform": destination.platform,
                     "kind": event.kind,
                     "raw_type": event.raw_type[:100],
@@ -160,6 +183,25 @@ def _store(destination: Destination, events: list[PlatformEvent], *, stale: bool
             if created:
                 stored.append(row.pk)
     return stored
+
+
+def _change_seen(destination: Destination, event: PlatformEvent) -> bool:
+    return bool(event.change_key) and (
+        InboundEvent.objects.filter(destination=destination, change_key=event.change_key[:200])
+        .exclude(key=event.key[:200])
+        .exists()
+    )
+
+
+def events_store(*, destination: Destination, events: list[PlatformEvent]) -> list[int]:
+    """Store events a poll found (sync.polling), deduplicated as deliveries are; the ids of
+    those new. A change the webhook stored meanwhile (the unique change key) is skipped."""
+    try:
+        return _store(destination, events, stale=False)
+    except IntegrityError:  # a webhook stored one of these changes at the same moment
+        return _store(
+            destination, [e for e in events if not _change_seen(destination, e)], stale=False
+        )
 
 
 def _secrets(destination: Destination) -> dict[str, str]:
@@ -336,6 +378,14 @@ def _consent(event: InboundEvent, status: str) -> tuple[str, str]:
         detail=detail,
     )
     if applied:
+        if status not in OPT_IN_STATUSES:  # carried to the other platforms (sync.consent)
+            opt_out_applied.send(
+                sender=InboundEvent,
+                contact_id=event.contact.pk,
+                destination_id=event.destination_id,
+                channel=channel,
+                status=status,
+            )
         return State.APPLIED, f"{channel}: {status}"
     return State.NOT_APPLIED, f"a later change of {channel} was already known"
 

@@ -107,6 +107,13 @@ class Destination(models.Model):
         help_text="When the platform says it deleted a contact, push it again (default: "
         "don't; the contact stays known here, marked as deleted there).",
     )
+    apply_opt_outs_from_others = models.BooleanField(
+        "apply opt-outs from other platforms",
+        default=True,
+        help_text="When a contact opts out on another platform (an unsubscribe, a bounce, a "
+        "spam complaint reaching us from it), opt them out here too, through this platform's "
+        "own opt-out call (sync.consent). Off: this platform keeps its own consent state.",
+    )
     inbound_token = models.CharField(
         max_length=64,
         unique=True,
@@ -832,11 +839,45 @@ class InboundEvent(models.Model):
         related_name="inbound_events",
     )
     processed_at = models.DateTimeField(null=True, blank=True)
+    change_key = models.CharField(
+        max_length=200,
+        blank=True,
+        default="",
+        help_text="The platform's change itself (not its delivery): the same whether a "
+        "webhook or a poll reports it, so it is applied once (sync.polling).",
+    )
 
     class Meta:
         ordering = ["-received_at", "-id"]
         constraints = [
-            models.UniqueConstraint(fields=["destination", "key"], name="inbound_event_once")
+            models.UniqueConstraint(fields=["destination", "key"], name="inbound_event_once"),
+            models.UniqueConstraint(
+                fields=["destination", "change_key"],
+                condition=~models.Q(change_key=""),
+                name="inbound_change_once",
+            ),
+        ]
+        indexes = [
+            # the destination page's last event (and the silence alert's)
+            models.Index(fields=["destination", "received_at"], name="inbound_event_dest_recent"),
+            # the destination page: the last event of each type, and those waiting or failed
+            models.Index(
+                fields=["destination", "kind", "received_at"], name="inbound_event_dest_kind"
+            ),
+            models.Index(
+                fields=["destination", "state"],
+                name="inbound_event_dest_open",
+                condition=models.Q(state__in=["pending", "failed"]),
+            ),
+            # the fan-out companions the dashboard's counts look up for each unsubscribe
+            # (sync.selectors.count_inbound): bounces, complaints and deletes only
+            models.Index(
+                fields=["destination", "occurred_at"],
+                name="inbound_event_fan_out",
+                condition=models.Q(
+                    kind__in=[EventKind.HARD_BOUNCE, EventKind.COMPLAINT, EventKind.DELETED]
+                ),
+            ),
         ]
 
     def __str__(self):
@@ -860,3 +901,95 @@ class InboundRefusal(models.Model):
 
     def __str__(self):
         return f"{self.get_reason_display()}: {self.count}"
+
+
+class InboundRefusalHour(models.Model):
+    """Refused deliveries to a destination per UTC hour and reason: InboundRefusal keeps only
+    totals, and a spike (sync.alerts.inbound_refusals_check) needs the last hour against the
+    usual rate. Written beside the total by sync.inbound."""
+
+    destination = models.ForeignKey(Destination, on_delete=models.CASCADE, related_name="+")
+    hour = models.DateTimeField(help_text="The hour's start, in UTC.")
+    reason = models.CharField(max_length=20, choices=Reason.CHOICES)
+    count = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["destination", "hour", "reason"], name="inbound_refusal_hour_once"
+            )
+        ]
+
+    def __str__(self):
+        return f"{self.count} {self.reason} on {self.destination_id} at {self.hour:%Y-%m-%d %H:00}"
+
+
+class InboundAlert(models.Model):
+    """One kind of inbound alert on one destination: raised (active, with what it says) while
+    the condition lasts, cleared after. Raising is a conditional update of this row, so sync
+    admins get one email per episode however many scheduler passes or machines see it."""
+
+    class Kind(models.TextChoices):
+        SILENT = "silent", "No events"
+        REFUSALS = "refusals", "Refusals spike"
+
+    destination = models.ForeignKey(
+        Destination, on_delete=models.CASCADE, related_name="inbound_alerts"
+    )
+    kind = models.CharField(max_length=20, choices=Kind.choices)
+    active = models.BooleanField(default=False)
+    message = models.TextField(blank=True)
+    raised_at = models.DateTimeField(null=True, blank=True)
+    cleared_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["destination", "kind"], name="inbound_alert_once")
+        ]
+
+    def __str__(self):
+        return f"{self.get_kind_display()} on {self.destination_id}"
+
+
+class InboundPerHour(models.Model):
+    """The dashboard's inbound counts for one destination in one settled hour (by when the
+    events were received), stored by the scheduler (`sync.services.inbound_per_hour_store`)
+    as PushesPerHour is for pushes: counting a week of a two-million-row event table on every
+    page load takes half a second, and a settled hour's counts no longer change. Opt-outs are
+    counted as `sync.selectors.count_inbound` does (a platform's fan-out once)."""
+
+    destination = models.ForeignKey(Destination, on_delete=models.CASCADE, related_name="+")
+    hour = models.DateTimeField(help_text="The hour's start, in UTC.")
+    events = models.PositiveIntegerField(default=0)
+    unsubscribes = models.PositiveIntegerField(default=0)
+    hard_bounces = models.PositiveIntegerField(default=0)
+    complaints = models.PositiveIntegerField(default=0)
+    deletes = models.PositiveIntegerField(default=0)
+
+    COUNTS = ("events", "unsubscribes", "hard_bounces", "complaints", "deletes")
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["destination", "hour"], name="inbound_per_hour_unique")
+        ]
+
+    def __str__(self):
+        return f"{self.events} events on {self.destination_id} at {self.hour:%Y-%m-%d %H:00} UTC"
+
+
+class DestinationPoll(models.Model):
+    """Where a destination's poll stands (sync.polling): the platform's cursor (what the
+    connector's `poll` returned last: a modified-since time, a date, a sample position), when
+    the next poll is due, and how the last one went."""
+
+    destination = models.OneToOneField(Destination, on_delete=models.CASCADE, related_name="poll")
+    cursor = models.JSONField(default=dict, blank=True)
+    due_at = models.DateTimeField(null=True, blank=True, db_index=True)
+    last_run_at = models.DateTimeField(null=True, blank=True)
+    last_seconds = models.FloatField(null=True, blank=True)
+    last_found = models.PositiveIntegerField(default=0)
+    last_requests = models.PositiveIntegerField(default=0)
+    last_error = models.TextField(blank=True)
+
+    def __str__(self):
+        return f"poll of {self.destination_id}"

@@ -79,13 +79,18 @@ class DatabaseRateLimiter:
             rows = CallClassSlot.objects.filter(destination_id=destination_id, call_class=name)
             self.classes[name] = _Slots(rows, min(class_rate, rate) if rate else class_rate)
 
-    def acquire(self, call_class: str | None = None) -> None:
-        """Block until this process may send one request (of this class, when named; a class
-        the limiter was not given counts as an ordinary call)."""
+    def reserve(self, call_class: str | None = None) -> float:
+        """Reserve the next slot for one request (of this class, when named; a class the
+        limiter was not given counts as an ordinary call) and return its wall-clock time:
+        the caller sends at that time, not before (sync/inflight.py hands it to a lane)."""
         slot = self.slots.next_slot()
         if call_class in self.classes:
             slot = max(slot, self.classes[call_class].next_slot())
-        wait = slot - time.time()
+        return slot
+
+    def acquire(self, call_class: str | None = None) -> None:
+        """Block until this process may send one request (see `reserve`)."""
+        wait = self.reserve(call_class) - time.time()
         if wait > 0:
             time.sleep(wait)
 

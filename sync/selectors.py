@@ -6,7 +6,7 @@ from collections.abc import Iterable
 from datetime import UTC, timedelta
 
 from django.conf import settings
-from django.db.models import Count, F, OuterRef, Subquery, Window
+from django.db.models import Count, Exists, F, OuterRef, Q, Subquery, Window
 from django.db.models.functions import RowNumber, TruncHour
 from django.urls import reverse
 from django.utils import timezone
@@ -21,6 +21,8 @@ from contacts.models import (
     GroupMembership,
     MailingListSubscription,
 )
+from sync import connectors
+from sync.connectors.inbound import EventKind
 from sync.connectors.records import (
     ChannelRecord,
     ContactRecord,
@@ -33,7 +35,9 @@ from sync.models import (
     ContactSyncState,
     Destination,
     FieldMapping,
+    InboundAlert,
     InboundEvent,
+    InboundPerHour,
     InboundRefusal,
     ListMapping,
     NativeFieldRule,
@@ -196,11 +200,56 @@ def destination_inbound_summary(destination: Destination) -> dict:
         "missing_credentials": missing,
         "registers_by_api": bool(verifier and verifier.registers_by_api),
         "last_event": last,
-        "states": dict(
-            events.values_list("state").annotate(n=Count("id")).values_list("state", "n")
-        ),
+        "states": destination_inbound_states(destination_id=destination.pk),
         "refusals": list(InboundRefusal.objects.filter(destination=destination).order_by("reason")),
+        "last_by_type": destination_inbound_last_by_type(destination_id=destination.pk),
+        "alerts": list(
+            InboundAlert.objects.filter(destination=destination, active=True).order_by("kind")
+        ),
     }
+
+
+STATES_HOURS = 24
+# States that need a person, counted whatever their age (few, from a partial index).
+OPEN_STATES = [InboundEvent.State.PENDING, InboundEvent.State.FAILED]
+
+
+def destination_inbound_states(*, destination_id: int, now=None) -> dict:
+    """Events by processing state: "recent", {state: n} of those received in the last 24
+    hours, and "open", {state: n} of those pending or failed whatever their age. Two
+    queries, each a range of an index: a lifetime count by state would read every event of
+    the destination (half a second at 500,000)."""
+    now = now or timezone.now()
+    events = InboundEvent.objects.filter(destination_id=destination_id).order_by()
+    recent = events.filter(received_at__gte=now - timedelta(hours=STATES_HOURS))
+    return {
+        "hours": STATES_HOURS,
+        "recent": dict(recent.values_list("state").annotate(n=Count("id"))),
+        "open": dict(
+            events.filter(state__in=OPEN_STATES).values_list("state").annotate(n=Count("id"))
+        ),
+    }
+
+
+def destination_inbound_last_by_type(*, destination_id: int) -> list[dict]:
+    """Per type of event (what it means here: unsubscribed, hard bounce, ...): when the last
+    one was received and the platform's own name for it (e.g. `email.hardBounced`), newest
+    first. A query per type (eight), each the newest row of an index range, so the page
+    costs the same at any number of events."""
+    rows = []
+    for kind, label in EventKind.CHOICES:
+        # The (destination, kind, received_at) index answers it; on PostgreSQL the planner
+        # is told so by statistics on the two columns together (migration 0018).
+        last = (
+            InboundEvent.objects.filter(destination_id=destination_id, kind=kind)
+            .order_by("-received_at")
+            .values("raw_type", "received_at")
+            .first()
+        )
+        if last is not None:
+            name = last["raw_type"] or label
+            rows.append({"type": name, "kind": label, "last": last["received_at"]})
+    return sorted(rows, key=lambda row: row["last"], reverse=True)
 
 
 def contact_sync_panel(contact: Contact) -> dict:
@@ -301,8 +350,170 @@ def dashboard(now=None) -> dict:
         ),
         "queue_depth": DBTaskResult.objects.filter(status=TaskResultStatus.READY).count(),
         "workers": dashboard_workers(),
+        "inbound": inbound_dashboard(destinations=destinations, now=now),
         "now": now,
     }
+
+
+# ------------------------------------------------------------------- dashboard: inbound
+
+INBOUND_CHART_HOURS = 48
+OPT_OUT_DAYS = 7
+# The opt-outs table's columns, in order: what the platforms told us people did.
+OPT_OUT_KINDS = (
+    EventKind.UNSUBSCRIBED,
+    EventKind.HARD_BOUNCE,
+    EventKind.COMPLAINT,
+    EventKind.DELETED,
+)
+
+
+def inbound_dashboard(*, destinations: list[Destination], now) -> dict:
+    """The dashboard's inbound part, in four queries whatever the number of events: the
+    week's counts per destination and hour (stored hours, then the live ones, see
+    `inbound_per_hour`) for the chart of events per hour and platform and the table of
+    opt-outs per destination, and the inbound alerts raised now."""
+    hourly = inbound_per_hour(destination_ids=[d.pk for d in destinations], now=now)
+    return {
+        "hour_chart": inbound_events_per_hour(destinations=destinations, now=now, hourly=hourly),
+        "opt_outs": inbound_opt_outs(destinations=destinations, now=now, hourly=hourly),
+        "alerts": list(
+            InboundAlert.objects.filter(active=True)
+            .select_related("destination")
+            .order_by("destination__name", "kind")
+        ),
+        "opt_out_days": OPT_OUT_DAYS,
+    }
+
+
+def inbound_events_per_hour(*, destinations: list[Destination], now, hourly=None) -> dict:
+    """Events received (verified and stored, whatever they meant) per UTC hour over the last
+    48 hours, one series per platform that has a destination taking events, shown in the
+    current time zone: {"labels": [...], "series": [{"platform", "label", "values",
+    "total"}], "total": n}."""
+    if hourly is None:
+        hourly = inbound_per_hour(destination_ids=[d.pk for d in destinations], now=now)
+    this_hour = _utc_hour(now)
+    hours = [this_hour - timedelta(hours=h) for h in range(INBOUND_CHART_HOURS - 1, -1, -1)]
+    series = []
+    for platform in sorted({d.platform for d in destinations if _takes_events(d)}):
+        ids = [d.pk for d in destinations if d.platform == platform]
+        values = [sum(hourly.get(pk, {}).get(h, ZERO_COUNTS)[0] for pk in ids) for h in hours]
+        label = connectors.CONNECTORS[platform].label
+        series.append(
+            {"platform": platform, "label": label, "values": values, "total": sum(values)}
+        )
+    return {
+        "labels": [timezone.localtime(h).strftime("%a %H:00") for h in hours],
+        "series": series,
+        "total": sum(s["total"] for s in series),
+    }
+
+
+def inbound_opt_outs(*, destinations: list[Destination], now, hourly=None) -> list[dict]:
+    """Per destination taking events: the unsubscribes, hard bounces, spam complaints and
+    deletes its platform reported over the last 7 days (by the UTC hour we received them,
+    the current one included), each counted once (`count_inbound`)."""
+    if hourly is None:
+        hourly = inbound_per_hour(destination_ids=[d.pk for d in destinations], now=now)
+    since = _utc_hour(now) - timedelta(days=OPT_OUT_DAYS)
+    rows = []
+    for d in destinations:
+        if not _takes_events(d):
+            continue
+        hours = [c for h, c in hourly.get(d.pk, {}).items() if h >= since]
+        counts = [sum(c[i] for c in hours) for i in range(1, 1 + len(OPT_OUT_KINDS))]
+        rows.append(
+            {
+                "destination": d,
+                "platform": d.connector_class.label,
+                "counts": counts,
+                "total": sum(counts),
+            }
+        )
+    return rows
+
+
+ZERO_COUNTS = (0, 0, 0, 0, 0)
+
+
+def inbound_per_hour(*, destination_ids: list[int], now) -> dict[int, dict]:
+    """Per destination and UTC hour of the last week: (events, unsubscribes, hard bounces,
+    complaints, deletes), as {destination_id: {hour: counts}}, hours with none left out.
+    Settled hours come from InboundPerHour (stored by the scheduler,
+    `services.inbound_per_hour_store`); from the first hour not stored on, they are counted
+    from the events, a range of their received_at index. Two queries; a page view writes
+    nothing."""
+    since, settled, hours = week_hours(now)
+    hourly, stored = stored_inbound(destination_ids=destination_ids, since=since, until=settled)
+    live_from = first_unstored_hour(hours, stored, destination_ids) or settled
+    for pk in hourly:
+        hourly[pk] = {h: c for h, c in hourly[pk].items() if h < live_from}
+    for (pk, h), counts in count_inbound(start=live_from, end=None).items():
+        if pk in hourly:
+            hourly[pk][h] = counts
+    return hourly
+
+
+def stored_inbound(*, destination_ids, since, until) -> tuple[dict[int, dict], set]:
+    """The stored inbound hours in [since, until): their non-zero counts, and which are
+    stored."""
+    hourly: dict[int, dict] = {pk: {} for pk in destination_ids}
+    stored = set()
+    for destination_id, hour, *counts in InboundPerHour.objects.filter(
+        destination_id__in=destination_ids, hour__gte=since, hour__lt=until
+    ).values_list("destination_id", "hour", *InboundPerHour.COUNTS):
+        stored.add((destination_id, hour))
+        if any(counts):
+            hourly[destination_id][hour] = tuple(counts)
+    return hourly, stored
+
+
+def count_inbound(*, start, end) -> dict[tuple[int, object], tuple]:
+    """Per (destination, UTC hour) of events received in [start, end) (end None: up to now):
+    (events, unsubscribes, hard bounces, complaints, deletes). One query.
+
+    A platform may tell one thing a person did as several events: Loops documents a hard
+    bounce as `email.hardBounced` and `contact.unsubscribed`, a delete as `contact.deleted`
+    and `contact.unsubscribed` (shared/inbound.md 5.4). An unsubscribe that comes with a
+    bounce, complaint or delete of the same person (same platform id, external ID and email)
+    at the same moment on the same destination is that fan-out: it is not counted again (all
+    events are, in the first count)."""
+    companion = InboundEvent.objects.filter(
+        destination_id=OuterRef("destination_id"),
+        occurred_at=OuterRef("occurred_at"),
+        remote_id=OuterRef("remote_id"),
+        external_id=OuterRef("external_id"),
+        email=OuterRef("email"),
+        kind__in=[EventKind.HARD_BOUNCE, EventKind.COMPLAINT, EventKind.DELETED],
+    )
+    events = InboundEvent.objects.filter(received_at__gte=start)
+    if end is not None:
+        events = events.filter(received_at__lt=end)
+    unsubscribes = Q(kind=EventKind.UNSUBSCRIBED) & ~Q(Exists(companion))
+    rows = (
+        events.annotate(hour=TruncHour("received_at", tzinfo=UTC))
+        .order_by()
+        .values("destination_id", "hour")
+        .annotate(
+            events=Count("id"),
+            unsubscribes=Count("id", filter=unsubscribes),
+            hard_bounces=Count("id", filter=Q(kind=EventKind.HARD_BOUNCE)),
+            complaints=Count("id", filter=Q(kind=EventKind.COMPLAINT)),
+            deletes=Count("id", filter=Q(kind=EventKind.DELETED)),
+        )
+    )
+    return {
+        (row["destination_id"], row["hour"]): tuple(row[name] for name in InboundPerHour.COUNTS)
+        for row in rows
+    }
+
+
+def _takes_events(destination: Destination) -> bool:
+    """Whether the destination's platform sends events we take (its connector declares a
+    verifier)."""
+    cls = connectors.CONNECTORS.get(destination.platform)
+    return cls is not None and cls.inbound is not None
 
 
 # A push's attempt row is written when the push ends, with the time it started: an hour is

@@ -20,7 +20,7 @@ from django_tasks import TaskResultStatus
 from django_tasks_db.models import DBTaskResult
 
 from contacts.models import Contact
-from sync import drift, engine, guard, inbound, selectors, tasks
+from sync import connectors, consent, drift, engine, guard, inbound, polling, selectors, tasks
 from sync.connectors.base import (
     ConnectorConfigurationError,
     ConnectorError,
@@ -47,9 +47,11 @@ from sync.models import (
     ContactDrift,
     ContactSyncState,
     Destination,
+    DestinationPoll,
     EraseReceipt,
     Erasure,
     InboundEvent,
+    InboundPerHour,
     PushesPerHour,
     RemoteOption,
     SyncAttempt,
@@ -380,6 +382,30 @@ def contacts_changed(*, contact_ids: set[int], user_id: int | None) -> None:
     )
 
 
+def contact_opt_out_propagate(*, contact_id: int, destination_id: int | None) -> int:
+    """A platform's opt-out was applied to the contact (sync.inbound): queue its push to the
+    other destinations that apply other platforms' opt-outs (`sync.consent.opt_out_targets`),
+    as interactive work, after the current transaction commits; each sends the opt-out
+    through its own platform's call. Returns how many destinations it is queued for."""
+    targets = consent.opt_out_targets(destination_id=destination_id)
+    if not targets:
+        return 0
+
+    def queue():
+        try:
+            contacts_enqueue_push(
+                contact_ids=[contact_id],
+                destinations=targets,
+                trigger=Trigger.SAVE,
+                interactive=True,
+            )
+        except Exception:  # the opt-out stands here; the next push of the contact carries it
+            logger.exception("queueing the opt-out of contact %s failed", contact_id)
+
+    transaction.on_commit(queue)
+    return len(targets)
+
+
 def contact_push_now(
     *, contact_id: int, destination: Destination, user_id: int | None, retry: bool = False
 ) -> str:
@@ -540,6 +566,36 @@ def probes_enqueue_due(*, now=None) -> int:
     return queued
 
 
+def polls_enqueue_due(*, now=None) -> int:
+    """Queue the poll of each enabled, unpaused destination whose connector polls and whose
+    poll is due (sync/polling.py); how many. Each is claimed by moving its due time one
+    interval on in one UPDATE, so several schedulers queue it once. Due: one interval after
+    the scheduler first saw the destination, then one interval after the last queued."""
+    now = now or timezone.now()
+    queued = 0
+    for destination in Destination.objects.filter(enabled=True, paused_at__isnull=True):
+        if destination.platform not in connectors.CONNECTORS:
+            continue
+        if not destination.connector_class.polls:
+            continue
+        # A destination first seen now gets its first poll one interval on (as its first
+        # probe: a day on), so a scheduler started beside a fresh setup sends nothing at once.
+        row, created = DestinationPoll.objects.get_or_create(
+            destination=destination,
+            defaults={"due_at": now + polling.poll_interval(destination)},
+        )
+        if created or (row.due_at is not None and row.due_at > now):
+            continue
+        with transaction.atomic():
+            claimed = DestinationPoll.objects.filter(pk=row.pk, due_at=row.due_at).update(
+                due_at=now + polling.poll_interval(destination)
+            )
+            if claimed:
+                tasks.poll_destination.enqueue(destination_id=destination.pk)
+                queued += 1
+    return queued
+
+
 def destination_resume(*, destination: Destination) -> int | None:
     """Lift a pause and queue the contacts that waited; how many, or None when it was not
     paused."""
@@ -677,7 +733,7 @@ def _dry_run(contacts, destination, force, show) -> DryRun:
         s.contact_id: RemoteState(s.remote_id or None, s.accepted_email_status or None)
         for s in states.filter(contact_id__in=ids)
     }
-    records = selectors.contact_records(ids)
+    records = consent.records_guard(records=selectors.contact_records(ids), destination=destination)
     result.shown = len(records)
     try:
         result.planned = connector.planned_requests(
@@ -701,8 +757,10 @@ def contact_preview_payloads(*, contact_ids: list[int]) -> list[dict]:
         for s in ContactSyncState.objects.filter(contact_id__in=contact_ids)
     }
     previews = []
-    for record in selectors.contact_records(contact_ids):
+    ledger = consent.ledger_rows(contact_ids)  # what each may be sent (sync.consent)
+    for unguarded in selectors.contact_records(contact_ids):
         for destination, connector in connectors.items():
+            record = consent.record_guard(unguarded, ledger.get(unguarded.id, {}), destination)
             state = states.get((record.id, destination.pk))
             remote = (
                 RemoteState(state.remote_id or None, state.accepted_email_status or None)
@@ -947,6 +1005,36 @@ def pushes_per_hour_store(*, now=None) -> int:
     return len(rows)
 
 
+def inbound_per_hour_store(*, now=None) -> int:
+    """Count the settled hours of the week not yet stored into InboundPerHour (the
+    scheduler, each pass: once an hour, one hour of events), as `pushes_per_hour_store` does
+    for pushes. Returns the rows stored."""
+    now = now or timezone.now()
+    ids = list(Destination.objects.values_list("pk", flat=True))
+    since, settled, hours = selectors.week_hours(now)
+    _, stored = selectors.stored_inbound(destination_ids=ids, since=since, until=settled)
+    first = selectors.first_unstored_hour(hours, stored, ids)
+    if first is None:
+        return 0
+    counted = selectors.count_inbound(start=first, end=settled)
+    rows = [
+        InboundPerHour(
+            destination_id=pk,
+            hour=h,
+            **dict(
+                zip(InboundPerHour.COUNTS, counted.get((pk, h), selectors.ZERO_COUNTS), strict=True)
+            ),
+        )
+        for h in hours
+        if h >= first
+        for pk in ids
+        if (pk, h) not in stored
+    ]
+    # two schedulers storing the same hours at once: the same counts, kept once
+    InboundPerHour.objects.bulk_create(rows, ignore_conflicts=True)
+    return len(rows)
+
+
 # -------------------------------------------------------- django-tasks-db's task rows
 
 
@@ -988,8 +1076,13 @@ def tasks_fail_abandoned(*, now=None, limit: int = 500) -> int:
 
 
 def _task_contacts_held(row: DBTaskResult, stale) -> bool:
-    """Whether a live claim (fresher than the lease) holds one of a push task's contacts."""
+    """Whether a live claim (fresher than the lease) holds one of a push task's contacts, or
+    (a background import's task) its job has progressed within the lease."""
+    from contacts.services import import_task_progressing
+
     kwargs = (row.args_kwargs or {}).get("kwargs", {})
+    if import_task_progressing(task_path=row.task_path, kwargs=kwargs, since=stale):
+        return True
     if not kwargs.get("contact_ids"):
         return False
     return ContactSyncState.objects.filter(

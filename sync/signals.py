@@ -2,6 +2,7 @@
 happens once per contact per transaction, after it commits, so inline rows saved in the same
 admin request are in the payload. Sync state is never watched, so writing it pushes nothing."""
 
+import logging
 import threading
 
 from django.db import transaction
@@ -16,12 +17,13 @@ from contacts.models import (
     MailingListSubscription,
 )
 from contacts.signals import contacts_bulk_written, held_contact_ids
-from sync import services
+from sync import consent, services
 from sync.middleware import current_user_id
 from sync.models import Trigger
 
 CHILD_MODELS = (Channel, CustomFieldValue, ExternalUrl, GroupMembership, MailingListSubscription)
 
+logger = logging.getLogger(__name__)
 _pending = threading.local()
 
 
@@ -97,7 +99,22 @@ def contacts_written_in_bulk(sender, contact_ids, user_id=None, **kwargs):
         )
 
 
+def opt_out_applied(sender, *, contact_id, destination_id, channel, status, **kwargs):
+    """A platform's opt-out changed our contact (sync.inbound): that platform holds it, and
+    the other platforms get it through their own opt-out calls (sync.consent). A failure
+    here is logged, never raised: the opt-out stands in our contact, and its next push to
+    each platform carries it."""
+    try:
+        consent.origin_holds(
+            contact_id=contact_id, destination_id=destination_id, channel=channel, status=status
+        )
+        services.contact_opt_out_propagate(contact_id=contact_id, destination_id=destination_id)
+    except Exception:
+        logger.exception("propagating the opt-out of contact %s failed", contact_id)
+
+
 def register_signal_handlers() -> None:
+    consent.opt_out_applied.connect(opt_out_applied, dispatch_uid="sync_opt_out_applied")
     contacts_bulk_written.connect(contacts_written_in_bulk, dispatch_uid="sync_bulk_written")
     post_save.connect(contact_saved, sender=Contact, dispatch_uid="sync_contact_saved")
     pre_delete.connect(contact_deleting, sender=Contact, dispatch_uid="sync_contact_deleting")

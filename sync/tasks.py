@@ -130,6 +130,18 @@ def probe_destination(*, destination_id: int):
 
 
 @task()
+def poll_destination(*, destination_id: int):
+    """One poll of a destination (sync/polling.py): what changed on the platform, applied
+    through the inbound pipeline."""
+    from sync import polling  # polling imports the engine; tasks stay importable without it
+
+    destination = Destination.objects.filter(pk=destination_id, enabled=True).first()
+    if destination is not None:
+        outcome = polling.destination_poll(destination=destination)
+        logger.info("poll of %s: %s", destination, outcome)
+
+
+@task()
 def erase_contact(*, erasure_id: int):
     """Erase a person here (once) and on every platform not yet settled (sync.erasure). Only
     the erasure's id travels: the task row never holds the person."""

@@ -71,11 +71,54 @@ def bar_chart(series: dict, label: str) -> str:
     )
 
 
+def inbound_chart_options() -> str:
+    """The inbound chart's options: as the push charts', with a legend (a line per platform)
+    and the y axis counting events."""
+    options = json.loads(chart_options("hour (local time)"))
+    options["plugins"]["legend"] = {
+        "display": True,
+        "position": "bottom",
+        "labels": {"color": "#9ca3af", "usePointStyle": True, "boxWidth": 6, "boxHeight": 6},
+    }
+    options["scales"]["y"]["title"]["text"] = "events received"
+    # lines without a dot per hour (48 of them); a point shows under the pointer
+    options["elements"] = {"point": {"radius": 0, "hoverRadius": 4}, "line": {"borderWidth": 2}}
+    options["interaction"] = {"mode": "index", "intersect": False}
+    return json.dumps(options)
+
+
+INBOUND_CHART_OPTIONS = inbound_chart_options()
+# One colour per line, in the order of the series (platforms sorted by slug).
+LINE_COLOURS = ["var(--color-primary-600)", "#f59e0b", "#10b981", "#ef4444", "#6366f1"]
+
+
+def inbound_line_chart(chart: dict) -> str:
+    """The selector's inbound series as the JSON unfold's line chart component reads: one
+    dataset per platform, its y axis shown."""
+    return json.dumps(
+        {
+            "labels": chart["labels"],
+            "datasets": [
+                {
+                    "label": series["label"],
+                    "data": series["values"],
+                    "borderColor": LINE_COLOURS[index % len(LINE_COLOURS)],
+                    "backgroundColor": LINE_COLOURS[index % len(LINE_COLOURS)],
+                    "displayYAxis": True,
+                    "maxTicksXLimit": 8,
+                }
+                for index, series in enumerate(chart["series"])
+            ],
+        }
+    )
+
+
 def _context(request, admin_site):
     data = selectors.dashboard()
     for row in data["rows"]:
         row["hour_chart_data"] = bar_chart(row["hour_chart"], "Pushes")
         row["day_chart_data"] = bar_chart(row["day_chart"], "Pushes")
+    data["inbound"]["hour_chart_data"] = inbound_line_chart(data["inbound"]["hour_chart"])
     return {
         **admin_site.each_context(request),
         "title": "Sync dashboard",
@@ -83,6 +126,7 @@ def _context(request, admin_site):
         "can_view_destinations": request.user.has_perm("sync.view_destination"),
         "hour_chart_options": HOUR_CHART_OPTIONS,
         "day_chart_options": DAY_CHART_OPTIONS,
+        "inbound_chart_options": INBOUND_CHART_OPTIONS,
         **data,
     }
 

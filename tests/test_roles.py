@@ -140,6 +140,8 @@ EXPECTED = {
     # A platform's events for one destination (sync.inbound): the platform's signature is the
     # only proof. A refused POST is counted on the destination (a write, the same for all).
     "sync_inbound": Rule(auth="signature", writes=True),
+    # A browser's /favicon.ico -> the static SVG icon, for everyone.
+    "favicon": Rule(auth="public", ok_get=(301,), ok_post=(301,)),
     # --- the admin site's own pages
     "admin:index": Rule(get=EVERY_STAFF, post=EVERY_STAFF),
     "admin:login": Rule(auth="public", ok_get=(200, 302), ok_post=(200,)),

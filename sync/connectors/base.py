@@ -6,6 +6,7 @@ and the platform's calls (`push`, `delete`, `test_connection`, `fetch_options`),
 through `self.request(...)`, which signs, throttles, times, classifies and records the call.
 """
 
+import datetime
 import json
 import os
 import socket
@@ -310,12 +311,16 @@ def outbound_session() -> requests.Session:
     is the proxy's to make."""
     session = requests.Session()
     session.trust_env = False
+    # One connection pool per destination, as large as the requests a worker keeps in flight
+    # to it (sync/inflight.py): a smaller pool would close and reopen connections.
+    pool = {"pool_maxsize": settings.SYNC_REQUESTS_IN_FLIGHT}
     if settings.SYNC_HTTPS_PROXY:
         session.proxies = {"https": settings.SYNC_HTTPS_PROXY, "http": settings.SYNC_HTTPS_PROXY}
+        adapter = HTTPAdapter(**pool)
     else:
-        adapter = AddressCheckingAdapter()
-        session.mount("https://", adapter)
-        session.mount("http://", adapter)
+        adapter = AddressCheckingAdapter(**pool)
+    session.mount("https://", adapter)
+    session.mount("http://", adapter)
     if settings.SYNC_CA_BUNDLE:
         session.verify = settings.SYNC_CA_BUNDLE
     return session
@@ -373,6 +378,15 @@ class BaseConnector:
     # The destination's public inbound URL ("" without SYNC_PUBLIC_URL), for a platform
     # whose bulk request names a completion webhook.
     inbound_url: str = ""
+    # Polling where no webhook reaches us (sync/connectors/polling.py): whether `poll` exists,
+    # whether it asks per contact (a sample of those the platform holds from us), how often at
+    # most (None: SYNC_POLL_INTERVAL_MINUTES), and, for the destination page, what it polls and
+    # what the platform gives no poll for (with the vendor's reason).
+    polls: ClassVar[bool] = False
+    poll_per_contact: ClassVar[bool] = False
+    poll_every: ClassVar[datetime.timedelta | None] = None
+    polled: ClassVar[tuple[str, ...]] = ()
+    not_polled: ClassVar[tuple[str, ...]] = ()
 
     def __init__(
         self,
@@ -664,6 +678,11 @@ class BaseConnector:
         False when it does not, None when it cannot tell (no read-back: the opt-in is then
         applied only from a signed, fresh delivery)."""
         return None
+
+    def poll(self, *, cursor: dict, sample: list, now: datetime.datetime):
+        """What changed on the platform since `cursor` (and, per contact, for `sample`'s
+        `PollSubject`s): a `PollResult` of events and the next cursor."""
+        raise NotImplementedError(f"{self.label} has no poll")
 
     def inbound_confirm_subscription(self, event: PlatformEvent) -> str:
         """Confirm a verified subscription request (SNS); returns a short text."""

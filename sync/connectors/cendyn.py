@@ -61,6 +61,7 @@ from sync.connectors.base import (
 )
 from sync.connectors.declarations import Credential, Setting
 from sync.connectors.inbound import EventKind, InboundRequest, PlatformEvent, Verified
+from sync.connectors.polling import PollResult, PollSubject
 from sync.connectors.probe import Maybe, ProbeCall
 from sync.connectors.records import STANDARD_FIELDS, ContactRecord, RemoteOption, RemoteState
 
@@ -116,6 +117,7 @@ CHANNELS = {"email": "email", "sms": "sms", "push": "push"}
 WEBHOOK_BULK_BYTES = 800_000
 WEBHOOK_ITEM_OVERHEAD = 300  # the errors and JSON punctuation around one echoed contact
 CHUNK_PARAMETER = "bulk"  # the query parameter naming our chunk on the webhook URL
+POLL_LIMIT = 200  # "Max number of deliveries returned, default max set to 200"
 
 
 class CendynWebhooks(inbound.InboundVerifier):
@@ -223,7 +225,34 @@ def _delivery_event(body: dict, key: str, sent_at) -> PlatformEvent:
         email=inbound.text(contact.get("email")),
         detail="spam complaint" if kind == EventKind.COMPLAINT else "",
         raw=body,
+        change_key=delivery_change_key(body.get("id"), status),
     )
+
+
+def _polled_delivery(delivery: dict, subject: PollSubject) -> PlatformEvent | None:
+    status = inbound.text(delivery.get("status")).lower()
+    kind = DELIVERY_KINDS.get(status)
+    change = delivery_change_key(delivery.get("id"), status)
+    if kind is None or not change:
+        return None
+    return PlatformEvent(
+        kind,
+        f"delivery {status}",
+        f"poll:{change}",
+        inbound.from_iso(delivery.get("updated_at"))
+        or inbound.from_iso(delivery.get("created_at")),
+        channel=CHANNELS.get(inbound.text(delivery.get("channel")).lower(), ""),
+        remote_id=subject.remote_id,
+        external_id=subject.external_id,
+        detail="spam complaint" if kind == EventKind.COMPLAINT else "",
+        raw=delivery,
+        change_key=change,
+    )
+
+
+def delivery_change_key(delivery_id: Any, status: str) -> str:
+    """One delivery's status, as its webhook and the deliveries list both name it."""
+    return f"delivery:{delivery_id}:{status}" if delivery_id else ""
 
 
 def _bulk_event(body: dict, key: str, sent_at, chunk: str) -> PlatformEvent:
@@ -317,6 +346,22 @@ class CendynConnector(BaseConnector):
         ),
     )
     inbound = CendynWebhooks
+    polls = True
+    poll_per_contact = True
+    polled = (
+        "Bounces, spam complaints and unsubscribes per channel, for a sample of the contacts "
+        "Cendyn holds from us: GET …/deliveries with contact_id, updated_since and status "
+        "bounced, complained, unsubscribed (one call per contact and status).",
+    )
+    not_polled = (
+        "Account-wide deliveries: the documented delivery list carries no contact, so a poll "
+        "cannot tell whose delivery it was; only sampled contacts are asked about.",
+        "Channel blacklisting and list unsubscribes made in Cendyn (channel_subscription): "
+        "the contact list and show answers document no channel_subscriptions or "
+        "list_subscriptions.",
+        "Deletions on Cendyn: no feed names them; the daily read-back shows a deleted "
+        "contact as missing.",
+    )
 
     # The contact search (contact/list) answers the contact's own keys: names, email, phone,
     # address, birth date, gender, language, tags, coordinates and its custom fields. Neither
@@ -869,6 +914,36 @@ class CendynConnector(BaseConnector):
             else:
                 total += 1 + (1 if without_remote_id else 0)
         return total
+
+    # -- polling (shared/inbound.md part A "Polling"; part B 3.2)
+
+    def poll(self, *, cursor: dict, sample: list[PollSubject], now: datetime.datetime):
+        """Per sampled contact and opt-out status, `GET …/deliveries?contact_id=&status=
+        &updated_since=` (since `cursor["contacts_since"]`: when the sample last went round
+        all contacts, so none is skipped between its turns; 30 days back at first). The
+        answer is `{"deliveries": [{"delivery": {…}}]}` with no contact in it: the contact
+        is the one asked about."""
+        since = cursor.get("contacts_since") or (now - datetime.timedelta(days=30)).strftime(
+            "%Y-%m-%dT%H:%M:%SZ"
+        )
+        events = []
+        for subject in sample:
+            for delivery_status in DELIVERY_KINDS:
+                params = {
+                    "contact_id": subject.remote_id,
+                    "status": delivery_status,
+                    "updated_since": since,
+                    "limit": POLL_LIMIT,
+                }
+                status, data = self.request("GET", self._path("deliveries"), params=params)
+                for item in self._items(data, "deliveries", status):
+                    delivery = (
+                        item.get("delivery") if isinstance(item.get("delivery"), dict) else item
+                    )
+                    event = _polled_delivery(delivery, subject)
+                    if event is not None:
+                        events.append(event)
+        return PollResult(events, {})
 
     def probe_calls(self) -> list[ProbeCall]:
         """The two lists the mapping choices read and a one-contact search (the lookup and

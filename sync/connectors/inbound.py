@@ -111,6 +111,10 @@ class PlatformEvent:
     detail: str = ""
     raw: Any = None
     data: dict = field(default_factory=dict)
+    # The platform's change itself, where both its webhook and its poll can name it (iVvy:
+    # contact, status and modifiedDate; Cendyn: the delivery's id and status): an event whose
+    # change was stored already, by the other path, is not stored again. Blank: no such name.
+    change_key: str = ""
 
 
 @dataclass

@@ -65,6 +65,7 @@ from sync.connectors.base import (
 )
 from sync.connectors.declarations import Credential, Setting
 from sync.connectors.inbound import EventKind, InboundRequest, PlatformEvent, Verified
+from sync.connectors.polling import PollResult, PollSubject, overlap_start
 from sync.connectors.probe import Maybe, ProbeCall
 from sync.connectors.records import (
     STANDARD_FIELDS,
@@ -109,6 +110,7 @@ FIELD_TYPES = {
     8: "whole number",
 }
 NO_CONTACT = 24096  # specificCode "Unable to find contact" (get-contact.md)
+POLL_PAGE = 100  # "most requests have a cap" on perPage (pagination.md): the sandbox's is 100
 STATIC_TEXT = 7  # "Values cannot be set for this type": not a mapping target
 NATIVE_STANDARD_FIELDS = frozenset({"phone", "email_status", "privacy_consent"})
 # iVvy holds no SMS status since 30 June 2026 (contact-sms-marketing.md): nothing to map it to.
@@ -318,6 +320,7 @@ class IvvyNotifications(inbound.InboundVerifier):
                 occurred,
                 remote_id=inbound.text(body.get("contactId")),
                 raw=inner,
+                change_key=deleted_change_key(body.get("contactId")),
             )
         data = body.get("data") if isinstance(body.get("data"), dict) else {}
         previous = body.get("previousData") if isinstance(body.get("previousData"), dict) else {}
@@ -339,7 +342,23 @@ class IvvyNotifications(inbound.InboundVerifier):
             email=inbound.text(data.get("email")),
             status=status,
             raw=inner,
+            # Opt-outs only, the one kind a poll reports: an opt-in keeps no change key, so
+            # out, in, out again within one second of modifiedDate is not taken for a repeat.
+            change_key=status_change_key(data) if kind in EventKind.OPT_OUTS else "",
         )
+
+
+def status_change_key(contact: dict) -> str:
+    """One email-status change of one contact, as both a `ContactUpdated` notification (its
+    `data` is "JSON Response from getContact API") and a getContact poll name it: id, status
+    and `modifiedDate`. Blank without a modifiedDate (nothing to tell two changes apart)."""
+    if not contact.get("modifiedDate"):
+        return ""
+    return f"status:{contact.get('id')}:{contact.get('status')}:{contact.get('modifiedDate')}"
+
+
+def deleted_change_key(contact_id: Any) -> str:
+    return f"deleted:{contact_id}"
 
 
 class IvvyConnector(BaseConnector):
@@ -404,6 +423,22 @@ class IvvyConnector(BaseConnector):
     )
     notes = ("iVvy holds no SMS status since 30 June 2026: our SMS status is not sent to iVvy.",)
     inbound = IvvyNotifications
+    polls = True
+    poll_per_contact = True  # deletions: getContact of sampled contacts (see `poll`)
+    polled = (
+        "Email status changes (unsubscribed, bounced, no marketing): getContactList filtered "
+        "by fromModifiedDate since the last poll (less a minute), then getContact for each "
+        "contact listed, since the list carries no status.",
+        "Deletions: getContact of a sample of the contacts iVvy holds from us; specificCode "
+        "24096 (unable to find contact) means deleted.",
+    )
+    not_polled = (
+        "A deletion account-wide: iVvy returns no deleted contacts since 4 November 2025 and "
+        "lists none, so only sampled contacts are checked.",
+        "SMS status: iVvy holds none since 30 June 2026.",
+        "Opt-ins (status back to subscribed) are taken from a verified notification only, "
+        "never from a poll.",
+    )
 
     # -- transport
 
@@ -704,6 +739,80 @@ class IvvyConnector(BaseConnector):
                 self.label, "the getContact answer is not an object", status=status
             )
         return data
+
+    # -- polling (shared/inbound.md part A "Polling"; part B 2.2)
+
+    def poll(self, *, cursor: dict, sample: list[PollSubject], now: datetime.datetime):
+        """getContactList by `fromModifiedDate` (the cursor: the latest `modifiedDate` seen,
+        less a minute; a day back at first), getContact for each row's status, and getContact
+        for each sampled contact, whose 24096 means deleted."""
+        since = cursor.get("modified_since") or (now - datetime.timedelta(days=1)).strftime(
+            DATE_FORMAT
+        )
+        latest, events, start = "", [], 0
+        while True:
+            body = {"perPage": POLL_PAGE, "start": start, "filter": {"fromModifiedDate": since}}
+            status, data = self.request("POST", CONTACT + "getContactList", json_body=body)
+            rows = self._results(data, status)
+            for row in rows:
+                latest = max(latest, str(row.get("modifiedDate") or ""))
+                contact = self._get_contact(str(self.require_id(row, status=status)))
+                event = self._polled_status(contact) if contact else self._polled_deleted(row)
+                if event is not None:
+                    events.append(event)
+            start += len(rows)
+            total = (data.get("meta") or {}).get("totalResults", 0)
+            if not rows or not isinstance(total, int) or start >= total:
+                break
+        for subject in sample:
+            if subject.remote_id.isdigit() and self._get_contact(subject.remote_id) is None:
+                events.append(self._polled_deleted({"id": subject.remote_id}))
+        moved = overlap_start(latest, fmt=DATE_FORMAT) if latest else since
+        return PollResult(events, {"modified_since": max(moved, since)})
+
+    @staticmethod
+    def _polled_status(contact: dict) -> PlatformEvent | None:
+        """An opt-out the contact's getContact `status` shows (2, 3 or 5); None otherwise."""
+        try:
+            kind, status = STATUS_EVENTS.get(int(contact.get("status")), (None, ""))
+        except (TypeError, ValueError):
+            return None
+        if kind not in EventKind.OPT_OUTS:
+            return None
+        change = status_change_key(contact)
+        modified = contact.get("modifiedDate")
+        try:
+            occurred = datetime.datetime.strptime(str(modified), DATE_FORMAT).replace(
+                tzinfo=datetime.UTC
+            )
+        except ValueError:
+            occurred = None
+        return PlatformEvent(
+            kind,
+            "getContact status",
+            f"poll:{change}" if change else f"poll:status:{contact.get('id')}:{status}",
+            occurred,
+            channel="email",
+            remote_id=inbound.text(contact.get("id")),
+            external_id=inbound.text(contact.get("externalId")),
+            email=inbound.text(contact.get("email")),
+            status=status,
+            raw=contact,
+            change_key=change,
+        )
+
+    @staticmethod
+    def _polled_deleted(row: dict) -> PlatformEvent:
+        change = deleted_change_key(row.get("id"))
+        return PlatformEvent(
+            EventKind.DELETED,
+            "getContact 24096",
+            f"poll:{change}",
+            None,
+            remote_id=inbound.text(row.get("id")),
+            raw=row,
+            change_key=change,
+        )
 
     def _record_of(self, contact: dict, external_id: str) -> ContactRecord:
         """The inverse of `build_payload`. Ids and values may come as text or numbers (the

@@ -33,6 +33,7 @@ import sync.connectors.readback as readback
 from sync.connectors.base import BaseConnector, ConnectorError, PermanentError, PushResult
 from sync.connectors.declarations import Credential
 from sync.connectors.inbound import EventKind, InboundRequest, PlatformEvent, Verified
+from sync.connectors.polling import PollResult, PollSubject
 from sync.connectors.probe import Maybe, ProbeCall
 from sync.connectors.records import (
     STANDARD_FIELDS,
@@ -189,6 +190,21 @@ class LoopsConnector(BaseConnector):
     )
 
     inbound = LoopsWebhooks
+    polls = True
+    poll_per_contact = True
+    poll_every = datetime.timedelta(days=1)  # part A: "on a daily sample"
+    polled = (
+        "Once a day, for a sample of the contacts Loops holds from us: GET /v1/contacts/find "
+        "by userId (subscribed false: unsubscribed; an empty answer: deleted) and GET "
+        "/v1/contacts/suppression by userId (isSuppressed: a hard bounce or a complaint).",
+    )
+    not_polled = (
+        "Changes account-wide: Loops has no change feed and no contact listing, so only "
+        "sampled contacts are asked about.",
+        "Whether a hard bounce or a spam complaint suppressed a contact: the suppression "
+        "answer says only isSuppressed (it is recorded as a bounce).",
+        "When a change happened: neither answer carries a time, so the poll's own is used.",
+    )
     inbound_credentials = {
         "signing_secret": Credential(
             "secret_env",
@@ -240,6 +256,11 @@ class LoopsConnector(BaseConnector):
 
     @staticmethod
     def _subscribed(record: ContactRecord, state: RemoteState) -> bool | None:
+        """Part A's rule as a case of the consent guard's (sync.consent): the record reaching
+        here says "subscribed" only when no opt-out in the ledger is later than a person's,
+        an import's or Loops' own opt-in; `true` goes out only for such a subscribe that Loops
+        has not accepted from us yet (it last accepted another status), since a `true`
+        re-subscribes people who unsubscribed there."""
         if record.email_status in NOT_SUBSCRIBED:
             return False
         resubscribed = state.accepted_email_status not in (None, "subscribed")
@@ -447,6 +468,59 @@ class LoopsConnector(BaseConnector):
             return None
         found = [c for c in data if isinstance(c, dict)] if isinstance(data, list) else []
         return bool(found) and found[0].get("subscribed") is True
+
+    # -- polling (shared/inbound.md part A "Polling"; part B 4.2)
+
+    def poll(self, *, cursor: dict, sample: list[PollSubject], now: datetime.datetime):
+        """Per sampled contact: `find` by userId, then, for one still held, `suppression`
+        by userId. Neither answer carries a time, so each event is dated `now`."""
+        events = []
+        for subject in sample:
+            contact = self._find(subject.external_id)
+            if contact is None:
+                events.append(self._polled(EventKind.DELETED, "find: none", subject, now))
+                continue
+            suppressed = self._suppressed(subject.external_id)
+            if suppressed:
+                event = self._polled(EventKind.HARD_BOUNCE, "suppression", subject, now)
+                event.detail = "suppressed by Loops (a hard bounce or a complaint)"
+                events.append(event)
+            elif contact.get("subscribed") is False:
+                events.append(
+                    self._polled(EventKind.UNSUBSCRIBED, "find: subscribed false", subject, now)
+                )
+        return PollResult(events, {})
+
+    def _suppressed(self, external_id: str) -> bool:
+        """`GET /v1/contacts/suppression?userId=`: `isSuppressed`; a 404 ("Contact not
+        found.") is a contact gone meanwhile, not suppressed."""
+        try:
+            status, data = self.request(
+                "GET", "v1/contacts/suppression", params={"userId": external_id}
+            )
+        except PermanentError as err:
+            if err.status == 404:
+                return False
+            raise
+        if not isinstance(data, dict) or not isinstance(data.get("isSuppressed"), bool):
+            raise PermanentError(
+                self.label, "the suppression answer has no isSuppressed", status=status
+            )
+        return data["isSuppressed"]
+
+    @staticmethod
+    def _polled(kind: str, raw_type: str, subject: PollSubject, now) -> PlatformEvent:
+        return PlatformEvent(
+            kind,
+            raw_type,
+            f"poll:{subject.remote_id}:{kind}:{now.isoformat()}",
+            now,
+            channel="email" if kind != EventKind.DELETED else "",
+            remote_id=subject.remote_id,
+            external_id=subject.external_id,
+            email=subject.email,
+            raw={"userId": subject.external_id, "id": subject.remote_id},
+        )
 
     def delete(self, *, external_id: str, remote_id: str | None) -> None:
         """`POST /v1/contacts/delete` by userId only ("Include only one of `email` or

@@ -27,6 +27,9 @@ and part B §1 (the vendor OpenAPI file shared/specs/yespo/yespo-openapi.json, s
 - Write rules: a field "on create only" is sent while Yespo holds no version of the contact
   from us, "never" not at all; a bulk body lists only what its contacts carry, so a field not
   sent is not touched.
+- Opt-outs (shared/inbound.md 1.5): an email opt-out goes on Yespo's unsubscribed-emails list
+  (`emails/unsubscribed/add`), and comes off it (`…/delete`) only for a re-subscribe made here
+  (`_sync_email_opt_outs`; what may be sent is decided by sync.consent).
 - Refused before any request: no channel at all, more than two channels of one type, a channel
   type Yespo does not know, a first or last name over 40 characters, a mapping to a
   non-numeric field or segment id. Nothing is truncated.
@@ -57,6 +60,7 @@ from sync.connectors.base import (
 )
 from sync.connectors.declarations import Credential, Setting
 from sync.connectors.inbound import EventKind, InboundRequest, PlatformEvent, Verified
+from sync.connectors.polling import PollResult
 from sync.connectors.probe import Maybe, OneOrMany, ProbeCall
 from sync.connectors.records import (
     STANDARD_FIELDS,
@@ -76,6 +80,9 @@ MAX_CHANNELS_PER_TYPE = 2  # "You can add maximum two channels of the same type"
 MAX_NAME_LENGTH = 40  # https://docs.yespo.io/docs/adding-new-users
 BULK_LIMIT = 3000  # ContactsBulkUpdate.contacts: "max. 3000"
 MEMBERSHIP_LIMIT = 500  # ModifyContactsInGroup: "max. 500"
+UNSUBSCRIBED_PATH = "api/v1/emails/unsubscribed/{}"  # add | delete (shared/inbound.md 1.5)
+UNSUBSCRIBED_LIMIT = 500  # UnsubscribeParamsDto documents no maximum: cut as the segment calls
+NOT_SUBSCRIBED = frozenset({"unsubscribed", "bounced", "no_marketing"})
 # Our address fields -> the spec's Address keys (which are also contactFields names in bulk).
 ADDRESS_KEYS = (
     ("town", "city"),
@@ -207,6 +214,14 @@ class YespoWebhooks(inbound.InboundVerifier):
         )
 
 
+ACTIVITY_PATH = "api/v2/contacts/activity"
+# The feed's opt-outs (its activityStatus enum has no SUBSCRIPTION_CHANGED filter, and
+# UNDELIVERED rows carry no hardBounce: part B 1.2).
+POLLED_STATUSES = ("UNSUBSCRIBED", "SPAM")
+POLL_ROWS = 500  # maxrows per page (default 25000); the last row's offset asks for more
+POLL_MAX_DAYS = 89  # "up to 3 months" per request (webhooks page, "Alternative Methods")
+
+
 class YespoConnector(BaseConnector):
     slug = "yespo"
     sandbox_emulator = "sync.sandbox.yespo.YespoEmulator"
@@ -254,6 +269,20 @@ class YespoConnector(BaseConnector):
         ),
     )
     inbound = YespoWebhooks
+    polls = True
+    polled = (
+        "Unsubscribes and spam complaints per channel: GET /api/v2/contacts/activity by "
+        "dateFrom/dateTo (days in the account's time zone, from the day of the last poll) "
+        "with activityStatus UNSUBSCRIBED, then SPAM, paging by offset.",
+    )
+    not_polled = (
+        "Hard bounces: the activity feed carries no hardBounce (only a webhook's UNDELIVERED "
+        "with hardBounce true tells one).",
+        "Deletions on Yespo: no change feed (the contact search has no modified-since "
+        "filter); the daily read-back shows a deleted contact as missing.",
+        "Resubscriptions: Yespo lists no unsubscribed emails (there are only add and delete "
+        "calls), so an opt-in cannot be polled.",
+    )
     inbound_credentials = {
         "webhook_password": Credential(
             "secret_env",
@@ -469,6 +498,7 @@ class YespoConnector(BaseConnector):
                 raise
             status, remote_id = 409, state.remote_id or self._lookup_id(record.external_id)
         self._sync_memberships([record])
+        self._sync_email_opt_outs([(record, state)])
         # An upsert: Yespo answers a create and an update alike (`200 {"id"}`), and a 409
         # says only that the data is there, so neither says which it was.
         return PushResult(remote_id, None, status, payload)
@@ -491,6 +521,7 @@ class YespoConnector(BaseConnector):
             raise PermanentError(self.label, str(data["errorMessage"]), status=status)
         session = self.require_id(data, "asyncSessionId", status=status)
         self._sync_memberships([record])
+        self._sync_email_opt_outs([(record, state)])
         return PushResult(state.remote_id, None, status, payload, awaiting=True, reference=session)
 
     def _lookup_id(self, external_id: str) -> str | None:
@@ -533,6 +564,38 @@ class YespoConnector(BaseConnector):
                 body = {"externalCustomerIds": ids[start : start + MEMBERSHIP_LIMIT]}
                 yield f"api/v1/group/{segment}/contacts/{action}", body
 
+    def _sync_email_opt_outs(self, pairs: list[tuple[ContactRecord, RemoteState]]) -> None:
+        """Send the unsubscribed-list calls the contacts need (`_opt_out_calls`)."""
+        for path, body in self._opt_out_calls(pairs):
+            self.request("POST", path, json_body=body, expect_json=False)
+
+    @staticmethod
+    def _opt_out_calls(pairs: list[tuple[ContactRecord, RemoteState]]):
+        """(path, body) of each unsubscribed-list call. Yespo's opt-out is its
+        unsubscribed-emails list, apart from the contact (shared/inbound.md 1.5: "unsubscribes
+        not contacts but their email addresses"). An address goes on it when our email
+        status is an opt-out and Yespo last accepted the contact from us subscribed (or never
+        did), and comes off it only when our status is subscribed and Yespo last held an
+        opt-out: a re-subscribe the consent guard let through (a person or an import opted the
+        contact in here after the opt-out, sync.consent). Otherwise nothing is sent, so a
+        routine push never undoes an opt-out. SMS has no such list at Yespo (1.5: "not
+        found"): an SMS opt-out is not sent there."""
+        plan: dict[str, list[str]] = {"add": [], "delete": []}
+        for record, state in pairs:
+            if not record.email:
+                continue
+            accepted = state.accepted_email_status
+            if record.email_status in NOT_SUBSCRIBED and accepted in (None, "subscribed"):
+                plan["add"].append(record.email)
+            elif record.email_status == "subscribed" and accepted in NOT_SUBSCRIBED:
+                plan["delete"].append(record.email)
+        for action, emails in plan.items():
+            for start in range(0, len(emails), UNSUBSCRIBED_LIMIT):
+                yield (
+                    UNSUBSCRIBED_PATH.format(action),
+                    {"emails": emails[start : start + UNSUBSCRIBED_LIMIT]},
+                )
+
     # -- many contacts
 
     def push_many(
@@ -566,6 +629,7 @@ class YespoConnector(BaseConnector):
                 errors.update(refused)
                 outcomes.update(outcome)
         self._sync_memberships([r for r, _, _ in bulk if r.external_id not in errors])
+        self._sync_email_opt_outs([(r, st) for r, _, st in bulk if r.external_id not in errors])
         for record, _, state in singles:
             try:
                 pushed = self.push(record, state)
@@ -733,13 +797,14 @@ class YespoConnector(BaseConnector):
 
     def planned_requests(self, items):
         """What `push_many` (a chunk of several) or `push` (one contact) would send: the
-        bulk calls by contact shape, then the segment calls; the single calls, each followed
-        by its segment calls."""
+        bulk calls by contact shape, then the segment and unsubscribed-list calls; the single
+        calls, each followed by its segment and unsubscribed-list calls."""
         if not self.pushes_in_bulk(len(items)):
             planned = []
-            for record, _, payload in self.buildable(items, planned):
+            for record, state, payload in self.buildable(items, planned):
                 planned.append(self._planned(CONTACT_PATH, payload, (record.external_id,)))
                 planned += self._planned_memberships([record])
+                planned += self._planned_opt_outs([(record, state)])
             return planned
         errors, bulk, singles = self._split_for_bulk([record for record, _ in items])
         planned = [
@@ -760,9 +825,12 @@ class YespoConnector(BaseConnector):
                 )
             )
         planned += self._planned_memberships([record for record, _ in bulk])
+        remotes = {record.external_id: state for record, state in items}
+        planned += self._planned_opt_outs([(r, remotes[r.external_id]) for r, _ in bulk])
         for record, payload in singles:
             planned.append(self._planned(CONTACT_PATH, payload, (record.external_id,)))
             planned += self._planned_memberships([record])
+            planned += self._planned_opt_outs([(record, remotes[record.external_id])])
         return planned
 
     def _planned(self, path, body, external_ids, note=""):
@@ -772,6 +840,13 @@ class YespoConnector(BaseConnector):
         return [
             self._planned(path, body, tuple(body["externalCustomerIds"]))
             for path, body in self._membership_calls(self._membership_plan(records))
+        ]
+
+    def _planned_opt_outs(self, pairs: list[tuple[ContactRecord, RemoteState]]) -> list:
+        by_email = {record.email: record.external_id for record, _ in pairs}
+        return [
+            self._planned(path, body, tuple(by_email.get(e, "") for e in body["emails"]))
+            for path, body in self._opt_out_calls(pairs)
         ]
 
     def request_count(self, *, contacts: int, without_remote_id: int, chunk_size: int) -> int:
@@ -785,6 +860,47 @@ class YespoConnector(BaseConnector):
             total += 2 * -(-size // BULK_LIMIT) if self.pushes_in_bulk(size) else 1
             total += segments * -(-size // MEMBERSHIP_LIMIT)
         return total
+
+    # -- polling (shared/inbound.md part A "Polling"; part B 1.2)
+
+    def poll(self, *, cursor: dict, sample: list, now: datetime.datetime):
+        """The activity feed from the cursor's day (yesterday at first) to tomorrow, in the
+        account's time zone: `dateTo` is documented as a date (example "2023-10-12") without
+        saying whether it is inclusive, so tomorrow covers all of today; rows seen before
+        repeat the webhook's own dedupe key and are dropped on storing. Each row is read by
+        the webhook's parser: the feed's `ContactActivity` is the webhook's object."""
+        verifier = YespoWebhooks(secrets={}, settings=dict(self.options), state={}, now=lambda: now)
+        zone = inbound.text(self.options.get("account_time_zone")) or "UTC"
+        try:
+            today = now.astimezone(zoneinfo.ZoneInfo(zone)).date()
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            today = now.astimezone(datetime.UTC).date()
+        since = today - datetime.timedelta(days=1)
+        if cursor.get("date_from"):
+            since = datetime.date.fromisoformat(cursor["date_from"])
+        since = max(since, today - datetime.timedelta(days=POLL_MAX_DAYS))
+        until = today + datetime.timedelta(days=1)
+        events = []
+        for activity_status in POLLED_STATUSES:
+            params = {
+                "dateFrom": since.isoformat(),
+                "dateTo": until.isoformat(),
+                "activityStatus": activity_status,
+                "maxrows": POLL_ROWS,
+            }
+            while True:
+                status, data = self.request("GET", ACTIVITY_PATH, params=params)
+                if not isinstance(data, list) or not all(isinstance(i, dict) for i in data):
+                    raise PermanentError(
+                        self.label, "the activity answer is not a list of activities", status=status
+                    )
+                events += [
+                    event for event in map(verifier.event, data) if event.kind in EventKind.OPT_OUTS
+                ]
+                if len(data) < POLL_ROWS or not data[-1].get("offset"):
+                    break
+                params = {**params, "offset": str(data[-1]["offset"])}
+        return PollResult(events, {"date_from": today.isoformat()})
 
     def probe_calls(self) -> list[ProbeCall]:
         """A one-row contact search (the id lookup after a 409), the address books (field

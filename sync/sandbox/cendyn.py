@@ -25,7 +25,6 @@ it is switched off, as a queue that has not run yet.
 import datetime
 import hashlib
 import hmac
-import itertools
 import json
 import os
 import random
@@ -306,12 +305,51 @@ BULK_WEBHOOK_FIELDS = ("_id", "user_id", "email", "phone_countrycode", "phone_nu
 TOKEN_ALPHABET = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
 
 
+DELIVERY_LIMIT = 200  # "Max number of deliveries returned, default max set to 200"
+
+
+def _instant(value: str) -> datetime.datetime:
+    moment = datetime.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    return moment if moment.tzinfo else moment.replace(tzinfo=datetime.UTC)
+
+
+def _delivery_matches(delivery: dict, request: SandboxRequest, bounds: dict) -> bool:
+    for key, held in (
+        ("channel", delivery["channel"].lower()),
+        ("status", delivery["status"]),
+        ("contact_id", delivery["_contact_id"]),
+    ):
+        wanted = request.arg(key)
+        if wanted is not None and wanted.lower() != str(held).lower():
+            return False
+    created, updated = _instant(delivery["created_at"]), _instant(delivery["updated_at"])
+    checks = {
+        "created_since": lambda b: created >= b,
+        "created_until": lambda b: created <= b,
+        "updated_since": lambda b: updated >= b,
+        "updated_until": lambda b: updated <= b,
+    }
+    return all(checks[key](bound) for key, bound in bounds.items())
+
+
 class CendynEmulator(PlatformEmulator):
     slug = "cendyn"
     account_credentials = {"secret": "sandbox-cendyn-secret"}
     account_settings = {"account_id": "sandbox-account"}
     default_rate_limit = 10  # none published: part A's default
     switch_defaults = {"bulk_deferred": False}
+    stored_attributes = (
+        "webhook_url",
+        "deferred",
+        "contacts",
+        "by_user_id",
+        "bulks",
+        "custom_fields",
+        "lists",
+        "next_number",
+        "_machine",
+        "deliveries",
+    )
 
     def reset(self) -> None:
         self.webhook_url = ""  # registered by hand for the contacts and deliveries groups
@@ -319,14 +357,16 @@ class CendynEmulator(PlatformEmulator):
         self.contacts: dict[str, dict] = {}  # id -> the contact as Cendyn returns it
         self.by_user_id: dict[str, list[str]] = {}  # user_id -> ids (POST may duplicate)
         self.bulks: dict[str, dict] = {}
+        self.deliveries: list[dict] = []  # oldest first, as GET …/deliveries lists them
         self.custom_fields = {f["name"]: dict(f) for f in SAMPLE_CUSTOM_FIELDS}
         self.lists = {item["id"]: dict(item) for item in SAMPLE_LISTS}
-        self._counter = itertools.count(1)
+        self.next_number = 1  # the counter part of the next id
         self._machine = os.urandom(5).hex()
         self.routes = [  # (pattern of the path below the account, method, handler)
             (re.compile(r"^custom_fields$"), "GET", self._list_custom_fields),
             (re.compile(r"^lists$"), "GET", self._list_lists),
             (re.compile(r"^contact$"), "GET", self._search),
+            (re.compile(r"^deliveries$"), "GET", self._list_deliveries),
             (re.compile(r"^contact$"), "POST", self._create),
             (re.compile(r"^contact/bulk$"), "POST", self._create_bulk),
             (re.compile(r"^contact/bulk/(?P<id>[^/]+)$"), "GET", self._show_bulk),
@@ -347,8 +387,6 @@ class CendynEmulator(PlatformEmulator):
         action = data.get("action")
         if action == "bulk_complete":
             return self._bulk_completions(data)
-        if not self.webhook_url:
-            raise BadRequest("no webhook URL is registered in the account manager")
         ids = self.by_user_id.get(str(data.get("external_id")), [])
         contact = self.contacts.get(ids[0]) if ids else None
         if contact is None:
@@ -377,8 +415,23 @@ class CendynEmulator(PlatformEmulator):
             }
         elif action in ("bounce", "complaint", "unsubscribe_link"):
             status = {"bounce": "bounced", "complaint": "complained"}.get(action, "unsubscribed")
+            delivery_id = self._new_id()
+            self.deliveries.append(
+                {
+                    "id": delivery_id,
+                    "created_at": iso,
+                    "updated_at": iso,
+                    "channel": channel.upper(),
+                    "status": status,
+                    "refunded": False,
+                    "template_data": {"sender": "Sandbox", "subject": "Welcome", "content": ""},
+                    "channel_data": {"3": contact.get("email")},
+                    "price": {"amount": 0.01, "currency": "€"},
+                    "_contact_id": contact["id"],  # what the filter reads; never shown
+                }
+            )
             body = {
-                "id": self._new_id(),
+                "id": delivery_id,
                 "created_at": iso,
                 "updated_at": iso,
                 "channel": channel.upper(),  # the vendor's example: "EMAIL"
@@ -405,6 +458,8 @@ class CendynEmulator(PlatformEmulator):
             }
         else:
             raise BadRequest(f"unknown Cendyn action {action!r}")
+        if not self.webhook_url:
+            return []  # nothing registered: the change is only what the API reads
         return [self._signed(self.webhook_url, body, data)]
 
     def _bulk_completions(self, data: dict) -> list[Notification]:
@@ -450,7 +505,10 @@ class CendynEmulator(PlatformEmulator):
         signature = hmac.new(
             secret.encode(), f"{timestamp}{token}".encode(), hashlib.sha256
         ).hexdigest()
-        full = {**body, "account_id": self.account_settings["account_id"], "timestamp": timestamp}
+        # `account_id` option: another Cendyn account whose webhook was pointed at our URL,
+        # signed with the same secret (our receiver must still refuse it: part A, 406)
+        account = data.get("account_id") or self.account_settings["account_id"]
+        full = {**body, "account_id": account, "timestamp": timestamp}
         full["token"] = data.get("token") or token
         if data.get("token"):
             signature = hmac.new(
@@ -519,6 +577,17 @@ class CendynEmulator(PlatformEmulator):
             "text_field": contact.get(self.account_text_field),
         }
 
+    def consent_view(self, external_id: str) -> dict | None:
+        """Cendyn's opt-out is the email channel blacklisted in `channel_subscriptions`."""
+        ids = self.by_user_id.get(external_id) or []
+        if not ids:
+            return None
+        subscriptions = self.contacts[ids[0]].get("channel_subscriptions") or []
+        blacklisted = any(
+            s.get("channel") == "email" and s.get("blacklisted") is True for s in subscriptions
+        )
+        return {"email_subscribed": not blacklisted}
+
     def edit_contact(self, external_id: str, changes: dict) -> bool:
         ids = self.by_user_id.get(external_id) or []
         if not ids:
@@ -573,7 +642,8 @@ class CendynEmulator(PlatformEmulator):
 
     def _new_id(self) -> str:
         """24 hex digits like a MongoDB ObjectId ("550aac3da096734ce5000001")."""
-        return f"{int(time.time()):08x}{self._machine}{next(self._counter) % 0xFFFFFF:06x}"
+        number, self.next_number = self.next_number, self.next_number + 1
+        return f"{int(time.time()):08x}{self._machine}{number % 0xFFFFFF:06x}"
 
     # -- custom fields and lists
 
@@ -586,6 +656,52 @@ class CendynEmulator(PlatformEmulator):
     def _list_lists(self, request: SandboxRequest) -> SandboxResponse:
         with self.lock:
             return SandboxResponse(200, {"lists": [dict(item) for item in self.lists.values()]})
+
+    # -- deliveries (deliveries/list, [C-oas] listDeliveries)
+
+    def _list_deliveries(self, request: SandboxRequest) -> SandboxResponse:
+        """`{"deliveries": [{"delivery": {…}}]}`, filtered by channel, status, contact_id,
+        created_/updated_ since/until ("inclusive"), after `from_id` / before
+        `until_id`, `order` of creation (asc by default: an inference) and `limit` ("default
+        max set to 200"). The answer names no contact, as the vendor's example shows. The
+        `delivery_id` the table marks required is the show page's, copied (inbound.md 3.2):
+        not required here."""
+        try:
+            limit = min(int(request.arg("limit", str(DELIVERY_LIMIT))), DELIVERY_LIMIT)
+        except ValueError:
+            raise BadRequest("limit must be a whole number") from None
+        order = request.arg("order", "asc").lower()
+        if order not in ("asc", "desc") or limit < 1:
+            raise BadRequest("order must be asc or desc and limit at least 1")
+        bounds = {}
+        for key in ("created_since", "created_until", "updated_since", "updated_until"):
+            value = request.arg(key)
+            if value is not None:
+                if not ISO_8601.match(value):
+                    raise BadRequest(f"{key} must be an ISO 8601 date and time")
+                bounds[key] = _instant(value)
+        with self.lock:
+            found = []
+            for delivery in self.deliveries:
+                if not _delivery_matches(delivery, request, bounds):
+                    continue
+                found.append(delivery)
+            if order == "desc":
+                found.reverse()
+            for key, side in (("from_id", 1), ("until_id", 0)):
+                mark = request.arg(key)
+                if mark is not None:
+                    ids = [d["id"] for d in found]
+                    found = (
+                        (found[ids.index(mark) + 1 :] if side else found[: ids.index(mark)])
+                        if mark in ids
+                        else []
+                    )
+            shown = [
+                {"delivery": {k: v for k, v in d.items() if not k.startswith("_")}}
+                for d in found[:limit]
+            ]
+            return SandboxResponse(200, {"deliveries": shown})
 
     # -- contacts
 

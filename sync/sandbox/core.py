@@ -2,7 +2,8 @@
 the request log. Each platform's emulator (one module each) subclasses `PlatformEmulator`.
 
 Faults, per platform (or "*" for all), switched on and off over HTTP while the server runs:
-- `latency_ms`: added before every answer;
+- `latency_ms`: added before every answer (the answer, and the rate limit's count, are
+  decided when the request arrives);
 - `error_rate` with `error_status` (default 500): that fraction of calls fail; with
   `error_path`, only calls whose path and query string contain that text (one call of a
   platform failing while the others answer);
@@ -186,6 +187,47 @@ class SlidingWindowLimiter:
             return True, int(self.limit - len(self.calls))
 
 
+class Traffic:
+    """What reached one platform, for a benchmark or a test to read: requests, the most that
+    arrived within any one second (a sliding window, stricter than calendar seconds), the 429
+    answers, and the most requests being answered at once (latency included)."""
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.requests = self.rate_limited = self.max_per_second = 0
+        self.in_flight = self.max_in_flight = 0
+        self.window: deque[float] = deque()  # arrivals of the last second
+
+    def arrived(self) -> None:
+        now = time.monotonic()
+        with self.lock:
+            self.requests += 1
+            self.in_flight += 1
+            self.max_in_flight = max(self.max_in_flight, self.in_flight)
+            while self.window and self.window[0] <= now - 1.0:
+                self.window.popleft()
+            self.window.append(now)
+            self.max_per_second = max(self.max_per_second, len(self.window))
+
+    def left(self) -> None:
+        with self.lock:
+            self.in_flight -= 1
+
+    def answered(self, status: int) -> None:
+        if status == 429:
+            with self.lock:
+                self.rate_limited += 1
+
+    def report(self) -> dict:
+        with self.lock:
+            return {
+                "requests": self.requests,
+                "max_per_second": self.max_per_second,
+                "rate_limited": self.rate_limited,
+                "max_in_flight": self.max_in_flight,
+            }
+
+
 class PlatformEmulator:
     """One platform's contract. Subclasses implement `authenticate`, `route` and the error
     shapes; the store is theirs, guarded by `self.lock`."""
@@ -200,6 +242,11 @@ class PlatformEmulator:
     # The platform's own switches, name -> default (a behaviour of the platform that a test
     # may turn back, such as a call the vendor has since withdrawn).
     switch_defaults: ClassVar[dict[str, Any]] = {}
+    # The attributes `reset` sets that hold what the platform keeps (its contacts, lists,
+    # id counters, a registered webhook): saved to the store file and restored at start, so
+    # a restarted sandbox never hands out a remote ID twice (sync/sandbox/store_file.py).
+    # Derived indexes are left out and built again in `after_restore`.
+    stored_attributes: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self):
         self.lock = threading.RLock()
@@ -219,6 +266,21 @@ class PlatformEmulator:
 
     def reset(self) -> None:
         """Empty the store (subclasses call super and set up their sample fields and lists)."""
+
+    def stored_state(self) -> dict[str, Any]:
+        """The `stored_attributes`, by name (live objects: encode them under `self.lock`)."""
+        return {name: getattr(self, name) for name in self.stored_attributes}
+
+    def restore_state(self, state: dict[str, Any]) -> None:
+        """Take back what `stored_state` gave (from a store file); names this emulator does
+        not store are ignored, and one missing from the file keeps its `reset` value."""
+        for name in self.stored_attributes:
+            if name in state:
+                setattr(self, name, state[name])
+        self.after_restore()
+
+    def after_restore(self) -> None:
+        """Build again what is derived from the stored attributes (an index, say)."""
 
     def authenticate(self, request: SandboxRequest) -> SandboxResponse | None:
         """None when the credentials are good, else the platform's refusal."""
@@ -272,6 +334,12 @@ class PlatformEmulator:
         one). Called under `self.lock`."""
         raise NotImplementedError
 
+    def consent_view(self, external_id: str) -> dict | None:
+        """Whether the platform would send the live contact held under our external ID bulk
+        email, in neutral words: {"email_subscribed": bool}; None when it holds none. Called
+        under `self.lock`."""
+        raise NotImplementedError
+
     def edit_contact(self, external_id: str, changes: dict) -> bool:
         """Change a stored contact as a person would in the platform's own screens (what a
         read-back must then see as drift): `changes` holds neutral names of `contact_view`
@@ -297,6 +365,10 @@ class Sandbox:
         self.lock = threading.Lock()
         self.counts: Counter = Counter()
         self.log: deque = deque(maxlen=20000)
+        # each platform's last notifications, for `redeliver`
+        self.delivered: dict[str, list[Notification]] = {}
+        self.changes = 0  # grows with every call that may change a store (store_file.py)
+        self.traffic = {slug: Traffic() for slug in self.emulators}
 
     def reset(self) -> None:
         for slug, emulator in self.emulators.items():
@@ -308,20 +380,43 @@ class Sandbox:
         with self.lock:
             self.counts.clear()
             self.log.clear()
+            self.delivered.clear()
+            self.changes += 1
+        self.traffic_reset()
+
+    def traffic_reset(self) -> None:
+        """Start counting traffic afresh (the stores, faults and limits stay)."""
+        for slug in self.emulators:
+            self.traffic[slug] = Traffic()
+
+    def traffic_report(self, platform: str | None = None) -> dict:
+        """Per platform: requests, the most that arrived in any one second, 429s answered,
+        the most answered at once (GET /_sandbox/traffic)."""
+        slugs = [platform] if platform else list(self.emulators)
+        for slug in slugs:
+            if slug not in self.traffic:
+                raise BadRequest(f"unknown platform {slug!r}")
+        return {slug: self.traffic[slug].report() for slug in slugs}
 
     def handle(self, slug: str, request: SandboxRequest) -> SandboxResponse:
         emulator = self.emulators[slug]
         faults = self.faults[slug]
+        traffic = self.traffic[slug]
+        traffic.arrived()
         try:
             response = self._answer(emulator, faults, request)
         except CloseConnection:
             self._count(slug, request, "refused")
             raise
+        finally:
+            traffic.left()
+        traffic.answered(response.status)
         self._count(slug, request, response.status)
         return response
 
     def _count(self, slug, request, status):
         with self.lock:
+            self.changes += 1
             self.counts[(slug, status)] += 1
             self.log.append(
                 {
@@ -334,8 +429,15 @@ class Sandbox:
             )
 
     def _answer(self, emulator, faults, request):
-        if faults.latency_ms:
-            time.sleep(faults.latency_ms / 1000)
+        """The answer, decided when the request arrives (its rate limit counted then, as a
+        platform counts what reaches it) and given `latency_ms` later."""
+        try:
+            return self._decide(emulator, faults, request)
+        finally:
+            if faults.latency_ms:
+                time.sleep(faults.latency_ms / 1000)
+
+    def _decide(self, emulator, faults, request):
         if faults.outage == "refuse":
             raise CloseConnection()
         if faults.outage == "503":
@@ -431,6 +533,7 @@ class Sandbox:
 
     def register_webhook(self, platform: str, data: dict) -> dict:
         emulator = self._emulator(platform)
+        self._changed()
         with emulator.lock:
             return emulator.register_webhook(data)
 
@@ -438,9 +541,27 @@ class Sandbox:
         """The platform acts, then its notifications are delivered one by one, in order
         (outside the emulator's lock: the receiver may call the platform back)."""
         emulator = self._emulator(platform)
+        self._changed()
         with emulator.lock:
             notifications = emulator.notify(data, base_url)
+        with self.lock:
+            self.delivered[platform] = notifications
         return [deliver(n) for n in notifications]
+
+    def redeliver(self, platform: str) -> list[dict]:
+        """Send the platform's last notifications again, byte for byte: what a platform that
+        retries does when our answer was lost on the way (a timeout). A receiver must take
+        each delivery once (shared/inbound.md part A: a replay is answered 200, ignored)."""
+        self._emulator(platform)
+        with self.lock:
+            notifications = list(self.delivered.get(platform, []))
+        if not notifications:
+            raise BadRequest(f"{platform} has sent no notification yet")
+        return [deliver(n) for n in notifications]
+
+    def _changed(self) -> None:
+        with self.lock:
+            self.changes += 1
 
     def _emulator(self, platform: str) -> PlatformEmulator:
         if platform not in self.emulators:
@@ -452,6 +573,11 @@ class Sandbox:
         with emulator.lock:
             return emulator.contact_view(external_id)
 
+    def consent_view(self, platform: str, external_id: str) -> dict | None:
+        emulator = self.emulators[platform]
+        with emulator.lock:
+            return emulator.consent_view(external_id)
+
     def edit_contact(self, platform: str, external_id: str, changes: dict) -> dict | None:
         """Apply a platform-side change; the contact's view afterwards, None when not held."""
         emulator = self.emulators[platform]
@@ -460,6 +586,7 @@ class Sandbox:
         unknown = set(changes) - {"first_name", "last_name", "email", "text_field", "raw"}
         if unknown or not isinstance(changes.get("raw", {}), dict):
             raise BadRequest(f"unknown change(s) {sorted(unknown)}; raw takes an object")
+        self._changed()
         with emulator.lock:
             if not emulator.edit_contact(external_id, changes):
                 return None
@@ -467,6 +594,7 @@ class Sandbox:
 
     def remove_contact(self, platform: str, external_id: str) -> bool:
         emulator = self.emulators[platform]
+        self._changed()
         with emulator.lock:
             return emulator.remove_contact(external_id)
 

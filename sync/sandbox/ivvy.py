@@ -168,6 +168,14 @@ class IvvyEmulator(PlatformEmulator):
     default_rate_limit = 5  # not published; part A's default
     # `not_primary`: the key is not the primary user's, so subscribeToNotifications answers 403.
     switch_defaults = {"legacy_sms_status": False, "not_primary": False}
+    stored_attributes = (
+        "contacts",
+        "by_external_id",
+        "next_id",
+        "field_definitions",
+        "groups",
+        "subscription",
+    )
 
     def reset(self) -> None:
         self.contacts: dict[int, dict] = {}
@@ -196,6 +204,10 @@ class IvvyEmulator(PlatformEmulator):
             ("account", "subscribeToNotifications"): self._subscribe,
         }
         self.subscription: dict = {}  # contactsEndpoint: url, topic, token, confirmed
+
+    def after_restore(self) -> None:
+        """`fields` indexes `field_definitions` (the same dicts): built again, not stored."""
+        self.fields = {d["fieldId"]: d for d in self.field_definitions}
 
     # -- error shapes
 
@@ -358,9 +370,15 @@ class IvvyEmulator(PlatformEmulator):
         person does in iVvy: the API has no delete). Options: `signature_version` ("1" or
         "2"), `topic` (another TopicArn), `tamper`, `event_time`, `sent_at`."""
         sub = self.subscription
+        action = data.get("action")
+        if action != "subscription_confirmation" and not (sub and sub.get("confirmed")):
+            # The change happens in iVvy whether or not anyone listens: polling sees it
+            # (getContactList by modifiedDate, getContact's status or 24096). SNS delivers
+            # nothing to an endpoint not subscribed, or not confirmed yet.
+            self._contact_message(data)
+            return []
         if not sub:
             raise BadRequest("nothing is subscribed to notifications")
-        action = data.get("action")
         sns_base = f"{base_url}/ivvy{SNS_PREFIX}"
         message: dict[str, Any]
         if action == "subscription_confirmation":
@@ -377,8 +395,6 @@ class IvvyEmulator(PlatformEmulator):
                 "SubscribeURL": f"{sns_base}?{query}",
             }
         else:
-            if not sub.get("confirmed"):
-                raise BadRequest("the subscription is not confirmed: SNS sends nothing yet")
             message = {
                 "Type": "Notification",
                 "MessageId": data.get("message_id") or str(uuid.uuid4()),
@@ -415,6 +431,7 @@ class IvvyEmulator(PlatformEmulator):
         elif action in STATUS_ACTIONS:
             previous = {"status": contact["status"]}
             contact["status"] = STATUS_ACTIONS[action]
+            contact["modifiedDate"] = _now()  # an edit, as any other (getContactList filter)
             subject = "ContactUpdated"
             body = {"data": self._shown(contact), "previousData": previous}
         else:
@@ -478,7 +495,7 @@ class IvvyEmulator(PlatformEmulator):
             found = list(self.contacts.values())
         for key, value in filters.items():
             found = [c for c in found if _passes(c, key, value)]
-        return _collection(found, start, per_page, convert=self._shown)
+        return _collection(found, start, per_page, convert=self._listed)
 
     @staticmethod
     def _page(params: dict) -> tuple[int, int]:
@@ -514,6 +531,14 @@ class IvvyEmulator(PlatformEmulator):
         shown = _copy(contact)
         if not self.switches["legacy_sms_status"]:
             shown.pop(SMS_STATUS_KEY, None)
+        return shown
+
+    def _listed(self, contact: dict) -> dict:
+        """A getContactList row: its "Returns" table lists no `status` or `smsStatus`
+        (get-contact-list.md; inbound.md 5.2), which only getContact answers."""
+        shown = self._shown(contact)
+        shown.pop("status", None)
+        shown.pop(SMS_STATUS_KEY, None)
         return shown
 
     def _validate_contact(self, params: dict) -> None:
@@ -663,6 +688,14 @@ class IvvyEmulator(PlatformEmulator):
             "email": contact["email"],
             "text_field": values.get(self.account_text_field),
         }
+
+    def consent_view(self, external_id: str) -> dict | None:
+        """iVvy's email `status`: 1 subscribed; 2 unsubscribed, 3 bounced, 5 no marketing, 4
+        registering (not an opt-in) are not (contact/add-or-update-contact.md)."""
+        ids = sorted(self.by_external_id.get(external_id, ()))
+        if not ids:
+            return None
+        return {"email_subscribed": self.contacts[ids[0]]["status"] == 1}
 
     def edit_contact(self, external_id: str, changes: dict) -> bool:
         ids = sorted(self.by_external_id.get(external_id, ()))

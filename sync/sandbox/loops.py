@@ -107,6 +107,15 @@ class LoopsEmulator(PlatformEmulator):
         "signing_secret": "whsec_c2FuZGJveC1sb29wcy13ZWJob29rLXNpZ25pbmcta2V5IQ==",
     }
     default_rate_limit = 10  # "10 requests per second per team"
+    stored_attributes = (
+        "contacts",
+        "by_email",
+        "by_user_id",
+        "properties",
+        "lists",
+        "webhook_url",
+        "suppressed",
+    )
 
     def reset(self) -> None:
         self.contacts: dict[str, dict] = {}  # id -> the contact as `find` returns it
@@ -117,11 +126,13 @@ class LoopsEmulator(PlatformEmulator):
         }
         self.lists = {item["id"]: dict(item) for item in SAMPLE_LISTS}
         self.webhook_url = ""  # Loops has one webhook endpoint per account
+        self.suppressed: set[str] = set()  # contact ids a hard bounce or complaint suppressed
         self.routes = {
             "/v1/api-key": {"GET": self._api_key},
             "/v1/contacts/update": {"PUT": self._update},
             "/v1/contacts/create": {"POST": self._create},
             "/v1/contacts/find": {"GET": self._find},
+            "/v1/contacts/suppression": {"GET": self._suppression},
             "/v1/contacts/delete": {"POST": self._delete},
             "/v1/contacts/properties": {
                 "GET": self._list_properties,
@@ -200,6 +211,13 @@ class LoopsEmulator(PlatformEmulator):
             "email": contact["email"],
             "text_field": contact.get(self.account_text_field),
         }
+
+    def consent_view(self, external_id: str) -> dict | None:
+        """Loops' audience subscription is the contact's `subscribed`."""
+        contact_id = self.by_user_id.get(external_id)
+        if contact_id is None:
+            return None
+        return {"email_subscribed": self.contacts[contact_id]["subscribed"] is True}
 
     def edit_contact(self, external_id: str, changes: dict) -> bool:
         contact_id = self.by_user_id.get(external_id)
@@ -299,6 +317,34 @@ class LoopsEmulator(PlatformEmulator):
             )
             found = [dict(self.contacts[contact_id])] if contact_id else []
         return SandboxResponse(200, found)
+
+    def _suppression(self, request: SandboxRequest) -> SandboxResponse:
+        """`GET /v1/contacts/suppression?email=` or `?userId=` ("Include only one") ->
+        `{"contact": {id, email, userId}, "isSuppressed", "removalQuota": {limit,
+        remaining}}`; 404 "Contact not found." ([L-oas] getContactSuppression). The quota
+        figures are the sandbox's own (the spec gives no values)."""
+        email, user_id = request.arg("email"), request.arg("userId")
+        if (email is None) == (user_id is None):
+            raise BadRequest("Include only one of `email` or `userId`.")
+        with self.lock:
+            contact_id = (
+                self.by_email.get(email.lower())
+                if email is not None
+                else self.by_user_id.get(user_id)
+            )
+            if contact_id is None:
+                return self.error(404, "Contact not found.")
+            contact = self.contacts[contact_id]
+            body = {
+                "contact": {
+                    "id": contact["id"],
+                    "email": contact["email"],
+                    "userId": contact["userId"],
+                },
+                "isSuppressed": contact_id in self.suppressed,
+                "removalQuota": {"limit": 10, "remaining": 10},
+            }
+        return SandboxResponse(200, body)
 
     def _delete(self, request: SandboxRequest) -> SandboxResponse:
         body = self._object(request)
@@ -482,8 +528,6 @@ def _loops_notify(emulator: "LoopsEmulator", data: dict) -> list[Notification]:
     """The fan-out Loops documents: a hard bounce sends `email.hardBounced` and
     `contact.unsubscribed`; a delete `contact.deleted` and `contact.unsubscribed`; an
     unsubscribe link `contact.unsubscribed` (or the list's event)."""
-    if not emulator.webhook_url:
-        raise BadRequest("no webhook endpoint is registered in Loops' settings")
     user_id = data.get("external_id")
     contact_id = emulator.by_user_id.get(user_id) if user_id else None
     if contact_id is None:
@@ -518,10 +562,12 @@ def _loops_notify(emulator: "LoopsEmulator", data: dict) -> list[Notification]:
         ]
     elif action == "hard_bounce":
         contact["subscribed"] = False
+        emulator.suppressed.add(contact_id)  # "Loops suppresses sending email to the contact"
         bounce = {"eventName": "email.hardBounced", **base, **campaign, "email": email}
         events = [{**bounce, "contactIdentity": identity}, unsubscribed]
     elif action == "spam":
         contact["subscribed"] = False
+        emulator.suppressed.add(contact_id)  # a complaint suppresses too (suppression page)
         spam = {"eventName": "email.spamReported", **base, **campaign, "email": email}
         events = [{**spam, "contactIdentity": identity}]
     elif action == "resubscribe":
@@ -538,6 +584,8 @@ def _loops_notify(emulator: "LoopsEmulator", data: dict) -> list[Notification]:
         ]
     else:
         raise BadRequest(f"unknown Loops action {action!r}")
+    if not emulator.webhook_url:
+        return []  # no endpoint in Settings → Webhooks: only find/suppression show the change
     return [_signed(emulator, event, data) for event in events]
 
 

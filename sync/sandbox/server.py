@@ -9,9 +9,16 @@ POST /_sandbox/contact/<platform>/<external id>   change it on the platform's si
 DELETE /_sandbox/contact/<platform>/<external id> remove it on the platform's side
 GET  /_sandbox/stats                request counts by platform and status
 GET  /_sandbox/log[?platform=…]     every request: time, platform, method, path, status
+GET  /_sandbox/traffic[?platform=…] per platform: requests, max_per_second (the most that
+                                    arrived in any one second), rate_limited (429s answered),
+                                    max_in_flight (the most answered at once)
+DELETE /_sandbox/traffic            count traffic afresh (stores, faults and limits stay)
 POST /_sandbox/faults               {"platform": <slug> | "*", <fault>: <value>, …}
 POST /_sandbox/rate-limit           {"platform": <slug>, "limit": 10 | null}
 POST /_sandbox/reset                empty every store, clear faults, limits and counts
+POST /_sandbox/webhook              {"platform": <slug>, …}: register a webhook URL by hand
+POST /_sandbox/notify               {"platform": <slug>, "action": …}: act and notify
+POST /_sandbox/redeliver            {"platform": <slug>}: send its last notifications again
 """
 
 import json
@@ -68,6 +75,14 @@ class _Handler(BaseHTTPRequestHandler):
             if self.command == "GET" and rest.startswith("store"):
                 platform = rest.partition("/")[2] or None
                 return self._send(200, sandbox.store(platform))
+            if self.command == "GET" and rest.startswith("consent/"):
+                _, platform, external_id = rest.split("/", 2)
+                if platform not in sandbox.emulators:
+                    raise BadRequest(f"unknown platform {platform!r}")
+                view = sandbox.consent_view(platform, unquote(external_id))
+                if view is None:
+                    return self._send(404, {"error": f"{platform} holds no {external_id!r}"})
+                return self._send(200, view)
             if self.command == "GET" and rest.startswith("contact/"):
                 _, platform, external_id = rest.split("/", 2)
                 view = sandbox.contact_view(platform, unquote(external_id))
@@ -90,6 +105,12 @@ class _Handler(BaseHTTPRequestHandler):
                 return self._send(200, view)
             if self.command == "GET" and rest == "stats":
                 return self._send(200, sandbox.stats())
+            if self.command == "GET" and rest == "traffic":
+                platform = SandboxRequest.parse_query(query).get("platform", [None])[0]
+                return self._send(200, sandbox.traffic_report(platform))
+            if self.command == "DELETE" and rest == "traffic":
+                sandbox.traffic_reset()
+                return self._send(200, {"ok": True})
             if self.command == "GET" and rest == "log":
                 platform = SandboxRequest.parse_query(query).get("platform", [None])[0]
                 return self._send(200, sandbox.request_log(platform))
@@ -105,6 +126,8 @@ class _Handler(BaseHTTPRequestHandler):
                 host, port = self.server.server_address[:2]
                 base_url = f"http://{host}:{port}"
                 return self._send(200, sandbox.notify(data.pop("platform"), data, base_url))
+            if self.command == "POST" and rest == "redeliver":
+                return self._send(200, sandbox.redeliver(data["platform"]))
             if self.command == "POST" and rest == "reset":
                 sandbox.reset()
                 return self._send(200, {"ok": True})

@@ -101,6 +101,28 @@ DECIMAL = re.compile(r"-?\d+(\.\d+)?")
 SEARCH_RATE = 50  # GET /api/v1/contacts: 50 requests/s (rate-limits page)
 FIRST_ID = 23456789
 ADDRESS_BOOK_ID = 7200  # the sandbox account's one catalogue
+# The activity feed's filter enum and ContactActivity's keys ([Y-spec] contactActivity).
+ACTIVITY_FILTERS = ("DELIVERED", "UNDELIVERED", "READ", "UNSUBSCRIBED", "CLICKED", "SPAM")
+ACTIVITY_KEYS = frozenset(
+    "iid externalRequestId contactId externalCustomerId email webPushToken mobPushToken sms "
+    "mediaType activityStatus messageId messageInstanceId messageName messageTag "
+    "activityDateTime statusDescription viewMessageLink clickEventLink statusData offset "
+    "messageLanguageCode sourceEventKey sourceEventTypeKey workflowBlockId workflowId "
+    "workflowInstanceId broadcastId from".split()
+)
+
+
+def _activity_time(value: str | None, name: str, *, end: bool) -> datetime.datetime:
+    """A feed bound as the account's local time (activityDateTime has no zone)."""
+    if not value:
+        raise BadRequest(f"{name} is required")
+    try:
+        if len(value) == 10:
+            day = datetime.date.fromisoformat(value)
+            return datetime.datetime.combine(day, datetime.time.max if end else datetime.time.min)
+        return datetime.datetime.fromisoformat(value.replace(" ", "T"))
+    except ValueError:
+        raise BadRequest(f"{name} is not a date") from None
 
 
 class YespoEmulator(PlatformEmulator):
@@ -112,6 +134,21 @@ class YespoEmulator(PlatformEmulator):
     }
     account_settings = {"webhook_login": "sandbox-webhook"}
     default_rate_limit = 200  # "More than 200 requests per 1 second" -> 429 (spec)
+    # The unsubscribed-list calls' success body is undocumented ("default" answer, no schema):
+    # "empty" (no body) or "object" (`{}`).
+    switch_defaults = {"unsubscribed_answer": "empty"}
+    stored_attributes = (
+        "contacts",
+        "by_external",
+        "deleted",
+        "next_id",
+        "unsubscribed_emails",
+        "webhook",
+        "sessions",
+        "segments",
+        "fields",
+        "activities",
+    )
 
     def reset(self) -> None:
         self.contacts: dict[int, dict] = {}  # internal id -> stored contact
@@ -119,6 +156,7 @@ class YespoEmulator(PlatformEmulator):
         self.deleted: set[int] = set()
         self.next_id = FIRST_ID
         self.unsubscribed_emails: set[str] = set()  # addresses that get no bulk email
+        self.activities: list[dict] = []  # every activity notified, oldest first, with offset
         self.webhook: dict = {}  # the "Data export → Webhook" a person saved: url, login, ...
         self.recent: dict[str, float] = {}  # fingerprint of a 200 body -> when
         self.sessions: dict[str, dict] = {}
@@ -153,7 +191,7 @@ class YespoEmulator(PlatformEmulator):
         """One activity of a contact, as a JSON array of one object (the vendor's examples
         are arrays). `activityDateTime` is written in the account's time zone, without one
         (the `time_zone` option, default UTC)."""
-        if not self.webhook.get("url"):
+        if data.get("action") == "check" and not self.webhook.get("url"):
             raise BadRequest("no webhook data export is saved")
         headers = {"Content-Type": "application/json"}
         if self.webhook.get("login") is not None:
@@ -201,7 +239,39 @@ class YespoEmulator(PlatformEmulator):
             item["statusDescription"] = "5.1.1 (bad destination mailbox address)"
         if status == "UNSUBSCRIBED" and media == "email" and values:
             self.unsubscribed_emails.add(values[0].lower())
+        self.activities.append({**item, "offset": f"{len(self.activities) + 1}-{uuid.uuid4()}"})
+        if not self.webhook.get("url"):
+            return []  # no data export saved: the activity is only in the activity feed
         return [Notification(self.webhook["url"], headers, json.dumps([item]).encode())]
+
+    # -- the activity feed (GET /api/v2/contacts/activity: [Y-spec] contactActivity, [Y-wh])
+
+    def activity(self, request: SandboxRequest) -> SandboxResponse:
+        """Activities between `dateFrom` and `dateTo` (both required), optionally of one
+        `activityStatus`, after the row whose `offset` is given, at most `maxrows` (default
+        25000), as `ContactActivity` objects (no `hardBounce`: the schema has none). A date
+        without a time covers its whole day, and a period over 3 months is refused: both
+        inferences (the spec's examples are dates; the page says "up to 3 months")."""
+        start = _activity_time(request.arg("dateFrom"), "dateFrom", end=False)
+        end = _activity_time(request.arg("dateTo"), "dateTo", end=True)
+        if end - start > datetime.timedelta(days=92):
+            raise BadRequest("The period must not exceed 3 months")
+        wanted = request.arg("activityStatus")
+        if wanted is not None and wanted not in ACTIVITY_FILTERS:
+            raise BadRequest(f"activityStatus must be one of {', '.join(ACTIVITY_FILTERS)}")
+        rows = self.int_arg(request, "maxrows", 25000)
+        offset = request.arg("offset")
+        found = self.activities
+        if offset is not None:
+            after = [i for i, a in enumerate(found) if a["offset"] == offset]
+            found = found[after[0] + 1 :] if after else []
+        found = [
+            {k: v for k, v in a.items() if k in ACTIVITY_KEYS}
+            for a in found
+            if (wanted is None or a["activityStatus"] == wanted)
+            and start <= datetime.datetime.fromisoformat(a["activityDateTime"]) <= end
+        ]
+        return SandboxResponse(200, found[:rows])
 
     # -- the platform's answers
 
@@ -429,6 +499,27 @@ class YespoEmulator(PlatformEmulator):
         found = [s for s in self.segments.values() if name is None or name in s["name"]]
         return SandboxResponse(200, found[start - 1 : start - 1 + rows])
 
+    def unsubscribed_change(self, request: SandboxRequest, action: str):
+        """`POST /api/v1/emails/unsubscribed/add|delete` with `UnsubscribeParamsDto`
+        (`{"emails": [...]}`, `emails` required): the addresses, not the contacts, stop (or
+        start again) getting bulk email ([Y-spec] addToUnsubscribed/deleteFromUnsubscribed,
+        [Y-int]). The spec documents only a `default` answer with no schema: this answers
+        200 with an empty body, or `{}` under the `unsubscribed_answer` switch ("object")."""
+        body = request.json()
+        if not isinstance(body, dict) or set(body) != {"emails"}:
+            raise BadRequest("The body takes emails (required) only")
+        emails = body["emails"]
+        if not isinstance(emails, list) or not all(isinstance(e, str) and e for e in emails):
+            raise BadRequest("emails is an array of strings")
+        for email in emails:
+            if action == "add":
+                self.unsubscribed_emails.add(email.lower())
+            else:
+                self.unsubscribed_emails.discard(email.lower())
+        return SandboxResponse(
+            200, {} if self.switches["unsubscribed_answer"] == "object" else None
+        )
+
     def membership(self, request: SandboxRequest, segment_id: str, action: str):
         segment = self.segments.get(int(segment_id))
         if segment is None:
@@ -651,6 +742,14 @@ class YespoEmulator(PlatformEmulator):
             "text_field": contact["fields"].get(int(self.account_text_field)),
         }
 
+    def consent_view(self, external_id: str) -> dict | None:
+        """Yespo's email opt-out is its unsubscribed-emails list, by address ([Y-int])."""
+        view = self.contact_view(external_id)
+        if view is None:
+            return None
+        email = (view["email"] or "").lower()
+        return {"email_subscribed": bool(email) and email not in self.unsubscribed_emails}
+
     def edit_contact(self, external_id: str, changes: dict) -> bool:
         contact_id = self.by_external.get(external_id)
         if contact_id is None or contact_id in self.deleted:
@@ -745,4 +844,9 @@ ROUTES = [
         {"POST": YespoEmulator.membership},
     ),
     (re.compile(r"/api/v1/addressbooks"), {"GET": YespoEmulator.address_books}),
+    (re.compile(r"/api/v2/contacts/activity"), {"GET": YespoEmulator.activity}),
+    (
+        re.compile(r"/api/v1/emails/unsubscribed/(add|delete)"),
+        {"POST": YespoEmulator.unsubscribed_change},
+    ),
 ]

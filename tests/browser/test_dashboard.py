@@ -117,3 +117,55 @@ def test_error_group_link_lists_only_its_contacts(
     assert "sync_error=" in page.url, page.url
     emails = page.locator("#result_list tbody td.field-email").all_inner_texts()
     assert sorted(emails) == sorted(c.email for c in affected)
+
+
+def test_the_dashboard_charts_inbound_events_and_tables_opt_outs(
+    page, login, role_user, destinations
+):
+    """Events received per hour and platform, drawn by unfold's Chart.js with both axes
+    titled and a legend; the opt-outs table counts Loops' hard-bounce fan-out once."""
+    from sync.models import InboundEvent
+
+    now = timezone.now()
+    loops = destinations["loops"]
+
+    def received(destination, kind, hours_ago, who):
+        at = now - timedelta(hours=hours_ago)
+        InboundEvent.objects.create(
+            destination=destination,
+            platform=destination.platform,
+            key=f"{kind}-{who}-{hours_ago}",
+            kind=kind,
+            raw_type=kind,
+            remote_id=who,
+            email=f"{who}@example.com",
+            occurred_at=at,
+            received_at=at,
+            body={},
+        )
+
+    received(loops, "hard_bounce", 3, "a")
+    received(loops, "unsubscribed", 3, "a")  # the fan-out of the bounce
+    received(loops, "unsubscribed", 1, "b")
+    other = next(d for slug, d in destinations.items() if slug != "loops")
+    received(other, "recorded", 30, "c")
+    login(role_user("Managers", "mia"))
+    page.goto(page.url.split("/admin/")[0] + "/admin/sync/dashboard/")
+    chart = page.locator("#sync-inbound canvas.chart")
+    assert chart.count() == 1
+    drawn = chart.evaluate(
+        """c => { const chart = Chart.getChart(c); return {
+            type: chart.config.type,
+            series: chart.data.datasets.map(d => [d.label, d.data.reduce((a, b) => a + b, 0)]),
+            points: chart.data.labels.length,
+            x: chart.options.scales.x.title.text, y: chart.options.scales.y.title.text,
+            legend: chart.options.plugins.legend.display}; }"""
+    )
+    assert drawn["type"] == "line" and drawn["points"] == 48 and drawn["legend"]
+    assert (drawn["x"], drawn["y"]) == ("hour (local time)", "events received")
+    totals = dict(drawn["series"])
+    assert totals[loops.connector_class.label] == 3 and totals[other.connector_class.label] == 1
+    row = page.locator(f"#sync-opt-outs tr[data-destination='{loops.pk}'] td")
+    assert row.all_inner_texts() == ["1", "1", "0", "0", "2"]
+    page.locator("#sync-inbound").scroll_into_view_if_needed()
+    save_screenshot(page, "dashboard-inbound", full_page=False)

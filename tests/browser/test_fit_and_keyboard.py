@@ -216,3 +216,50 @@ def test_the_contact_form_says_before_saving_which_platform_will_refuse_it(
         "() => !document.querySelector('#sync-check .sync-check-refusal')", timeout=5000
     )
     assert Contact.objects.count() == 0
+
+
+def test_a_rows_sync_cell_is_one_tab_stop_and_the_arrows_walk_its_marks(
+    page, login, role_user, pushed
+):
+    contacts, target = pushed
+    login(role_user("Managers", "tab"))
+    page.goto("/admin/contacts/contact/")
+    row = page.locator("#result_list tbody tr", has_text=contacts[0].email)
+    cell = row.locator(".sync-marks")
+    label = cell.get_attribute("aria-label")
+    for destination in ContactSyncState.objects.filter(contact=contacts[0]):
+        assert destination.destination.name in label, label
+    assert f"{target.name} failed" in label, label
+    stops = page.evaluate(
+        """() => [...document.querySelectorAll('#result_list .sync-marks')].map(
+            cell => [...cell.querySelectorAll('*')].filter(e => e.tabIndex >= 0).length)"""
+    )
+    assert stops == [1] * len(contacts), stops
+
+    marks = row.locator(".sync-mark")
+    marks.first.focus()
+    page.keyboard.press("Tab")  # out of the cell at once, however many destinations
+    left = "() => !!document.activeElement.closest('.sync-mark')"
+    assert not page.evaluate(left), "Tab stayed among the marks"
+    page.keyboard.press("Shift+Tab")
+    assert page.evaluate("() => document.activeElement.dataset.destination") == (
+        marks.first.get_attribute("data-destination")
+    )
+
+    failed_index = [m.get_attribute("data-destination") for m in marks.all()].index(str(target.pk))
+    for _ in range(failed_index):
+        page.keyboard.press("ArrowRight")
+    focused = row.locator(f".sync-mark[data-destination='{target.pk}']")
+    assert page.evaluate("() => document.activeElement.dataset.destination") == str(target.pk)
+    tip = focused.locator(".sync-tip")
+    tip.wait_for(state="visible")
+    assert "lastName is required" in tip.inner_text()
+    page.keyboard.press("End")
+    assert page.evaluate("() => document.activeElement.dataset.destination") == (
+        marks.last.get_attribute("data-destination")
+    )
+    page.keyboard.press("Tab")
+    page.keyboard.press("Shift+Tab")  # back to the mark left focused (a roving tab stop)
+    assert page.evaluate("() => document.activeElement.dataset.destination") == (
+        marks.last.get_attribute("data-destination")
+    )

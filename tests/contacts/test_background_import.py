@@ -12,7 +12,7 @@ import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
 
-from contacts.models import Contact, ImportJob
+from contacts.models import ConsentEntry, Contact, ImportJob
 from contacts.resources import ContactResource
 from contacts.services import import_files_erase, import_job_confirm, import_job_start
 
@@ -214,11 +214,12 @@ def test_people_who_may_not_import_see_no_job(client, django_user_model, backgro
 
 
 BULK_FILE = (
-    "external_id,first_name,email,city,tags,groups\n"
-    'E1,Ann,ann@example.com,Leeds,"a, b",VIP\n'
-    "E2,Bob,bob@example.com,,,VIP\n"  # bob's stored email is BOB@Example.com; city cleared
-    "E3,Cy,cy@example.com,Hull,,\n"  # as stored: unchanged
-    ",Dee,dee@example.com,Bath,,VIP\n"  # no external ID: one is generated
+    "external_id,first_name,email,city,tags,groups,email_status\n"
+    'E1,Ann,ann@example.com,Leeds,"a, b",VIP,unsubscribed\n'
+    # bob's stored email is BOB@Example.com; city cleared; he opts out here (a ledger entry)
+    "E2,Bob,bob@example.com,,,VIP,unsubscribed\n"
+    "E3,Cy,cy@example.com,Hull,,,subscribed\n"  # as stored: unchanged
+    ",Dee,dee@example.com,Bath,,VIP,subscribed\n"  # no external ID: one is generated
 )
 
 
@@ -227,7 +228,13 @@ def _seed_for_bulk():
 
     Group.objects.get_or_create(name="VIP")
     Contact.objects.create(external_id="E2", first_name="Old", email="BOB@Example.com", city="York")
-    Contact.objects.create(external_id="E3", first_name="Cy", email="cy@example.com", city="Hull")
+    Contact.objects.create(
+        external_id="E3",
+        first_name="Cy",
+        email="cy@example.com",
+        city="Hull",
+        email_status="subscribed",
+    )
 
 
 def _recorded():
@@ -252,10 +259,14 @@ def _recorded():
         for h in Contact.history.all()
     )
     groups = sorted((key(m.contact_id), m.group.name) for m in GroupMembership.objects.all())
+    consent = sorted(  # the consent ledger's entries (issue 14 item 5: imports write them)
+        (key(e.contact_id), e.channel, e.status, e.previous_status, e.source, e.source_label)
+        for e in ConsentEntry.objects.all()
+    )
     group_history = sorted(
         (key(h.contact_id), h.history_type) for h in GroupMembership.history.all()
     )
-    return contacts, history, groups, group_history
+    return contacts, history, groups, group_history, consent
 
 
 def test_the_bulk_write_records_what_a_save_per_row_records(admin_user, background):
@@ -265,9 +276,10 @@ def test_the_bulk_write_records_what_a_save_per_row_records(admin_user, backgrou
     from contacts.services import contacts_import, contacts_import_dataset
 
     _seed_for_bulk()
-    outcome = contacts_import(dataset=contacts_import_dataset(text=BULK_FILE))
+    outcome = contacts_import(dataset=contacts_import_dataset(text=BULK_FILE), user=admin_user)
     assert outcome.validation is None and outcome.failed_row is None
     per_row = _recorded()
+    assert ("E2", "email", "unsubscribed", "subscribed", "import", "import by admin") in per_row[4]
     for model in (GroupMembership, Contact, Group):
         model.objects.all().delete()
     GroupMembership.history.all().delete()

@@ -115,3 +115,36 @@ def inbound_world(live_server, settings, sandbox_destination, immediate_tasks):
             return state
 
     return World()
+
+
+def applied_once_then_redelivered(sandbox, platform, answers, contact, *, events_before=0):
+    """After a notification the platform sent (`answers`, each answered 200): its events are
+    stored and processed (none pending or failed) with one ledger entry at most per event;
+    then the platform sends the same bytes again (`/_sandbox/redeliver`, a retry after a
+    lost answer): each is answered 200 and counted as a replay, and nothing changes.
+    `events_before`: events stored before this notification (set-up ones)."""
+    from contacts.models import ConsentEntry, Contact
+    from sync.models import ContactSyncState, InboundEvent, InboundRefusal
+
+    assert answers and {a["status"] for a in answers} == {200}, answers
+    events = list(InboundEvent.objects.order_by("pk").values_list("pk", "state"))
+    assert events and not {state for _, state in events} & {"pending", "failed"}, events
+    entries = ConsentEntry.objects.filter(contact=contact, source="platform").count()
+    assert entries <= len(events)  # a deletion writes none; an event at most one
+    assert len(events) - events_before == len(answers)  # one event per delivery here
+
+    def snapshot():
+        return (
+            list(InboundEvent.objects.order_by("pk").values_list("pk", "state", "processed_at")),
+            list(ConsentEntry.objects.order_by("pk").values_list("pk", "status", "applied")),
+            Contact.objects.filter(pk=contact.pk).values().first(),
+            list(ContactSyncState.objects.order_by("pk").values_list("remote_id", "status")),
+        )
+
+    before = snapshot()
+    replays = sum(InboundRefusal.objects.filter(reason="replay").values_list("count", flat=True))
+    again = sandbox_control(sandbox, "redeliver", platform=platform)
+    assert [a["status"] for a in again] == [200] * len(answers)
+    assert snapshot() == before
+    counted = sum(InboundRefusal.objects.filter(reason="replay").values_list("count", flat=True))
+    assert counted - replays == len(answers)

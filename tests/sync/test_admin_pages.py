@@ -277,7 +277,8 @@ def test_dashboard_shows_counts_chart_errors_and_runs(admin_client_logged, sandb
     admin_client_logged.get(url)
     with CaptureQueriesContext(connection) as ctx:
         page = admin_client_logged.get(url).content.decode()
-    assert "<svg" not in page and page.count('<canvas class="chart"') == 4  # unfold's charts
+    assert "<svg" not in page and page.count('<canvas class="chart"') == 5  # unfold's charts
+    assert 'data-chart="inbound"' in page  # 2 per destination, and the inbound events
     assert f"3 × {label} HTTP 400: &lt;b&gt;bad&lt;/b&gt; email" in page
     assert f"sync_error={quote(label)}%20HTTP%20400" in page
     assert f"{other_label} HTTP 401: no" in page  # the paused banner

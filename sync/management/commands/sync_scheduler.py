@@ -5,6 +5,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand
 from django.db import close_old_connections
 
+from contacts import services as contacts_services
 from sync import alerts, services
 from sync.dbretry import with_database_retry
 
@@ -17,7 +18,8 @@ class Command(BaseCommand):
         "Long-running: every few seconds, queue the retries that are due, take back work left "
         "in progress by a worker that died and mark its task failed; daily, queue each "
         "destination's vendor-change probe and a sampled read-back (drift), and prune the "
-        "attempt log and finished task rows. "
+        "attempt log and finished task rows; at SYNC_POLL_INTERVAL_MINUTES, each "
+        "destination's poll of the platform for what webhooks do not deliver. "
         "Safe to run on several machines at once."
     )
 
@@ -50,8 +52,13 @@ class Command(BaseCommand):
         abandoned = with_database_retry(services.tasks_fail_abandoned)
         if abandoned:
             self.stdout.write(f"{abandoned} abandoned tasks marked failed")
+        stopped = with_database_retry(contacts_services.import_jobs_recover)
+        if stopped:
+            self.stdout.write(f"{stopped} imports whose worker stopped marked failed")
         with_database_retry(alerts.failure_rates_check)
+        with_database_retry(alerts.inbound_alerts_check)  # silent destinations, refusal spikes
         with_database_retry(services.pushes_per_hour_store)  # the dashboard's settled hours
+        with_database_retry(services.inbound_per_hour_store)  # and its inbound ones
         # due per destination in the database (a day after its last probe), so a restarted
         # scheduler neither skips nor repeats one
         probes = with_database_retry(services.probes_enqueue_due)
@@ -65,6 +72,10 @@ class Command(BaseCommand):
         reconciled = with_database_retry(services.reconcile_enqueue_daily)
         if reconciled:
             self.stdout.write(f"{reconciled} contacts queued for the daily read-back")
+        # per destination at its interval (claimed in the database, like the probes)
+        polls = with_database_retry(services.polls_enqueue_due)
+        if polls:
+            self.stdout.write(f"{polls} polls queued")
 
     def _stop(self, signum, frame):
         self.running = False

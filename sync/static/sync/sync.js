@@ -30,6 +30,20 @@
     }
   });
 
+  /* A row's sync cell is one tab stop: the arrow keys, Home and End move the focus along its
+     marks, and the mark left focused is the cell's tab stop next time (a roving tabindex). */
+  var MOVES = { ArrowRight: 1, ArrowLeft: -1, Home: -Infinity, End: Infinity };
+  document.addEventListener("keydown", function (event) {
+    var mark = event.target.closest && event.target.closest(".sync-mark");
+    if (!mark || !(event.key in MOVES)) return;
+    var marks = Array.prototype.slice.call(mark.parentElement.querySelectorAll(".sync-mark"));
+    var index = Math.max(0, Math.min(marks.length - 1, marks.indexOf(mark) + MOVES[event.key]));
+    event.preventDefault();
+    marks.forEach(function (each) { each.tabIndex = -1; });
+    marks[index].tabIndex = 0;
+    marks[index].focus();
+  });
+
   /* An inline's "Add another" button: focus moves into the new row's first field, so that a
      keyboard user types on where the row appeared (unfold announces the row it added with a
      "formset:added" event on the row's fields). */

@@ -11,7 +11,7 @@ from contacts.models import Contact
 from sync import services
 from sync.models import ContactSyncState, InboundEvent, InboundRefusal, SyncStatus
 from sync.selectors import destination_inbound_url
-from tests.sync.conftest import sandbox_control
+from tests.sync.conftest import applied_once_then_redelivered, sandbox_control
 
 
 @pytest.fixture
@@ -80,10 +80,13 @@ def test_replay_bad_signature_and_another_account(cendyn, sandbox):
     assert InboundEvent.objects.count() == 1
     bad = notify(sandbox, contact, "unsubscribe", tamper=True)
     assert [a["status"] for a in bad] == [401]
+    other = notify(sandbox, contact, "unsubscribe", account_id="another-account")
+    assert [a["status"] for a in other] == [406]  # verified, never applicable: not retried
+    assert InboundEvent.objects.count() == 1
     refusals = dict(
         InboundRefusal.objects.filter(destination=destination).values_list("reason", "count")
     )
-    assert refusals == {"replay": 1, "signature": 1}
+    assert refusals == {"replay": 1, "signature": 1, "unknown_account": 1}
 
 
 def test_out_of_order_channel_change_is_not_applied(cendyn, sandbox):
@@ -155,3 +158,28 @@ def test_the_documented_vector_verifies():
     with pytest.raises(Refused) as refused:
         verifier.verify(InboundRequest("POST", {"authorization": signature}, other))
     assert refused.value.status == 406
+
+
+@pytest.mark.parametrize(
+    ("action", "channel"),
+    [
+        ("unsubscribe", "email"),
+        ("unsubscribe", "sms"),
+        ("resubscribe", "email"),
+        ("bounce", "email"),
+        ("complaint", "email"),
+        ("unsubscribe_link", "email"),
+        ("delete", "email"),
+    ],
+)
+def test_every_event_is_applied_once_and_a_redelivery_changes_nothing(
+    cendyn, sandbox, action, channel
+):
+    """Each of Cendyn's contact events, on both databases, over HTTP."""
+    _, contact, _ = cendyn
+    Contact.objects.filter(pk=contact.pk).update(sms_status="subscribed")
+    if action == "resubscribe":  # an opt-in needs something to undo
+        notify(sandbox, contact, "unsubscribe", event_time=int(time.time()) - 60)
+    before = InboundEvent.objects.count()
+    answers = notify(sandbox, contact, action, channel=channel)
+    applied_once_then_redelivered(sandbox, "cendyn", answers, contact, events_before=before)

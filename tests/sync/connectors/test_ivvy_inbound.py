@@ -12,7 +12,7 @@ from contacts.models import Contact
 from sync import inbound
 from sync.connectors.ivvy import sns_url_problem
 from sync.models import ContactSyncState, Destination, InboundEvent, InboundRefusal
-from tests.sync.conftest import sandbox_control
+from tests.sync.conftest import applied_once_then_redelivered, sandbox_control
 
 
 def register(destination):
@@ -144,3 +144,17 @@ def test_without_a_registered_topic_nothing_verifies(inbound_world, sandbox, ivv
     Destination.objects.filter(pk=destination.pk).update(inbound_state={})
     assert [a["status"] for a in notify(sandbox, contact, "unsubscribe")] == [401]
     assert ContactSyncState.objects.get(contact=contact).remote_id
+
+
+@pytest.mark.parametrize(
+    "action", ["unsubscribe", "bounce", "no_marketing", "resubscribe", "registering", "delete"]
+)
+def test_every_event_is_applied_once_and_a_redelivery_changes_nothing(ivvy, sandbox, action):
+    """Each of iVvy's contact notifications (after the subscription confirmation), on both
+    databases, over HTTP."""
+    _, contact, _ = ivvy
+    if action == "resubscribe":  # an opt-in needs something to undo
+        notify(sandbox, contact, "unsubscribe", event_time=int(time.time()) - 60)
+    before = InboundEvent.objects.count()
+    answers = notify(sandbox, contact, action)
+    applied_once_then_redelivered(sandbox, "ivvy", answers, contact, events_before=before)

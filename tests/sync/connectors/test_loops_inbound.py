@@ -7,7 +7,7 @@ import pytest
 
 from contacts.models import ConsentEntry, Contact, MailingList, MailingListSubscription
 from sync.models import ContactSyncState, InboundEvent, InboundRefusal, ListMapping
-from tests.sync.conftest import sandbox_control
+from tests.sync.conftest import applied_once_then_redelivered, sandbox_control
 
 NEWSLETTER = "cm16k73gq014h0mmj5b6jdi9r"
 
@@ -195,3 +195,24 @@ def test_delete_is_recreated_when_the_destination_says_so(loops, sandbox):
     # contact.unsubscribed, which follows the delete, changed our contact: its push re-creates
     assert state.status == "synced" and state.remote_id and state.deleted_on_platform_at is None
     assert sandbox.sandbox.contact_view("loops", contact.external_id) is not None
+
+
+@pytest.mark.parametrize(
+    "action", ["unsubscribe", "unsubscribe_list", "hard_bounce", "spam", "resubscribe", "delete"]
+)
+def test_every_event_is_applied_once_and_a_redelivery_changes_nothing(loops, sandbox, action):
+    """Each of Loops' events (the fan-outs too) on both databases, over HTTP."""
+    destination, contact, _ = loops
+    options = {}
+    if action == "unsubscribe_list":
+        digest = MailingList.objects.create(name="Digest")
+        MailingListSubscription.objects.create(contact=contact, mailing_list=digest)
+        ListMapping.objects.create(
+            destination=destination, mailing_list=digest, remote_list=NEWSLETTER
+        )
+        options["list_id"] = NEWSLETTER
+    if action == "resubscribe":  # an opt-in needs something to undo
+        notify(sandbox, contact, "unsubscribe", event_time=int(time.time()) - 60)
+    before = InboundEvent.objects.count()
+    answers = notify(sandbox, contact, action, **options)
+    applied_once_then_redelivered(sandbox, "loops", answers, contact, events_before=before)

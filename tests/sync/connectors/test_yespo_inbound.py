@@ -11,7 +11,7 @@ from contacts.models import ConsentEntry, Contact
 from sync.models import InboundEvent, InboundRefusal
 from sync.sandbox.yespo import YespoEmulator
 from sync.selectors import destination_inbound_url
-from tests.sync.conftest import sandbox_control
+from tests.sync.conftest import applied_once_then_redelivered, sandbox_control
 
 LOGIN = YespoEmulator.account_settings["webhook_login"]
 PASSWORD = YespoEmulator.account_credentials["webhook_password"]
@@ -109,3 +109,24 @@ def test_an_older_activity_is_recorded_not_applied(yespo, sandbox, client):
     assert contact.email_status == "unsubscribed"
     notify(sandbox, contact, "spam", event_time=int(time.time()) - 7200, iid="older")
     assert InboundEvent.objects.get(raw_type="SPAM email").state == "not_applied"
+
+
+@pytest.mark.parametrize(
+    ("action", "media"),
+    [
+        ("unsubscribe", "email"),
+        ("unsubscribe", "sms"),
+        ("spam", "email"),
+        ("hard_bounce", "email"),
+        ("delivered", "email"),
+        ("subscription_changed", "email"),
+    ],
+)
+def test_every_event_is_applied_once_and_a_redelivery_changes_nothing(
+    yespo, sandbox, action, media
+):
+    """Each of Yespo's activity statuses we take, on both databases, over HTTP."""
+    _, contact, _ = yespo
+    Contact.objects.filter(pk=contact.pk).update(sms_status="subscribed")
+    answers = notify(sandbox, contact, action, media=media)
+    applied_once_then_redelivered(sandbox, "yespo", answers, contact)

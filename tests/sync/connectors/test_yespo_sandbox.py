@@ -673,3 +673,52 @@ def test_a_bulk_push_clears_by_shape_and_touches_nothing_else(sandbox, clearing)
     assert [c["type"] for c in one["channels"]] == ["email"] and not one.get("address")
     assert {c["type"] for c in two["channels"]} == {"email", "sms"}
     assert two["address"] == {"town": "Lviv"} and two["firstName"] == "Bea"
+
+
+# ------------------------------------------------------------- the unsubscribed-emails list
+
+
+def test_the_unsubscribed_list_takes_emails_only_and_adds_and_removes_addresses(sandbox):
+    for body in ({}, {"emails": "a@example.com"}, {"emails": ["a@example.com"], "ids": [1]}):
+        response = raw(sandbox, "POST", "/api/v1/emails/unsubscribed/add", body)
+        assert response.status_code == 400, body
+    added = raw(sandbox, "POST", "/api/v1/emails/unsubscribed/add", {"emails": ["A@example.com"]})
+    assert (added.status_code, added.content) == (200, b"")
+    assert stored(sandbox)["unsubscribed_emails"] == ["a@example.com"]
+    removed = raw(
+        sandbox, "POST", "/api/v1/emails/unsubscribed/delete", {"emails": ["a@example.com"]}
+    )
+    assert removed.status_code == 200
+    assert stored(sandbox)["unsubscribed_emails"] == []
+
+
+def test_an_opt_out_goes_on_the_list_once_and_comes_off_only_for_a_re_subscribe(yespo, sandbox):
+    pushed = yespo.push(record(email_status="unsubscribed"), RemoteState(None, "subscribed"))
+    assert stored(sandbox)["unsubscribed_emails"] == ["john.smith@example.com"]
+    calls = [e.url for e in yespo.drain_exchanges()]
+    assert sum("emails/unsubscribed/add" in url for url in calls) == 1
+    # pushed again while still opted out: no list call at all
+    yespo.push(
+        record(email_status="unsubscribed", city="Kyiv"),
+        RemoteState(pushed.remote_id, "unsubscribed"),
+    )
+    assert not [e for e in yespo.drain_exchanges() if "unsubscribed" in e.url]
+    # a plain subscribed contact Yespo already holds subscribed: nothing either
+    yespo.push(record(city="Lviv"), RemoteState(pushed.remote_id, "subscribed"))
+    assert not [e for e in yespo.drain_exchanges() if "unsubscribed" in e.url]
+    assert stored(sandbox)["unsubscribed_emails"] == ["john.smith@example.com"]
+    # a re-subscribe here (Yespo last held the opt-out): the address comes off the list
+    yespo.push(record(city="Odesa"), RemoteState(pushed.remote_id, "unsubscribed"))
+    assert stored(sandbox)["unsubscribed_emails"] == []
+
+
+def test_the_dry_run_lists_the_unsubscribed_list_call(yespo):
+    planned = yespo.planned_requests(
+        [(record(email_status="bounced"), RemoteState(None, "subscribed"))]
+    )
+    calls = [(p.method, p.url.split("/yespo/", 1)[-1], p.body) for p in planned]
+    assert (
+        "POST",
+        "api/v1/emails/unsubscribed/add",
+        '{"emails": ["john.smith@example.com"]}',
+    ) in calls, calls
