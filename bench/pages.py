@@ -8,10 +8,11 @@ Seeds a fresh database (a temporary SQLite file, or DATABASE_URL) with demo cont
 their inline rows, four destinations (one per platform, pointing nowhere: nothing is pushed),
 a sync state per contact and destination (one contact in ten failed on one destination, with
 the platform's error) and two attempt-log rows per state. Then renders each page with Django's
-test client as a superuser, once to warm up and `--repeat` times timed, and prints the median
-and the number of database queries of one render. Written to run unchanged on older commits
-(only the models and the demo seeder it uses), so a page's figure before and after a change
-can be taken the same way: run it in a worktree of each commit, one after the other.
+test client as a superuser, once to warm up and `--repeat` times timed, and prints the median,
+the database queries of one render and its Python function calls (cProfile: a cost the
+machine's load does not move). Written to run unchanged on older commits (only the models and
+the demo seeder it uses), so a page's figure before and after a change can be taken the same
+way: run it in a worktree of each commit, one after the other.
 """
 
 import argparse
@@ -49,13 +50,14 @@ def main():
         "dashboard": "/admin/sync/dashboard/",
     }
     for name, url in pages.items():
-        queries, rows, ms = _measure(client, url, args.repeat)
+        queries, rows, calls, ms = _measure(client, url, args.repeat)
         shown = f", {rows} rows" if rows is not None else ""
-        print(f"{name}: median {ms:.0f} ms, {queries} queries{shown}  ({url})")
+        print(f"{name}: median {ms:.0f} ms, {queries} queries, {calls:,} calls{shown}  ({url})")
 
 
 def _measure(client, url, repeat):
-    """(queries of one render, list rows shown or None, median ms of `repeat` renders)."""
+    """(queries of one render, list rows shown or None, Python function calls of one
+    render, median ms of `repeat` renders)."""
     from django.db import connection
 
     response = client.get(url)  # warm: templates compiled, caches filled
@@ -74,13 +76,27 @@ def _measure(client, url, repeat):
         if "result_list" in html
         else None
     )
+    calls = _function_calls(client, url)
     times = []
     for _ in range(repeat):
         began = time.perf_counter()
         response = client.get(url)
         times.append(time.perf_counter() - began)
         assert response.status_code == 200
-    return len(executed), rows, median(times) * 1000
+    return len(executed), rows, calls, median(times) * 1000
+
+
+def _function_calls(client, url) -> int:
+    """Python function calls of one render: the page's cost in a figure the machine's load
+    does not move (the timings on a shared machine do, by tens of percent)."""
+    import cProfile
+    import pstats
+
+    profile = cProfile.Profile()
+    profile.enable()
+    client.get(url)
+    profile.disable()
+    return pstats.Stats(profile).total_calls
 
 
 def _sync_history():
