@@ -18,9 +18,11 @@ bulk endpoint (bench/common.py `platforms_with(bulk=True)`), one line
   bulk bodies prebuilt, recorded from an engine run: every request of that push that carries a
   body), no database work at all;
 and a `confirm <platform>` line of its own: the check of what the platform took in bulk
-(Cendyn's read-back of each awaiting contact, `contacts_confirm`; Yespo's import status is
-read inside its push, so it is in both n and m). `--repeat` runs each measure that many
-times and prints every ratio, so the spread is visible on a shared machine.
+(Cendyn's read-back of a sample of the awaiting contacts, `contacts_confirm`, at the
+destination's own rate limit; Yespo's import status is read inside its push, so it is in n
+and the floor leaves it out). The engine's own CPU time per contact is printed beside them:
+unlike the rates, it hardly moves when other work shares the cores. `--repeat` runs each bulk
+measure that many times and prints every ratio, so the spread is visible on a shared machine.
 """
 
 import argparse
@@ -77,7 +79,8 @@ def main():
                     f"bulk {platform}: {bulk['rate']:.0f} contacts/s, "
                     f"floor {bulk['floor']:.0f} contacts/s, ratio {ratio:.2f}"
                     f"   (n={args.batch_contacts}, accepted {bulk['accepted']}, "
-                    f"{bulk['requests']} requests, {bulk['replayed']} replayed)"
+                    f"{bulk['requests']} requests, {bulk['replayed']} replayed; engine CPU "
+                    f"{bulk['cpu_ms']:.3f} ms per contact)"
                 )
                 if platform in per_contact:
                     print(f"  = {bulk['rate'] / per_contact[platform]:.1f} x its per-contact path")
@@ -153,7 +156,9 @@ def measure_bulk(platform, sandbox, count, *, confirm=False) -> dict:
     ids = list(Contact.objects.order_by("pk").values_list("pk", flat=True)[:count])
     recorder = RecordingAdapter()
     _engine_run(_fresh(platform, sandbox), ids, recorder=recorder)  # records the requests
+    cpu = time.process_time()
     seconds = _engine_run(_fresh(platform, sandbox), ids)
+    cpu = time.process_time() - cpu  # this process only: not PostgreSQL's, not the sandbox's
     Outcome = SyncAttempt.Outcome
     took = (Outcome.CREATED, Outcome.UPDATED, Outcome.ACCEPTED, Outcome.AWAITING)
     accepted = SyncAttempt.objects.filter(outcome__in=took).count()
@@ -179,6 +184,7 @@ def measure_bulk(platform, sandbox, count, *, confirm=False) -> dict:
         "accepted": accepted,
         "requests": len(recorder.requests),
         "replayed": len(bodies),
+        "cpu_ms": 1000 * cpu / count,
         "confirm": confirmed,
     }
 
