@@ -379,7 +379,9 @@ def _write_rows(states, attempts, counts, destination=None, settled=()) -> None:
         _save_states(states)
         _insert_attempts(attempts)
         if settled:
-            ContactDrift.objects.filter(destination=destination, contact_id__in=settled).delete()
+            ContactDrift.objects.filter(
+                IdIn(F("contact_id"), settled), destination=destination
+            ).delete()
         for run_id, run_counts in counts.items():
             SyncRun.objects.filter(pk=run_id, state=SyncRun.State.RUNNING).update(
                 **{name: F(name) + count for name, count in run_counts.items()}
