@@ -24,10 +24,11 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import timedelta
+from enum import Enum
 from urllib.parse import quote_plus
 
 from django.conf import settings
-from django.db import connection, reset_queries, transaction
+from django.db import connection, models, reset_queries, transaction
 from django.db.models import Case, F, Q, Value, When
 from django.utils import timezone
 
@@ -56,6 +57,7 @@ from sync.models import (
     WorkerHeartbeat,
 )
 from sync.ratelimit import DatabaseRateLimiter
+from sync.sqlids import IdIn
 
 logger = logging.getLogger(__name__)
 Outcome = SyncAttempt.Outcome
@@ -87,6 +89,36 @@ GIVE_WAY_AFTER = 0.05  # seconds of rate-limit wait a bulk chunk gives its place
 # A state in one of these still owes its run an outcome; the others have settled.
 OWED = (SyncStatus.PENDING, SyncStatus.IN_PROGRESS, SyncStatus.WAITING, SyncStatus.AWAITING)
 DRIFT_SETTLED = frozenset({Outcome.CREATED, Outcome.UPDATED, Outcome.ACCEPTED, Outcome.SKIPPED})
+
+
+class StateRow:
+    """One contact's sync state as the engine works on it: the columns of ContactSyncState as
+    plain attributes, read with `values_list` and written back by `_save_states`. A model
+    instance per contact (its __init__, its signals, per-field preparation) cost more than the
+    push itself on a bulk chunk. `as_model()` gives the model instance where one is wanted
+    (a single push's caller)."""
+
+    COLUMNS = ("id", "contact_id", "destination_id") + tuple(
+        f"{name}_id" if name == "run" else name for name in STATE_FIELDS
+    )
+    __slots__ = COLUMNS + ("claimed_from",)
+
+    def __init__(self, values):
+        for name, value in zip(self.COLUMNS, values, strict=True):
+            setattr(self, name, value)
+        self.claimed_from = self.status
+
+    @property
+    def pk(self) -> int:
+        return self.id
+
+    def get_status_display(self) -> str:
+        return SyncStatus(self.status).label
+
+    def as_model(self) -> ContactSyncState:
+        state = ContactSyncState(**{name: getattr(self, name) for name in self.COLUMNS})
+        state._state.adding, state._state.db = False, connection.alias  # as read from it
+        return state
 
 
 @dataclass
@@ -328,7 +360,7 @@ def _write(results: list[_Result], destination: Destination, context: PushContex
         result.state.updated_at = now
         if context.run_id:
             result.state.run_id = context.run_id
-    attempts = [_attempt(r, destination, context, now) for r in results]
+    attempts = [_attempt_row(r, destination, context, now) for r in results]
     # A settled contact counts in the run it was owed to, whatever path it took there (a
     # retry, a resume, a confirmation); a push of a contact that had already settled in its
     # run (a later save) counts nowhere.
@@ -348,9 +380,11 @@ def _write(results: list[_Result], destination: Destination, context: PushContex
 def _write_rows(states, attempts, counts, destination=None, settled=()) -> None:
     with transaction.atomic():
         _save_states(states)
-        _insert_rows(SyncAttempt, attempts)
+        _insert_attempts(attempts)
         if settled:
-            ContactDrift.objects.filter(destination=destination, contact_id__in=settled).delete()
+            ContactDrift.objects.filter(
+                IdIn(F("contact_id"), settled), destination=destination
+            ).delete()
         for run_id, run_counts in counts.items():
             SyncRun.objects.filter(pk=run_id, state=SyncRun.State.RUNNING).update(
                 **{name: F(name) + count for name, count in run_counts.items()}
@@ -358,55 +392,116 @@ def _write_rows(states, attempts, counts, destination=None, settled=()) -> None:
             finish_run_if_done(run_id)
 
 
-def _insert_rows(model, objects: list, batch: int = 500) -> None:
-    """INSERT new rows with multi-row statements built directly (what bulk_create does, without
-    its per-value compilation, which dominated the write of a bulk push's attempt log)."""
-    fields = [f for f in model._meta.concrete_fields if not f.primary_key]
+ATTEMPT_COLUMNS = (
+    "destination_id",
+    "contact_id",
+    "external_id",
+    "run_id",
+    "trigger",
+    "user_id",
+    "started_at",
+    "duration_ms",
+    "http_status",
+    "request_body",
+    "response_excerpt",
+    "outcome",
+    "error",
+)
+
+
+def _insert_attempts(rows: list[tuple], batch: int = 500) -> None:
+    """INSERT the attempt log's new rows (tuples in ATTEMPT_COLUMNS' order, prepared by
+    `_attempt_row`) in multi-row statements: no model instance, no per-value compilation."""
     quote = connection.ops.quote_name
     head = "INSERT INTO {} ({}) VALUES ".format(
-        quote(model._meta.db_table), ", ".join(quote(f.column) for f in fields)
+        quote(SyncAttempt._meta.db_table),
+        ", ".join(quote(SyncAttempt._meta.get_field(c).column) for c in ATTEMPT_COLUMNS),
     )
-    row = "({})".format(", ".join(["%s"] * len(fields)))
+    row = "({})".format(", ".join(["%s"] * len(ATTEMPT_COLUMNS)))
     with connection.cursor() as cursor:
-        for start in range(0, len(objects), batch):
-            part = objects[start : start + batch]
-            params = [
-                f.get_db_prep_save(f.pre_save(obj, add=True), connection)
-                for obj in part
-                for f in fields
-            ]
-            cursor.execute(head + ", ".join([row] * len(part)), params)
+        for start in range(0, len(rows), batch):
+            part = rows[start : start + batch]
+            cursor.execute(head + ", ".join([row] * len(part)), [v for r in part for v in r])
 
 
-def _save_states(states: list[ContactSyncState]) -> None:
-    """UPDATE each state's sync columns with one prepared statement run for every row.
-    (bulk_update's CASE expressions cost more to build than the rows cost to write.)"""
-    fields = [ContactSyncState._meta.get_field(name) for name in STATE_FIELDS]
-    sql = "UPDATE {} SET {} WHERE {} = %s".format(
-        connection.ops.quote_name(ContactSyncState._meta.db_table),
-        ", ".join(f"{connection.ops.quote_name(f.column)} = %s" for f in fields),
-        connection.ops.quote_name(ContactSyncState._meta.pk.column),
-    )
+def _value_preparers(model, attnames) -> list:
+    """For each column, the function that turns an attribute into its database value: what
+    `get_db_prep_save` does, reduced to what these columns hold (a timestamp in SQLite's
+    text form, JSON encoded, a choice as its plain string), built once per write."""
+    preparers = []
+    for attname in attnames:
+        field = next(f for f in model._meta.concrete_fields if f.attname == attname)
+        if isinstance(field, models.DateTimeField):
+            preparers.append(connection.ops.adapt_datetimefield_value)
+        elif isinstance(field, models.JSONField):
+            preparers.append(lambda value, f=field: f.get_db_prep_save(value, connection))
+        else:
+            preparers.append(_plain)
+    return preparers
+
+
+def _plain(value):
+    """A choice (a str enum) as the str it stands for; anything else as it is."""
+    return value.value if isinstance(value, Enum) else value
+
+
+def _save_states(states: list) -> None:
+    """Write each state's sync columns back: on PostgreSQL one `UPDATE … FROM (VALUES …)` per
+    500 states, elsewhere one prepared UPDATE run for every row (SQLite runs it in-process,
+    with no round trip per row). States are StateRows or model instances alike."""
+    attnames = [ContactSyncState._meta.get_field(name).attname for name in STATE_FIELDS]
+    preparers = _value_preparers(ContactSyncState, attnames)
     rows = [
-        [f.get_db_prep_save(getattr(state, f.attname), connection) for f in fields] + [state.pk]
+        [prepare(getattr(state, name)) for name, prepare in zip(attnames, preparers, strict=True)]
+        + [state.pk]
         for state in states
     ]
+    quote = connection.ops.quote_name
+    table = quote(ContactSyncState._meta.db_table)
+    columns = [ContactSyncState._meta.get_field(name).column for name in STATE_FIELDS]
+    pk = quote(ContactSyncState._meta.pk.column)
     with connection.cursor() as cursor:
-        cursor.executemany(sql, rows)
+        if connection.vendor != "postgresql":
+            sql = "UPDATE {} SET {} WHERE {} = %s".format(
+                table, ", ".join(f"{quote(c)} = %s" for c in columns), pk
+            )
+            cursor.executemany(sql, rows)
+            return
+        # VALUES rows carry no column types: each value is cast to its column's type.
+        casts = [
+            ContactSyncState._meta.get_field(name).cast_db_type(connection) for name in STATE_FIELDS
+        ]
+        names = [f"c{i}" for i in range(len(columns))]
+        assign = ", ".join(
+            f"{quote(c)} = v.{n}::{cast}" for c, n, cast in zip(columns, names, casts, strict=True)
+        )
+        row = "({})".format(", ".join(["%s"] * (len(columns) + 1)))
+        for start in range(0, len(rows), 500):
+            part = rows[start : start + 500]
+            cursor.execute(
+                f"UPDATE {table} SET {assign} FROM (VALUES {', '.join([row] * len(part))}) "
+                f"AS v({', '.join(names)}, id) WHERE {table}.{pk} = v.id::bigint",
+                [value for r in part for value in r],
+            )
 
 
-def _attempt(result: _Result, destination, context, now) -> SyncAttempt:
-    return SyncAttempt(
-        destination=destination,
-        contact_id=result.state.contact_id,
-        external_id=result.external_id,
-        run_id=context.run_id or result.state.run_id,
-        trigger=context.trigger,
-        user_id=context.user_id,
-        started_at=now,
-        outcome=result.outcome,
-        error=result.error,
-        **exchange_fields(result.exchanges),
+def _attempt_row(result: _Result, destination, context, now) -> tuple:
+    """The attempt-log row of one outcome, in ATTEMPT_COLUMNS' order, ready to insert."""
+    log = exchange_fields(result.exchanges)
+    return (
+        destination.pk,
+        result.state.contact_id,
+        result.external_id,
+        context.run_id or result.state.run_id,
+        _plain(context.trigger),
+        context.user_id,
+        connection.ops.adapt_datetimefield_value(now),
+        log.get("duration_ms", 0),
+        log.get("http_status"),
+        log.get("request_body", ""),
+        log.get("response_excerpt", ""),
+        _plain(result.outcome),
+        result.error,
     )
 
 
@@ -428,42 +523,51 @@ def exchange_fields(exchanges: list[Exchange]) -> dict:
 
 def _claim(
     contact_ids: list[int], destination, context, queued: bool, status=SyncStatus.PENDING
-) -> dict[int, ContactSyncState]:
+) -> dict[int, "StateRow"]:
     """Mark the contacts in progress for this worker. Left out: contacts another live worker
     holds (it re-pushes when it sees a newer version) and, for queued work, contacts no longer
     in `status` (already pushed by a copy of this task, or put back by a cancel). Each state
-    keeps the status it was claimed from in `claimed_from`."""
+    keeps the status it was claimed from in `claimed_from`.
+
+    Two statements whatever the chunk's size: the rows are read as plain values under their
+    row locks (skipping those another claim holds), then marked in one UPDATE. No model
+    instance is built: for a bulk chunk that cost more than the platform's answer."""
     now = timezone.now()
     stale = now - timedelta(seconds=settings.SYNC_LEASE_SECONDS)
     candidates = ContactSyncState.objects.filter(
-        destination=destination, contact_id__in=contact_ids
+        IdIn(F("contact_id"), contact_ids), destination=destination
     )
     if queued:  # the states were made when the work was queued
         candidates = candidates.filter(status=status)
     else:
         states_ensure(contact_ids=contact_ids, destination=destination)
     with transaction.atomic():
-        states = list(
-            candidates.select_for_update(skip_locked=True).exclude(
+        rows = list(
+            candidates.select_for_update(skip_locked=True)
+            .exclude(
                 Q(status=SyncStatus.IN_PROGRESS, claimed_at__gt=stale)
                 & ~Q(claimed_by=context.worker)
             )
+            .values_list(*StateRow.COLUMNS)
         )
-        for state in states:
-            state.claimed_from = state.status
-            state.status, state.claimed_at, state.claimed_by = (
-                SyncStatus.IN_PROGRESS,
-                now,
-                context.worker,
+        if rows:
+            ContactSyncState.objects.filter(IdIn(F("pk"), [row[0] for row in rows])).update(
+                status=SyncStatus.IN_PROGRESS,
+                claimed_at=now,
+                claimed_by=context.worker,
+                next_attempt_at=None,
             )
-            state.next_attempt_at = None
-        ContactSyncState.objects.filter(pk__in=[s.pk for s in states]).update(
-            status=SyncStatus.IN_PROGRESS,
-            claimed_at=now,
-            claimed_by=context.worker,
-            next_attempt_at=None,
+    states = {}
+    for row in rows:
+        state = StateRow(row)  # claimed_from: the status it had until now
+        state.status, state.claimed_at, state.claimed_by = (
+            SyncStatus.IN_PROGRESS,
+            now,
+            context.worker,
         )
-    return {state.contact_id: state for state in states}
+        state.next_attempt_at = None
+        states[state.contact_id] = state
+    return states
 
 
 # ----------------------------------------------------------------------------- the push
@@ -877,11 +981,44 @@ def _release_deleted(states, found_ids):
 
 
 def states_ensure(*, contact_ids, destination) -> None:
-    """A sync state for each contact on the destination (as never pushed where it has none)."""
-    ContactSyncState.objects.bulk_create(
-        [ContactSyncState(contact_id=cid, destination=destination) for cid in contact_ids],
-        ignore_conflicts=True,
-    )
+    """A sync state for each contact on the destination (as never pushed where it has none):
+    one `INSERT … SELECT` from the contacts that exist, those with a state left alone."""
+    if not contact_ids:
+        return
+    meta = ContactSyncState._meta
+    quote = connection.ops.quote_name
+    given = {"contact_id": None, "destination_id": destination.pk}
+    fields = [f for f in meta.concrete_fields if not f.primary_key]
+    defaults = []
+    now = timezone.now()
+    for column in fields:
+        if column.attname in given:
+            continue
+        value = now if column.attname == "updated_at" else column.get_default()
+        defaults.append(column.get_db_prep_save(value, connection))
+    columns = ["contact_id", "destination_id"] + [
+        f.column for f in fields if f.attname not in given
+    ]
+    contact_table = quote(Contact._meta.db_table)
+    ids = list(contact_ids)
+    with connection.cursor() as cursor:
+        for start in range(0, len(ids), 500):
+            part = ids[start : start + 500]
+            cursor.execute(
+                "INSERT INTO {} ({}) SELECT {}.{}, {} FROM {} WHERE {}.{} IN ({}) "
+                "ON CONFLICT DO NOTHING".format(
+                    quote(meta.db_table),
+                    ", ".join(quote(c) for c in columns),
+                    contact_table,
+                    quote(Contact._meta.pk.column),
+                    ", ".join(["%s"] * (len(columns) - 1)),
+                    contact_table,
+                    contact_table,
+                    quote(Contact._meta.pk.column),
+                    ", ".join(["%s"] * len(part)),
+                ),
+                [destination.pk, *defaults, *part],
+            )
 
 
 def _all_waiting(contact_ids, destination, context, queued):
@@ -902,7 +1039,7 @@ def _due_if_changed_meanwhile(records, destination) -> None:
     pushed = {r.id: r.content_version for r in records}
     newer = [
         cid
-        for cid, version in Contact.objects.filter(pk__in=pushed).values_list(
+        for cid, version in Contact.objects.filter(IdIn(F("pk"), list(pushed))).values_list(
             "pk", "content_version"
         )
         if version > pushed[cid]
@@ -959,7 +1096,10 @@ def contact_push(
     states = contacts_push(
         contact_ids=[contact_id], destination=destination, context=context, connector=connector
     )
-    return states[0] if states else None
+    if not states:
+        return None
+    state = states[0]
+    return state.as_model() if isinstance(state, StateRow) else state
 
 
 # ------------------------------------------------------------------ worker entry points

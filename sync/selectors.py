@@ -48,6 +48,7 @@ from sync.models import (
     SyncStatus,
     WorkerHeartbeat,
 )
+from sync.sqlids import IdIn
 
 Outcome = SyncAttempt.Outcome
 
@@ -95,33 +96,35 @@ def contact_records(contact_ids: Iterable[int]) -> list[ContactRecord]:
 
     group(
         "channels",
-        Channel.objects.filter(contact_id__in=ids)
+        Channel.objects.filter(IdIn(F("contact_id"), ids))
         .order_by("pk")
         .values_list("contact_id", "type", "value"),
     )
     group(
         "custom",
-        CustomFieldValue.objects.filter(contact_id__in=ids)
+        CustomFieldValue.objects.filter(IdIn(F("contact_id"), ids))
         .order_by("pk")
         .values_list("contact_id", "definition__name", "definition__type", "value"),
     )
     group(
         "groups",
-        GroupMembership.objects.filter(contact_id__in=ids).values_list("contact_id", "group_id"),
+        GroupMembership.objects.filter(IdIn(F("contact_id"), ids)).values_list(
+            "contact_id", "group_id"
+        ),
     )
     group(
         "lists",
-        MailingListSubscription.objects.filter(contact_id__in=ids).values_list(
+        MailingListSubscription.objects.filter(IdIn(F("contact_id"), ids)).values_list(
             "contact_id", "mailing_list_id", "subscribed"
         ),
     )
     group(
         "urls",
-        ExternalUrl.objects.filter(contact_id__in=ids)
+        ExternalUrl.objects.filter(IdIn(F("contact_id"), ids))
         .order_by("pk")
         .values_list("contact_id", "ref", "url", "label"),
     )
-    rows = Contact.objects.filter(pk__in=ids).order_by("pk").values(*RECORD_FIELDS, "tags")
+    rows = Contact.objects.filter(IdIn(F("pk"), ids)).order_by("pk").values(*RECORD_FIELDS, "tags")
     return [
         _record(row, {name: by_id.get(row["id"], []) for name, by_id in children.items()})
         for row in rows

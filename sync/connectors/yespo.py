@@ -684,6 +684,7 @@ class YespoConnector(BaseConnector):
         elif len(failures) < len(items):
             self.require_id(data, "asyncSessionId", status=status)
         errors = self._attribute(failures, items, finished)
+        mapped = _mapped_ids(finished) if finished is not None else {}
         outcomes = {}
         for record, _ in items:
             if record.external_id in errors:
@@ -693,7 +694,7 @@ class YespoConnector(BaseConnector):
                     record.external_id, awaiting=True, reference=session
                 )
             else:
-                outcomes[record.external_id] = _finished_item(record.external_id, finished)
+                outcomes[record.external_id] = _finished_item(record.external_id, mapped)
         return errors, outcomes
 
     def _await_import(self, session: str) -> dict | None:
@@ -736,7 +737,7 @@ class YespoConnector(BaseConnector):
         refused ones were failed from `failedContacts` already), ERROR makes them retryable,
         anything else (STARTED, IMPORTING, a check that could not be made) leaves them
         unknown (None)."""
-        statuses: dict[str, tuple[str | None, dict]] = {}
+        statuses: dict[str, tuple[str | None, dict, dict[str, str]]] = {}
         answers: list[BatchItemResult | None] = []
         for item in pending:
             session = item.reference
@@ -744,11 +745,12 @@ class YespoConnector(BaseConnector):
                 answers.append(None)
                 continue
             if session not in statuses:
-                statuses[session] = self._import_status(session)
-            state, data = statuses[session]
+                state, data = self._import_status(session)
+                statuses[session] = state, data, _mapped_ids(data) if state == "FINISHED" else {}
+            state, data, mapped = statuses[session]
             external_id = item.record.external_id
             if state == "FINISHED":
-                answers.append(_finished_item(external_id, data))
+                answers.append(_finished_item(external_id, mapped))
             elif state == "ERROR":
                 answers.append(BatchItemResult(external_id, self._import_error(session, data)))
             else:
@@ -1112,13 +1114,21 @@ def _field_option(field: dict) -> RemoteOption:
     )
 
 
-def _finished_item(external_id: str, finished: dict) -> BatchItemResult:
+def _finished_item(external_id: str, mapped: dict[str, str]) -> BatchItemResult:
     """A contact of a FINISHED import ("completed successfully"): synced, with its Yespo id
-    where the session's `mapping` (dedupeValue -> contactId) names it."""
+    where the session's mapping names it (`mapped`, from `_mapped_ids`)."""
+    return BatchItemResult(external_id, remote_id=mapped.get(external_id))
+
+
+def _mapped_ids(finished: dict) -> dict[str, str]:
+    """A FINISHED import's `mapping` (dedupeValue -> contactId) as a dict, the first entry
+    naming an id winning: read once per answer, not scanned once per contact (a 3,000-contact
+    import made that 9 million comparisons)."""
+    ids: dict[str, str] = {}
     for entry in _object_or_list(finished.get("mapping")):
-        if str(entry.get("dedupeValue")) == external_id and entry.get("contactId"):
-            return BatchItemResult(external_id, remote_id=str(entry["contactId"]))
-    return BatchItemResult(external_id)
+        if entry.get("contactId"):
+            ids.setdefault(str(entry.get("dedupeValue")), str(entry["contactId"]))
+    return ids
 
 
 def _object_or_list(value: Any) -> list[dict]:
