@@ -104,16 +104,17 @@ def main():
     parser.add_argument("--limit", type=float, default=50.0)
     parser.add_argument("--latency-ms", type=int, default=100)
     parser.add_argument("--in-flight", type=int, default=8)
+    parser.add_argument("--chunk-size", type=int, default=100, help="SYNC_CHUNK_SIZE")
     parser.add_argument("--platforms", nargs="*")
     args = parser.parse_args()
-    setup_django()
+    setup_django(SYNC_CHUNK_SIZE=args.chunk_size)
     env = {**os.environ, **sandbox_credentials_env()}
     from django.db import connection
 
     platforms = args.platforms or platforms_with(bulk=False)
     print(
         f"database {connection.vendor}; sandbox latency {args.latency_ms} ms; sandbox and "
-        f"destination limit {args.limit:g} requests/s"
+        f"destination limit {args.limit:g} requests/s; {args.chunk_size} contacts per task"
     )
     sandbox = SandboxProcess(rate_limits=True)
     try:
