@@ -82,7 +82,10 @@ def run_phase(sandbox, platform, *, contacts, workers, in_flight, args, env) -> 
         for proc in procs:
             proc.wait(timeout=60)
     traffic = sandbox.control(f"traffic?platform={platform}")[platform]
-    stamps = sorted(entry["t"] for entry in sandbox.control(f"log?platform={platform}"))
+    log = sandbox.control(f"log?platform={platform}")
+    stamps = sorted(entry["t"] for entry in log)
+    # when the 429s came, in seconds from the first answer: at the start, the end, anywhere
+    traffic["refused_at"] = [round(e["t"] - stamps[0], 2) for e in log if e["status"] == 429]
     traffic["rate"] = (len(stamps) - 1) / (stamps[-1] - stamps[0])
     traffic["seconds"] = stamps[-1] - stamps[0]
     return traffic
@@ -94,6 +97,7 @@ def describe(label, traffic, limit) -> str:
         f"{traffic['rate']:.1f}/s = {traffic['rate'] / limit:.2f} of the limit; busiest second "
         f"{traffic['max_per_second']}, 429 answers {traffic['rate_limited']}, at most "
         f"{traffic['max_in_flight']} in flight"
+        + (f" (429s at {traffic['refused_at']} s)" if traffic["refused_at"] else "")
     )
 
 
@@ -104,16 +108,17 @@ def main():
     parser.add_argument("--limit", type=float, default=50.0)
     parser.add_argument("--latency-ms", type=int, default=100)
     parser.add_argument("--in-flight", type=int, default=8)
+    parser.add_argument("--chunk-size", type=int, default=100, help="SYNC_CHUNK_SIZE")
     parser.add_argument("--platforms", nargs="*")
     args = parser.parse_args()
-    setup_django()
+    setup_django(SYNC_CHUNK_SIZE=args.chunk_size)
     env = {**os.environ, **sandbox_credentials_env()}
     from django.db import connection
 
     platforms = args.platforms or platforms_with(bulk=False)
     print(
         f"database {connection.vendor}; sandbox latency {args.latency_ms} ms; sandbox and "
-        f"destination limit {args.limit:g} requests/s"
+        f"destination limit {args.limit:g} requests/s; {args.chunk_size} contacts per task"
     )
     sandbox = SandboxProcess(rate_limits=True)
     try:

@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sync.connectors.base import BaseConnector
+from sync.ratelimit import MAX_BLOCK
 
 RESERVE_AHEAD = 0.05  # seconds: the next slot is reserved when the last one is this close
 # A lane that wakes more than LATE_AFTER seconds after its slot asks for another (at most
@@ -255,11 +256,24 @@ class InFlight:
             if self._last_slot is not None and self._last_slot - time.time() > RESERVE_AHEAD:
                 return
             ticket = self._tickets.popleft()
-            slot = time.time() if self.limiter is None else self.limiter.reserve(ticket.call_class)
+            slot = self._fresh_slot(ticket.call_class)
             self._last_slot = slot
             self._answer(ticket, slot)
         while self._tickets:  # stopping
             self._answer(self._tickets.popleft(), None)
+
+    def _fresh_slot(self, call_class: str | None) -> float:
+        """The next slot from the shared limit, skipping slots of the limiter's block that
+        passed unused (at most a block's worth): sent now, a request on one would join the
+        ones other workers send at their own slots in the current second."""
+        if self.limiter is None:
+            return time.time()
+        slot = self.limiter.reserve(call_class)
+        for _ in range(MAX_BLOCK):
+            if slot >= time.time() - LATE_AFTER:
+                break
+            slot = self.limiter.reserve(call_class)
+        return slot
 
     @staticmethod
     def _answer(ticket: _Ticket, slot: float | None) -> None:
