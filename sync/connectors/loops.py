@@ -399,16 +399,52 @@ class LoopsConnector(BaseConnector):
         the id tells: the stored id back means updated, another id a new contact (the old
         one was deleted there)."""
         payload = self.build_payload(record, state)
+        if payload.get("subscribed") is True:
+            self._refuse_if_suppressed(record)
         status, data = self.request("PUT", UPDATE_PATH, json_body=payload)
         self._require_success(data, status)
         remote_id = self.require_id(data, status=status)
         created = None if state.remote_id is None else remote_id != state.remote_id
         return PushResult(remote_id, created, status, payload)
 
+    def _refuse_if_suppressed(self, record: ContactRecord) -> None:
+        """Part A: Loops has no change feed, so before a push that sends `subscribed: true`
+        we ask it, `GET /v1/contacts/find` then `GET /v1/contacts/suppression`. The consent
+        guard (sync.consent) already let the `true` through: a person or an import opted the
+        contact in here after every opt-out we know. `find` saying `subscribed: false` is
+        then expected (our own earlier opt-out, or theirs: Loops' answers carry no time, so
+        nothing tells them apart). A contact Loops holds suppressed (a hard bounce or a
+        complaint) is another matter: a `true` does not lift Loops' suppression, so the push
+        would claim a re-subscribe that reaches nobody. It is refused, with the reason on the
+        contact's sync panel and attempt log, and the destination's next poll records the
+        suppression in the ledger (`poll`). A contact `find` does not know is created anew by
+        the upsert: nothing to ask."""
+        if self._find(record.external_id) is None:
+            return
+        if self._suppressed(record.external_id):
+            raise PermanentError(
+                self.label,
+                "Loops holds this person on its suppression list (a hard bounce or a spam "
+                "complaint), so the re-subscribe (`subscribed: true`) was not sent: it would "
+                "reach nobody. Loops' next poll records the suppression here.",
+            )
+
     def planned_requests(self, items):
-        """One `PUT /v1/contacts/update` per contact, with the body `push` sends."""
+        """One `PUT /v1/contacts/update` per contact, with the body `push` sends; before a
+        body that re-subscribes (`subscribed: true`), the two reads `push` makes first."""
         planned = []
         for record, _, payload in self.buildable(items, planned):
+            if payload.get("subscribed") is True:
+                for path in ("v1/contacts/find", "v1/contacts/suppression"):
+                    planned.append(
+                        self.plan(
+                            "GET",
+                            path,
+                            params={"userId": record.external_id},
+                            note="asked before a re-subscribe (Loops has no change feed)",
+                            external_ids=(record.external_id,),
+                        )
+                    )
             planned.append(
                 self.plan("PUT", UPDATE_PATH, json_body=payload, external_ids=(record.external_id,))
             )

@@ -331,3 +331,79 @@ def test_a_page_opened_before_a_platform_opt_out_does_not_undo_it(admin_client_l
     assert ConsentEntry.objects.get(contact=contact, source="admin").previous_status == (
         "unsubscribed"
     )
+
+
+def _loops_paths(sandbox, since):
+    """The paths of the requests Loops received since log entry `since`."""
+    log = requests.get(f"{sandbox.url}/_sandbox/log?platform=loops", timeout=5).json()
+    return [entry["path"] for entry in log[since:]]
+
+
+def _loops_log_length(sandbox):
+    return len(requests.get(f"{sandbox.url}/_sandbox/log?platform=loops", timeout=5).json())
+
+
+def test_a_re_subscribe_asks_loops_first_and_goes_out_when_not_suppressed(world, sandbox):
+    destinations, contact = world
+    unsubscribe_on_loops(sandbox, contact)
+    consent_record(
+        contact=contact,
+        channel="email",
+        status="subscribed",
+        source="admin",
+        occurred_at=timezone.now(),
+        source_label="a person",
+    )
+    since = _loops_log_length(sandbox)
+    state = contact_push(
+        contact_id=contact.pk, destination=destinations["loops"], context=PushContext("action")
+    )
+    assert state.status == "synced", state.last_error
+    assert _loops_paths(sandbox, since) == [
+        "/v1/contacts/find",
+        "/v1/contacts/suppression",
+        "/v1/contacts/update",
+    ]
+    assert subscribed_on(sandbox, "loops", contact)
+
+
+def test_a_person_suppressed_on_loops_is_not_re_subscribed_by_an_opt_in_here(world, sandbox):
+    destinations, contact = world
+    sandbox_control(
+        sandbox,
+        "notify",
+        platform="loops",
+        action="hard_bounce",
+        external_id=contact.external_id,
+        event_time=int(time.time()) - 60,
+    )
+    contact.refresh_from_db()
+    assert contact.email_status != "subscribed"  # Loops' hard bounce (and its unsubscribe)
+    consent_record(  # a person opts the contact in here afterwards
+        contact=contact,
+        channel="email",
+        status="subscribed",
+        source="admin",
+        occurred_at=timezone.now(),
+        source_label="a person",
+    )
+    since = _loops_log_length(sandbox)
+    state = contact_push(
+        contact_id=contact.pk, destination=destinations["loops"], context=PushContext("action")
+    )
+    assert state.status == "failed"
+    assert "suppression list" in state.last_error
+    assert _loops_paths(sandbox, since) == ["/v1/contacts/find", "/v1/contacts/suppression"]
+    assert not subscribed_on(sandbox, "loops", contact)
+
+
+def test_a_push_that_does_not_re_subscribe_asks_loops_nothing_first(world, sandbox):
+    destinations, contact = world
+    contact.first_name = "Ada B."
+    contact.save()
+    since = _loops_log_length(sandbox)
+    state = contact_push(
+        contact_id=contact.pk, destination=destinations["loops"], context=PushContext("action")
+    )
+    assert state.status == "synced", state.last_error
+    assert _loops_paths(sandbox, since) == ["/v1/contacts/update"]
