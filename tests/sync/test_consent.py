@@ -333,19 +333,14 @@ def test_a_page_opened_before_a_platform_opt_out_does_not_undo_it(admin_client_l
     )
 
 
-def _loops_paths(sandbox, since):
-    """The paths of the requests Loops received since log entry `since`."""
+def _loops_paths(sandbox) -> list[str]:
+    """The paths of every request Loops received, oldest first (the sandbox's log)."""
     log = requests.get(f"{sandbox.url}/_sandbox/log?platform=loops", timeout=5).json()
-    return [entry["path"] for entry in log[since:]]
+    return [entry["path"] for entry in log]
 
 
-def _loops_log_length(sandbox):
-    return len(requests.get(f"{sandbox.url}/_sandbox/log?platform=loops", timeout=5).json())
-
-
-def test_a_re_subscribe_asks_loops_first_and_goes_out_when_not_suppressed(world, sandbox):
-    destinations, contact = world
-    unsubscribe_on_loops(sandbox, contact)
+def _opt_in_here(contact):
+    """A person opts the contact in here, now (a ledger entry from the admin)."""
     consent_record(
         contact=contact,
         channel="email",
@@ -354,16 +349,24 @@ def test_a_re_subscribe_asks_loops_first_and_goes_out_when_not_suppressed(world,
         occurred_at=timezone.now(),
         source_label="a person",
     )
-    since = _loops_log_length(sandbox)
+
+
+def _push_to_loops(sandbox, destinations, contact):
+    """One push of the contact to Loops; its state and the paths Loops received for it."""
+    since = len(_loops_paths(sandbox))
     state = contact_push(
         contact_id=contact.pk, destination=destinations["loops"], context=PushContext("action")
     )
+    return state, _loops_paths(sandbox)[since:]
+
+
+def test_a_re_subscribe_asks_loops_first_and_goes_out_when_not_suppressed(world, sandbox):
+    destinations, contact = world
+    unsubscribe_on_loops(sandbox, contact)
+    _opt_in_here(contact)
+    state, paths = _push_to_loops(sandbox, destinations, contact)
     assert state.status == "synced", state.last_error
-    assert _loops_paths(sandbox, since) == [
-        "/v1/contacts/find",
-        "/v1/contacts/suppression",
-        "/v1/contacts/update",
-    ]
+    assert paths == ["/v1/contacts/find", "/v1/contacts/suppression", "/v1/contacts/update"]
     assert subscribed_on(sandbox, "loops", contact)
 
 
@@ -379,21 +382,11 @@ def test_a_person_suppressed_on_loops_is_not_re_subscribed_by_an_opt_in_here(wor
     )
     contact.refresh_from_db()
     assert contact.email_status != "subscribed"  # Loops' hard bounce (and its unsubscribe)
-    consent_record(  # a person opts the contact in here afterwards
-        contact=contact,
-        channel="email",
-        status="subscribed",
-        source="admin",
-        occurred_at=timezone.now(),
-        source_label="a person",
-    )
-    since = _loops_log_length(sandbox)
-    state = contact_push(
-        contact_id=contact.pk, destination=destinations["loops"], context=PushContext("action")
-    )
+    _opt_in_here(contact)  # afterwards
+    state, paths = _push_to_loops(sandbox, destinations, contact)
     assert state.status == "failed"
     assert "suppression list" in state.last_error
-    assert _loops_paths(sandbox, since) == ["/v1/contacts/find", "/v1/contacts/suppression"]
+    assert paths == ["/v1/contacts/find", "/v1/contacts/suppression"]
     assert not subscribed_on(sandbox, "loops", contact)
 
 
@@ -401,9 +394,6 @@ def test_a_push_that_does_not_re_subscribe_asks_loops_nothing_first(world, sandb
     destinations, contact = world
     contact.first_name = "Ada B."
     contact.save()
-    since = _loops_log_length(sandbox)
-    state = contact_push(
-        contact_id=contact.pk, destination=destinations["loops"], context=PushContext("action")
-    )
+    state, paths = _push_to_loops(sandbox, destinations, contact)
     assert state.status == "synced", state.last_error
-    assert _loops_paths(sandbox, since) == ["/v1/contacts/update"]
+    assert paths == ["/v1/contacts/update"]
