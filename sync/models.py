@@ -642,6 +642,62 @@ class PushesPerHour(models.Model):
         return f"{self.pushes} pushes on {self.destination_id} at {self.hour:%Y-%m-%d %H:00} UTC"
 
 
+class SyncStatusCount(models.Model):
+    """How many contact sync states stand in one status on one destination, as of the last
+    compaction: the dashboard's overview without counting millions of states per view
+    (`sync.selectors.status_counts` adds the deltas not yet folded in).
+
+    Written only by the database: triggers on the sync state table (migration 0021), never
+    by Python code. States are written by many paths: the engine's set-based UPDATE and
+    INSERT … SELECT (sync.engine, sync.sqlids), services, inbound events, erasure, imports,
+    admin actions, and deletes and cascades of contacts and destinations; a trigger sees every
+    one of them, raw SQL included, where a count kept in Python would miss any path that
+    forgot it. On PostgreSQL the triggers only append to SyncStatusCountDelta and the
+    scheduler folds those in (`sync.services.status_counts_compact`); on SQLite (one writer)
+    they update these totals directly.
+
+    No foreign key: the rows of a deleted destination fall to zero as its states are
+    deleted, and compaction removes them."""
+
+    destination = models.ForeignKey(
+        Destination,
+        on_delete=models.DO_NOTHING,
+        db_constraint=False,
+        db_index=False,
+        related_name="+",
+    )
+    status = models.CharField(max_length=20, choices=SyncStatus.choices)
+    n = models.BigIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["destination", "status"], name="status_count_unique")
+        ]
+
+    def __str__(self):
+        return f"{self.n} {self.status} on {self.destination_id}"
+
+
+class SyncStatusCountDelta(models.Model):
+    """A change to SyncStatusCount not yet folded in: one row per (destination, status) per
+    statement that wrote sync states on PostgreSQL, appended by a trigger. Appending, rather
+    than updating a total row, means two workers writing states at once never wait on (or
+    deadlock over) the same counter row."""
+
+    destination = models.ForeignKey(
+        Destination,
+        on_delete=models.DO_NOTHING,
+        db_constraint=False,
+        db_index=False,
+        related_name="+",
+    )
+    status = models.CharField(max_length=20, choices=SyncStatus.choices)
+    n = models.BigIntegerField(help_text="States added (negative: removed).")
+
+    def __str__(self):
+        return f"{self.n:+} {self.status} on {self.destination_id}"
+
+
 class ContactDrift(models.Model):
     """What a read-back found different on the platform from what we would send now, for one
     contact on one destination (sync.drift). Field names only: the values stay where they are

@@ -6,6 +6,7 @@ from collections.abc import Iterable
 from datetime import UTC, timedelta
 
 from django.conf import settings
+from django.db import connection
 from django.db.models import Count, Exists, F, OuterRef, Q, Subquery, Window
 from django.db.models.functions import RowNumber, TruncHour
 from django.urls import reverse
@@ -46,6 +47,8 @@ from sync.models import (
     SyncAttempt,
     SyncRun,
     SyncStatus,
+    SyncStatusCount,
+    SyncStatusCountDelta,
     WorkerHeartbeat,
 )
 from sync.sqlids import IdIn
@@ -306,9 +309,7 @@ def dashboard(now=None) -> dict:
         )
     )
     total_contacts = Contact.objects.count()
-    counts: dict[int, dict[str, int]] = {}
-    for row in ContactSyncState.objects.values("destination_id", "status").annotate(n=Count("id")):
-        counts.setdefault(row["destination_id"], {})[row["status"]] = row["n"]
+    counts = status_counts()
     # Hourly pushes over the week: the charts, and the trend (the last 24 h against the 24 h
     # before).
     hourly = pushes_per_hour(destination_ids=[d.pk for d in destinations], now=now)
@@ -356,6 +357,28 @@ def dashboard(now=None) -> dict:
         "inbound": inbound_dashboard(destinations=destinations, now=now),
         "now": now,
     }
+
+
+def status_counts() -> dict[int, dict[str, int]]:
+    """Sync states per destination and status, {destination_id: {status: n}}, from the store
+    the database's triggers keep (SyncStatusCount, migration 0021): its totals plus the
+    deltas the scheduler has not folded in yet. One query over a few hundred rows, where a
+    GROUP BY of the states reads all of them (1.6 s at 4,000,000). One statement, so it sees
+    the totals and the deltas of one moment, before or after a compaction, never half."""
+    sql = (
+        "SELECT destination_id, status, SUM(n) FROM ("
+        f" SELECT destination_id, status, n FROM {SyncStatusCount._meta.db_table}"
+        " UNION ALL"
+        f" SELECT destination_id, status, n FROM {SyncStatusCountDelta._meta.db_table}"
+        ") AS counts GROUP BY destination_id, status"
+    )
+    counts: dict[int, dict[str, int]] = {}
+    with connection.cursor() as cursor:
+        cursor.execute(sql)
+        for destination_id, status, n in cursor.fetchall():
+            if n:
+                counts.setdefault(destination_id, {})[status] = int(n)
+    return counts
 
 
 # ------------------------------------------------------------------- dashboard: inbound

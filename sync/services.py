@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Exists, F, OuterRef, Q, QuerySet, Subquery
 from django.dispatch import receiver
 from django.utils import timezone
@@ -57,6 +57,8 @@ from sync.models import (
     SyncAttempt,
     SyncRun,
     SyncStatus,
+    SyncStatusCount,
+    SyncStatusCountDelta,
     Trigger,
 )
 
@@ -1003,6 +1005,49 @@ def pushes_per_hour_store(*, now=None) -> int:
     # two schedulers storing the same hours at once: the same counts, kept once
     PushesPerHour.objects.bulk_create(rows, ignore_conflicts=True)
     return len(rows)
+
+
+# Any constant: the advisory lock that lets one compaction run at a time across schedulers.
+STATUS_COUNTS_LOCK = 0x5C0DE021
+
+
+def status_counts_compact() -> int:
+    """Fold the sync-state count deltas the PostgreSQL triggers appended into the totals
+    (the scheduler, each pass), so the dashboard's read (`selectors.status_counts`) stays a
+    few hundred rows. Returns the delta rows folded. Deltas are deleted and added to the
+    totals in one statement, so totals plus deltas are the same before and after; deltas
+    committed meanwhile are not in the statement's snapshot and wait for the next pass. One
+    scheduler folds at a time (a second finds the lock taken and returns 0). SQLite's triggers
+    update the totals themselves: nothing to fold there, only a deleted destination's zeros
+    to remove."""
+    if connection.vendor != "postgresql":
+        SyncStatusCount.objects.filter(n=0).delete()
+        return 0
+    totals = SyncStatusCount._meta.db_table
+    deltas = SyncStatusCountDelta._meta.db_table
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute("SELECT pg_try_advisory_xact_lock(%s)", [STATUS_COUNTS_LOCK])
+        if not cursor.fetchone()[0]:
+            return 0
+        cursor.execute(
+            f"""
+            WITH folded AS (DELETE FROM {deltas} RETURNING destination_id, status, n),
+            summed AS (
+                SELECT destination_id, status, sum(n) AS n, count(*) AS rows FROM folded
+                GROUP BY destination_id, status
+            ),
+            added AS (
+                INSERT INTO {totals} AS t (destination_id, status, n)
+                SELECT destination_id, status, n FROM summed
+                ON CONFLICT (destination_id, status) DO UPDATE SET n = t.n + EXCLUDED.n
+            )
+            SELECT coalesce(sum(rows), 0) FROM summed
+            """
+        )
+        folded = cursor.fetchone()[0]
+        # a deleted destination's counts, fallen to zero with its states
+        cursor.execute(f"DELETE FROM {totals} WHERE n = 0")
+    return int(folded)
 
 
 def inbound_per_hour_store(*, now=None) -> int:

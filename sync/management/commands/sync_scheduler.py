@@ -59,6 +59,7 @@ class Command(BaseCommand):
         with_database_retry(alerts.inbound_alerts_check)  # silent destinations, refusal spikes
         with_database_retry(services.pushes_per_hour_store)  # the dashboard's settled hours
         with_database_retry(services.inbound_per_hour_store)  # and its inbound ones
+        with_database_retry(services.status_counts_compact)  # and its counts of states
         # due per destination in the database (a day after its last probe), so a restarted
         # scheduler neither skips nor repeats one
         probes = with_database_retry(services.probes_enqueue_due)
