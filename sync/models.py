@@ -643,9 +643,10 @@ class PushesPerHour(models.Model):
 
 
 class SyncStatusCount(models.Model):
-    """How many contact sync states stand in one status on one destination, as of the last
-    compaction: the dashboard's overview without counting millions of states per view
-    (`sync.selectors.status_counts` adds the deltas not yet folded in).
+    """How many contact sync states stand in one status on one destination (the failed ones
+    also by their last error), as of the last compaction: the dashboard's overview and top
+    errors without counting millions of states per view (`sync.selectors.state_counts` adds
+    the deltas not yet folded in).
 
     Written only by the database: triggers on the sync state table (migration 0021), never
     by Python code. States are written by many paths: the engine's set-based UPDATE and
@@ -667,12 +668,15 @@ class SyncStatusCount(models.Model):
         related_name="+",
     )
     status = models.CharField(max_length=20, choices=SyncStatus.choices)
+    error = models.TextField(
+        blank=True,
+        help_text="The failed states' last error (the dashboard's top errors); blank "
+        "for the other statuses.",
+    )
     n = models.BigIntegerField(default=0)
 
-    class Meta:
-        constraints = [
-            models.UniqueConstraint(fields=["destination", "status"], name="status_count_unique")
-        ]
+    # Unique on (destination, status, error), made by migration 0021 for each database: on
+    # PostgreSQL over md5(error), since a B-tree entry cannot hold an error of any length.
 
     def __str__(self):
         return f"{self.n} {self.status} on {self.destination_id}"
@@ -692,6 +696,7 @@ class SyncStatusCountDelta(models.Model):
         related_name="+",
     )
     status = models.CharField(max_length=20, choices=SyncStatus.choices)
+    error = models.TextField(blank=True, help_text="As SyncStatusCount.error.")
     n = models.BigIntegerField(help_text="States added (negative: removed).")
 
     def __str__(self):

@@ -309,7 +309,7 @@ def dashboard(now=None) -> dict:
         )
     )
     total_contacts = Contact.objects.count()
-    counts = status_counts()
+    counts, errors = state_counts()
     # Hourly pushes over the week: the charts, and the trend (the last 24 h against the 24 h
     # before).
     hourly = pushes_per_hour(destination_ids=[d.pk for d in destinations], now=now)
@@ -317,16 +317,6 @@ def dashboard(now=None) -> dict:
     for row in ContactDrift.objects.values("destination_id", "missing").annotate(n=Count("id")):
         key = "missing" if row["missing"] else "drifted"
         drifted.setdefault(row["destination_id"], {})[key] = row["n"]
-    errors: dict[int, list] = {}
-    for row in (
-        ContactSyncState.objects.filter(status=SyncStatus.FAILED)
-        .values("destination_id", "last_error")
-        .annotate(n=Count("id"))
-        .order_by("-n")[:200]
-    ):
-        errors.setdefault(row["destination_id"], [])
-        if len(errors[row["destination_id"]]) < 5:
-            errors[row["destination_id"]].append({"message": row["last_error"], "count": row["n"]})
     rows = [
         {
             **_destination_row(
@@ -359,26 +349,39 @@ def dashboard(now=None) -> dict:
     }
 
 
-def status_counts() -> dict[int, dict[str, int]]:
-    """Sync states per destination and status, {destination_id: {status: n}}, from the store
-    the database's triggers keep (SyncStatusCount, migration 0021): its totals plus the
-    deltas the scheduler has not folded in yet. One query over a few hundred rows, where a
-    GROUP BY of the states reads all of them (1.6 s at 4,000,000). One statement, so it sees
-    the totals and the deltas of one moment, before or after a compaction, never half."""
+TOP_ERRORS = 5  # per destination, on the dashboard
+
+
+def state_counts() -> tuple[dict[int, dict[str, int]], dict[int, list[dict]]]:
+    """Sync states per destination and status, {destination_id: {status: n}}, and each
+    destination's most frequent errors among its failed states, {destination_id: [{"message",
+    "count"}]} (at most 5, most first), from the store the database's triggers keep
+    (SyncStatusCount, migration 0021): its totals plus the deltas the scheduler has not
+    folded in yet. One query over a few hundred rows, where counting the states reads all of
+    them (2 s for 4,000,000, and the failed ones' errors another 0.6 s). One statement, so it
+    sees the totals and the deltas of one moment, before or after a compaction, never half."""
     sql = (
-        "SELECT destination_id, status, SUM(n) FROM ("
-        f" SELECT destination_id, status, n FROM {SyncStatusCount._meta.db_table}"
+        "SELECT destination_id, status, error, SUM(n) AS n FROM ("
+        f" SELECT destination_id, status, error, n FROM {SyncStatusCount._meta.db_table}"
         " UNION ALL"
-        f" SELECT destination_id, status, n FROM {SyncStatusCountDelta._meta.db_table}"
-        ") AS counts GROUP BY destination_id, status"
+        f" SELECT destination_id, status, error, n FROM {SyncStatusCountDelta._meta.db_table}"
+        ") AS counts GROUP BY destination_id, status, error ORDER BY n DESC, error"
     )
     counts: dict[int, dict[str, int]] = {}
+    errors: dict[int, list[dict]] = {}
     with connection.cursor() as cursor:
         cursor.execute(sql)
-        for destination_id, status, n in cursor.fetchall():
-            if n:
-                counts.setdefault(destination_id, {})[status] = int(n)
-    return counts
+        rows = cursor.fetchall()
+    for destination_id, status, error, n in rows:
+        if not n:
+            continue
+        by_status = counts.setdefault(destination_id, {})
+        by_status[status] = by_status.get(status, 0) + int(n)
+        if status == SyncStatus.FAILED:
+            top = errors.setdefault(destination_id, [])
+            if len(top) < TOP_ERRORS:
+                top.append({"message": error, "count": int(n)})
+    return counts, errors
 
 
 # ------------------------------------------------------------------- dashboard: inbound

@@ -1031,21 +1031,22 @@ def status_counts_compact() -> int:
             return 0
         cursor.execute(
             f"""
-            WITH folded AS (DELETE FROM {deltas} RETURNING destination_id, status, n),
+            WITH folded AS (DELETE FROM {deltas} RETURNING destination_id, status, error, n),
             summed AS (
-                SELECT destination_id, status, sum(n) AS n, count(*) AS rows FROM folded
-                GROUP BY destination_id, status
+                SELECT destination_id, status, error, sum(n) AS n, count(*) AS rows
+                FROM folded GROUP BY destination_id, status, error
             ),
             added AS (
-                INSERT INTO {totals} AS t (destination_id, status, n)
-                SELECT destination_id, status, n FROM summed
-                ON CONFLICT (destination_id, status) DO UPDATE SET n = t.n + EXCLUDED.n
+                INSERT INTO {totals} AS t (destination_id, status, error, n)
+                SELECT destination_id, status, error, n FROM summed
+                ON CONFLICT (destination_id, status, md5(error))
+                DO UPDATE SET n = t.n + EXCLUDED.n
             )
             SELECT coalesce(sum(rows), 0) FROM summed
             """
         )
         folded = cursor.fetchone()[0]
-        # a deleted destination's counts, fallen to zero with its states
+        # an error no state has any more, a deleted destination's counts: fallen to zero
         cursor.execute(f"DELETE FROM {totals} WHERE n = 0")
     return int(folded)
 

@@ -3,17 +3,19 @@
 import django.db.models.deletion
 from django.db import migrations, models
 
-# The dashboard's counts of sync states per (destination, status), kept by triggers on
-# sync_contactsyncstate. Triggers, not Python: states are written by the engine's set-based
-# UPDATE and INSERT … SELECT (sync.engine, sync.sqlids), by services, inbound events,
-# erasure, imports and admin actions, and removed by deletes and cascades of contacts and
-# destinations; the database sees every one of those statements, raw SQL included, so the
-# counts cannot drift when a new write path forgets them.
+# The dashboard's counts of sync states per (destination, status), the failed ones also per
+# last error (its top errors), kept by triggers on sync_contactsyncstate. Triggers, not
+# Python: states are written by the engine's set-based UPDATE and INSERT … SELECT
+# (sync.engine, sync.sqlids), by services, inbound events, erasure, imports and admin
+# actions, and removed by deletes and cascades of contacts and destinations; the database
+# sees every one of those statements, raw SQL included, so the counts cannot drift when a new
+# write path forgets them.
 #
 # PostgreSQL: statement-level triggers read the statement's transition tables and append one
-# grouped row per (destination, status) changed to sync_syncstatuscountdelta. Writers only
-# append: two workers never wait on the same counter row, so no hot row and no deadlock. The
-# scheduler folds the deltas into sync_syncstatuscount (sync.services.status_counts_compact).
+# grouped row per (destination, status, error) changed to sync_syncstatuscountdelta. Writers
+# only append: two workers never wait on the same counter row, so no hot row and no
+# deadlock. The scheduler folds the deltas into sync_syncstatuscount
+# (sync.services.status_counts_compact).
 #
 # SQLite (one writer at a time): row-level triggers update sync_syncstatuscount directly. A
 # removal only decrements a row that exists (never creates a negative one), so a flush that
@@ -26,13 +28,17 @@ from django.db import migrations, models
 STATES = "sync_contactsyncstate"
 TOTALS = "sync_syncstatuscount"
 DELTAS = "sync_syncstatuscountdelta"
+# What a state is counted under besides its destination and status.
+ERROR = "CASE WHEN status = 'failed' THEN last_error ELSE '' END"
 
 CREATE_POSTGRESQL = [
+    # an error may be longer than a B-tree entry holds: unique over its md5
+    f"CREATE UNIQUE INDEX status_count_unique ON {TOTALS} (destination_id, status, md5(error))",
     f"""
     CREATE FUNCTION sync_status_count_inserted() RETURNS trigger LANGUAGE plpgsql AS $$
     BEGIN
-        INSERT INTO {DELTAS} (destination_id, status, n)
-        SELECT destination_id, status, count(*) FROM new_states GROUP BY destination_id, status;
+        INSERT INTO {DELTAS} (destination_id, status, error, n)
+        SELECT destination_id, status, {ERROR}, count(*) FROM new_states GROUP BY 1, 2, 3;
         RETURN NULL;
     END $$
     """,
@@ -41,13 +47,13 @@ CREATE_POSTGRESQL = [
     BEGIN
         -- most updates (claims' leases, outcomes' details) leave the counts as they were:
         -- only the groups whose number changed are appended
-        INSERT INTO {DELTAS} (destination_id, status, n)
-        SELECT destination_id, status, sum(n) FROM (
-            SELECT destination_id, status, -1 AS n FROM old_states
+        INSERT INTO {DELTAS} (destination_id, status, error, n)
+        SELECT destination_id, status, error, sum(n) FROM (
+            SELECT destination_id, status, {ERROR} AS error, -1 AS n FROM old_states
             UNION ALL
-            SELECT destination_id, status, 1 AS n FROM new_states
+            SELECT destination_id, status, {ERROR} AS error, 1 AS n FROM new_states
         ) AS changed
-        GROUP BY destination_id, status
+        GROUP BY 1, 2, 3
         HAVING sum(n) <> 0;
         RETURN NULL;
     END $$
@@ -55,8 +61,8 @@ CREATE_POSTGRESQL = [
     f"""
     CREATE FUNCTION sync_status_count_deleted() RETURNS trigger LANGUAGE plpgsql AS $$
     BEGIN
-        INSERT INTO {DELTAS} (destination_id, status, n)
-        SELECT destination_id, status, -count(*) FROM old_states GROUP BY destination_id, status;
+        INSERT INTO {DELTAS} (destination_id, status, error, n)
+        SELECT destination_id, status, {ERROR}, -count(*) FROM old_states GROUP BY 1, 2, 3;
         RETURN NULL;
     END $$
     """,
@@ -97,20 +103,30 @@ DROP_POSTGRESQL = [
     for event in ("inserted", "updated", "deleted", "truncated")
 ]
 
+
+def _sqlite_error(row):
+    return f"CASE WHEN {row}.status = 'failed' THEN {row}.last_error ELSE '' END"
+
+
 ADD_NEW = f"""
-    INSERT INTO {TOTALS} (destination_id, status, n) VALUES (NEW.destination_id, NEW.status, 1)
-    ON CONFLICT (destination_id, status) DO UPDATE SET n = n + 1;
+    INSERT INTO {TOTALS} (destination_id, status, error, n)
+    VALUES (NEW.destination_id, NEW.status, {_sqlite_error("NEW")}, 1)
+    ON CONFLICT (destination_id, status, error) DO UPDATE SET n = n + 1;
 """
 REMOVE_OLD = f"""
     UPDATE {TOTALS} SET n = n - 1
-    WHERE destination_id = OLD.destination_id AND status = OLD.status;
+    WHERE destination_id = OLD.destination_id AND status = OLD.status
+        AND error = {_sqlite_error("OLD")};
 """
 
 CREATE_SQLITE = [
+    f"CREATE UNIQUE INDEX status_count_unique ON {TOTALS} (destination_id, status, error)",
     f"CREATE TRIGGER sync_status_count_inserted AFTER INSERT ON {STATES} BEGIN {ADD_NEW} END",
     f"""
-    CREATE TRIGGER sync_status_count_updated AFTER UPDATE OF destination_id, status ON {STATES}
+    CREATE TRIGGER sync_status_count_updated
+    AFTER UPDATE OF destination_id, status, last_error ON {STATES}
     WHEN OLD.destination_id IS NOT NEW.destination_id OR OLD.status IS NOT NEW.status
+        OR {_sqlite_error("OLD")} IS NOT {_sqlite_error("NEW")}
     BEGIN {REMOVE_OLD} {ADD_NEW} END
     """,
     f"CREATE TRIGGER sync_status_count_deleted AFTER DELETE ON {STATES} BEGIN {REMOVE_OLD} END",
@@ -119,14 +135,14 @@ CREATE_SQLITE = [
 DROP_SQLITE = [
     f"DROP TRIGGER IF EXISTS sync_status_count_{event}"
     for event in ("inserted", "updated", "deleted")
-]
+] + ["DROP INDEX IF EXISTS status_count_unique"]
 
 # The states already there, counted once. Inside the migration's transaction, after the
 # triggers: a state written meanwhile waits for the commit (CREATE TRIGGER locks the table
 # against writes), then is counted by its trigger.
 FILL = f"""
-    INSERT INTO {TOTALS} (destination_id, status, n)
-    SELECT destination_id, status, count(*) FROM {STATES} GROUP BY destination_id, status
+    INSERT INTO {TOTALS} (destination_id, status, error, n)
+    SELECT destination_id, status, {ERROR}, count(*) FROM {STATES} GROUP BY 1, 2, 3
 """
 
 
@@ -156,6 +172,7 @@ class Migration(migrations.Migration):
             fields=[
                 ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
                 ('status', models.CharField(choices=[('never', 'Never pushed'), ('pending', 'Pending'), ('in_progress', 'In progress'), ('synced', 'Synced'), ('unchanged', 'Unchanged'), ('waiting', 'Waiting (destination paused)'), ('awaiting', 'Accepted, awaiting confirmation'), ('skipped', 'Skipped'), ('failed', 'Failed')], max_length=20)),
+                ('error', models.TextField(blank=True, help_text='As SyncStatusCount.error.')),
                 ('n', models.BigIntegerField(help_text='States added (negative: removed).')),
                 ('destination', models.ForeignKey(db_constraint=False, db_index=False, on_delete=django.db.models.deletion.DO_NOTHING, related_name='+', to='sync.destination')),
             ],
@@ -165,12 +182,10 @@ class Migration(migrations.Migration):
             fields=[
                 ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
                 ('status', models.CharField(choices=[('never', 'Never pushed'), ('pending', 'Pending'), ('in_progress', 'In progress'), ('synced', 'Synced'), ('unchanged', 'Unchanged'), ('waiting', 'Waiting (destination paused)'), ('awaiting', 'Accepted, awaiting confirmation'), ('skipped', 'Skipped'), ('failed', 'Failed')], max_length=20)),
+                ('error', models.TextField(blank=True, help_text="The failed states' last error (the dashboard's top errors); blank for the other statuses.")),
                 ('n', models.BigIntegerField(default=0)),
                 ('destination', models.ForeignKey(db_constraint=False, db_index=False, on_delete=django.db.models.deletion.DO_NOTHING, related_name='+', to='sync.destination')),
             ],
-            options={
-                'constraints': [models.UniqueConstraint(fields=('destination', 'status'), name='status_count_unique')],
-            },
         ),
         migrations.RunPython(create_triggers, drop_triggers),
     ]

@@ -9,7 +9,7 @@ import threading
 
 import pytest
 from django.db import close_old_connections, connection, transaction
-from django.db.models import Count
+from django.db.models import Case, Count, F, TextField, Value, When
 from django.urls import reverse
 
 from contacts.demo import seed_demo_contacts
@@ -28,29 +28,59 @@ from tests.sync.conftest import sandbox_control
 CHANGELIST = reverse("admin:contacts_contact_changelist")
 
 
-def group_by() -> dict[tuple[int, str], int]:
-    """The states counted the slow way: what the store must equal."""
-    rows = ContactSyncState.objects.values_list("destination_id", "status").annotate(n=Count("id"))
-    return {(destination_id, status): n for destination_id, status, n in rows.order_by()}
+def group_by() -> dict[tuple[int, str, str], int]:
+    """The states counted the slow way, per destination, status and (failed ones) error:
+    what the store must equal."""
+    error = Case(
+        When(status=SyncStatus.FAILED, then=F("last_error")),
+        default=Value(""),
+        output_field=TextField(),
+    )
+    rows = (
+        ContactSyncState.objects.annotate(error=error)
+        .values_list("destination_id", "status", "error")
+        .annotate(n=Count("id"))
+        .order_by()
+    )
+    return {(destination_id, status, error): n for destination_id, status, error, n in rows}
 
 
-def stored() -> dict[tuple[int, str], int]:
-    """The store as the dashboard reads it (totals and deltas not yet folded in)."""
-    return {
-        (destination_id, status): n
-        for destination_id, by_status in selectors.status_counts().items()
-        for status, n in by_status.items()
-    }
+def stored() -> dict[tuple[int, str, str], int]:
+    """The store: its totals plus the deltas not yet folded in, zeros left out."""
+    store: dict[tuple[int, str, str], int] = {}
+    for model in (SyncStatusCount, SyncStatusCountDelta):
+        for destination_id, status, error, n in model.objects.values_list(
+            "destination_id", "status", "error", "n"
+        ):
+            key = (destination_id, status, error)
+            store[key] = store.get(key, 0) + n
+    return {key: n for key, n in store.items() if n}
+
+
+def assert_read_as_the_dashboard_does(expected, step) -> None:
+    counts, errors = selectors.state_counts()
+    by_status: dict[int, dict[str, int]] = {}
+    failed: dict[int, list] = {}
+    for (destination_id, status, error), n in expected.items():
+        by_status.setdefault(destination_id, {}).setdefault(status, 0)
+        by_status[destination_id][status] += n
+        if status == SyncStatus.FAILED:
+            failed.setdefault(destination_id, []).append({"message": error, "count": n})
+    assert counts == by_status, step
+    for destination_id, top in failed.items():
+        top.sort(key=lambda e: (-e["count"], e["message"]))
+        assert errors[destination_id] == top[: selectors.TOP_ERRORS], step
 
 
 def assert_store_exact(step: str) -> None:
     expected = group_by()
     assert stored() == expected, step
+    assert_read_as_the_dashboard_does(expected, step)
     services.status_counts_compact()  # as the scheduler's pass does
     assert not SyncStatusCountDelta.objects.exists(), step
-    totals = {(c.destination_id, c.status): c.n for c in SyncStatusCount.objects.all()}
-    assert {key: n for key, n in totals.items() if n} == expected, step
+    assert not SyncStatusCount.objects.filter(n=0).exists(), step
     assert stored() == expected, step
+    assert_read_as_the_dashboard_does(expected, step)
 
 
 @pytest.mark.django_db(transaction=True)  # the inbound URL is served by the live server
@@ -89,9 +119,10 @@ def test_the_store_equals_a_group_by_after_every_kind_of_write(
     chosen = ids[:6]
     with connection.cursor() as cursor:
         cursor.execute(
-            "UPDATE sync_contactsyncstate SET status = 'failed', last_error = 'HTTP 500: boom'"
+            "UPDATE sync_contactsyncstate SET status = 'failed',"
+            " last_error = CASE WHEN contact_id %% 2 = 0 THEN 'HTTP 500: boom' ELSE %s END"
             f" WHERE destination_id = %s AND contact_id IN ({', '.join(['%s'] * len(chosen))})",
-            [ivvy.pk, *chosen],
+            ["HTTP 400: " + "long " * 2000, ivvy.pk, *chosen],  # longer than a B-tree entry
         )
     assert ContactSyncState.objects.filter(status=SyncStatus.FAILED).count() >= 6
     assert_store_exact("raw SQL")
@@ -136,13 +167,19 @@ def test_the_dashboard_shows_the_stored_counts(admin_client_logged, sandbox_dest
     seed_demo_contacts(5)
     contacts = list(Contact.objects.order_by("pk"))
     ContactSyncState.objects.bulk_create(
-        ContactSyncState(contact=c, destination=destination, status=status)
+        ContactSyncState(
+            contact=c,
+            destination=destination,
+            status=status,
+            last_error="HTTP 400: bad" if status in ("failed", "pending") else "",
+        )
         for c, status in zip(
             contacts, ["synced", "synced", "failed", "pending", "in_progress"], strict=True
         )
     )
     row = selectors.dashboard()["rows"][0]
     assert (row["synced"], row["failed"], row["pending"], row["never"]) == (2, 1, 2, 0)
+    assert row["errors"] == [{"message": "HTTP 400: bad", "count": 1}]  # the failed one only
     services.status_counts_compact()
     assert selectors.dashboard()["rows"][0]["synced"] == 2
     assert admin_client_logged.get("/admin/sync/dashboard/").status_code == 200
