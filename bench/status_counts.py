@@ -5,8 +5,8 @@
 
 Seeds N contacts with a state on four destinations, then prints, each against its baseline
 in the same run:
-- the dashboard's counts read from the store (totals plus deltas) against the GROUP BY of
-  every state it replaces;
+- the dashboard's counts and top errors read from the store (totals plus deltas) against
+  the two GROUP BYs of the states it replaces;
 - the statements the engine's bulk path runs on states, 500 rows each as a chunk's are: an
   UPDATE changing their status (a claim, an outcome), an UPDATE leaving it (a lease renewed),
   an INSERT … SELECT of new states and a DELETE of them; medians with the triggers on and
@@ -16,6 +16,7 @@ PostgreSQL only (the rows are generated in SQL, bench/seed_sql.py).
 """
 
 import argparse
+import importlib
 import time
 
 from common import median, setup_django
@@ -61,12 +62,13 @@ def main():
             times.append(time.perf_counter() - started)
         return median(times) * 1000
 
-    assert selectors.status_counts() == _group_by(), "the store differs from the states"
+    assert selectors.state_counts() == _group_by(), "the store differs from the states"
     slow = timed(_group_by)
-    fast = timed(selectors.status_counts)
+    fast = timed(selectors.state_counts)
     print(
-        f"counts per destination and status: store {fast:.1f} ms, GROUP BY of "
-        f"{args.contacts * 4:,} states {slow:.0f} ms (the dashboard's query before)"
+        f"counts per destination and status, and the top errors: store {fast:.1f} ms; "
+        f"counting the {args.contacts * 4:,} states {slow:.0f} ms (the dashboard's two "
+        "queries before)"
     )
 
     extra = Destination.objects.create(
@@ -75,10 +77,11 @@ def main():
     with connection.cursor() as cursor:
         cursor.execute(f"SELECT min(id), max(id) FROM {STATES}")
         low, high = cursor.fetchone()
-    step = max(CHUNK, (high - low) // args.repeat)
+    step = max(CHUNK, (high - low) // (2 * args.repeat))
 
     def statements(cursor, i):
-        """One chunk's statements on states: 500 rows each, a different range every time."""
+        """Turn i's statements on states, as a chunk's: 500 rows each, a different range each
+        turn, the status changed each turn."""
         first = low + (i * step) % (high - low - CHUNK)
         ids = list(range(first, first + CHUNK))
         status = ("in_progress", "synced")[i % 2]
@@ -111,27 +114,20 @@ def main():
         run("DELETE of those states", f"DELETE FROM {STATES} WHERE destination_id = %s", [extra.pk])
         return took
 
-    def measure():
-        per_statement = {}
-        with connection.cursor() as cursor:
-            for i in range(args.repeat):
-                for name, took in statements(cursor, i).items():
-                    per_statement.setdefault(name, []).append(took)
-        return {name: median(times) * 1000 for name, times in per_statement.items()}
-
+    on: dict[str, list] = {}
+    off: dict[str, list] = {}
     with connection.cursor() as cursor:
-        cursor.execute(f"ALTER TABLE {STATES} DISABLE TRIGGER USER")
-    off = measure()
-    with connection.cursor() as cursor:
+        for i in range(args.repeat):
+            # turns alternate, so neither side has the warmer cache
+            for turn, triggers in enumerate((True, False) if i % 2 else (False, True)):
+                cursor.execute(
+                    f"ALTER TABLE {STATES} {'ENABLE' if triggers else 'DISABLE'} TRIGGER USER"
+                )
+                for name, took in statements(cursor, 2 * i + turn).items():
+                    (on if triggers else off).setdefault(name, []).append(took)
         cursor.execute(f"ALTER TABLE {STATES} ENABLE TRIGGER USER")
-        # the statements above ran uncounted: count the states again from scratch
-        cursor.execute("DELETE FROM sync_syncstatuscountdelta")
-        cursor.execute("DELETE FROM sync_syncstatuscount")
-        cursor.execute(
-            "INSERT INTO sync_syncstatuscount (destination_id, status, n)"
-            f" SELECT destination_id, status, count(*) FROM {STATES} GROUP BY 1, 2"
-        )
-    on = measure()
+    on = {name: median(times) * 1000 for name, times in on.items()}
+    off = {name: median(times) * 1000 for name, times in off.items()}
     for name in on:
         print(
             f"{name} ({CHUNK} states): {on[name]:.2f} ms with the triggers, "
@@ -144,20 +140,34 @@ def main():
         f"compaction of the {deltas} delta rows {args.repeat} chunks appended: "
         f"{(time.perf_counter() - started) * 1000:.1f} ms"
     )
-    assert selectors.status_counts() == _group_by(), "the store differs from the states"
+    with connection.cursor() as cursor:
+        # the turns without triggers went uncounted: count the states again from scratch
+        cursor.execute("DELETE FROM sync_syncstatuscount")
+        cursor.execute(importlib.import_module("sync.migrations.0021_status_counts").FILL)
+    assert selectors.state_counts() == _group_by(), "the store differs from the states"
     print("the store equals a GROUP BY of the states")
 
 
-def _group_by() -> dict:
-    """The counts the slow way, as the dashboard read them before the store."""
+def _group_by() -> tuple[dict, dict]:
+    """The counts and top errors the slow way, as the dashboard read them before the store:
+    a GROUP BY of every state, and one of the failed ones by error."""
     from django.db.models import Count
 
-    from sync.models import ContactSyncState
+    from sync.models import ContactSyncState, SyncStatus
 
-    counts = {}
+    counts, errors = {}, {}
     for row in ContactSyncState.objects.values("destination_id", "status").annotate(n=Count("id")):
         counts.setdefault(row["destination_id"], {})[row["status"]] = row["n"]
-    return counts
+    for row in (
+        ContactSyncState.objects.filter(status=SyncStatus.FAILED)
+        .values("destination_id", "last_error")
+        .annotate(n=Count("id"))
+        .order_by("-n", "last_error")
+    ):
+        top = errors.setdefault(row["destination_id"], [])
+        if len(top) < 5:
+            top.append({"message": row["last_error"], "count": row["n"]})
+    return counts, errors
 
 
 if __name__ == "__main__":
