@@ -37,6 +37,7 @@ from sync import alerts, consent, selectors
 from sync.connectors.base import (
     BaseConnector,
     BatchItemResult,
+    Built,
     ConnectorConfigurationError,
     ConnectorError,
     Exchange,
@@ -574,16 +575,18 @@ def _claim(
 
 
 def _prepare(record, state, destination, context, connector):
-    """Decide what a contact needs before any request: (result, None, None) when it is
-    settled here (skipped, unchanged, a mapping error), else (None, digest, payload)."""
+    """Decide what a contact needs before any request: (result, None, None, None) when it is
+    settled here (skipped, unchanged, a mapping error), else (None, digest, payload, plan),
+    the payload built with that write plan (the push takes both: neither is worked out
+    again)."""
     decide = _Decide(state, destination, record)
     if destination.marketing_consent_only and not record.gdpr_marketing_consent:
-        return decide.skipped("no GDPR marketing consent"), None, None
+        return decide.skipped("no GDPR marketing consent"), None, None, None
     if state.deleted_on_platform_at and not destination.recreate_deleted and not context.force:
         # The platform said it deleted the contact (sync.inbound): not re-created unless the
         # destination says so, or a person forces the push.
         when = timezone.localtime(state.deleted_on_platform_at).strftime("%Y-%m-%d %H:%M")
-        return decide.skipped(f"deleted on {connector.label} on {when}"), None, None
+        return decide.skipped(f"deleted on {connector.label} on {when}"), None, None, None
     # the platform accepted a version of this contact (not merely took it in bulk, unconfirmed)
     held = bool(state.payload_hash) and getattr(state, "claimed_from", "") != SyncStatus.AWAITING
     if (
@@ -592,16 +595,17 @@ def _prepare(record, state, destination, context, connector):
         and state.accepted_content_version == record.content_version
         and state.accepted_config_version == destination.config_version
     ):
-        return decide.unchanged(state.payload_hash), None, None
+        return decide.unchanged(state.payload_hash), None, None, None
     remote = remote_state(state)
     try:
-        payload = connector.build_payload(record, remote)
+        plan = connector.write_plan(record, remote)
+        payload = connector.build_payload(record, remote, plan)
     except ConnectorError as err:
-        return decide.error(err), None, None
+        return decide.error(err), None, None, None
     digest = payload_hash(payload, record)
     if not context.force and held and digest == state.payload_hash:
-        return decide.unchanged(digest), None, None
-    return None, digest, payload
+        return decide.unchanged(digest), None, None, None
+    return None, digest, payload, plan
 
 
 def _update_only(destination) -> bool:
@@ -613,7 +617,7 @@ def _push_one(record, state, destination, context, connector) -> _Result:
     a lane): a destination-wide refusal comes back as a waiting outcome, which the caller
     turns into the pause (`_pause_if_refused`)."""
     try:
-        result, digest, _ = _prepare(record, state, destination, context, connector)
+        result, digest, _, plan = _prepare(record, state, destination, context, connector)
         if result is not None:
             return result
         remote = remote_state(state)
@@ -623,7 +627,7 @@ def _push_one(record, state, destination, context, connector) -> _Result:
                 decide = _Decide(state, destination, record)
                 return decide.not_on_platform(connector.label, connector.drain_exchanges())
             remote = dataclasses.replace(remote, remote_id=found)
-        plan = connector.write_plan(record, remote)
+            plan = connector.write_plan(record, remote)  # it holds the contact: an update
         pushed = connector.push(record, remote)
     except ConnectorError as err:  # destination-wide: the caller pauses (_pause_if_refused)
         return _Decide(state, destination, record).error(err, connector.drain_exchanges())
@@ -672,14 +676,12 @@ def _push_bulk(prepared, destination, context, connector) -> list[_Result]:
     confirmation (part A, "Bulk outcomes come from the platform")."""
     if not prepared:
         return []
-    records = [record for record, _, _, _ in prepared]
-    remotes = [remote_state(state) for _, state, _, _ in prepared]
-    plans = {
-        record.external_id: connector.write_plan(record, remote)
-        for record, remote in zip(records, remotes, strict=True)
-    }
+    records = [record for record, _, _, _, _ in prepared]
+    remotes = [remote_state(state) for _, state, _, _, _ in prepared]
+    built = [Built(payload, plan) for _, _, _, payload, plan in prepared]
     try:
-        items = {item.external_id: item for item in connector.push_many(records, remotes)}
+        pushed = connector.push_many(records, remotes, built)
+        items = {item.external_id: item for item in pushed}
         error = None
     except Exception as err:
         if not isinstance(err, ConnectorError):  # a bug of ours: retry later, keep nothing claimed
@@ -690,7 +692,7 @@ def _push_bulk(prepared, destination, context, connector) -> list[_Result]:
         items, error = {}, err
     calls = connector.drain_exchanges()
     results = []
-    for record, state, digest, payload in prepared:
+    for record, state, digest, payload, plan in prepared:
         decide = _Decide(state, destination, record)
         exchanges = _own_part(connector, calls, payload, len(prepared))
         item = items.get(record.external_id)
@@ -700,7 +702,6 @@ def _push_bulk(prepared, destination, context, connector) -> list[_Result]:
             missing = RetryableError(connector.label, "the bulk answer left this contact out")
             results.append(decide.error(missing, exchanges))
         else:
-            plan = plans[record.external_id]
             notice = connector.kept_notice(plan)
             if item.awaiting:
                 results.append(
@@ -778,7 +779,7 @@ def contacts_push(
 def _push_chunk_in_bulk(records, states, destination, context, connector):
     results, prepared = [], []
     for record in records:
-        result, digest, payload = _prepare(
+        result, digest, payload, plan = _prepare(
             record, states[record.id], destination, context, connector
         )
         if result is None and _update_only(destination):
@@ -786,7 +787,7 @@ def _push_chunk_in_bulk(records, states, destination, context, connector):
         if result is not None:
             results.append(result)
         else:
-            prepared.append((record, states[record.id], digest, payload))
+            prepared.append((record, states[record.id], digest, payload, plan))
     results += _push_bulk(prepared, destination, context, connector)
     _write(results, destination, context)
     return results
