@@ -97,17 +97,21 @@ class StateRow:
     plain attributes, read with `values_list` and written back by `_save_states`. A model
     instance per contact (its __init__, its signals, per-field preparation) cost more than the
     push itself on a bulk chunk. `as_model()` gives the model instance where one is wanted
-    (a single push's caller)."""
+    (a single push's caller). `stored` holds the sync columns as the database holds them
+    (`remember_stored`), so that only those that changed are written back."""
 
-    COLUMNS = ("id", "contact_id", "destination_id") + tuple(
-        f"{name}_id" if name == "run" else name for name in STATE_FIELDS
-    )
-    __slots__ = COLUMNS + ("claimed_from",)
+    SYNC_COLUMNS = tuple(f"{name}_id" if name == "run" else name for name in STATE_FIELDS)
+    COLUMNS = ("id", "contact_id", "destination_id") + SYNC_COLUMNS
+    __slots__ = COLUMNS + ("claimed_from", "stored")
 
     def __init__(self, values):
         for name, value in zip(self.COLUMNS, values, strict=True):
             setattr(self, name, value)
         self.claimed_from = self.status
+        self.stored = None  # not known: every column is written
+
+    def remember_stored(self) -> None:
+        self.stored = tuple(getattr(self, name) for name in self.SYNC_COLUMNS)
 
     @property
     def pk(self) -> int:
@@ -376,6 +380,9 @@ def _write(results: list[_Result], destination: Destination, context: PushContex
     with_database_retry(
         _write_rows, [r.state for r in results], attempts, counts, destination, settled
     )
+    for result in results:  # committed: what the database holds now
+        if isinstance(result.state, StateRow):
+            result.state.remember_stored()
 
 
 def _write_rows(states, attempts, counts, destination=None, settled=()) -> None:
@@ -447,43 +454,58 @@ def _plain(value):
 
 
 def _save_states(states: list) -> None:
-    """Write each state's sync columns back: on PostgreSQL one `UPDATE … FROM (VALUES …)` per
-    500 states, elsewhere one prepared UPDATE run for every row (SQLite runs it in-process,
-    with no round trip per row). States are StateRows or model instances alike."""
-    attnames = [ContactSyncState._meta.get_field(name).attname for name in STATE_FIELDS]
+    """Write each state's sync columns back, only those that changed where the state knows
+    what the database holds (`StateRow.stored`), else all of them: states that changed the
+    same columns (most of a bulk chunk) go together, on PostgreSQL in one
+    `UPDATE … FROM (VALUES …)` per 500 states, elsewhere in one prepared UPDATE run for every
+    row (SQLite runs it in-process, with no round trip per row). States are StateRows or
+    model instances alike."""
+    fields = [ContactSyncState._meta.get_field(name) for name in STATE_FIELDS]
+    attnames = [f.attname for f in fields]
+    everything = tuple(range(len(fields)))
+    groups: dict[tuple[int, ...], list] = {}
+    for state in states:
+        values = [getattr(state, name) for name in attnames]
+        stored = getattr(state, "stored", None)
+        if stored is None:
+            changed = everything
+        else:
+            changed = tuple(i for i, value in enumerate(values) if value != stored[i])
+        if changed:
+            groups.setdefault(changed, []).append((values, state.pk))
     preparers = _value_preparers(ContactSyncState, attnames)
-    rows = [
-        [prepare(getattr(state, name)) for name, prepare in zip(attnames, preparers, strict=True)]
-        + [state.pk]
-        for state in states
-    ]
+    with connection.cursor() as cursor:
+        for changed, part in groups.items():
+            rows = [[preparers[i](values[i]) for i in changed] + [pk] for values, pk in part]
+            _update_columns(cursor, [fields[i] for i in changed], rows)
+
+
+def _update_columns(cursor, fields, rows) -> None:
+    """UPDATE these columns of the states: each row their values, then the state's id."""
     quote = connection.ops.quote_name
     table = quote(ContactSyncState._meta.db_table)
-    columns = [ContactSyncState._meta.get_field(name).column for name in STATE_FIELDS]
+    columns = [quote(f.column) for f in fields]
     pk = quote(ContactSyncState._meta.pk.column)
-    with connection.cursor() as cursor:
-        if connection.vendor != "postgresql":
-            sql = "UPDATE {} SET {} WHERE {} = %s".format(
-                table, ", ".join(f"{quote(c)} = %s" for c in columns), pk
-            )
-            cursor.executemany(sql, rows)
-            return
-        # VALUES rows carry no column types: each value is cast to its column's type.
-        casts = [
-            ContactSyncState._meta.get_field(name).cast_db_type(connection) for name in STATE_FIELDS
-        ]
-        names = [f"c{i}" for i in range(len(columns))]
-        assign = ", ".join(
-            f"{quote(c)} = v.{n}::{cast}" for c, n, cast in zip(columns, names, casts, strict=True)
+    if connection.vendor != "postgresql":
+        sql = "UPDATE {} SET {} WHERE {} = %s".format(
+            table, ", ".join(f"{c} = %s" for c in columns), pk
         )
-        row = "({})".format(", ".join(["%s"] * (len(columns) + 1)))
-        for start in range(0, len(rows), 500):
-            part = rows[start : start + 500]
-            cursor.execute(
-                f"UPDATE {table} SET {assign} FROM (VALUES {', '.join([row] * len(part))}) "
-                f"AS v({', '.join(names)}, id) WHERE {table}.{pk} = v.id::bigint",
-                [value for r in part for value in r],
-            )
+        cursor.executemany(sql, rows)
+        return
+    # VALUES rows carry no column types: each value is cast to its column's type.
+    casts = [f.cast_db_type(connection) for f in fields]
+    names = [f"c{i}" for i in range(len(columns))]
+    assign = ", ".join(
+        f"{c} = v.{n}::{cast}" for c, n, cast in zip(columns, names, casts, strict=True)
+    )
+    row = "({})".format(", ".join(["%s"] * (len(columns) + 1)))
+    for start in range(0, len(rows), 500):
+        part = rows[start : start + 500]
+        cursor.execute(
+            f"UPDATE {table} SET {assign} FROM (VALUES {', '.join([row] * len(part))}) "
+            f"AS v({', '.join(names)}, id) WHERE {table}.{pk} = v.id::bigint",
+            [value for r in part for value in r],
+        )
 
 
 def _attempt_row(result: _Result, destination, context, now) -> tuple:
@@ -567,6 +589,7 @@ def _claim(
             context.worker,
         )
         state.next_attempt_at = None
+        state.remember_stored()  # as the claim's UPDATE left it
         states[state.contact_id] = state
     return states
 
