@@ -16,6 +16,7 @@ import dataclasses
 import hashlib
 import json
 import logging
+import operator
 import os
 import random
 import socket
@@ -111,7 +112,7 @@ class StateRow:
         self.stored = None  # not known: every column is written
 
     def remember_stored(self) -> None:
-        self.stored = tuple(getattr(self, name) for name in self.SYNC_COLUMNS)
+        self.stored = _sync_values(self)
 
     @property
     def pk(self) -> int:
@@ -124,6 +125,9 @@ class StateRow:
         state = ContactSyncState(**{name: getattr(self, name) for name in self.COLUMNS})
         state._state.adding, state._state.db = False, connection.alias  # as read from it
         return state
+
+
+_sync_values = operator.attrgetter(*StateRow.SYNC_COLUMNS)  # a state's sync columns, in order
 
 
 @dataclass
@@ -465,7 +469,7 @@ def _save_states(states: list) -> None:
     everything = tuple(range(len(fields)))
     groups: dict[tuple[int, ...], list] = {}
     for state in states:
-        values = [getattr(state, name) for name in attnames]
+        values = _sync_values(state)
         stored = getattr(state, "stored", None)
         if stored is None:
             changed = everything

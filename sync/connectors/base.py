@@ -468,7 +468,7 @@ class BaseConnector:
 
     def sends(self, key: str, state: RemoteState) -> bool:
         """Whether this push writes the field `key` (a source key), by its write rule."""
-        rule = self.mapping.rule(key)
+        rule = self.mapping.write_rules.get(key, ALWAYS)  # MappingRecord.rule, called inline
         if rule == ALWAYS:
             return True
         if rule == NEVER:

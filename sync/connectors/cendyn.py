@@ -786,7 +786,8 @@ class CendynConnector(BaseConnector):
         chunk: list[dict] = []
         size = 0
         for payload in payloads:
-            item = len(json.dumps(payload)) + WEBHOOK_ITEM_OVERHEAD
+            # only a webhook's body limits a chunk's size in bytes
+            item = len(json.dumps(payload)) + WEBHOOK_ITEM_OVERHEAD if self.inbound_url else 0
             full = len(chunk) >= BULK_LIMIT or (
                 self.inbound_url and chunk and size + item > WEBHOOK_BULK_BYTES
             )
