@@ -16,6 +16,7 @@ import dataclasses
 import hashlib
 import json
 import logging
+import operator
 import os
 import random
 import socket
@@ -37,6 +38,7 @@ from sync import alerts, consent, selectors
 from sync.connectors.base import (
     BaseConnector,
     BatchItemResult,
+    Built,
     ConnectorConfigurationError,
     ConnectorError,
     Exchange,
@@ -96,17 +98,21 @@ class StateRow:
     plain attributes, read with `values_list` and written back by `_save_states`. A model
     instance per contact (its __init__, its signals, per-field preparation) cost more than the
     push itself on a bulk chunk. `as_model()` gives the model instance where one is wanted
-    (a single push's caller)."""
+    (a single push's caller). `stored` holds the sync columns as the database holds them
+    (`remember_stored`), so that only those that changed are written back."""
 
-    COLUMNS = ("id", "contact_id", "destination_id") + tuple(
-        f"{name}_id" if name == "run" else name for name in STATE_FIELDS
-    )
-    __slots__ = COLUMNS + ("claimed_from",)
+    SYNC_COLUMNS = tuple(f"{name}_id" if name == "run" else name for name in STATE_FIELDS)
+    COLUMNS = ("id", "contact_id", "destination_id") + SYNC_COLUMNS
+    __slots__ = COLUMNS + ("claimed_from", "stored")
 
     def __init__(self, values):
         for name, value in zip(self.COLUMNS, values, strict=True):
             setattr(self, name, value)
         self.claimed_from = self.status
+        self.stored = None  # not known: every column is written
+
+    def remember_stored(self) -> None:
+        self.stored = _sync_values(self)
 
     @property
     def pk(self) -> int:
@@ -119,6 +125,9 @@ class StateRow:
         state = ContactSyncState(**{name: getattr(self, name) for name in self.COLUMNS})
         state._state.adding, state._state.db = False, connection.alias  # as read from it
         return state
+
+
+_sync_values = operator.attrgetter(*StateRow.SYNC_COLUMNS)  # a state's sync columns, in order
 
 
 @dataclass
@@ -375,6 +384,9 @@ def _write(results: list[_Result], destination: Destination, context: PushContex
     with_database_retry(
         _write_rows, [r.state for r in results], attempts, counts, destination, settled
     )
+    for result in results:  # committed: what the database holds now
+        if isinstance(result.state, StateRow):
+            result.state.remember_stored()
 
 
 def _write_rows(states, attempts, counts, destination=None, settled=()) -> None:
@@ -446,43 +458,58 @@ def _plain(value):
 
 
 def _save_states(states: list) -> None:
-    """Write each state's sync columns back: on PostgreSQL one `UPDATE … FROM (VALUES …)` per
-    500 states, elsewhere one prepared UPDATE run for every row (SQLite runs it in-process,
-    with no round trip per row). States are StateRows or model instances alike."""
-    attnames = [ContactSyncState._meta.get_field(name).attname for name in STATE_FIELDS]
+    """Write each state's sync columns back, only those that changed where the state knows
+    what the database holds (`StateRow.stored`), else all of them: states that changed the
+    same columns (most of a bulk chunk) go together, on PostgreSQL in one
+    `UPDATE … FROM (VALUES …)` per 500 states, elsewhere in one prepared UPDATE run for every
+    row (SQLite runs it in-process, with no round trip per row). States are StateRows or
+    model instances alike."""
+    fields = [ContactSyncState._meta.get_field(name) for name in STATE_FIELDS]
+    attnames = [f.attname for f in fields]
+    everything = tuple(range(len(fields)))
+    groups: dict[tuple[int, ...], list] = {}
+    for state in states:
+        values = _sync_values(state)
+        stored = getattr(state, "stored", None)
+        if stored is None:
+            changed = everything
+        else:
+            changed = tuple(i for i, value in enumerate(values) if value != stored[i])
+        if changed:
+            groups.setdefault(changed, []).append((values, state.pk))
     preparers = _value_preparers(ContactSyncState, attnames)
-    rows = [
-        [prepare(getattr(state, name)) for name, prepare in zip(attnames, preparers, strict=True)]
-        + [state.pk]
-        for state in states
-    ]
+    with connection.cursor() as cursor:
+        for changed, part in groups.items():
+            rows = [[preparers[i](values[i]) for i in changed] + [pk] for values, pk in part]
+            _update_columns(cursor, [fields[i] for i in changed], rows)
+
+
+def _update_columns(cursor, fields, rows) -> None:
+    """UPDATE these columns of the states: each row their values, then the state's id."""
     quote = connection.ops.quote_name
     table = quote(ContactSyncState._meta.db_table)
-    columns = [ContactSyncState._meta.get_field(name).column for name in STATE_FIELDS]
+    columns = [quote(f.column) for f in fields]
     pk = quote(ContactSyncState._meta.pk.column)
-    with connection.cursor() as cursor:
-        if connection.vendor != "postgresql":
-            sql = "UPDATE {} SET {} WHERE {} = %s".format(
-                table, ", ".join(f"{quote(c)} = %s" for c in columns), pk
-            )
-            cursor.executemany(sql, rows)
-            return
-        # VALUES rows carry no column types: each value is cast to its column's type.
-        casts = [
-            ContactSyncState._meta.get_field(name).cast_db_type(connection) for name in STATE_FIELDS
-        ]
-        names = [f"c{i}" for i in range(len(columns))]
-        assign = ", ".join(
-            f"{quote(c)} = v.{n}::{cast}" for c, n, cast in zip(columns, names, casts, strict=True)
+    if connection.vendor != "postgresql":
+        sql = "UPDATE {} SET {} WHERE {} = %s".format(
+            table, ", ".join(f"{c} = %s" for c in columns), pk
         )
-        row = "({})".format(", ".join(["%s"] * (len(columns) + 1)))
-        for start in range(0, len(rows), 500):
-            part = rows[start : start + 500]
-            cursor.execute(
-                f"UPDATE {table} SET {assign} FROM (VALUES {', '.join([row] * len(part))}) "
-                f"AS v({', '.join(names)}, id) WHERE {table}.{pk} = v.id::bigint",
-                [value for r in part for value in r],
-            )
+        cursor.executemany(sql, rows)
+        return
+    # VALUES rows carry no column types: each value is cast to its column's type.
+    casts = [f.cast_db_type(connection) for f in fields]
+    names = [f"c{i}" for i in range(len(columns))]
+    assign = ", ".join(
+        f"{c} = v.{n}::{cast}" for c, n, cast in zip(columns, names, casts, strict=True)
+    )
+    row = "({})".format(", ".join(["%s"] * (len(columns) + 1)))
+    for start in range(0, len(rows), 500):
+        part = rows[start : start + 500]
+        cursor.execute(
+            f"UPDATE {table} SET {assign} FROM (VALUES {', '.join([row] * len(part))}) "
+            f"AS v({', '.join(names)}, id) WHERE {table}.{pk} = v.id::bigint",
+            [value for r in part for value in r],
+        )
 
 
 def _attempt_row(result: _Result, destination, context, now) -> tuple:
@@ -566,6 +593,7 @@ def _claim(
             context.worker,
         )
         state.next_attempt_at = None
+        state.remember_stored()  # as the claim's UPDATE left it
         states[state.contact_id] = state
     return states
 
@@ -574,16 +602,18 @@ def _claim(
 
 
 def _prepare(record, state, destination, context, connector):
-    """Decide what a contact needs before any request: (result, None, None) when it is
-    settled here (skipped, unchanged, a mapping error), else (None, digest, payload)."""
+    """Decide what a contact needs before any request: (result, None, None, None) when it is
+    settled here (skipped, unchanged, a mapping error), else (None, digest, payload, plan),
+    the payload built with that write plan (the push takes both: neither is worked out
+    again)."""
     decide = _Decide(state, destination, record)
     if destination.marketing_consent_only and not record.gdpr_marketing_consent:
-        return decide.skipped("no GDPR marketing consent"), None, None
+        return decide.skipped("no GDPR marketing consent"), None, None, None
     if state.deleted_on_platform_at and not destination.recreate_deleted and not context.force:
         # The platform said it deleted the contact (sync.inbound): not re-created unless the
         # destination says so, or a person forces the push.
         when = timezone.localtime(state.deleted_on_platform_at).strftime("%Y-%m-%d %H:%M")
-        return decide.skipped(f"deleted on {connector.label} on {when}"), None, None
+        return decide.skipped(f"deleted on {connector.label} on {when}"), None, None, None
     # the platform accepted a version of this contact (not merely took it in bulk, unconfirmed)
     held = bool(state.payload_hash) and getattr(state, "claimed_from", "") != SyncStatus.AWAITING
     if (
@@ -592,16 +622,17 @@ def _prepare(record, state, destination, context, connector):
         and state.accepted_content_version == record.content_version
         and state.accepted_config_version == destination.config_version
     ):
-        return decide.unchanged(state.payload_hash), None, None
+        return decide.unchanged(state.payload_hash), None, None, None
     remote = remote_state(state)
     try:
-        payload = connector.build_payload(record, remote)
+        plan = connector.write_plan(record, remote)
+        payload = connector.build_payload(record, remote, plan)
     except ConnectorError as err:
-        return decide.error(err), None, None
+        return decide.error(err), None, None, None
     digest = payload_hash(payload, record)
     if not context.force and held and digest == state.payload_hash:
-        return decide.unchanged(digest), None, None
-    return None, digest, payload
+        return decide.unchanged(digest), None, None, None
+    return None, digest, payload, plan
 
 
 def _update_only(destination) -> bool:
@@ -613,7 +644,7 @@ def _push_one(record, state, destination, context, connector) -> _Result:
     a lane): a destination-wide refusal comes back as a waiting outcome, which the caller
     turns into the pause (`_pause_if_refused`)."""
     try:
-        result, digest, _ = _prepare(record, state, destination, context, connector)
+        result, digest, _, plan = _prepare(record, state, destination, context, connector)
         if result is not None:
             return result
         remote = remote_state(state)
@@ -623,7 +654,7 @@ def _push_one(record, state, destination, context, connector) -> _Result:
                 decide = _Decide(state, destination, record)
                 return decide.not_on_platform(connector.label, connector.drain_exchanges())
             remote = dataclasses.replace(remote, remote_id=found)
-        plan = connector.write_plan(record, remote)
+            plan = connector.write_plan(record, remote)  # it holds the contact: an update
         pushed = connector.push(record, remote)
     except ConnectorError as err:  # destination-wide: the caller pauses (_pause_if_refused)
         return _Decide(state, destination, record).error(err, connector.drain_exchanges())
@@ -672,14 +703,12 @@ def _push_bulk(prepared, destination, context, connector) -> list[_Result]:
     confirmation (part A, "Bulk outcomes come from the platform")."""
     if not prepared:
         return []
-    records = [record for record, _, _, _ in prepared]
-    remotes = [remote_state(state) for _, state, _, _ in prepared]
-    plans = {
-        record.external_id: connector.write_plan(record, remote)
-        for record, remote in zip(records, remotes, strict=True)
-    }
+    records = [record for record, _, _, _, _ in prepared]
+    remotes = [remote_state(state) for _, state, _, _, _ in prepared]
+    built = [Built(payload, plan) for _, _, _, payload, plan in prepared]
     try:
-        items = {item.external_id: item for item in connector.push_many(records, remotes)}
+        pushed = connector.push_many(records, remotes, built)
+        items = {item.external_id: item for item in pushed}
         error = None
     except Exception as err:
         if not isinstance(err, ConnectorError):  # a bug of ours: retry later, keep nothing claimed
@@ -690,7 +719,7 @@ def _push_bulk(prepared, destination, context, connector) -> list[_Result]:
         items, error = {}, err
     calls = connector.drain_exchanges()
     results = []
-    for record, state, digest, payload in prepared:
+    for record, state, digest, payload, plan in prepared:
         decide = _Decide(state, destination, record)
         exchanges = _own_part(connector, calls, payload, len(prepared))
         item = items.get(record.external_id)
@@ -700,7 +729,6 @@ def _push_bulk(prepared, destination, context, connector) -> list[_Result]:
             missing = RetryableError(connector.label, "the bulk answer left this contact out")
             results.append(decide.error(missing, exchanges))
         else:
-            plan = plans[record.external_id]
             notice = connector.kept_notice(plan)
             if item.awaiting:
                 results.append(
@@ -778,7 +806,7 @@ def contacts_push(
 def _push_chunk_in_bulk(records, states, destination, context, connector):
     results, prepared = [], []
     for record in records:
-        result, digest, payload = _prepare(
+        result, digest, payload, plan = _prepare(
             record, states[record.id], destination, context, connector
         )
         if result is None and _update_only(destination):
@@ -786,7 +814,7 @@ def _push_chunk_in_bulk(records, states, destination, context, connector):
         if result is not None:
             results.append(result)
         else:
-            prepared.append((record, states[record.id], digest, payload))
+            prepared.append((record, states[record.id], digest, payload, plan))
     results += _push_bulk(prepared, destination, context, connector)
     _write(results, destination, context)
     return results

@@ -87,63 +87,63 @@ RECORD_FIELDS = [
 
 def contact_records(contact_ids: Iterable[int]) -> list[ContactRecord]:
     """Snapshots of these contacts with their children, ordered by id, in six queries whatever
-    their number. Rows are read as plain values: building model instances and prefetch
-    querysets would cost more than the push itself on a bulk path."""
+    their number. Rows are read as plain values and each child row becomes its record once,
+    as it is read: building model instances and prefetch querysets would cost more than the
+    push itself on a bulk path."""
     ids = list(contact_ids)
-    children: dict[str, dict[int, list]] = {}
-
-    def group(name, rows):
-        grouped = children.setdefault(name, {})
-        for contact_id, *values in rows:
-            grouped.setdefault(contact_id, []).append(values)
-
-    group(
-        "channels",
+    channels = _by_contact(
         Channel.objects.filter(IdIn(F("contact_id"), ids))
         .order_by("pk")
         .values_list("contact_id", "type", "value"),
+        ChannelRecord,
     )
-    group(
-        "custom",
+    custom = _by_contact(
         CustomFieldValue.objects.filter(IdIn(F("contact_id"), ids))
         .order_by("pk")
         .values_list("contact_id", "definition__name", "definition__type", "value"),
+        CustomValueRecord,
     )
-    group(
-        "groups",
+    groups = _by_contact(
         GroupMembership.objects.filter(IdIn(F("contact_id"), ids)).values_list(
             "contact_id", "group_id"
-        ),
+        )
     )
-    group(
-        "lists",
+    lists = _by_contact(
         MailingListSubscription.objects.filter(IdIn(F("contact_id"), ids)).values_list(
             "contact_id", "mailing_list_id", "subscribed"
-        ),
+        )
     )
-    group(
-        "urls",
+    urls = _by_contact(
         ExternalUrl.objects.filter(IdIn(F("contact_id"), ids))
         .order_by("pk")
         .values_list("contact_id", "ref", "url", "label"),
+        ExternalUrlRecord,
     )
-    rows = Contact.objects.filter(IdIn(F("pk"), ids)).order_by("pk").values(*RECORD_FIELDS, "tags")
-    return [
-        _record(row, {name: by_id.get(row["id"], []) for name, by_id in children.items()})
-        for row in rows
-    ]
+    rows = Contact.objects.filter(IdIn(F("pk"), ids)).order_by("pk")
+    records = []
+    for row in rows.values_list(*RECORD_FIELDS, "tags"):
+        contact_id = row[0]
+        records.append(
+            ContactRecord(
+                **dict(zip(RECORD_FIELDS, row[:-1], strict=True)),
+                tags=tuple(row[-1] or ()),
+                channels=tuple(channels.get(contact_id, ())),
+                custom_values=tuple(custom.get(contact_id, ())),
+                group_ids=frozenset(group_id for (group_id,) in groups.get(contact_id, ())),
+                subscriptions=dict(lists.get(contact_id, ())),
+                external_urls=tuple(urls.get(contact_id, ())),
+            )
+        )
+    return records
 
 
-def _record(row: dict, children: dict[str, list]) -> ContactRecord:
-    return ContactRecord(
-        **{name: row[name] for name in RECORD_FIELDS},
-        tags=tuple(row["tags"] or ()),
-        channels=tuple(ChannelRecord(*values) for values in children["channels"]),
-        custom_values=tuple(CustomValueRecord(*values) for values in children["custom"]),
-        group_ids=frozenset(group_id for (group_id,) in children["groups"]),
-        subscriptions={list_id: subscribed for list_id, subscribed in children["lists"]},
-        external_urls=tuple(ExternalUrlRecord(*values) for values in children["urls"]),
-    )
+def _by_contact(rows, record=None) -> dict[int, list]:
+    """Child rows (the contact's id first) by contact id: each the `record` made of the rest
+    of its row, or that rest as a tuple."""
+    grouped: dict[int, list] = {}
+    for row in rows:
+        grouped.setdefault(row[0], []).append(record(*row[1:]) if record else row[1:])
+    return grouped
 
 
 def destination_mapping(destination: Destination) -> MappingRecord:

@@ -187,6 +187,15 @@ class WritePlan:
     unknown: bool = False  # what the platform held from us was not known: "possibly" held
 
 
+@dataclass(frozen=True)
+class Built:
+    """One contact's body and write plan, as `build_payload` and `write_plan` made them for
+    its state: what the engine hands `push_many` so that neither is worked out again."""
+
+    payload: dict
+    plan: WritePlan
+
+
 @dataclass
 class BatchItemResult:
     """One contact's outcome inside a bulk push, or of a confirmation (`confirm`).
@@ -459,7 +468,7 @@ class BaseConnector:
 
     def sends(self, key: str, state: RemoteState) -> bool:
         """Whether this push writes the field `key` (a source key), by its write rule."""
-        rule = self.mapping.rule(key)
+        rule = self.mapping.write_rules.get(key, ALWAYS)  # MappingRecord.rule, called inline
         if rule == ALWAYS:
             return True
         if rule == NEVER:
@@ -516,9 +525,13 @@ class BaseConnector:
 
     # -- what each platform implements
 
-    def build_payload(self, record: ContactRecord, state: RemoteState) -> dict:
+    def build_payload(
+        self, record: ContactRecord, state: RemoteState, plan: WritePlan | None = None
+    ) -> dict:
         """The JSON body for one contact. Pure: no I/O, no clock unless the platform needs
-        a timestamp in the body."""
+        a timestamp in the body. `plan`: `write_plan(record, state)` when the caller has
+        worked it out already (the engine has), so that it is not worked out twice; None:
+        worked out here where the body depends on it."""
         raise NotImplementedError
 
     def push(self, record: ContactRecord, state: RemoteState) -> PushResult:
@@ -533,11 +546,17 @@ class BaseConnector:
         return bool(self.batch_size) and contacts > 1
 
     def push_many(
-        self, records: list[ContactRecord], states: list[RemoteState] | None = None
+        self,
+        records: list[ContactRecord],
+        states: list[RemoteState] | None = None,
+        built: list[Built] | None = None,
     ) -> list[BatchItemResult]:
         """Push in the platform's batch calls: one result per record, in order; `states` what
-        we know of each on the platform (None: nothing). A contact the platform took without a
-        per-contact answer is `awaiting` (see `confirm`)."""
+        we know of each on the platform (None: nothing). `built`: each record's payload and
+        write plan as `build_payload` and `write_plan` made them for that state (the engine
+        builds them for its comparison and fingerprint before the push: a bulk chunk would
+        otherwise build every payload twice); None: built here. A contact the platform took
+        without a per-contact answer is `awaiting` (see `confirm`)."""
         raise NotImplementedError(f"{self.label} has no bulk endpoint")
 
     def confirm(self, pending: list[Unconfirmed]) -> list[BatchItemResult | None]:

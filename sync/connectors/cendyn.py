@@ -53,11 +53,13 @@ from sync.connectors.base import (
     AuthenticationError,
     BaseConnector,
     BatchItemResult,
+    Built,
     ConnectorConfigurationError,
     ConnectorError,
     PermanentError,
     PushResult,
     Unconfirmed,
+    WritePlan,
 )
 from sync.connectors.declarations import Credential, Setting
 from sync.connectors.inbound import EventKind, InboundRequest, PlatformEvent, Verified
@@ -412,8 +414,11 @@ class CendynConnector(BaseConnector):
 
     # -- mapping
 
-    def build_payload(self, record: ContactRecord, state: RemoteState) -> dict:
-        """The contact body of `POST`/`PUT …/contact` (and one item of a bulk call).
+    def build_payload(
+        self, record: ContactRecord, state: RemoteState, plan: WritePlan | None = None
+    ) -> dict:
+        """The contact body of `POST`/`PUT …/contact` (and one item of a bulk call); `plan`
+        the contact's write plan when the caller has it (the kept values turn channels off).
         Raises PermanentError for what Cendyn cannot take (see the module docstring)."""
         if not record.external_id:
             raise PermanentError(self.label, "the contact has no external ID to match on")
@@ -433,7 +438,7 @@ class CendynConnector(BaseConnector):
             payload["list_subscriptions"] = self._list_subscriptions(record)
         # A cleared email or phone keeps its value on Cendyn (nothing documented removes it):
         # its channel is what we can turn off, and stays off while the value is gone here.
-        kept = self.write_plan(record, state).kept
+        kept = (plan or self.write_plan(record, state)).kept
         payload["channel_subscriptions"] = [
             {
                 "channel": "email",
@@ -730,7 +735,10 @@ class CendynConnector(BaseConnector):
     # -- bulk
 
     def push_many(
-        self, records: list[ContactRecord], states: list[RemoteState] | None = None
+        self,
+        records: list[ContactRecord],
+        states: list[RemoteState] | None = None,
+        built: list[Built] | None = None,
     ) -> list[BatchItemResult]:
         """Upsert in `POST …/contact/bulk` calls matched on user_id (`match_contact_user_id`;
         without it every bulk creates duplicates). A bulk Cendyn took (201 with its `_id`)
@@ -740,12 +748,16 @@ class CendynConnector(BaseConnector):
         401/403 is raised; any other failure is each contact's result."""
         errors: dict[str, ConnectorError] = {}
         bulks: dict[str, str] = {}  # user_id -> the bulk that carried it
-        payloads = []
-        for record, state in zip(records, states or [RemoteState()] * len(records), strict=True):
-            try:
-                payloads.append(self.build_payload(record, state))
-            except PermanentError as err:
-                errors[record.external_id] = err
+        if built is not None:
+            payloads = [item.payload for item in built]
+        else:
+            payloads = []
+            states = states or [RemoteState()] * len(records)
+            for record, state in zip(records, states, strict=True):
+                try:
+                    payloads.append(self.build_payload(record, state))
+                except PermanentError as err:
+                    errors[record.external_id] = err
         for chunk in self._bulk_chunks(payloads):
             reference = uuid.uuid4().hex if self.inbound_url else ""
             try:
@@ -774,7 +786,8 @@ class CendynConnector(BaseConnector):
         chunk: list[dict] = []
         size = 0
         for payload in payloads:
-            item = len(json.dumps(payload)) + WEBHOOK_ITEM_OVERHEAD
+            # only a webhook's body limits a chunk's size in bytes
+            item = len(json.dumps(payload)) + WEBHOOK_ITEM_OVERHEAD if self.inbound_url else 0
             full = len(chunk) >= BULK_LIMIT or (
                 self.inbound_url and chunk and size + item > WEBHOOK_BULK_BYTES
             )

@@ -62,6 +62,7 @@ from sync.connectors.base import (
     PermanentError,
     PushResult,
     RetryableError,
+    WritePlan,
 )
 from sync.connectors.declarations import Credential, Setting
 from sync.connectors.inbound import EventKind, InboundRequest, PlatformEvent, Verified
@@ -490,9 +491,12 @@ class IvvyConnector(BaseConnector):
 
     # -- mapping
 
-    def build_payload(self, record: ContactRecord, state: RemoteState) -> dict:
-        """The addOrUpdateContact body. Raises PermanentError for what iVvy cannot take (see
-        the module docstring)."""
+    def build_payload(
+        self, record: ContactRecord, state: RemoteState, plan: WritePlan | None = None
+    ) -> dict:
+        """The addOrUpdateContact body (the URLs it removes: `plan`, the write plan when the
+        caller has it). Raises PermanentError for what iVvy cannot take (see the module
+        docstring)."""
         payload: dict[str, Any] = {}
         if state.remote_id:
             payload["id"] = self._whole_number(state.remote_id, "the stored contact id")
@@ -516,7 +520,7 @@ class IvvyConnector(BaseConnector):
         custom_fields = self._custom_fields(record, state)
         if custom_fields:
             payload["customFields"] = custom_fields
-        urls = self._external_urls(record, state)
+        urls = self._external_urls(record, state, plan)
         if urls != []:
             payload["externalUrls"] = urls
         if self.mapping.has_lists:
@@ -594,13 +598,15 @@ class IvvyConnector(BaseConnector):
             return ", ".join(value)  # tags hold no commas (contacts.forms.TagsField)
         return str(value)
 
-    def _external_urls(self, record: ContactRecord, state: RemoteState) -> list[dict] | None:
+    def _external_urls(
+        self, record: ContactRecord, state: RemoteState, plan: WritePlan | None = None
+    ) -> list[dict] | None:
         """The contact's URLs, then `{"ref", "url": null}` for each ref iVvy holds from us that
         is gone here; None (`externalUrls: null`, "remove all") when none is left and the refs
         iVvy holds are unknown; [] when there is nothing to send."""
         removed = sorted(
             key.removeprefix("url:")
-            for key in self.write_plan(record, state).clear
+            for key in (plan or self.write_plan(record, state)).clear
             if key.startswith("url:")
         )
         if not record.external_urls and state.held_keys is None and self.holds_contact(state):

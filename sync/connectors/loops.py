@@ -30,7 +30,13 @@ from typing import Any
 
 import sync.connectors.inbound as inbound
 import sync.connectors.readback as readback
-from sync.connectors.base import BaseConnector, ConnectorError, PermanentError, PushResult
+from sync.connectors.base import (
+    BaseConnector,
+    ConnectorError,
+    PermanentError,
+    PushResult,
+    WritePlan,
+)
 from sync.connectors.declarations import Credential
 from sync.connectors.inbound import EventKind, InboundRequest, PlatformEvent, Verified
 from sync.connectors.polling import PollResult, PollSubject
@@ -219,14 +225,17 @@ class LoopsConnector(BaseConnector):
 
     # -- mapping
 
-    def build_payload(self, record: ContactRecord, state: RemoteState) -> dict:
-        """The `PUT /v1/contacts/update` body. Raises PermanentError for what Loops cannot
-        take (see the module docstring)."""
+    def build_payload(
+        self, record: ContactRecord, state: RemoteState, plan: WritePlan | None = None
+    ) -> dict:
+        """The `PUT /v1/contacts/update` body (its nulls clear: `plan`, the write plan when
+        the caller has it). Raises PermanentError for what Loops cannot take (see the module
+        docstring)."""
         payload: dict[str, Any] = {}
         if record.email:
             payload["email"] = record.email
         payload["userId"] = record.external_id
-        plan = self.write_plan(record, state)
+        plan = plan or self.write_plan(record, state)
         for key, source in NATIVE_KEYS_BY_SOURCE:
             value = getattr(record, source)
             if value and self.sends(source, state):

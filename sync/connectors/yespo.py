@@ -51,12 +51,14 @@ from sync.connectors.base import (
     AuthenticationError,
     BaseConnector,
     BatchItemResult,
+    Built,
     ConnectorError,
     EraseResult,
     PermanentError,
     PushResult,
     RetryableError,
     Unconfirmed,
+    WritePlan,
 )
 from sync.connectors.declarations import Credential, Setting
 from sync.connectors.inbound import EventKind, InboundRequest, PlatformEvent, Verified
@@ -329,9 +331,12 @@ class YespoConnector(BaseConnector):
 
     # -- mapping
 
-    def build_payload(self, record: ContactRecord, state: RemoteState) -> dict:
-        """The `Contact` body of `POST /api/v1/contact` (and one item of a bulk call).
-        Raises PermanentError for what Yespo cannot take (see the module docstring)."""
+    def build_payload(
+        self, record: ContactRecord, state: RemoteState, plan: WritePlan | None = None
+    ) -> dict:
+        """The `Contact` body of `POST /api/v1/contact` (and one item of a bulk call): what it
+        clears is not in it (`clears`), so `plan` is not needed. Raises PermanentError for what
+        Yespo cannot take (see the module docstring)."""
         if not record.external_id:
             raise PermanentError(self.label, "the contact has no external ID to match on")
         self._segment_ids()
@@ -384,10 +389,13 @@ class YespoConnector(BaseConnector):
             return key.removeprefix("channel:") in LISTABLE_CHANNELS
         return True
 
-    def clears(self, record: ContactRecord, state: RemoteState) -> tuple[tuple, tuple]:
-        """(contactFields names, custom field ids) this push clears on Yespo."""
+    def clears(
+        self, record: ContactRecord, state: RemoteState, plan: WritePlan | None = None
+    ) -> tuple[tuple, tuple]:
+        """(contactFields names, custom field ids) this push clears on Yespo; `plan` the
+        contact's write plan when the caller has it."""
         names, ids = set(), set()
-        for key in self.write_plan(record, state).clear:
+        for key in (plan or self.write_plan(record, state)).clear:
             if key in CLEAR_NAMES:
                 names.add(CLEAR_NAMES[key])
             elif key.startswith("channel:"):
@@ -599,7 +607,10 @@ class YespoConnector(BaseConnector):
     # -- many contacts
 
     def push_many(
-        self, records: list[ContactRecord], states: list[RemoteState] | None = None
+        self,
+        records: list[ContactRecord],
+        states: list[RemoteState] | None = None,
+        built: list[Built] | None = None,
     ) -> list[BatchItemResult]:
         """Upsert in `POST /api/v1/contacts` calls, wait for each import session, then set
         segments. A contact in `failedContacts` fails; the others are synced once the import
@@ -613,10 +624,14 @@ class YespoConnector(BaseConnector):
         errors: dict[str, ConnectorError] = {}
         bulk, singles, clears = [], [], {}
         states = states or [RemoteState()] * len(records)
-        for record, state in zip(records, states, strict=True):
+        for index, (record, state) in enumerate(zip(records, states, strict=True)):
             try:
-                payload = self.build_payload(record, state)
-                clears[record.external_id] = self.clears(record, state)
+                if built is None:
+                    payload = self.build_payload(record, state)
+                    clears[record.external_id] = self.clears(record, state)
+                else:
+                    payload = built[index].payload
+                    clears[record.external_id] = self.clears(record, state, built[index].plan)
             except PermanentError as err:
                 errors[record.external_id] = err
                 continue
