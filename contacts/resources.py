@@ -561,6 +561,11 @@ class ContactResource(resources.ModelResource):
         self._values_checked = values_checked
         if not self._keep_file_state:
             self.before_import(dataset)
+        else:
+            # What the database answers is read again for each chunk of a file (a chunk
+            # checked in its write transaction sees an erasure or a group removed meanwhile).
+            self.fields["groups"].widget.forget_groups()
+            self._tombstones = tombstone_index()
         headers = list(dataset.headers or [])
         self._known = _contacts_of_rows(dataset)
         try:
