@@ -40,9 +40,9 @@ def _preparers(fields: list, connection) -> list[Callable]:
     """For each field, the function that turns an attribute into its database value. A plain
     string, number, boolean or NULL in a plain field goes as it is; an aware datetime through
     the backend's adapter alone (`DateTimeField.get_db_prep_save` ends there after checks an
-    aware value passes); anything else (JSON, decimals, dates, IP addresses, an unexpected
-    type) through `get_db_prep_save`, as the ORM does. Foreign keys are their target's
-    integer column."""
+    aware value passes); NULL as NULL, except in JSON; anything else (JSON, decimals, dates,
+    IP addresses, an unexpected type) through `get_db_prep_save`, as the ORM does. Foreign
+    keys are their target's integer column."""
     preparers = []
     for f in fields:
         target = f.target_field if f.is_relation else f
@@ -64,8 +64,13 @@ def _preparers(fields: list, connection) -> list[Callable]:
                     return adapt(value)
                 return general(value)
 
+        elif isinstance(target, models.JSONField):
+            prepare = general  # None is JSON's null or SQL's NULL: the field decides
         else:
-            prepare = general
+
+            def prepare(value, general=general):
+                return None if value is None else general(value)
+
         preparers.append(prepare)
     return preparers
 
