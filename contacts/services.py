@@ -385,7 +385,8 @@ def contacts_import_scan(
         resource.row_offset = offset
         for check in resource.check_rows(chunk):
             number = offset + check.number
-            cells = [str(c) if c is not None else "" for c in chunk[check.number - 1]]
+            shown = check.kind == "invalid" or len(scan.page) < page_rows
+            cells = _cells(chunk, check) if shown else []
             if check.kind == "invalid":
                 scan.invalid.append({"row": number, "cells": cells, "errors": check.errors})
             else:
@@ -421,7 +422,11 @@ class ChunkRefused(Exception):
 
 
 def contacts_import_write_chunk(
-    *, chunk: tablib.Dataset, user=None, resource: ContactResource | None = None
+    *,
+    chunk: tablib.Dataset,
+    user=None,
+    resource: ContactResource | None = None,
+    values_checked: bool = False,
 ) -> tuple[Counter, set[int], list[RowCheck]]:
     """Write one chunk of rows in one transaction, in bulk: the rows are checked inside it
     (`ContactResource.check_rows`: the contacts read in two queries), then the new contacts
@@ -434,8 +439,10 @@ def contacts_import_write_chunk(
     whole file was checked first) and are checked again here against the database only; the
     chunk is refused whole, ChunkRefused, when a row became invalid. With `resource` (the
     file's, `ContactResource.begin_file`, its `row_offset` at this chunk), invalid rows are
-    skipped: this check is the import's only one, every value's validators included, and
-    its invalid rows are returned, not written.
+    skipped: this check is the import's only one, and its invalid rows are returned, not
+    written. `values_checked`: the file's values passed their own validators in its preview
+    (`import_job_preview`, the same stored file), which would answer as they did; what the
+    database answers is asked here in any case.
 
     Save signals are not sent: the caller queues the returned contacts' push once, at the
     end of the import. Returns the new/update/skip counts, the ids of the contacts written
@@ -448,7 +455,7 @@ def contacts_import_write_chunk(
             if failed is not None:
                 raise ChunkRefused(failed.number, _joined(failed.errors))
         else:
-            checks = resource.check_rows(chunk)
+            checks = resource.check_rows(chunk, values_checked=values_checked)
         invalid = [c for c in checks if c.kind == "invalid"]
         checks = [c for c in checks if c.kind != "invalid"]
         now = timezone.now()
@@ -629,16 +636,21 @@ def import_job_run(*, job_id: int) -> None:
     All or nothing: every row is checked first, nothing written, and nothing is written when
     a row is invalid; each chunk is then checked again against the database inside its
     transaction. Skipping the invalid rows: one pass, each chunk's rows checked inside its
-    transaction (the check that counts, edits made since the preview included) and its valid
-    rows written; the invalid ones are listed for the page and its CSV (after a resume, with
-    those the job listed before the resume row). A failed chunk is rolled back and the import
-    stops; the file stays stored, and the page offers to resume from that chunk."""
+    transaction (the check that counts, edits made since the preview included: the contacts,
+    the emails taken, tombstones and groups; the values' own validators only when the file
+    had no preview) and its valid rows written; the invalid ones are listed for the page and
+    its CSV (after a resume, with those the job listed before the resume row). A failed chunk
+    is rolled back and the import stops; the file stays stored, and the page offers to resume
+    from that chunk."""
     job = ImportJob.objects.filter(pk=job_id, status=ImportJob.Status.IMPORTING).first()
     if job is None:
         return
     user = _job_user(job)
     start_row = job.start_row or 1
     skipping = job.mode == ImportJob.Mode.SKIP
+    # Its values passed their own validators in the worker's preview of this stored file (a
+    # file imported in the request, `import_job_run_here`, had no such preview here).
+    previewed = bool(job.preview_json)
     step = settings.IMPORT_CHUNK_ROWS
     try:
         dataset = contacts_import_dataset(text=job.content)
@@ -682,7 +694,7 @@ def import_job_run(*, job_id: int) -> None:
             try:
                 with transaction.atomic():
                     counts, held, refused = contacts_import_write_chunk(
-                        chunk=chunk, user=user, resource=resource
+                        chunk=chunk, user=user, resource=resource, values_checked=previewed
                     )
                     found = [_invalid_row(check, chunk, chunk_numbers) for check in refused]
                     chunk_totals = totals + counts
@@ -767,8 +779,12 @@ def _checked_all(job_id: int, dataset, user, start_row: int) -> list[int] | None
 
 def _invalid_row(check: RowCheck, chunk: tablib.Dataset, numbers: list[int]) -> dict:
     """An invalid row of a written chunk as the job lists it (as `contacts_import_scan`)."""
-    cells = [str(c) if c is not None else "" for c in chunk[check.number - 1]]
-    return {"row": numbers[check.number - 1], "cells": cells, "errors": check.errors}
+    return {"row": numbers[check.number - 1], "cells": _cells(chunk, check), "errors": check.errors}
+
+
+def _cells(chunk: tablib.Dataset, check: RowCheck) -> list[str]:
+    """The row's cells as text, as the page and the skipped rows' CSV show them."""
+    return [str(c) if c is not None else "" for c in chunk[check.number - 1]]
 
 
 def _import_tasks(job_id: int):
