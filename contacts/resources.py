@@ -143,6 +143,10 @@ class TextWidget(widgets.CharWidget):
         return text
 
 
+# A matching column's cell as text (None when blank): one widget for every cell, not one each.
+_cell_text = TextWidget().clean
+
+
 class BooleanCellWidget(widgets.BooleanWidget):
     """true/false, 1/0 or yes/no in any case; a blank cell is None; anything else an error
     (the stock widget reads every unknown word as False, which would withdraw a consent)."""
@@ -368,7 +372,7 @@ class ContactResource(resources.ModelResource):
         rows_by_id: dict[str, list[int]] = {}
         if "external_id" in (dataset.headers or []):
             for number, value in enumerate(dataset["external_id"], start=1):
-                external_id = TextWidget().clean(value)
+                external_id = _cell_text(value)
                 if external_id:
                     rows_by_id.setdefault(external_id, []).append(number)
         self._duplicate_external_ids = {k: v for k, v in rows_by_id.items() if len(v) > 1}
@@ -388,8 +392,8 @@ class ContactResource(resources.ModelResource):
         row of the file already imported the same contact or has the same email (checked on
         the file itself: a validation pass writes nothing, so the earlier row is not in the
         database yet)."""
-        external_id = TextWidget().clean(row.get("external_id"))
-        email = TextWidget().clean(row.get("email"))
+        external_id = _cell_text(row.get("external_id"))
+        email = _cell_text(row.get("email"))
         if email:
             earlier = self._row_of_email.setdefault(email.lower(), self._row_number)
             if earlier != self._row_number:
@@ -561,6 +565,11 @@ class ContactResource(resources.ModelResource):
         self._values_checked = values_checked
         if not self._keep_file_state:
             self.before_import(dataset)
+        else:
+            # What the database answers is read again for each chunk of a file (a chunk
+            # checked in its write transaction sees an erasure or a group removed meanwhile).
+            self.fields["groups"].widget.forget_groups()
+            self._tombstones = tombstone_index()
         headers = list(dataset.headers or [])
         self._known = _contacts_of_rows(dataset)
         try:
@@ -669,16 +678,19 @@ def _contacts_of_rows(dataset) -> tuple[dict[str, Contact], dict[str, Contact], 
     headers = dataset.headers or []
     ids, emails = set(), set()
     if "external_id" in headers:
-        ids = {v for v in (TextWidget().clean(c) for c in dataset["external_id"]) if v}
+        ids = {v for v in map(_cell_text, dataset["external_id"]) if v}
     if "email" in headers:
-        emails = {v.lower() for v in (TextWidget().clean(c) for c in dataset["email"]) if v}
-    by_id = {c.external_id: c for c in Contact.objects.filter(external_id__in=ids)} if ids else {}
+        emails = {v.lower() for v in map(_cell_text, dataset["email"]) if v}
+    # no ORDER BY: both are unique, and the rows go into dicts
+    found = Contact.objects.filter(external_id__in=ids).order_by() if ids else []
+    by_id = {c.external_id: c for c in found}
     by_email = {}
     if emails:
         found = (
             Contact.objects.annotate(email_ci=Lower("email"))
             .filter(email_ci__in=emails)
             .exclude(email="")
+            .order_by()
         )
         by_email = {c.email.lower(): c for c in found}
     return by_id, by_email, emails

@@ -29,7 +29,13 @@ from import_export.results import Result
 from contacts import bulk
 from contacts.consent import consent_record_bulk_changes
 from contacts.models import ConsentSource, Contact, GroupMembership, ImportJob, new_external_id
-from contacts.resources import COLUMNS, STATUS_COLUMNS, ContactResource, neutralise_formula
+from contacts.resources import (
+    COLUMNS,
+    STATUS_COLUMNS,
+    ContactResource,
+    RowCheck,
+    neutralise_formula,
+)
 from contacts.signals import contacts_bulk_written, held_contact_ids
 
 MATCH_COLUMNS = ("external_id", "email")  # a row is matched on these; one is required
@@ -379,7 +385,8 @@ def contacts_import_scan(
         resource.row_offset = offset
         for check in resource.check_rows(chunk):
             number = offset + check.number
-            cells = [str(c) if c is not None else "" for c in chunk[check.number - 1]]
+            shown = check.kind == "invalid" or len(scan.page) < page_rows
+            cells = _cells(chunk, check) if shown else []
             if check.kind == "invalid":
                 scan.invalid.append({"row": number, "cells": cells, "errors": check.errors})
             else:
@@ -414,22 +421,43 @@ class ChunkRefused(Exception):
         self.index = index
 
 
-def contacts_import_write_chunk(*, chunk: tablib.Dataset, user=None) -> tuple[Counter, set[int]]:
-    """Write one chunk of already checked rows in one transaction, in bulk: the rows are
-    checked again inside it (`ContactResource.check_rows`: the contacts read in two queries;
-    the chunk is refused whole, ChunkRefused, when a row became invalid), then the new
-    contacts are inserted, the changed ones updated (only the columns the rows change, the
-    version counter raised as `Contact.save` raises it), each with its history record as
+def contacts_import_write_chunk(
+    *,
+    chunk: tablib.Dataset,
+    user=None,
+    resource: ContactResource | None = None,
+    values_checked: bool = False,
+) -> tuple[Counter, set[int], list[RowCheck]]:
+    """Write one chunk of rows in one transaction, in bulk: the rows are checked inside it
+    (`ContactResource.check_rows`: the contacts read in two queries), then the new contacts
+    are inserted, the changed ones updated (only the columns the rows change, the version
+    counter raised as `Contact.save` raises it), each with its history record as
     django-simple-history writes it on a save (the importing user as its author), and the
     groups the rows add inserted with theirs (`contacts.bulk`: a few statements per chunk).
+
+    Without `resource`, the rows were all found valid a moment ago (all or nothing: the
+    whole file was checked first) and are checked again here against the database only; the
+    chunk is refused whole, ChunkRefused, when a row became invalid. With `resource` (the
+    file's, `ContactResource.begin_file`, its `row_offset` at this chunk), invalid rows are
+    skipped: this check is the import's only one, and its invalid rows are returned, not
+    written. `values_checked`: the file's values passed their own validators in its preview
+    (`import_job_preview`, the same stored file), which would answer as they did; what the
+    database answers is asked here in any case.
+
     Save signals are not sent: the caller queues the returned contacts' push once, at the
-    end of the import. Returns the new/update/skip counts and the ids of the contacts written."""
+    end of the import. Returns the new/update/skip counts, the ids of the contacts written
+    and the invalid rows' checks."""
     user_id = getattr(user, "pk", None)
     with transaction.atomic():
-        checks = ContactResource().check_rows(chunk, values_checked=True)
-        failed = next((c for c in checks if c.kind == "invalid"), None)
-        if failed is not None:
-            raise ChunkRefused(failed.number, _joined(failed.errors))
+        if resource is None:
+            checks = ContactResource().check_rows(chunk, values_checked=True)
+            failed = next((c for c in checks if c.kind == "invalid"), None)
+            if failed is not None:
+                raise ChunkRefused(failed.number, _joined(failed.errors))
+        else:
+            checks = resource.check_rows(chunk, values_checked=values_checked)
+        invalid = [c for c in checks if c.kind == "invalid"]
+        checks = [c for c in checks if c.kind != "invalid"]
         now = timezone.now()
         created = [c for c in checks if c.kind == "new"]
         updated = [c for c in checks if c.kind == "update"]
@@ -444,7 +472,7 @@ def contacts_import_write_chunk(*, chunk: tablib.Dataset, user=None) -> tuple[Co
             now=now,
         )
     totals = Counter(c.kind for c in checks)
-    return totals, {c.instance.pk for c in created + updated}
+    return totals, {c.instance.pk for c in created + updated}, invalid
 
 
 def _statuses_before(checks) -> dict[int, dict[str, str]]:
@@ -601,48 +629,55 @@ def import_job_preview(*, job_id: int) -> None:
 
 
 def import_job_run(*, job_id: int) -> None:
-    """Worker side: the confirmed import. Every row (from the resume row on) is checked
-    first, nothing written; then, all or nothing: nothing is written when a row is invalid;
-    skipping: the valid rows are written and the invalid ones listed. Writes go in chunks of
+    """Worker side: the confirmed import, from the resume row on, written in chunks of
     IMPORT_CHUNK_ROWS, one short transaction each, push on save held back and each contact
-    queued once at the end (also after a failure). A failed chunk is rolled back and the
-    import stops; the file stays stored, and the page offers to resume from that chunk."""
+    queued once at the end (also after a failure).
+
+    All or nothing: every row is checked first, nothing written, and nothing is written when
+    a row is invalid; each chunk is then checked again against the database inside its
+    transaction. Skipping the invalid rows: one pass, each chunk's rows checked inside its
+    transaction (the check that counts, edits made since the preview included: the contacts,
+    the emails taken, tombstones and groups; the values' own validators only when the file
+    had no preview) and its valid rows written; the invalid ones are listed for the page and
+    its CSV (after a resume, with those the job listed before the resume row). A failed chunk
+    is rolled back and the import stops; the file stays stored, and the page offers to resume
+    from that chunk."""
     job = ImportJob.objects.filter(pk=job_id, status=ImportJob.Status.IMPORTING).first()
     if job is None:
         return
     user = _job_user(job)
     start_row = job.start_row or 1
+    skipping = job.mode == ImportJob.Mode.SKIP
+    # Its values passed their own validators in the worker's preview of this stored file (a
+    # file imported in the request, `import_job_run_here`, had no such preview here).
+    previewed = bool(job.preview_json)
+    step = settings.IMPORT_CHUNK_ROWS
     try:
         dataset = contacts_import_dataset(text=job.content)
-        _job_update(job_id, total_rows=len(dataset), validated_rows=0)
-        scan = contacts_import_scan(
-            dataset=dataset,
-            user=user,
-            start_row=start_row,
-            on_progress=lambda n: _job_update(job_id, validated_rows=n),
-        )
+        if skipping:
+            _job_update(job_id, total_rows=len(dataset), validated_rows=start_row - 1)
+            resource = ContactResource()  # the file's: checks across rows see all of it
+            resource.begin_file(
+                dataset if start_row == 1 else _rows(dataset, start_row - 1, len(dataset))
+            )
+            numbers = list(range(start_row, len(dataset) + 1))
+            invalid = [row for row in import_job_invalid_rows(job=job) if row["row"] < start_row]
+        else:
+            resource, invalid = None, []  # none: a file with one is not written
+            numbers = _checked_all(job_id, dataset, user, start_row)
     except Exception as err:
         logger.exception("the check of import %s failed", job_id)
         _job_finish(job_id, status=ImportJob.Status.FAILED, failure=f"The check stopped: {err}")
         return
-    _job_update(
-        job_id,
-        validated_rows=scan.checked_rows,
-        invalid_rows=len(scan.invalid),
-        invalid_json=_dumps(scan.invalid),
-    )
-    if scan.invalid and job.mode == ImportJob.Mode.ALL:
+    if numbers is None:
         # the file stays: the person may choose to skip the invalid rows instead
         _job_finish(job_id, status=ImportJob.Status.REFUSED)
         return
-    skipped = scan.invalid_numbers
-    numbers = [n for n in range(start_row, len(dataset) + 1) if n not in skipped]
     resuming = start_row > 1
     totals = Counter(job.totals if resuming else {})
     written = job.written_rows if resuming else 0
     touched: set[int] = set()
     failure = None
-    step = settings.IMPORT_CHUNK_ROWS
     chunk_numbers: list[int] = numbers[:1]
     try:
         for first in range(0, len(numbers), step):
@@ -650,22 +685,30 @@ def import_job_run(*, job_id: int) -> None:
             chunk = tablib.Dataset(
                 *(dataset[n - 1] for n in chunk_numbers), headers=dataset.headers
             )
+            if resource is not None:
+                resource.row_offset = chunk_numbers[0] - 1  # the chunk's rows follow on
             # The chunk and the job's progress commit together: a worker killed at any
             # point leaves `start_row` just after the last chunk written, where a resume
             # goes on (`import_jobs_recover`), and every contact it wrote no later than the
             # job's `updated_at`.
             try:
                 with transaction.atomic():
-                    counts, held = contacts_import_write_chunk(chunk=chunk, user=user)
+                    counts, held, refused = contacts_import_write_chunk(
+                        chunk=chunk, user=user, resource=resource, values_checked=previewed
+                    )
+                    found = [_invalid_row(check, chunk, chunk_numbers) for check in refused]
                     chunk_totals = totals + counts
+                    progress = {"validated_rows": chunk_numbers[-1]} if skipping else {}
                     kept = _job_update(
                         job_id,
-                        written_rows=written + len(chunk_numbers),
+                        written_rows=written + len(chunk_numbers) - len(found),
                         totals=_counts(chunk_totals),
                         start_row=chunk_numbers[-1] + 1,
+                        **progress,
                     )
-            except ChunkRefused as refused:
-                failure = (chunk_numbers[0], chunk_numbers[refused.index - 1], str(refused))
+            except ChunkRefused as refused_chunk:
+                row = chunk_numbers[refused_chunk.index - 1]
+                failure = (chunk_numbers[0], row, str(refused_chunk))
                 break
             except DatabaseError as err:
                 message = f"The database refused the write: {err}"
@@ -675,7 +718,8 @@ def import_job_run(*, job_id: int) -> None:
             if not kept:
                 return  # erased meanwhile: nothing more is written (the finally pushes)
             totals = chunk_totals
-            written += len(chunk_numbers)
+            written += len(chunk_numbers) - len(found)
+            invalid += found
     except Exception as err:  # the page says why; the stored file stays, to resume
         logger.exception("import %s failed while writing", job_id)
         row = chunk_numbers[0] if chunk_numbers else start_row
@@ -684,6 +728,7 @@ def import_job_run(*, job_id: int) -> None:
         if touched:
             user_id = getattr(user, "pk", None)
             contacts_bulk_written.send(sender=Contact, contact_ids=touched, user_id=user_id)
+    listed = {"invalid_rows": len(invalid), "invalid_json": _dumps(invalid)} if skipping else {}
     if failure is not None:
         resume, row, message = failure
         _job_finish(
@@ -696,6 +741,7 @@ def import_job_run(*, job_id: int) -> None:
                 f"Row {row} could not be saved: {message}. The rows before row {resume} are "
                 f"saved; nothing from row {resume} on. Correct the cause and resume."
             ),
+            **listed,
         )
         return
     _job_finish(
@@ -705,7 +751,40 @@ def import_job_run(*, job_id: int) -> None:
         totals=_counts(totals),
         content="",
         start_row=1,
+        **listed,
     )
+
+
+def _checked_all(job_id: int, dataset, user, start_row: int) -> list[int] | None:
+    """All or nothing: every row from `start_row` on checked before anything is written.
+    The numbers of the rows to write, or None when a row is invalid (then listed on the
+    job)."""
+    _job_update(job_id, total_rows=len(dataset), validated_rows=0)
+    scan = contacts_import_scan(
+        dataset=dataset,
+        user=user,
+        start_row=start_row,
+        on_progress=lambda n: _job_update(job_id, validated_rows=n),
+    )
+    _job_update(
+        job_id,
+        validated_rows=scan.checked_rows,
+        invalid_rows=len(scan.invalid),
+        invalid_json=_dumps(scan.invalid),
+    )
+    if scan.invalid:
+        return None
+    return list(range(start_row, len(dataset) + 1))
+
+
+def _invalid_row(check: RowCheck, chunk: tablib.Dataset, numbers: list[int]) -> dict:
+    """An invalid row of a written chunk as the job lists it (as `contacts_import_scan`)."""
+    return {"row": numbers[check.number - 1], "cells": _cells(chunk, check), "errors": check.errors}
+
+
+def _cells(chunk: tablib.Dataset, check: RowCheck) -> list[str]:
+    """The row's cells as text, as the page and the skipped rows' CSV show them."""
+    return [str(c) if c is not None else "" for c in chunk[check.number - 1]]
 
 
 def _import_tasks(job_id: int):

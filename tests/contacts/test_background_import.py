@@ -148,6 +148,31 @@ def test_a_failure_while_writing_keeps_the_file_says_why_and_resumes(
     assert Contact.objects.count() == 11
 
 
+def test_skipping_checks_each_chunk_as_it_writes_and_skips_a_row_that_became_invalid(
+    admin_client_logged, background
+):
+    """Skipping makes one pass at import time: each chunk's check in its write transaction
+    is the one that counts, so a row that became invalid after the preview is skipped and
+    listed with the others, and the contact that made it invalid is left as it is."""
+    job = import_job_start(content=_file(10, bad={3: "12345"}), file_name="people.csv")
+    job.refresh_from_db()
+    assert (job.status, job.invalid_rows) == (ImportJob.Status.PREVIEWED, 1)
+    # after the preview, someone adds a contact with row 6's email
+    other = Contact.objects.create(email="P6@example.com", external_id="OTHER", first_name="O")
+    assert import_job_confirm(job=job, mode="skip")
+    job.refresh_from_db()
+    assert job.status == ImportJob.Status.DONE, job.failure
+    assert (job.written_rows, job.invalid_rows, job.totals) == (8, 2, {"new": 8})
+    stored = set(Contact.objects.values_list("external_id", flat=True))
+    assert stored == {f"E{n}" for n in range(1, 11)} - {"E3", "E6"} | {"OTHER"}
+    other.refresh_from_db()
+    assert (other.first_name, other.email, other.content_version) == ("O", "P6@example.com", 1)
+    response = admin_client_logged.get(_job_url(job, "import_job_skipped"))
+    rows = list(csv.reader(io.StringIO(response.content.decode())))
+    assert [row[:2] for row in rows[1:]] == [["3", "E3"], ["6", "E6"]]
+    assert rows[1][-1].startswith("phone: ") and rows[2][-1].startswith("external_id: The email")
+
+
 def test_the_preview_of_a_large_file_renders_a_page_of_rows(admin_client_logged, background):
     bad = {n: "12345" for n in range(10, 2000, 10)}  # 199 invalid rows
     _upload(admin_client_logged, _file(3000, bad=bad))
