@@ -286,6 +286,9 @@ class ContactAdmin(ImportMixin, ExportActionMixin, SimpleHistoryAdmin, ModelAdmi
     export_form_class = ExportForm
     confirm_form_class = ContactConfirmImportForm
     import_template_name = "admin/contacts/contact/import.html"
+    # the list page, its rows built with the headers made once a page (ImportMixin adds its
+    # buttons around it)
+    change_list_template = "admin/contacts/contact/change_list.html"
     object_history_template = "admin/contacts/contact/object_history.html"
     show_change_form_export = False
     list_display = [
