@@ -16,11 +16,11 @@ from django.core.exceptions import PermissionDenied
 from django.db.models import Exists, OuterRef, Prefetch, Q
 from django.http import HttpResponseNotAllowed
 from django.shortcuts import get_object_or_404, redirect
-from django.template.loader import render_to_string
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
+from django.utils.text import Truncator
 from django.utils.translation import ngettext
 from django_tasks_db import admin as tasks_admin
 from django_tasks_db.models import DBTaskResult
@@ -892,13 +892,7 @@ class SyncedContactAdmin(ContactAdmin):
         def sync_cell(obj):
             states = {s.destination_id: s for s in obj.sync_states.all()}
             marks = [_mark(d, states.get(d.pk)) for d in destinations]
-            # the cell's accessible name, every destination's status (built here: a template
-            # loop over the marks costs a page of 100 rows 6 % more Python work)
-            label = "; ".join(f"{m['destination'].name} {m['text']}" for m in marks)
-            return render_to_string(
-                "admin/sync/sync_cell.html",
-                {"contact_id": obj.pk, "marks": marks, "label": f"Sync: {label}"},
-            )
+            return _sync_cell_html(obj.pk, marks)
 
         name, *rest = super().get_list_display(request)
         return [name, sync_cell, *rest]  # near the name
@@ -1139,6 +1133,53 @@ def _mark(destination, state):
         "remote_id": state.remote_id if state else "",
         "error": (state.last_error or state.skip_reason) if state else "",
     }
+
+
+def _sync_cell_html(contact_id, marks) -> str:
+    """The list's sync cell: one mark per destination (its status as a colour and a symbol);
+    hovering or focusing a mark shows the tooltip with the status, remote ID and error. The
+    cell is one tab stop (a row of marks would be one per destination): its group's label
+    names every destination's status, the first mark takes the focus and the arrow keys
+    (Home, End) move it along the marks, each showing its tooltip (sync.js: a roving
+    tabindex). Built with format_html, not a template: rendering one for each of 100 rows
+    was a sixth of the page's time."""
+    label = "; ".join(f"{m['destination'].name} {m['text']}" for m in marks)
+    return format_html(
+        '<div class="sync-marks" role="group" aria-label="Sync: {}">{}</div>',
+        label,
+        format_html_join(
+            "", "{}", ((_mark_html(contact_id, m, n == 0),) for n, m in enumerate(marks))
+        ),
+    )
+
+
+def _mark_html(contact_id, mark, first) -> str:
+    destination = mark["destination"]
+    tip_id = f"sync-tip-{contact_id}-{destination.pk}"
+    remote_id = format_html("<br>Remote ID {}", mark["remote_id"]) if mark["remote_id"] else ""
+    error = (
+        format_html(
+            '<br><span class="sync-tip-error">{}</span>', Truncator(mark["error"]).chars(300)
+        )
+        if mark["error"]
+        else ""
+    )
+    return format_html(
+        '<span class="sync-mark sync-{}" tabindex="{}" data-destination="{}" '
+        'aria-describedby="{}"><span aria-hidden="true">{}{}</span>'
+        '<span class="sync-tip" role="tooltip" id="{}"><strong>{}</strong>: {}{}{}</span></span>',
+        mark["status"],
+        0 if first else -1,
+        destination.pk,
+        tip_id,
+        mark["short"],
+        mark["symbol"],
+        tip_id,
+        destination.name,
+        mark["text"],
+        remote_id,
+        error,
+    )
 
 
 admin.site.unregister(Contact)

@@ -165,8 +165,7 @@ def items_for_result(cl, result, form, headers):  # noqa: C901, PLR0912, PLR0915
                 form
                 and field_name in form.fields
                 and not (
-                    field_name == cl.model._meta.pk.name
-                    and form[cl.model._meta.pk.name].is_hidden
+                    field_name == cl.model._meta.pk.name and form[cl.model._meta.pk.name].is_hidden
                 )
             ):
                 bf = form[field_name]
