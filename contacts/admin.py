@@ -11,6 +11,7 @@ from functools import cache
 from django import forms as django_forms
 from django.conf import settings
 from django.contrib import admin, messages
+from django.contrib.admin import helpers
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.db import connection
@@ -21,13 +22,14 @@ from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.decorators import method_decorator
 from django.utils.functional import cached_property
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
 from django.views.decorators.http import require_POST
 from import_export.admin import ExportActionMixin, ImportMixin
 from import_export.formats.base_formats import CSV
 from import_export.forms import ConfirmImportForm
 from import_export.signals import post_import
 from simple_history.admin import SimpleHistoryAdmin
+from unfold import admin as unfold_admin
 from unfold.admin import ModelAdmin, TabularInline
 from unfold.contrib.import_export.forms import ExportForm, ImportForm
 
@@ -286,6 +288,9 @@ class ContactAdmin(ImportMixin, ExportActionMixin, SimpleHistoryAdmin, ModelAdmi
     export_form_class = ExportForm
     confirm_form_class = ContactConfirmImportForm
     import_template_name = "admin/contacts/contact/import.html"
+    # the list page, its rows built with the headers made once a page (ImportMixin adds its
+    # buttons around it)
+    change_list_template = "admin/contacts/contact/change_list.html"
     object_history_template = "admin/contacts/contact/object_history.html"
     show_change_form_export = False
     list_display = [
@@ -310,6 +315,21 @@ class ContactAdmin(ImportMixin, ExportActionMixin, SimpleHistoryAdmin, ModelAdmi
     # the unfiltered total next to a filtered count, and pages by an estimate when unfiltered.
     show_full_result_count = False
     paginator = EstimatedCountPaginator
+    # No expandable row sections (unfold's option). Declared because unfold's list template
+    # asks for it twice a row, and a missing attribute costs Django's template engine a
+    # dir() of the whole admin each time (a sixth of a 100-row page's time).
+    list_sections = ()
+
+    @admin.display(description=ModelAdmin.action_checkbox.short_description)
+    def action_checkbox(self, obj):
+        """unfold's row checkbox, the HTML its widget renders, without rendering the widget's
+        template for each of 100 rows (a tenth of the page's time)."""
+        return format_html(
+            '<input type="checkbox" name="{}" value="{}"{}>',
+            helpers.ACTION_CHECKBOX_NAME,
+            obj.pk,
+            format_html_join("", ' {}="{}"', unfold_admin.checkbox.attrs.items()),
+        )
 
     @admin.display(description="external ID", ordering="external_id")
     def short_external_id(self, obj):
