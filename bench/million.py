@@ -17,10 +17,12 @@ one's; the pages in as many queries as at the small size.
 
 import argparse
 import os
+import pstats
 import subprocess
 import sys
 import time
 
+import requests
 from changelist import admin_client, admin_pages, page_figures
 from common import (
     ROOT,
@@ -44,6 +46,12 @@ def main():
     parser.add_argument("--contacts", type=int, default=1_000_000)
     parser.add_argument("--small", type=int, default=10_000)
     parser.add_argument("--repeat", type=int, default=9, help="renders timed per page")
+    parser.add_argument(
+        "--profile",
+        default="",
+        help="a directory: run the workers under cProfile and print where their time went "
+        "(slower, and their RSS is cProfile's too)",
+    )
     args = parser.parse_args()
     setup_django(ALLOWED_HOSTS="testserver")
     from django.db import connection
@@ -60,7 +68,7 @@ def main():
         with connection.cursor() as cursor:
             seed_contacts(cursor, args.small, states=False, children=True)
         vacuum(connection)
-        small = _measure(args.small, "Yespo (baseline)", sandbox, env, client, args.repeat)
+        small = _measure(args.small, "Yespo (baseline)", sandbox, env, client, args)
         started = time.perf_counter()
         with connection.cursor() as cursor:
             seed_contacts(cursor, args.contacts - args.small, states=False, children=True)
@@ -69,13 +77,13 @@ def main():
             f"seeded {args.contacts - args.small:,} more contacts with children "
             f"({_children_count()}) in {time.perf_counter() - started:.0f} s"
         )
-        large = _measure(args.contacts, "Yespo", sandbox, env, client, args.repeat)
+        large = _measure(args.contacts, "Yespo", sandbox, env, client, args)
         _report(small, large, sandbox)
     finally:
         sandbox.stop()
 
 
-def _measure(count, name, sandbox, env, client, repeat) -> dict:
+def _measure(count, name, sandbox, env, client, args) -> dict:
     """Push every contact (`count`) to a new Yespo destination, re-push them unchanged and
     render the pages; the figures by name."""
     from contacts.models import CustomFieldDefinition, Group
@@ -94,18 +102,27 @@ def _measure(count, name, sandbox, env, client, repeat) -> dict:
         )
     destination.refresh_from_db()
     figures = {"count": count, "uptime": _load()}
-    workers = _start_workers(env)
+    profiles = [
+        os.path.join(args.profile, f"worker-{count}-{i}.prof") if args.profile else ""
+        for i in range(2)
+    ]
+    workers = [_start_worker(env, profile) for profile in profiles]
     try:
         figures["push"] = _push(destination, sandbox, count)
         figures["rss_mb"] = [_peak_rss_kb(w.pid) / 1024 for w in workers]
+        figures["uptime_after"] = _load()
     finally:
         _stop(workers)
+    if args.profile:
+        _print_profile(count, profiles)
     figures["repush"] = _push(destination, sandbox, count, workers_needed=False)
     figures["sandbox_rss_mb"] = _peak_rss_kb(sandbox.proc.pid) / 1024
-    figures["stored"] = len(sandbox.control("store/yespo")["yespo"]["contacts"])
+    store = requests.get(f"{sandbox.url}/_sandbox/store/yespo", timeout=900).json()
+    figures["stored"] = len(store["yespo"]["contacts"])
+    del store
     pages = admin_pages(destination)
     figures["pages"] = {
-        page: page_figures(client, *where, repeat=repeat) for page, where in pages.items()
+        page: page_figures(client, *where, repeat=args.repeat) for page, where in pages.items()
     }
     print(f"measured at {count:,} contacts (load average {figures['uptime']})", flush=True)
     return figures
@@ -157,19 +174,25 @@ def _push(destination, sandbox, count, *, workers_needed=True) -> dict:
     }
 
 
-def _start_workers(env) -> list:
-    """Two django-tasks-db workers, started as bench/production.py starts them."""
-    manage = [sys.executable, str(ROOT / "manage.py")]
-    return [
-        subprocess.Popen(
-            [*manage, "db_worker", "--no-reload", "--interval", "0.2"],
-            cwd=ROOT,
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        for _ in range(2)
-    ]
+def _start_worker(env, profile: str):
+    """A django-tasks-db worker, started as bench/production.py starts them (under cProfile,
+    writing to `profile`, when given)."""
+    python = [sys.executable, "-m", "cProfile", "-o", profile] if profile else [sys.executable]
+    return subprocess.Popen(
+        [*python, str(ROOT / "manage.py"), "db_worker", "--no-reload", "--interval", "0.2"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+def _print_profile(count, paths) -> None:
+    """Both workers' profiles together: the functions they spent most time in."""
+    stats = pstats.Stats(*paths, stream=sys.stdout)
+    print(f"workers' profile, push of {count:,} contacts (own time; cumulative, our code):")
+    stats.sort_stats("tottime").print_stats(12)
+    stats.sort_stats("cumulative").print_stats(f"{ROOT}/sync/", 20)
 
 
 def _stop(processes) -> None:
@@ -210,7 +233,8 @@ def _report(small, large, sandbox) -> None:
             f"{push['seconds']:.1f} s to all settled = {figures['count'] / push['seconds']:,.0f} "
             f"contacts/s; states {push['statuses']}; {push['requests']:,} requests; "
             f"{figures['stored']:,} contacts in the sandbox store (sandbox peak RSS "
-            f"{figures['sandbox_rss_mb']:.0f} MB); load average before {figures['uptime']}"
+            f"{figures['sandbox_rss_mb']:.0f} MB); load average before {figures['uptime']}, after "
+            f"{figures['uptime_after']}"
         )
         print(
             f"  where the time went: planning and queueing {push['queued_seconds']:.1f} s; "
