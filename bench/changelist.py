@@ -23,48 +23,18 @@ def main():
     parser.add_argument("--repeat", type=int, default=9)
     args = parser.parse_args()
     setup_django(ALLOWED_HOSTS="testserver")
-    from django.contrib import admin
-    from django.contrib.auth.models import User
     from django.db import connection
-    from django.test import Client
 
     if connection.vendor != "postgresql":
         raise SystemExit("run under bin/with-postgres")
-    from contacts.admin import ContactAdmin
     from contacts.models import Contact
-    from sync.admin import SyncedContactAdmin
 
     destinations = _destinations()
-    user = User.objects.create_superuser("bench", "bench@example.com", "bench-pass-123")
-    client = Client()
-    client.force_login(user)
-    failed = f"/admin/contacts/contact/?sync_dest={destinations[0].pk}&sync_status=failed"
-    pages = {
-        "list with badges": (SyncedContactAdmin, "/admin/contacts/contact/"),
-        "plain list": (ContactAdmin, "/admin/contacts/contact/"),
-        "failed on one destination": (SyncedContactAdmin, failed),
-        "dashboard": (SyncedContactAdmin, "/admin/sync/dashboard/"),
-    }
+    client = admin_client()
+    pages = admin_pages(destinations[0])
 
     def render(admin_class, url):
-        admin.site.unregister(Contact)
-        admin.site.register(Contact, admin_class)
-        client.get(url)  # warm
-        executed = []
-
-        def count(execute, sql, params, many, context):
-            executed.append(sql)
-            return execute(sql, params, many, context)
-
-        with connection.execute_wrapper(count):
-            client.get(url)
-        times = []
-        for _ in range(args.repeat):
-            started = time.perf_counter()
-            response = client.get(url)
-            times.append(time.perf_counter() - started)
-            assert response.status_code == 200
-        return len(executed), median(times)
+        return page_figures(client, admin_class, url, repeat=args.repeat)
 
     small = 1_000
     with connection.cursor() as cursor:
@@ -88,6 +58,61 @@ def main():
         )
     ratio = after["list with badges"][1] / after["plain list"][1]
     print(f"badges: {ratio:.2f} x the plain list at {args.contacts:,}")
+
+
+def admin_client():
+    """A test client logged in as a new superuser (call after setup_django with
+    ALLOWED_HOSTS="testserver")."""
+    from django.contrib.auth.models import User
+    from django.test import Client
+
+    client = Client()
+    client.force_login(
+        User.objects.create_superuser("bench", "bench@example.com", "bench-pass-123")
+    )
+    return client
+
+
+def admin_pages(destination) -> dict:
+    """The pages measured, by name: (the contact admin class to register, URL)."""
+    from contacts.admin import ContactAdmin
+    from sync.admin import SyncedContactAdmin
+
+    failed = f"/admin/contacts/contact/?sync_dest={destination.pk}&sync_status=failed"
+    return {
+        "list with badges": (SyncedContactAdmin, "/admin/contacts/contact/"),
+        "plain list": (ContactAdmin, "/admin/contacts/contact/"),
+        "failed on one destination": (SyncedContactAdmin, failed),
+        "dashboard": (SyncedContactAdmin, "/admin/sync/dashboard/"),
+    }
+
+
+def page_figures(client, admin_class, url, *, repeat: int) -> tuple[int, float]:
+    """The queries of one render of `url` (after a warming one) with `admin_class` as the
+    contact admin, and the median seconds of `repeat` renders."""
+    from django.contrib import admin
+    from django.db import connection
+
+    from contacts.models import Contact
+
+    admin.site.unregister(Contact)
+    admin.site.register(Contact, admin_class)
+    client.get(url)  # warm
+    executed = []
+
+    def count(execute, sql, params, many, context):
+        executed.append(sql)
+        return execute(sql, params, many, context)
+
+    with connection.execute_wrapper(count):
+        client.get(url)
+    times = []
+    for _ in range(repeat):
+        started = time.perf_counter()
+        response = client.get(url)
+        times.append(time.perf_counter() - started)
+        assert response.status_code == 200
+    return len(executed), median(times)
 
 
 def _destinations():

@@ -42,15 +42,78 @@ ATTEMPT_SQL = """
 STEP = 1_000_000  # rows per statement: one statement's transaction stays a few seconds
 
 
-def seed_contacts(cursor, count: int) -> None:
-    """`count` more contacts (no children: the list and dashboard read none), and a sync state
-    on every destination for each (1 in 20 failed with one of 7 messages, 1 in 20 pending)."""
+def seed_contacts(cursor, count: int, *, states: bool = True, children: bool = False) -> None:
+    """`count` more contacts, and with `states` a sync state on every destination for each (1
+    in 20 failed with one of 7 messages, 1 in 20 pending). With `children`, the inline rows a
+    push sends too, as contacts.demo makes them (`seed_children`); the list and dashboard read
+    none."""
     cursor.execute("SELECT coalesce(max(id), 0) FROM contacts_contact")
     start = cursor.fetchone()[0]
     for low in range(start + 1, start + count + 1, STEP):
         cursor.execute(CONTACT_SQL, [low, min(low + STEP - 1, start + count)])
-    cursor.execute("SELECT coalesce(max(contact_id), 0) FROM sync_contactsyncstate")
-    cursor.execute(STATE_SQL, [cursor.fetchone()[0]])
+    if children:
+        seed_children(cursor, after_id=start)
+    if states:
+        cursor.execute("SELECT coalesce(max(contact_id), 0) FROM sync_contactsyncstate")
+        cursor.execute(STATE_SQL, [cursor.fetchone()[0]])
+
+
+# The catalogues of contacts.demo (its groups, mailing lists and custom fields), then, per
+# contact after `after_id`, the children contacts.demo gives: a web-push channel for 3 in 10,
+# both custom field values, one or two groups, one mailing list (1 in 10 unsubscribed from it)
+# and an external URL for 1 in 5.
+CATALOGUE_SQL = [
+    """INSERT INTO contacts_group (name) SELECT unnest(%s::text[]) ON CONFLICT DO NOTHING""",
+    """INSERT INTO contacts_mailinglist (name) SELECT unnest(%s::text[])
+        ON CONFLICT DO NOTHING""",
+    """INSERT INTO contacts_customfielddefinition (name, type)
+        SELECT unnest(%s::text[]), unnest(%s::text[]) ON CONFLICT DO NOTHING""",
+]
+CHILDREN_SQL = [
+    """INSERT INTO contacts_channel (contact_id, type, value)
+        SELECT id, 'webpush', 'subscription-' || external_id FROM contacts_contact
+        WHERE id > %(after)s AND mod(id, 10) < 3""",
+    """INSERT INTO contacts_customfieldvalue (contact_id, definition_id, value)
+        SELECT c.id, d.id, CASE d.type WHEN 'number' THEN (10 + mod(c.id * 7, 4990))::text
+            ELSE (ARRAY['Bronze', 'Silver', 'Gold', 'Platinum'])[1 + mod(c.id, 4)] END
+        FROM contacts_contact c CROSS JOIN contacts_customfielddefinition d
+        WHERE c.id > %(after)s AND d.name = ANY(%(fields)s)""",
+    """INSERT INTO contacts_groupmembership (contact_id, group_id)
+        SELECT c.id, g.id FROM contacts_contact c
+        JOIN (SELECT id, row_number() OVER (ORDER BY id) - 1 AS n FROM contacts_group
+              WHERE name = ANY(%(groups)s)) g
+          ON g.n = mod(c.id, %(group_count)s)
+          OR (mod(c.id, 2) = 0 AND g.n = mod(c.id + 1, %(group_count)s))
+        WHERE c.id > %(after)s""",
+    """INSERT INTO contacts_mailinglistsubscription (contact_id, mailing_list_id, subscribed)
+        SELECT c.id, l.id, mod(c.id, 10) <> 7 FROM contacts_contact c
+        JOIN (SELECT id, row_number() OVER (ORDER BY id) - 1 AS n FROM contacts_mailinglist
+              WHERE name = ANY(%(lists)s)) l ON l.n = mod(c.id, %(list_count)s)
+        WHERE c.id > %(after)s""",
+    """INSERT INTO contacts_externalurl (contact_id, ref, url, label)
+        SELECT id, 'crm', 'https://crm.example.com/contacts/' || external_id, 'CRM'
+        FROM contacts_contact WHERE id > %(after)s AND mod(id, 5) = 0""",
+]
+
+
+def seed_children(cursor, *, after_id: int) -> None:
+    """The demo's catalogues, and the children of every contact whose id is above `after_id`."""
+    from contacts import demo
+
+    names, kinds = zip(*demo.CUSTOM_FIELDS, strict=True)
+    cursor.execute(CATALOGUE_SQL[0], [demo.GROUPS])
+    cursor.execute(CATALOGUE_SQL[1], [demo.MAILING_LISTS])
+    cursor.execute(CATALOGUE_SQL[2], [list(names), [str(k) for k in kinds]])
+    params = {
+        "after": after_id,
+        "fields": list(names),
+        "groups": demo.GROUPS,
+        "group_count": len(demo.GROUPS),
+        "lists": demo.MAILING_LISTS,
+        "list_count": len(demo.MAILING_LISTS),
+    }
+    for sql in CHILDREN_SQL:
+        cursor.execute(sql, params)
 
 
 def seed_attempts(cursor, count: int, *, days: int = 30, older_than_days: int = 0) -> None:
