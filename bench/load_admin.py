@@ -21,6 +21,7 @@ time from queued to done, and how long after the last save the last platform had
 
 import argparse
 import json
+import math
 import os
 import re
 import secrets
@@ -127,7 +128,7 @@ def main():
 
 def _phase(base, pairs, password, seconds) -> dict:
     """Run one user thread per (username, contact) for `seconds`; gather their figures."""
-    result = {"timings": [], "errors": [], "last": {}, "started": time.time()}
+    result = {"timings": [], "pages": [], "errors": [], "last": {}, "started": time.time()}
     deadline = time.monotonic() + seconds
     threads = [
         threading.Thread(target=_user, args=(base, username, password, contact, deadline, result))
@@ -174,7 +175,9 @@ def _user(base, username, password, contact, deadline, result):
     while time.monotonic() < deadline:
         round_ += 1
         try:
+            started = time.perf_counter()
             page = _get(session, url)
+            result["pages"].append(time.perf_counter() - started)
             token = TOKEN.search(page.text)
             shown = FIRST_NAME.search(page.text)
             shown = VALUE.search(shown.group(0)).group(1) if shown else None
@@ -237,13 +240,19 @@ def _check_persisted(result) -> None:
 
 def _print_phase(label, seconds, result) -> None:
     timings = sorted(result["timings"])
-    p95 = timings[max(0, int(len(timings) * 0.95 + 0.5) - 1)] if timings else 0
+    p95 = _p95(timings) if timings else 0
     print(
         f"{label} for {seconds:.0f} s: {len(timings)} saves, {len(result['errors'])} errors; "
         f"save time p50 {median(timings) * 1000 if timings else 0:.0f} ms, "
         f"p95 {p95 * 1000:.0f} ms, max {(timings[-1] if timings else 0) * 1000:.0f} ms; "
         f"load average {_load()}"
     )
+    pages = sorted(result["pages"])
+    if pages:
+        print(
+            f"  contact page GET (between saves): p50 {median(pages) * 1000:.0f} ms, "
+            f"p95 {_p95(pages) * 1000:.0f} ms, max {pages[-1] * 1000:.0f} ms"
+        )
     for error in result["errors"][:5]:
         print("  error:", error)
 
@@ -282,13 +291,21 @@ def _print_sync(sandbox, destinations, last_values, load, args) -> None:
         for enqueued, finished in tasks.values_list("enqueued_at", "finished_at")
         if finished
     )
+    unfinished = tasks.filter(finished_at__isnull=True).values_list("status", flat=True)
+    if unfinished:
+        print(f"  push tasks not finished: {sorted(unfinished)}")
     if lags:
-        p95 = lags[max(0, int(len(lags) * 0.95 + 0.5) - 1)]
+        p95 = _p95(lags)
         print(
             f"push tasks queued during the {args.users}-user load: {tasks.count()}, "
             f"{len(lags)} done; queued to done p50 {median(lags):.2f} s, p95 {p95:.2f} s, "
             f"max {lags[-1]:.2f} s"
         )
+
+
+def _p95(ordered):
+    """The 95th percentile of sorted values (nearest rank)."""
+    return ordered[max(0, math.ceil(len(ordered) * 0.95) - 1)]
 
 
 def _aware(timestamp):
