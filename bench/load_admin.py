@@ -1,7 +1,7 @@
 """Load: N admin users saving contacts at once for a while, in the production shape (issue #15,
 target 7: p95 <= 300 ms, 0 errors, with 20 users for 60 s).
 
-    bin/with-postgres .venv/bin/python bench/load_admin.py [--users 20 --seconds 60]
+    bin/with-postgres .venv/bin/python bench/load_admin.py [--users 20 --seconds 60 --think 0]
     .venv/bin/python bench/load_admin.py                   # the same on SQLite
 
 The shape: `DJANGO_ENV=production` (so `SYNC_ON_SAVE_MODE=queued`, its default there, and
@@ -11,7 +11,8 @@ static files from whitenoise after `collectstatic`), gunicorn as README "Product
 the sandbox's four platforms (a destination each). Plain http on loopback stands in for the
 TLS a proxy would terminate: the client sends the secure cookies anyway.
 
-Each user logs in, then loops: open their contact's page, save it with a new first name.
+Each user logs in, then loops: open their contact's page, save it with a new first name
+(then wait `--think` seconds, 0 by default: back to back, the worst case).
 A 1-user baseline runs first, in the same run. Printed per phase: saves, errors (a login or
 page that failed, any answer that is not 2xx/3xx, a timeout, a save whose value the next page
 or the database does not show), p50/p95/max of the save POST. Then whether the queued pushes
@@ -53,6 +54,13 @@ def main():
     parser.add_argument("--seconds", type=float, default=60)
     parser.add_argument("--baseline-seconds", type=float, default=15)
     parser.add_argument("--sync-timeout", type=float, default=300, help="seconds to wait")
+    parser.add_argument(
+        "--think",
+        type=float,
+        default=0,
+        help="seconds each user waits after a save before opening the page again (default 0: "
+        "every user saves back to back, the worst case)",
+    )
     args = parser.parse_args()
     setup_django(
         DJANGO_ENV="production",
@@ -107,13 +115,16 @@ def main():
         print(
             f"{database}, gunicorn 4 workers, sync_worker + sync_worker --interactive-only, "
             f"scheduler, {len(destinations)} destinations ({', '.join(connectors.CONNECTORS)}), "
-            f"SYNC_ON_SAVE_MODE={settings.SYNC_ON_SAVE_MODE}; load average {_load()}"
+            f"SYNC_ON_SAVE_MODE={settings.SYNC_ON_SAVE_MODE}, think time {args.think:g} s; "
+            f"load average {_load()}"
         )
         # the baseline's user and contact are its own (the last), apart from the load's
-        baseline = _phase(base, [(users[-1], contacts[-1])], password, args.baseline_seconds)
+        baseline = _phase(
+            base, [(users[-1], contacts[-1])], password, args.baseline_seconds, args.think
+        )
         _print_phase("1 user (baseline)", args.baseline_seconds, baseline)
         pairs = list(zip(users[: args.users], contacts[: args.users], strict=True))
-        load = _phase(base, pairs, password, args.seconds)
+        load = _phase(base, pairs, password, args.seconds, args.think)
         _print_phase(f"{args.users} users", args.seconds, load)
         _print_sync(sandbox, destinations, {**baseline["last"], **load["last"]}, load, args)
         print(f"sandbox requests by status: {sandbox.requests_by_status()}")
@@ -126,12 +137,14 @@ def main():
         sandbox.stop()
 
 
-def _phase(base, pairs, password, seconds) -> dict:
+def _phase(base, pairs, password, seconds, think) -> dict:
     """Run one user thread per (username, contact) for `seconds`; gather their figures."""
     result = {"timings": [], "pages": [], "errors": [], "last": {}, "started": time.time()}
     deadline = time.monotonic() + seconds
     threads = [
-        threading.Thread(target=_user, args=(base, username, password, contact, deadline, result))
+        threading.Thread(
+            target=_user, args=(base, username, password, contact, deadline, think, result)
+        )
         for username, contact in pairs
     ]
     for thread in threads:
@@ -143,7 +156,7 @@ def _phase(base, pairs, password, seconds) -> dict:
     return result
 
 
-def _user(base, username, password, contact, deadline, result):
+def _user(base, username, password, contact, deadline, think, result):
     """One person: log in, then open the contact's page and save it, until the deadline.
 
     Each save's value is checked on the next page; the last one in the database afterwards."""
@@ -203,6 +216,7 @@ def _user(base, username, password, contact, deadline, result):
             result["timings"].append(elapsed)
             saved = value
             result["last"][contact.pk] = value
+            time.sleep(think)
         except (_Failed, requests.RequestException) as err:
             errors.append(f"{username}: {err!r}")
 
