@@ -119,13 +119,14 @@ def main():
             f"load average {_load()}"
         )
         # the baseline's user and contact are its own (the last), apart from the load's
+        cpu = _Cpu(procs)
         baseline = _phase(
             base, [(users[-1], contacts[-1])], password, args.baseline_seconds, args.think
         )
-        _print_phase("1 user (baseline)", args.baseline_seconds, baseline)
+        _print_phase("1 user (baseline)", args.baseline_seconds, baseline, cpu.since())
         pairs = list(zip(users[: args.users], contacts[: args.users], strict=True))
         load = _phase(base, pairs, password, args.seconds, args.think)
-        _print_phase(f"{args.users} users", args.seconds, load)
+        _print_phase(f"{args.users} users", args.seconds, load, cpu.since())
         _print_sync(sandbox, destinations, {**baseline["last"], **load["last"]}, load, args)
         print(f"sandbox requests by status: {sandbox.requests_by_status()}")
         print(f"load average at the end: {_load()}")
@@ -252,7 +253,7 @@ def _check_persisted(result) -> None:
             result["errors"].append(f"contact {pk}: saved {value!r}, stored {stored.get(pk)!r}")
 
 
-def _print_phase(label, seconds, result) -> None:
+def _print_phase(label, seconds, result, cpu) -> None:
     timings = sorted(result["timings"])
     p95 = _p95(timings) if timings else 0
     print(
@@ -266,6 +267,12 @@ def _print_phase(label, seconds, result) -> None:
         print(
             f"  contact page GET (between saves): p50 {median(pages) * 1000:.0f} ms, "
             f"p95 {_p95(pages) * 1000:.0f} ms, max {pages[-1] * 1000:.0f} ms"
+        )
+    if timings:
+        web, workers = (seconds_used / len(timings) * 1000 for seconds_used in cpu)
+        print(
+            f"  CPU time per save (with its page GET): gunicorn {web:.0f} ms, sync workers "
+            f"{workers:.0f} ms (the machine has 2 cores x {seconds:.0f} s)"
         )
     for error in result["errors"][:5]:
         print("  error:", error)
@@ -315,6 +322,34 @@ def _print_sync(sandbox, destinations, last_values, load, args) -> None:
             f"{len(lags)} done; queued to done p50 {median(lags):.2f} s, p95 {p95:.2f} s, "
             f"max {lags[-1]:.2f} s"
         )
+
+
+class _Cpu:
+    """CPU seconds used by gunicorn's workers and by the sync workers, read from /proc: the
+    cost of the work itself, which a machine shared with other runs does not inflate the
+    way it inflates latency."""
+
+    def __init__(self, procs):
+        self.gunicorn, self.workers = procs[0].pid, [p.pid for p in procs[1:3]]
+        self.last = self._read()
+
+    def since(self) -> tuple[float, float]:
+        now = self._read()
+        used = (now[0] - self.last[0], now[1] - self.last[1])
+        self.last = now
+        return used
+
+    def _read(self) -> tuple[float, float]:
+        path = f"/proc/{self.gunicorn}/task/{self.gunicorn}/children"
+        with open(path) as children:
+            web = [int(pid) for pid in children.read().split()]
+        return sum(map(_cpu_seconds, web)), sum(map(_cpu_seconds, self.workers))
+
+
+def _cpu_seconds(pid: int) -> float:
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _p95(ordered):
