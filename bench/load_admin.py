@@ -218,6 +218,7 @@ def _user(base, username, password, contact, deadline, think, result):
             result["timings"].append(elapsed)
             saved = value
             result["last"][contact.pk] = value
+            result["last_save"] = time.time()
             time.sleep(think)
         except (_Failed, requests.RequestException) as err:
             errors.append(f"{username}: {err!r}")
@@ -293,7 +294,7 @@ def _print_sync(sandbox, destinations, last_values, load, args) -> None:
         }
         if pending:
             time.sleep(0.5)
-    lag = time.time() - load["ended"]
+    lag = time.time() - load.get("last_save", load["ended"])
     missing = {pk for pk, _ in pending}
     everywhere = len(last_values) - len(missing)
     print(
