@@ -13,7 +13,7 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import Exists, F, OuterRef, Q, QuerySet, Subquery
+from django.db.models import Case, Exists, F, OuterRef, Q, QuerySet, Subquery, When
 from django.dispatch import receiver
 from django.utils import timezone
 from django_tasks import TaskResultStatus
@@ -104,22 +104,24 @@ def contacts_enqueue_push(
     interactive: bool = False,
 ) -> int:
     """Mark the contacts pending on each destination and queue their push, in chunks.
-    `interactive`: a person is waiting (a save, "Push now"): the chunks go ahead of bulk work.
+    `interactive`: a person is waiting (a save, "Push now"): the chunks go ahead of bulk work,
+    and all of them are queued in one transaction (a few contacts: one commit, one wait for
+    SQLite's write lock, instead of one per destination while the person's save waits).
     Returns the number of (contact, destination) pushes queued."""
-    queued = 0
-    for destination in destinations:
-        for chunk in _chunks(contact_ids, chunk_size_for(destination)):
-            _queue_chunk(
-                chunk,
-                destination,
-                run,
-                trigger=trigger,
-                user_id=user_id,
-                force=force,
-                interactive=interactive,
-            )
-            queued += len(chunk)
-    return queued
+    chunks = [
+        (destination, chunk)
+        for destination in destinations
+        for chunk in _chunks(contact_ids, chunk_size_for(destination))
+    ]
+    options = dict(trigger=trigger, user_id=user_id, force=force, interactive=interactive)
+    if interactive:
+        with transaction.atomic():
+            for destination, chunk in chunks:
+                _queue_chunk_in_transaction(chunk, destination, run, **options)
+    else:
+        for destination, chunk in chunks:
+            _queue_chunk(chunk, destination, run, **options)
+    return sum(len(chunk) for _, chunk in chunks)
 
 
 def _queue_chunk(
@@ -129,16 +131,30 @@ def _queue_chunk(
     task would wait for ever, and a failed enqueue leaves the states as they were (for the
     scheduler, due again after one lease)."""
     with transaction.atomic():
-        _mark_pending(contact_ids, destination, run)
-        _push_task(interactive=interactive).enqueue(
-            destination_id=destination.pk,
-            contact_ids=contact_ids,
+        _queue_chunk_in_transaction(
+            contact_ids,
+            destination,
+            run,
             trigger=trigger,
             user_id=user_id,
-            run_id=run.pk if run else None,
             force=force,
             interactive=interactive,
         )
+
+
+def _queue_chunk_in_transaction(
+    contact_ids, destination, run, *, trigger, user_id, force, interactive
+) -> None:
+    _mark_pending(contact_ids, destination, run)
+    _push_task(interactive=interactive).enqueue(
+        destination_id=destination.pk,
+        contact_ids=contact_ids,
+        trigger=trigger,
+        user_id=user_id,
+        run_id=run.pk if run else None,
+        force=force,
+        interactive=interactive,
+    )
 
 
 def _push_task(*, interactive: bool):
@@ -183,9 +199,12 @@ def _mark_pending(contact_ids, destination, run):
     states = ContactSyncState.objects.filter(
         destination=destination, contact_id__in=contact_ids
     ).exclude(status=SyncStatus.IN_PROGRESS)
-    if run is None:
-        states.exclude(status__in=engine.OWED).filter(run__isnull=False).update(run=None)
-        states.update(status=SyncStatus.PENDING, next_attempt_at=None)
+    if run is None:  # one UPDATE: the run kept where owed, cleared elsewhere
+        states.update(
+            status=SyncStatus.PENDING,
+            next_attempt_at=None,
+            run=Case(When(status__in=engine.OWED, then=F("run")), default=None),
+        )
     else:
         states.update(status=SyncStatus.PENDING, next_attempt_at=None, run=run)
 
