@@ -24,17 +24,17 @@ RUN_PROGRESS = """() => {
 
 @pytest.fixture
 def worker(sandbox_env, tmp_path, request):
-    """start() -> a `db_worker` process on the test database, stopped after the test (its
-    output is printed when the test failed)."""
+    """start(**env) -> a `db_worker` process on the test database, with these settings in its
+    environment, stopped after the test (its output is printed when the test failed)."""
     processes = []
 
-    def start():
+    def start(**env):
         log = open(tmp_path / f"worker-{len(processes)}.log", "w")  # closed at teardown
         proc = manage(
             "db_worker",
             "--no-startup-delay",
             "--no-reload",
-            env=process_env(**sandbox_env),
+            env=process_env(**sandbox_env, **env),
             stdout=log,
             stderr=subprocess.STDOUT,
         )
@@ -75,7 +75,8 @@ def test_sync_admin_pushes_selected_contacts_and_watches_the_progress(
     seed_demo_contacts(20)
     slug = platform_with(bulk=False)  # one request per contact: progress is gradual
     target = destinations[slug]
-    # 400 ms a contact: about 8 s in all, so the dashboard's 2-second refresh sees it midway
+    # 400 ms a contact, one request at a time: about 8 s in all, so the dashboard's 2-second
+    # refresh sees it midway (with requests in flight the run can end between two refreshes)
     faults = requests.post(
         f"{sandbox.url}/_sandbox/faults", json={"platform": slug, "latency_ms": 400}, timeout=5
     )
@@ -95,7 +96,7 @@ def test_sync_admin_pushes_selected_contacts_and_watches_the_progress(
     page.click("#sync-dashboard-link a")
     page.wait_for_url("**/admin/sync/dashboard/")
     assert page.evaluate(RUN_PROGRESS) == [0, "0%"]
-    worker()
+    worker(SYNC_REQUESTS_IN_FLIGHT="1")
     seen = _watch_run(page)
 
     done = [d for d, _ in seen]
