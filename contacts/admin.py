@@ -49,7 +49,7 @@ from contacts.models import (
     MailingListSubscription,
 )
 from contacts.resources import ContactResource
-from contacts.selectors import contact_consent_timeline
+from contacts.selectors import contact_consent_timeline, distinct_values
 from contacts.services import (
     ImportOutcome,
     ImportRefused,
@@ -169,7 +169,15 @@ def _child_change(model, record, before, label_field, shown, names) -> ChildChan
 
 class NamedValuesFilter(admin.AllValuesFieldListFilter):
     """The values contacts have, shown by their names (Australia, English), not their codes;
-    the query string keeps the code."""
+    the query string keeps the code. The values are read by walking the column's index
+    (`selectors.distinct_values`), not by a DISTINCT over the whole table: the contact list
+    shows this filter on every view."""
+
+    def __init__(self, field, request, params, model, model_admin, field_path):
+        super().__init__(field, request, params, model, model_admin, field_path)
+        # Django's own (a DISTINCT queryset, evaluated when the filter renders) is replaced
+        # before anything reads it. Only for a plain column of the listed model itself.
+        self.lookup_choices = distinct_values(model, field_path)
 
     def choices(self, changelist):
         names = {str(value): str(label) for value, label in self.field.flatchoices}

@@ -59,7 +59,10 @@ class Contact(models.Model):
         help_text="The key every platform matches on. Generated when left blank.",
     )
     language = models.CharField(
-        max_length=2, blank=True, choices=validators.language_choices, help_text="ISO 639-1"
+        max_length=2,
+        blank=True,
+        choices=validators.language_choices,
+        help_text="ISO 639-1",
     )
     time_zone = models.CharField(
         max_length=64,
@@ -120,6 +123,10 @@ class Contact(models.Model):
 
     class Meta:
         ordering = ["-updated_at", "-id"]
+        # The contact list's language filter reads its values by walking this index
+        # (contacts.selectors.distinct_values). In Meta, not db_index, so the history table
+        # (simple-history copies db_index) does not pay for it on every change.
+        indexes = [models.Index(fields=["language"], name="contact_language_idx")]
         constraints = [
             models.UniqueConstraint(
                 Lower("email"),

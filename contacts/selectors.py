@@ -2,6 +2,7 @@
 a contact's consent ledger as its page shows it."""
 
 from django.conf import settings
+from django.db import connection
 from django.utils.crypto import salted_hmac
 
 from contacts.models import ConsentEntry, MailingList, Tombstone
@@ -103,3 +104,26 @@ def contact_consent_timeline(*, contact_id: int, limit: int = CONSENT_TIMELINE_L
             }
         )
     return {"entries": entries, "more": len(rows) > limit}
+
+
+def distinct_values(model, field_name: str) -> list:
+    """The distinct values of one indexed column, in order, by walking its index: one probe
+    per value (a loose index scan) instead of `SELECT DISTINCT`, which reads every row. At a
+    million contacts a country filter's values take a few milliseconds instead of 100 or
+    more. Same values, same order as `.distinct().order_by(field_name)`; NULL is left out
+    (the columns it serves are never NULL)."""
+    table = connection.ops.quote_name(model._meta.db_table)
+    column = connection.ops.quote_name(model._meta.get_field(field_name).column)
+    # Each step asks the index for the next value above the last one; both PostgreSQL and
+    # SQLite answer `ORDER BY … LIMIT 1` on an indexed column from the index alone.
+    sql = (
+        f"WITH RECURSIVE present(value) AS ("
+        f" SELECT (SELECT {column} FROM {table} ORDER BY {column} LIMIT 1)"
+        f" UNION ALL"
+        f" SELECT (SELECT {column} FROM {table} WHERE {column} > present.value"
+        f" ORDER BY {column} LIMIT 1) FROM present WHERE present.value IS NOT NULL"
+        f") SELECT value FROM present WHERE value IS NOT NULL"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql)
+        return [value for (value,) in cursor.fetchall()]

@@ -45,3 +45,29 @@ def test_change_page_queries_do_not_grow_with_inline_rows(admin_client_logged):
     q_many = _count_queries(admin_client_logged, reverse(change, args=[many.pk]))
     assert q_few == q_many, (q_few, q_many)
     print(f"contact page: {q_many} queries")
+
+
+def test_country_and_language_filters_walk_the_index_not_the_table(admin_client_logged):
+    """The filters' values are the table's distinct values, blank included, in order; read
+    one index probe per value, never by a DISTINCT over every row (a million-contact list
+    spent 160 to 180 ms there on every view)."""
+    seed_demo_contacts(6)
+    values = [("DE", "de"), ("AU", "en"), ("", ""), ("AU", "fr"), ("NZ", "en"), ("DE", "")]
+    for contact, (country, language) in zip(Contact.objects.order_by("pk"), values, strict=True):
+        Contact.objects.filter(pk=contact.pk).update(country=country, language=language)
+    url = reverse("admin:contacts_contact_changelist")
+    with CaptureQueriesContext(connection) as ctx:
+        response = admin_client_logged.get(url)
+    specs = {
+        spec.field_path: spec
+        for spec in response.context["cl"].filter_specs
+        if hasattr(spec, "field_path")
+    }
+    for field in ("country", "language"):
+        expected = list(Contact.objects.order_by(field).values_list(field, flat=True).distinct())
+        assert list(specs[field].lookup_choices) == expected, field
+    assert list(specs["country"].lookup_choices) == ["", "AU", "DE", "NZ"]
+    distincts = [q["sql"] for q in ctx.captured_queries if "DISTINCT" in q["sql"].upper()]
+    assert distincts == [], distincts
+    page = response.content.decode()
+    assert "New Zealand" in page and "French" in page
