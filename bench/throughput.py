@@ -7,7 +7,8 @@ For each platform, against the sandbox with no latency and no rate limit:
 - engine: contacts/s of `push_contacts` run in this process (claim, build, send, record);
 - floor: contacts/s of a bare loop replaying the very same HTTP requests (lookups included,
   payloads prebuilt, recorded from an engine run) through one requests.Session.
-Prints engine/floor (target >= 0.7 for per-contact platforms), then, for each platform with a
+Prints engine/floor (target >= 0.7 for per-contact platforms) and the engine's own CPU time
+per contact, `--repeat` times per platform, then (unless `--skip-bulk`), for each platform with a
 bulk endpoint (bench/common.py `platforms_with(bulk=True)`), one line
 
     bulk <platform>: <n> contacts/s, floor <m> contacts/s, ratio <r>
@@ -45,8 +46,9 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--contacts", type=int, default=300)
     parser.add_argument("--batch-contacts", type=int, default=5000)
-    parser.add_argument("--repeat", type=int, default=1, help="runs of each bulk measure")
+    parser.add_argument("--repeat", type=int, default=1, help="runs of each measure")
     parser.add_argument("--skip-per-contact", action="store_true")
+    parser.add_argument("--skip-bulk", action="store_true")
     args = parser.parse_args()
     setup_django()
     sandbox_credentials_env()
@@ -64,13 +66,17 @@ def main():
                 f"(n={args.contacts})"
             )
             for platform in connectors.CONNECTORS:
-                engine_rate, floor_rate = measure_platform(platform, sandbox, args.contacts)
-                per_contact[platform] = engine_rate
-                print(
-                    f"{connector_class(platform).label:<12} {engine_rate:>9.1f} "
-                    f"{floor_rate:>9.1f} {engine_rate / floor_rate:>6.2f}"
-                )
-        for platform in platforms_with(bulk=True):
+                for _ in range(args.repeat):
+                    engine_rate, floor_rate, cpu_ms = measure_platform(
+                        platform, sandbox, args.contacts
+                    )
+                    per_contact[platform] = engine_rate
+                    print(
+                        f"{connector_class(platform).label:<12} {engine_rate:>9.1f} "
+                        f"{floor_rate:>9.1f} {engine_rate / floor_rate:>6.2f}   "
+                        f"(engine CPU {cpu_ms:.3f} ms per contact)"
+                    )
+        for platform in [] if args.skip_bulk else platforms_with(bulk=True):
             for run in range(args.repeat):
                 last = run == args.repeat - 1
                 bulk = measure_bulk(platform, sandbox, args.batch_contacts, confirm=last)
@@ -135,14 +141,17 @@ def measure_platform(platform, sandbox, count):
     ids = list(Contact.objects.order_by("pk").values_list("pk", flat=True)[:count])
     recorder = RecordingAdapter()
     _engine_run(_fresh(platform, sandbox), ids, single=True, recorder=recorder)  # records
-    engine_seconds = _engine_run(_fresh(platform, sandbox), ids, single=True)
+    destination = _fresh(platform, sandbox)
+    cpu = time.process_time()
+    engine_seconds = _engine_run(destination, ids, single=True)
+    cpu = time.process_time() - cpu  # this process only (its lanes' threads included)
     sandbox.control("reset", {})
     session = outbound_session()  # configured as the engine's: no per-call environment scan
     started = time.perf_counter()
     for prepared in recorder.requests:
         _ = session.send(prepared, timeout=10).content  # read the whole answer, as we do
     floor_seconds = time.perf_counter() - started
-    return count / engine_seconds, count / floor_seconds
+    return count / engine_seconds, count / floor_seconds, 1000 * cpu / count
 
 
 def measure_bulk(platform, sandbox, count, *, confirm=False) -> dict:
