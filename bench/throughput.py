@@ -105,7 +105,7 @@ def main():
 def _fresh(platform, sandbox):
     from sync.models import ContactSyncState, Destination, SyncAttempt
 
-    sandbox.control("reset", {})
+    sandbox.reset()
     ContactSyncState.objects.all().delete()
     SyncAttempt.objects.all().delete()
     Destination.objects.filter(platform=platform).delete()
@@ -145,7 +145,7 @@ def measure_platform(platform, sandbox, count):
     cpu = time.process_time()
     engine_seconds = _engine_run(destination, ids, single=True)
     cpu = time.process_time() - cpu  # this process only (its lanes' threads included)
-    sandbox.control("reset", {})
+    sandbox.reset()
     session = outbound_session()  # configured as the engine's: no per-call environment scan
     started = time.perf_counter()
     for prepared in recorder.requests:
@@ -172,7 +172,7 @@ def measure_bulk(platform, sandbox, count, *, confirm=False) -> dict:
     took = (Outcome.CREATED, Outcome.UPDATED, Outcome.ACCEPTED, Outcome.AWAITING)
     accepted = SyncAttempt.objects.filter(outcome__in=took).count()
     confirmed = measure_confirm(platform) if confirm else None
-    sandbox.control("reset", {})
+    sandbox.reset()
     session = outbound_session()
     # The requests that carry the bulk bodies. Reads inside the push (Yespo's import status)
     # name sessions of the recorded run, which a replay cannot know: left out, so the floor
