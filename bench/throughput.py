@@ -7,9 +7,10 @@ For each platform, against the sandbox with no latency and no rate limit:
 - engine: contacts/s of `push_contacts` run in this process (claim, build, send, record);
 - floor: contacts/s of a bare loop replaying the very same HTTP requests (lookups included,
   payloads prebuilt, recorded from an engine run) through one requests.Session.
-Prints engine/floor (target >= 0.7 for per-contact platforms) and the engine's own CPU time
-per contact, `--repeat` times per platform, then (unless `--skip-bulk`), for each platform with a
-bulk endpoint (bench/common.py `platforms_with(bulk=True)`), one line
+Prints engine/floor (target >= 0.7 for per-contact platforms) and the CPU time per contact of
+each (the engine's barely moves with the load; the rates do), `--repeat` times per platform;
+then, unless `--skip-bulk`, for each platform with a bulk endpoint
+(bench/common.py `platforms_with(bulk=True)`), one line
 
     bulk <platform>: <n> contacts/s, floor <m> contacts/s, ratio <r>
 
@@ -29,6 +30,7 @@ measure that many times and prints every ratio, so the spread is visible on a sh
 import argparse
 import time
 from collections import Counter
+from dataclasses import dataclass
 
 from common import (
     SandboxProcess,
@@ -67,14 +69,12 @@ def main():
             )
             for platform in connectors.CONNECTORS:
                 for _ in range(args.repeat):
-                    engine_rate, floor_rate, cpu_ms = measure_platform(
-                        platform, sandbox, args.contacts
-                    )
-                    per_contact[platform] = engine_rate
+                    run = measure_platform(platform, sandbox, args.contacts)
+                    per_contact[platform] = run.rate
                     print(
-                        f"{connector_class(platform).label:<12} {engine_rate:>9.1f} "
-                        f"{floor_rate:>9.1f} {engine_rate / floor_rate:>6.2f}   "
-                        f"(engine CPU {cpu_ms:.3f} ms per contact)"
+                        f"{connector_class(platform).label:<12} {run.rate:>9.1f} "
+                        f"{run.floor:>9.1f} {run.rate / run.floor:>6.2f}   (CPU ms per "
+                        f"contact: engine {run.cpu_ms:.3f}, floor {run.floor_cpu_ms:.3f})"
                     )
         for platform in [] if args.skip_bulk else platforms_with(bulk=True):
             for run in range(args.repeat):
@@ -147,11 +147,26 @@ def measure_platform(platform, sandbox, count):
     cpu = time.process_time() - cpu  # this process only (its lanes' threads included)
     sandbox.reset()
     session = outbound_session()  # configured as the engine's: no per-call environment scan
+    floor_cpu = time.process_time()
     started = time.perf_counter()
     for prepared in recorder.requests:
         _ = session.send(prepared, timeout=10).content  # read the whole answer, as we do
     floor_seconds = time.perf_counter() - started
-    return count / engine_seconds, count / floor_seconds, 1000 * cpu / count
+    floor_cpu = time.process_time() - floor_cpu
+    return PerContact(
+        count / engine_seconds, count / floor_seconds, 1000 * cpu / count, 1000 * floor_cpu / count
+    )
+
+
+@dataclass
+class PerContact:
+    """Contacts/s of the engine and of the bare replay; CPU ms per contact of each (this
+    process only: not PostgreSQL's, not the sandbox's)."""
+
+    rate: float
+    floor: float
+    cpu_ms: float
+    floor_cpu_ms: float
 
 
 def measure_bulk(platform, sandbox, count, *, confirm=False) -> dict:
