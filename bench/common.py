@@ -48,6 +48,7 @@ class SandboxProcess:
     """`manage.py sandbox` in its own process, as in production-like runs."""
 
     def __init__(self, *, rate_limits=True):
+        self.rate_limits = rate_limits
         self.port = free_port()
         args = [sys.executable, str(ROOT / "manage.py"), "sandbox", "--port", str(self.port)]
         if not rate_limits:
@@ -68,6 +69,17 @@ class SandboxProcess:
         if payload is None:
             return requests.get(f"{self.url}/_sandbox/{path}", timeout=30).json()
         return requests.post(f"{self.url}/_sandbox/{path}", json=payload, timeout=30).json()
+
+    def reset(self) -> None:
+        """Empty the platforms' stores. The sandbox's reset also puts each platform's own rate
+        limit back: started without them, they are lifted again, else a benchmark measures
+        the vendors' 429s (call after setup_django())."""
+        self.control("reset", {})
+        if not self.rate_limits:
+            from sync.connectors import CONNECTORS
+
+            for platform in CONNECTORS:
+                self.control("rate-limit", {"platform": platform, "limit": None})
 
     def requests_by_status(self, platform=None) -> dict:
         counts = self.control("stats")["requests"]

@@ -7,8 +7,10 @@ For each platform, against the sandbox with no latency and no rate limit:
 - engine: contacts/s of `push_contacts` run in this process (claim, build, send, record);
 - floor: contacts/s of a bare loop replaying the very same HTTP requests (lookups included,
   payloads prebuilt, recorded from an engine run) through one requests.Session.
-Prints engine/floor (target >= 0.7 for per-contact platforms), then, for each platform with a
-bulk endpoint (bench/common.py `platforms_with(bulk=True)`), one line
+Prints engine/floor (target >= 0.7 for per-contact platforms) and the CPU time per contact of
+each (the engine's barely moves with the load; the rates do), `--repeat` times per platform;
+then, unless `--skip-bulk`, for each platform with a bulk endpoint
+(bench/common.py `platforms_with(bulk=True)`), one line
 
     bulk <platform>: <n> contacts/s, floor <m> contacts/s, ratio <r>
 
@@ -28,6 +30,7 @@ measure that many times and prints every ratio, so the spread is visible on a sh
 import argparse
 import time
 from collections import Counter
+from dataclasses import dataclass
 
 from common import (
     SandboxProcess,
@@ -45,8 +48,9 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--contacts", type=int, default=300)
     parser.add_argument("--batch-contacts", type=int, default=5000)
-    parser.add_argument("--repeat", type=int, default=1, help="runs of each bulk measure")
+    parser.add_argument("--repeat", type=int, default=1, help="runs of each measure")
     parser.add_argument("--skip-per-contact", action="store_true")
+    parser.add_argument("--skip-bulk", action="store_true")
     args = parser.parse_args()
     setup_django()
     sandbox_credentials_env()
@@ -64,13 +68,15 @@ def main():
                 f"(n={args.contacts})"
             )
             for platform in connectors.CONNECTORS:
-                engine_rate, floor_rate = measure_platform(platform, sandbox, args.contacts)
-                per_contact[platform] = engine_rate
-                print(
-                    f"{connector_class(platform).label:<12} {engine_rate:>9.1f} "
-                    f"{floor_rate:>9.1f} {engine_rate / floor_rate:>6.2f}"
-                )
-        for platform in platforms_with(bulk=True):
+                for _ in range(args.repeat):
+                    run = measure_platform(platform, sandbox, args.contacts)
+                    per_contact[platform] = run.rate
+                    print(
+                        f"{connector_class(platform).label:<12} {run.rate:>9.1f} "
+                        f"{run.floor:>9.1f} {run.rate / run.floor:>6.2f}   (CPU ms per "
+                        f"contact: engine {run.cpu_ms:.3f}, floor {run.floor_cpu_ms:.3f})"
+                    )
+        for platform in [] if args.skip_bulk else platforms_with(bulk=True):
             for run in range(args.repeat):
                 last = run == args.repeat - 1
                 bulk = measure_bulk(platform, sandbox, args.batch_contacts, confirm=last)
@@ -99,7 +105,7 @@ def main():
 def _fresh(platform, sandbox):
     from sync.models import ContactSyncState, Destination, SyncAttempt
 
-    sandbox.control("reset", {})
+    sandbox.reset()
     ContactSyncState.objects.all().delete()
     SyncAttempt.objects.all().delete()
     Destination.objects.filter(platform=platform).delete()
@@ -135,14 +141,32 @@ def measure_platform(platform, sandbox, count):
     ids = list(Contact.objects.order_by("pk").values_list("pk", flat=True)[:count])
     recorder = RecordingAdapter()
     _engine_run(_fresh(platform, sandbox), ids, single=True, recorder=recorder)  # records
-    engine_seconds = _engine_run(_fresh(platform, sandbox), ids, single=True)
-    sandbox.control("reset", {})
+    destination = _fresh(platform, sandbox)
+    cpu = time.process_time()
+    engine_seconds = _engine_run(destination, ids, single=True)
+    cpu = time.process_time() - cpu  # this process only (its lanes' threads included)
+    sandbox.reset()
     session = outbound_session()  # configured as the engine's: no per-call environment scan
+    floor_cpu = time.process_time()
     started = time.perf_counter()
     for prepared in recorder.requests:
         _ = session.send(prepared, timeout=10).content  # read the whole answer, as we do
     floor_seconds = time.perf_counter() - started
-    return count / engine_seconds, count / floor_seconds
+    floor_cpu = time.process_time() - floor_cpu
+    return PerContact(
+        count / engine_seconds, count / floor_seconds, 1000 * cpu / count, 1000 * floor_cpu / count
+    )
+
+
+@dataclass
+class PerContact:
+    """Contacts/s of the engine and of the bare replay; CPU ms per contact of each (this
+    process only: not PostgreSQL's, not the sandbox's)."""
+
+    rate: float
+    floor: float
+    cpu_ms: float
+    floor_cpu_ms: float
 
 
 def measure_bulk(platform, sandbox, count, *, confirm=False) -> dict:
@@ -163,7 +187,7 @@ def measure_bulk(platform, sandbox, count, *, confirm=False) -> dict:
     took = (Outcome.CREATED, Outcome.UPDATED, Outcome.ACCEPTED, Outcome.AWAITING)
     accepted = SyncAttempt.objects.filter(outcome__in=took).count()
     confirmed = measure_confirm(platform) if confirm else None
-    sandbox.control("reset", {})
+    sandbox.reset()
     session = outbound_session()
     # The requests that carry the bulk bodies. Reads inside the push (Yespo's import status)
     # name sessions of the recorded run, which a replay cannot know: left out, so the floor

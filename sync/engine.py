@@ -26,6 +26,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from datetime import timedelta
 from enum import Enum
+from typing import NamedTuple
 from urllib.parse import quote_plus
 
 from django.conf import settings
@@ -601,19 +602,27 @@ def _claim(
 # ----------------------------------------------------------------------------- the push
 
 
-def _prepare(record, state, destination, context, connector):
-    """Decide what a contact needs before any request: (result, None, None, None) when it is
-    settled here (skipped, unchanged, a mapping error), else (None, digest, payload, plan),
-    the payload built with that write plan (the push takes both: neither is worked out
-    again)."""
+class _Prepared(NamedTuple):
+    """What a contact that needs a request takes to its push: the fingerprint of its body,
+    what we know of it on the platform, and its body and write plan built for that (the push
+    takes them: neither is worked out again)."""
+
+    digest: str
+    remote: RemoteState
+    built: Built
+
+
+def _prepare(record, state, destination, context, connector) -> "_Result | _Prepared":
+    """Decide what a contact needs before any request: its result when it is settled here
+    (skipped, unchanged, a mapping error), else what its push takes (`_Prepared`)."""
     decide = _Decide(state, destination, record)
     if destination.marketing_consent_only and not record.gdpr_marketing_consent:
-        return decide.skipped("no GDPR marketing consent"), None, None, None
+        return decide.skipped("no GDPR marketing consent")
     if state.deleted_on_platform_at and not destination.recreate_deleted and not context.force:
         # The platform said it deleted the contact (sync.inbound): not re-created unless the
         # destination says so, or a person forces the push.
         when = timezone.localtime(state.deleted_on_platform_at).strftime("%Y-%m-%d %H:%M")
-        return decide.skipped(f"deleted on {connector.label} on {when}"), None, None, None
+        return decide.skipped(f"deleted on {connector.label} on {when}")
     # the platform accepted a version of this contact (not merely took it in bulk, unconfirmed)
     held = bool(state.payload_hash) and getattr(state, "claimed_from", "") != SyncStatus.AWAITING
     if (
@@ -622,17 +631,17 @@ def _prepare(record, state, destination, context, connector):
         and state.accepted_content_version == record.content_version
         and state.accepted_config_version == destination.config_version
     ):
-        return decide.unchanged(state.payload_hash), None, None, None
+        return decide.unchanged(state.payload_hash)
     remote = remote_state(state)
     try:
         plan = connector.write_plan(record, remote)
         payload = connector.build_payload(record, remote, plan)
     except ConnectorError as err:
-        return decide.error(err), None, None, None
+        return decide.error(err)
     digest = payload_hash(payload, record)
     if not context.force and held and digest == state.payload_hash:
-        return decide.unchanged(digest), None, None, None
-    return None, digest, payload, plan
+        return decide.unchanged(digest)
+    return _Prepared(digest, remote, Built(payload, plan))
 
 
 def _update_only(destination) -> bool:
@@ -644,10 +653,10 @@ def _push_one(record, state, destination, context, connector) -> _Result:
     a lane): a destination-wide refusal comes back as a waiting outcome, which the caller
     turns into the pause (`_pause_if_refused`)."""
     try:
-        result, digest, _, plan = _prepare(record, state, destination, context, connector)
-        if result is not None:
-            return result
-        remote = remote_state(state)
+        prepared = _prepare(record, state, destination, context, connector)
+        if isinstance(prepared, _Result):
+            return prepared
+        digest, remote, built = prepared
         if _update_only(destination):
             found = connector.find_remote_id(external_id=record.external_id)
             if found is None:
@@ -655,7 +664,9 @@ def _push_one(record, state, destination, context, connector) -> _Result:
                 return decide.not_on_platform(connector.label, connector.drain_exchanges())
             remote = dataclasses.replace(remote, remote_id=found)
             plan = connector.write_plan(record, remote)  # it holds the contact: an update
-        pushed = connector.push(record, remote)
+            built = Built(connector.build_payload(record, remote, plan), plan)
+        plan = built.plan
+        pushed = connector.push(record, remote, built)
     except ConnectorError as err:  # destination-wide: the caller pauses (_pause_if_refused)
         return _Decide(state, destination, record).error(err, connector.drain_exchanges())
     except Exception as err:  # a bug of ours must not leave the contact claimed for ever
@@ -703,11 +714,11 @@ def _push_bulk(prepared, destination, context, connector) -> list[_Result]:
     confirmation (part A, "Bulk outcomes come from the platform")."""
     if not prepared:
         return []
-    records = [record for record, _, _, _, _ in prepared]
-    remotes = [remote_state(state) for _, state, _, _, _ in prepared]
-    built = [Built(payload, plan) for _, _, _, payload, plan in prepared]
+    records = [record for record, _, _ in prepared]
     try:
-        pushed = connector.push_many(records, remotes, built)
+        pushed = connector.push_many(
+            records, [p.remote for _, _, p in prepared], [p.built for _, _, p in prepared]
+        )
         items = {item.external_id: item for item in pushed}
         error = None
     except Exception as err:
@@ -719,7 +730,8 @@ def _push_bulk(prepared, destination, context, connector) -> list[_Result]:
         items, error = {}, err
     calls = connector.drain_exchanges()
     results = []
-    for record, state, digest, payload, plan in prepared:
+    for record, state, (digest, _, built) in prepared:
+        payload, plan = built.payload, built.plan
         decide = _Decide(state, destination, record)
         exchanges = _own_part(connector, calls, payload, len(prepared))
         item = items.get(record.external_id)
@@ -806,15 +818,13 @@ def contacts_push(
 def _push_chunk_in_bulk(records, states, destination, context, connector):
     results, prepared = [], []
     for record in records:
-        result, digest, payload, plan = _prepare(
-            record, states[record.id], destination, context, connector
-        )
-        if result is None and _update_only(destination):
-            result = _not_held(record, states[record.id], destination, connector)
-        if result is not None:
-            results.append(result)
+        outcome = _prepare(record, states[record.id], destination, context, connector)
+        if not isinstance(outcome, _Result) and _update_only(destination):
+            outcome = _not_held(record, states[record.id], destination, connector) or outcome
+        if isinstance(outcome, _Result):
+            results.append(outcome)
         else:
-            prepared.append((record, states[record.id], digest, payload, plan))
+            prepared.append((record, states[record.id], outcome))
     results += _push_bulk(prepared, destination, context, connector)
     _write(results, destination, context)
     return results

@@ -534,8 +534,13 @@ class BaseConnector:
         worked out here where the body depends on it."""
         raise NotImplementedError
 
-    def push(self, record: ContactRecord, state: RemoteState) -> PushResult:
-        """Create or update the contact on the platform, matching as part A says.
+    def push(
+        self, record: ContactRecord, state: RemoteState, built: Built | None = None
+    ) -> PushResult:
+        """Create or update the contact on the platform, matching as part A says. `built`:
+        the contact's payload and write plan as `build_payload` and `write_plan` made them for
+        `state` (the engine builds them for its comparison and fingerprint before the push, so
+        that a push builds each body once); None: built here.
 
         Returns the remote id (None where the platform gives none and none is known).
         Raises ConnectorError subclasses."""

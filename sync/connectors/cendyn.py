@@ -596,10 +596,12 @@ class CendynConnector(BaseConnector):
 
     # -- calls
 
-    def push(self, record: ContactRecord, state: RemoteState) -> PushResult:
+    def push(
+        self, record: ContactRecord, state: RemoteState, built: Built | None = None
+    ) -> PushResult:
         """Update by the stored id, else find by user_id and update, else create (part A,
         "Matching"). `created` is True only when this call created the contact."""
-        payload = self.build_payload(record, state)
+        payload = self.build_payload(record, state) if built is None else built.payload
         if state.remote_id:
             try:
                 return self._update(state.remote_id, payload)

@@ -58,6 +58,7 @@ import sync.connectors.readback as readback
 from sync.connectors.base import (
     AuthenticationError,
     BaseConnector,
+    Built,
     EraseResult,
     PermanentError,
     PushResult,
@@ -648,10 +649,12 @@ class IvvyConnector(BaseConnector):
 
     # -- calls
 
-    def push(self, record: ContactRecord, state: RemoteState) -> PushResult:
+    def push(
+        self, record: ContactRecord, state: RemoteState, built: Built | None = None
+    ) -> PushResult:
         """Send the stored id, or the one `getContactList` finds by external ID, or none (a new
-        contact). The payload is built, and so checked, before any request."""
-        payload = self.build_payload(record, state)
+        contact). The payload is built (or `built`), and so checked, before any request."""
+        payload = self.build_payload(record, state) if built is None else built.payload
         remote_id = state.remote_id or None
         if remote_id is None and record.external_id:
             remote_id = self._find_by_external_id(record.external_id)

@@ -32,6 +32,7 @@ import sync.connectors.inbound as inbound
 import sync.connectors.readback as readback
 from sync.connectors.base import (
     BaseConnector,
+    Built,
     ConnectorError,
     PermanentError,
     PushResult,
@@ -401,13 +402,15 @@ class LoopsConnector(BaseConnector):
 
     # -- calls
 
-    def push(self, record: ContactRecord, state: RemoteState) -> PushResult:
+    def push(
+        self, record: ContactRecord, state: RemoteState, built: Built | None = None
+    ) -> PushResult:
         """Upsert by userId/email (part A, "Matching"): one idempotent PUT, safe to retry.
 
         Loops answers a create and an update alike, so `created` is None (accepted) unless
         the id tells: the stored id back means updated, another id a new contact (the old
         one was deleted there)."""
-        payload = self.build_payload(record, state)
+        payload = self.build_payload(record, state) if built is None else built.payload
         if payload.get("subscribed") is True:
             self._refuse_if_suppressed(record)
         status, data = self.request("PUT", UPDATE_PATH, json_body=payload)

@@ -491,11 +491,15 @@ class YespoConnector(BaseConnector):
 
     # -- one contact
 
-    def push(self, record: ContactRecord, state: RemoteState) -> PushResult:
+    def push(
+        self, record: ContactRecord, state: RemoteState, built: Built | None = None
+    ) -> PushResult:
         """Upsert by externalCustomerId, then set the mapped segments. A 409 counts as done
         (part A, "Matching")."""
-        payload = self.build_payload(record, state)
-        clears = self.clears(record, state)
+        if built is None:
+            payload, clears = self.build_payload(record, state), self.clears(record, state)
+        else:
+            payload, clears = built.payload, self.clears(record, state, built.plan)
         if clears != NO_CLEARS:
             return self._push_clearing(record, payload, clears, state)
         try:
@@ -636,7 +640,10 @@ class YespoConnector(BaseConnector):
                 errors[record.external_id] = err
                 continue
             listable = all(c["type"] in LISTABLE_CHANNELS for c in payload["channels"])
-            (bulk if listable else singles).append((record, payload, state))
+            if listable:
+                bulk.append((record, payload, state))
+            else:
+                singles.append((record, state, None if built is None else built[index]))
         for start in range(0, len(bulk), BULK_LIMIT):
             chunk = [(r, p) for r, p, _ in bulk[start : start + BULK_LIMIT]]
             for items in _by_shape(chunk, clears):
@@ -645,9 +652,9 @@ class YespoConnector(BaseConnector):
                 outcomes.update(outcome)
         self._sync_memberships([r for r, _, _ in bulk if r.external_id not in errors])
         self._sync_email_opt_outs([(r, st) for r, _, st in bulk if r.external_id not in errors])
-        for record, _, state in singles:
+        for record, state, made in singles:
             try:
-                pushed = self.push(record, state)
+                pushed = self.push(record, state, made)
             except AuthenticationError:
                 raise
             except ConnectorError as err:
