@@ -518,11 +518,12 @@ def _memberships_add(checks, user_id, now) -> None:
     """The groups the rows add. No ContactChild.save (and its version bump): the contact's own
     write in this chunk raised its version."""
     added = [
-        GroupMembership(contact_id=c.instance.pk, group_id=group.pk)
+        {"contact_id": c.instance.pk, "group_id": group.pk}
         for c in checks
         for group in c.added_groups
     ]
-    bulk.rows_insert(model=GroupMembership, objects=added)
+    for row, pk in zip(added, bulk.values_insert(model=GroupMembership, rows=added), strict=True):
+        row["id"] = pk
     bulk.history_rows_insert(
         model=GroupMembership, objects=added, history_type="+", user_id=user_id, now=now
     )
