@@ -17,6 +17,7 @@ means for pushes and version counters.
 """
 
 import datetime
+import operator
 from collections.abc import Callable
 
 from django.db import DEFAULT_DB_ALIAS, connections, models
@@ -57,12 +58,20 @@ def _preparers(fields: list, connection) -> list[Callable]:
                 return value if type(value) in PLAIN_TYPES else general(value)
 
         elif isinstance(target, models.DateTimeField):
+            # The last value and its adapted form: a chunk's rows share one `now` (the
+            # ledger's occurred_at, the history's date), adapted once instead of per row.
+            last: list = [None, None]
 
-            def prepare(value, general=general, adapt=connection.ops.adapt_datetimefield_value):
+            def prepare(
+                value, general=general, adapt=connection.ops.adapt_datetimefield_value, last=last
+            ):
                 if value is None:
                     return None
+                if value is last[0]:
+                    return last[1]
                 if type(value) is datetime.datetime and value.tzinfo is not None:
-                    return adapt(value)
+                    last[:] = value, adapt(value)  # the value kept: its id is not reused
+                    return last[1]
                 return general(value)
 
         elif isinstance(target, models.JSONField):
@@ -92,11 +101,18 @@ def rows_insert(*, model, objects: list) -> None:
     tail = f" RETURNING {quote(model._meta.pk.column)}"
     row = "({})".format(", ".join(["%s"] * len(fields)))
     batch = max(1, min(500, MAX_PARAMS // len(fields)))
-    prepared = list(zip(fields, _preparers(fields, connection), strict=True))
+    # `pre_save` only where a field has its own (auto_now dates): the others' is the attribute
+    read = [
+        (lambda obj, f=f: f.pre_save(obj, add=True))
+        if type(f).pre_save is not models.Field.pre_save
+        else operator.attrgetter(f.attname)
+        for f in fields
+    ]
+    prepared = list(zip(read, _preparers(fields, connection), strict=True))
     with connection.cursor() as cursor:
         for start in range(0, len(objects), batch):
             part = objects[start : start + batch]
-            params = [prepare(f.pre_save(obj, add=True)) for obj in part for f, prepare in prepared]
+            params = [prepare(get(obj)) for obj in part for get, prepare in prepared]
             cursor.execute(head + ", ".join([row] * len(part)) + tail, params)
             for obj, (pk,) in zip(part, cursor.fetchall(), strict=True):
                 obj.pk = pk
