@@ -12,6 +12,7 @@ import json
 import logging
 import os
 import tempfile
+import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -589,6 +590,24 @@ def _job_update(job_id: int, **values) -> int:
     return ImportJob.objects.filter(pk=job_id).update(updated_at=timezone.now(), **values)
 
 
+PROGRESS_SECONDS = 1.0  # a check's rows-checked count is written at most this often
+
+
+def _progress_writer(job_id: int) -> Callable[[int], None]:
+    """`on_progress` for a check: the rows checked written on the job, at most once every
+    PROGRESS_SECONDS (the page refreshes every few seconds; on SQLite each write rewrites
+    the job's row with its stored file). The check's end writes the final count."""
+    last = [float("-inf")]
+
+    def write(checked: int) -> None:
+        now = time.monotonic()
+        if now - last[0] >= PROGRESS_SECONDS:
+            last[0] = now
+            _job_update(job_id, validated_rows=checked)
+
+    return write
+
+
 def _job_user(job: ImportJob):
     return job.created_by
 
@@ -606,7 +625,7 @@ def import_job_preview(*, job_id: int) -> None:
             dataset=dataset,
             user=_job_user(job),
             page_rows=PREVIEW_PAGE_ROWS,
-            on_progress=lambda n: _job_update(job_id, validated_rows=n),
+            on_progress=_progress_writer(job_id),
         )
     except ImportRefused as err:
         _job_finish(job_id, status=ImportJob.Status.FAILED, failure=str(err))
@@ -631,8 +650,8 @@ def import_job_preview(*, job_id: int) -> None:
 
 def import_job_run(*, job_id: int) -> None:
     """Worker side: the confirmed import, from the resume row on, written in chunks of
-    IMPORT_CHUNK_ROWS, one short transaction each, push on save held back and each contact
-    queued once at the end (also after a failure).
+    IMPORT_BACKGROUND_CHUNK_ROWS, one short transaction each, push on save held back and
+    each contact queued once at the end (also after a failure).
 
     All or nothing: every row is checked first, nothing written, and nothing is written when
     a row is invalid; each chunk is then checked again against the database inside its
@@ -652,7 +671,7 @@ def import_job_run(*, job_id: int) -> None:
     # Its values passed their own validators in the worker's preview of this stored file (a
     # file imported in the request, `import_job_run_here`, had no such preview here).
     previewed = bool(job.preview_json)
-    step = settings.IMPORT_CHUNK_ROWS
+    step = settings.IMPORT_BACKGROUND_CHUNK_ROWS
     try:
         dataset = contacts_import_dataset(text=job.content)
         if skipping:
@@ -765,7 +784,7 @@ def _checked_all(job_id: int, dataset, user, start_row: int) -> list[int] | None
         dataset=dataset,
         user=user,
         start_row=start_row,
-        on_progress=lambda n: _job_update(job_id, validated_rows=n),
+        on_progress=_progress_writer(job_id),
     )
     _job_update(
         job_id,
