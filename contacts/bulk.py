@@ -17,9 +17,11 @@ means for pushes and version counters.
 """
 
 import datetime
+import operator
 from collections.abc import Callable
 
 from django.db import DEFAULT_DB_ALIAS, connections, models
+from django.utils import timezone
 
 MAX_PARAMS = 15_000  # values per statement: well under SQLite's 32,766 and PostgreSQL's 65,535
 
@@ -56,12 +58,20 @@ def _preparers(fields: list, connection) -> list[Callable]:
                 return value if type(value) in PLAIN_TYPES else general(value)
 
         elif isinstance(target, models.DateTimeField):
+            # The last value and its adapted form: a chunk's rows share one `now` (the
+            # ledger's occurred_at, the history's date), adapted once instead of per row.
+            last: list = [None, None]
 
-            def prepare(value, general=general, adapt=connection.ops.adapt_datetimefield_value):
+            def prepare(
+                value, general=general, adapt=connection.ops.adapt_datetimefield_value, last=last
+            ):
                 if value is None:
                     return None
+                if value is last[0]:
+                    return last[1]
                 if type(value) is datetime.datetime and value.tzinfo is not None:
-                    return adapt(value)
+                    last[:] = value, adapt(value)  # the value kept: its id is not reused
+                    return last[1]
                 return general(value)
 
         elif isinstance(target, models.JSONField):
@@ -91,16 +101,57 @@ def rows_insert(*, model, objects: list) -> None:
     tail = f" RETURNING {quote(model._meta.pk.column)}"
     row = "({})".format(", ".join(["%s"] * len(fields)))
     batch = max(1, min(500, MAX_PARAMS // len(fields)))
-    prepared = list(zip(fields, _preparers(fields, connection), strict=True))
+    # `pre_save` only where a field has its own (auto_now dates): the others' is the attribute
+    read = [
+        (lambda obj, f=f: f.pre_save(obj, add=True))
+        if type(f).pre_save is not models.Field.pre_save
+        else operator.attrgetter(f.attname)
+        for f in fields
+    ]
+    prepared = list(zip(read, _preparers(fields, connection), strict=True))
     with connection.cursor() as cursor:
         for start in range(0, len(objects), batch):
             part = objects[start : start + batch]
-            params = [prepare(f.pre_save(obj, add=True)) for obj in part for f, prepare in prepared]
+            params = [prepare(get(obj)) for obj in part for get, prepare in prepared]
             cursor.execute(head + ", ".join([row] * len(part)) + tail, params)
             for obj, (pk,) in zip(part, cursor.fetchall(), strict=True):
                 obj.pk = pk
                 obj._state.adding = False
                 obj._state.db = connection.alias
+
+
+def values_insert(*, model, rows: list[dict]) -> list[int]:
+    """INSERT one row per dict of attribute values (each dict with the same keys) and return
+    the new rows' pks, in order. No model instance is built: for the import's ledger entries
+    and memberships, building one per row cost more than writing it. A field the dicts leave
+    out gets its default, or, for an auto_now(_add) date, the time of this call, as a save
+    would fill it."""
+    if not rows:
+        return []
+    connection = _connection()
+    fields = [f for f in model._meta.concrete_fields if not f.primary_key]
+    now = timezone.now()
+    constants = {}
+    for f in fields:
+        if f.attname in rows[0]:
+            continue
+        if getattr(f, "auto_now", False) or getattr(f, "auto_now_add", False):
+            constants[f.attname] = now
+        elif f.has_default() and callable(
+            f.default
+        ):  # one value for every row would be wrong (a uuid)
+            raise ValueError(f"{model.__name__}.{f.attname} has a callable default: give it")
+        else:
+            constants[f.attname] = f.get_default()
+    return _insert(
+        connection,
+        table=model._meta.db_table,
+        fields=fields,
+        rows=rows,
+        get=dict.__getitem__,
+        constants=constants,
+        returning=model._meta.pk.column,
+    )
 
 
 def history_rows_insert(
@@ -113,39 +164,58 @@ def history_rows_insert(
 ) -> None:
     """One django-simple-history record per object (saved, with its pk), as its
     `bulk_history_create` writes them: the tracked fields' values, `history_type` ("+" for
-    created, "~" for changed), the date, the author, no change reason."""
+    created, "~" for changed), the date, the author, no change reason. `objects` are model
+    instances, or dicts of their tracked fields' values by attname (`values_insert`'s rows
+    with their pks)."""
     if not objects:
         return
-    connection = _connection()
     history = model.history.model
-    tracked = {f.attname for f in history.tracked_fields}
-    extra = {
-        "history_date": now,
-        "history_change_reason": None,
-        "history_type": history_type,
-        "history_user_id": user_id,
-    }
-    fields = [f for f in history._meta.concrete_fields if not f.primary_key]
+    _insert(
+        _connection(),
+        table=history._meta.db_table,
+        fields=[f for f in history._meta.concrete_fields if not f.primary_key],
+        rows=objects,
+        get=dict.__getitem__ if isinstance(objects[0], dict) else getattr,
+        constants={
+            "history_date": now,
+            "history_change_reason": None,
+            "history_type": history_type,
+            "history_user_id": user_id,
+        },
+    )
+
+
+def _insert(connection, *, table, fields, rows, get, constants, returning="") -> list[int]:
+    """Multi-row INSERTs of `rows` into `table`: a field named in `constants` takes that
+    value on every row (prepared once), the others `get(row, attname)`, each prepared as
+    `_preparers` says. Returns the `returning` column's values, in order, when it is named."""
     quote = connection.ops.quote_name
     head = "INSERT INTO {} ({}) VALUES ".format(
-        quote(history._meta.db_table), ", ".join(quote(f.column) for f in fields)
+        quote(table), ", ".join(quote(f.column) for f in fields)
     )
+    tail = f" RETURNING {quote(returning)}" if returning else ""
     row = "({})".format(", ".join(["%s"] * len(fields)))
     batch = max(1, min(500, MAX_PARAMS // len(fields)))
-    # (attname, its preparer, whether it is the contact's own value or the record's)
-    columns = [
-        (f.attname, prepare, f.attname in tracked)
+    # per column: (whether it is a constant, its prepared value, or its attname and preparer)
+    plan = [
+        (True, prepare(constants[f.attname]), None, None)
+        if f.attname in constants
+        else (False, None, f.attname, prepare)
         for f, prepare in zip(fields, _preparers(fields, connection), strict=True)
     ]
+    returned: list[int] = []
     with connection.cursor() as cursor:
-        for start in range(0, len(objects), batch):
-            part = objects[start : start + batch]
+        for start in range(0, len(rows), batch):
+            part = rows[start : start + batch]
             params = [
-                prepare(getattr(obj, name) if own else extra[name])
+                value if constant else prepare(get(obj, name))
                 for obj in part
-                for name, prepare, own in columns
+                for constant, value, name, prepare in plan
             ]
-            cursor.execute(head + ", ".join([row] * len(part)), params)
+            cursor.execute(head + ", ".join([row] * len(part)) + tail, params)
+            if returning:
+                returned.extend(pk for (pk,) in cursor.fetchall())
+    return returned
 
 
 def rows_update(*, model, objects: list, attnames: list[str], increment: str = "") -> None:

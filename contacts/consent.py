@@ -188,21 +188,22 @@ def consent_record_bulk_changes(
         .values("contact_id", "channel")
         .annotate(last=Max("occurred_at"))
     }
-    # contacts.bulk's insert, not bulk_create: its per-value compilation was the larger part
-    # of a large import's ledger write
-    bulk.rows_insert(
+    # contacts.bulk's insert of plain values, not bulk_create: its per-value compilation, and
+    # then building a ConsentEntry per entry, were the larger part of the ledger's write
+    source_label = source_label[:150]
+    bulk.values_insert(
         model=ConsentEntry,
-        objects=[
-            ConsentEntry(
-                contact_id=contact.pk,
-                channel=channel,
-                status=status,
-                previous_status=previous[:20],
-                source=source,
-                source_label=source_label[:150],
-                occurred_at=now,
-                applied=latest.get((contact.pk, channel), now) <= now,
-            )
+        rows=[
+            {
+                "contact_id": contact.pk,
+                "channel": channel,
+                "status": status,
+                "previous_status": previous[:20],
+                "source": source,
+                "source_label": source_label,
+                "occurred_at": now,
+                "applied": latest.get((contact.pk, channel), now) <= now,
+            }
             for contact, channel, status, previous in pending
         ],
     )

@@ -44,6 +44,7 @@ def _job_url(job, name="import_job"):
 def background(settings, immediate_tasks):
     settings.IMPORT_BACKGROUND_ROWS = 3
     settings.IMPORT_CHUNK_ROWS = 4
+    settings.IMPORT_BACKGROUND_CHUNK_ROWS = 4
 
 
 def test_a_large_file_is_stored_checked_in_the_background_and_previewed(

@@ -56,7 +56,7 @@ def test_an_import_whose_worker_is_killed_is_failed_then_resumed_from_its_last_c
 ):
     destination = sandbox_destination(platform_with(bulk=False), rate_limit=500)
     sandbox.sandbox.set_rate_limit(destination.platform, None)
-    env = process_env(**sandbox_env, IMPORT_CHUNK_ROWS=CHUNK)
+    env = process_env(**sandbox_env, IMPORT_CHUNK_ROWS=CHUNK, IMPORT_BACKGROUND_CHUNK_ROWS=CHUNK)
     job = contacts_services.import_job_start(content=_file(ROWS), file_name="people.csv")
     run_worker_until_idle(env)  # the check
     job.refresh_from_db()
