@@ -5,10 +5,10 @@ from collections import Counter
 from django import forms
 from django.core.exceptions import ValidationError
 from django.db.models.functions import Lower
-from unfold.widgets import UnfoldAdminSelect2Widget
 
 from contacts import validators
 from contacts.models import MAX_CHANNELS_PER_TYPE, MAX_EXTERNAL_URLS, Channel, Contact
+from contacts.widgets import FixedChoicesSelect, FixedChoicesSelect2
 
 
 class TagsField(forms.CharField):
@@ -34,7 +34,7 @@ class TimeZoneField(forms.ChoiceField):
 
     def __init__(self, **kwargs):
         kwargs.setdefault("choices", validators.time_zone_choices)
-        kwargs.setdefault("widget", UnfoldAdminSelect2Widget)
+        kwargs.setdefault("widget", FixedChoicesSelect2)
         super().__init__(**kwargs)
 
     def to_python(self, value):
@@ -80,6 +80,8 @@ class ContactForm(forms.ModelForm):
             "last_latitude",
             "last_longitude",
         ]
+        # unfold's selects, their long option lists rendered once (contacts.widgets)
+        widgets = {"language": FixedChoicesSelect, "country": FixedChoicesSelect}
 
     # The statuses as the person saw them are posted back (Django's hidden "initial-" input),
     # so that a save tells a status the person changed from one a platform changed since the
