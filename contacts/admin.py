@@ -319,6 +319,9 @@ class ContactAdmin(ImportMixin, ExportActionMixin, SimpleHistoryAdmin, ModelAdmi
     # asks for it twice a row, and a missing attribute costs Django's template engine a
     # dir() of the whole admin each time (a sixth of a 100-row page's time).
     list_sections = ()
+    # No fields shown on a condition (unfold's option), declared for the same reason: the
+    # change form asks for it once a field.
+    conditional_fields = {}
 
     @admin.display(description=ModelAdmin.action_checkbox.short_description)
     def action_checkbox(self, obj):
