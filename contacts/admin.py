@@ -180,7 +180,11 @@ class NamedValuesFilter(admin.AllValuesFieldListFilter):
 
 class CatalogueRowInline(TabularInline):
     """A row that points into a catalogue (custom fields, groups, lists): its caption names
-    that entry, fetched in the same query as the rows rather than one query per row."""
+    that entry, fetched in the same query as the rows rather than one query per row.
+
+    Each inline here lists its `fields`, the ones Django would find: without the list the
+    admin builds the inline's form class twice more on every view and save only to read its
+    field names (`tests/contacts/test_widgets.py` checks the lists)."""
 
     caption_related = ""
     formset = forms.SharedChoicesFormSet
@@ -193,30 +197,35 @@ class CatalogueRowInline(TabularInline):
 class ChannelInline(TabularInline):
     model = Channel
     form = forms.ChannelForm
+    fields = ["type", "value"]
     formset = forms.ChannelFormSet
     extra = 0
 
 
 class CustomFieldValueInline(CatalogueRowInline):
     model = CustomFieldValue
+    fields = ["contact", "definition", "value"]
     caption_related = "definition"
     verbose_name = "custom field"
 
 
 class GroupMembershipInline(CatalogueRowInline):
     model = GroupMembership
+    fields = ["contact", "group"]
     caption_related = "group"
     verbose_name = "group"
 
 
 class MailingListSubscriptionInline(CatalogueRowInline):
     model = MailingListSubscription
+    fields = ["contact", "mailing_list", "subscribed"]
     caption_related = "mailing_list"
     verbose_name = "mailing list"
 
 
 class ExternalUrlInline(TabularInline):
     model = ExternalUrl
+    fields = ["contact", "ref", "url", "label"]
     formset = forms.ExternalUrlFormSet
     extra = 0
     max_num = MAX_EXTERNAL_URLS

@@ -1,7 +1,9 @@
-"""The contact form's long selects, rendered once and copied, show exactly what the widgets'
-own templates render: the same options, the same one selected."""
+"""The contact page's shortcuts show exactly what Django and unfold would: the long selects,
+rendered once and copied, the same options with the same one selected; the inlines' declared
+fields, the ones Django finds."""
 
 import pytest
+from django.contrib import admin
 from django.urls import reverse
 from unfold.widgets import UnfoldAdminSelect2Widget, UnfoldAdminSelectWidget
 
@@ -69,3 +71,13 @@ def test_the_contact_page_uses_them_and_shows_the_contacts_values(admin_client_l
     for value in ("Asia/Tokyo", "JP", "ja"):
         assert html.count(f'<option value="{value}" selected>') == 1, value
     assert len(validators.time_zone_choices()) == str(form["time_zone"]).count("<option ")
+
+
+@pytest.mark.django_db
+def test_each_inline_lists_the_fields_django_would_find(rf, django_user_model):
+    request = rf.get("/")
+    request.user = django_user_model(is_superuser=True, is_staff=True, is_active=True)
+    model_admin = admin.site._registry[Contact]
+    for inline in model_admin.get_inline_instances(request, None):
+        found = list(inline._get_form_for_get_fields(request, None).base_fields)
+        assert inline.get_fields(request, None) == found, type(inline).__name__
