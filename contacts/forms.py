@@ -9,7 +9,7 @@ from django.utils.functional import cached_property
 
 from contacts import validators
 from contacts.models import MAX_CHANNELS_PER_TYPE, MAX_EXTERNAL_URLS, Channel, Contact
-from contacts.widgets import FixedChoicesSelect, FixedChoicesSelect2
+from contacts.widgets import ChoicesListedOnce, FixedChoicesSelect, FixedChoicesSelect2
 
 
 class TagsField(forms.CharField):
@@ -29,12 +29,15 @@ class TagsField(forms.CharField):
         return tags
 
 
+TIME_ZONE_CHOICES = ChoicesListedOnce(validators.time_zone_choices)
+
+
 class TimeZoneField(forms.ChoiceField):
     """The IANA zones in a searchable select (unfold's select2); a value posted in another
     case (europe/london) is read as its zone."""
 
     def __init__(self, **kwargs):
-        kwargs.setdefault("choices", validators.time_zone_choices)
+        kwargs.setdefault("choices", TIME_ZONE_CHOICES)
         kwargs.setdefault("widget", FixedChoicesSelect2)
         super().__init__(**kwargs)
 

@@ -10,12 +10,36 @@ against the widget's own render, value by value.
 """
 
 from django.forms.widgets import Select
+from django.utils.choices import BaseChoiceIterator, normalize_choices
+from django.utils.functional import cached_property
 from django.utils.html import escape
 from django.utils.safestring import mark_safe
 from django.utils.translation import get_language
 from unfold.widgets import UnfoldAdminSelect2Widget, UnfoldAdminSelectWidget
 
 RENDERED_LIMIT = 64  # distinct (name, attributes, choices) a process keeps; a page uses 3
+
+
+class ChoicesListedOnce(BaseChoiceIterator):
+    """The choices `func` returns, normalized on first use and then kept: Django's iterator
+    for callable choices calls and normalizes them anew on every pass (600 time zones cost
+    milliseconds each time). For a list that does not change while the process runs."""
+
+    def __init__(self, func):
+        self.func = func
+
+    @cached_property
+    def _choices(self) -> list:
+        return normalize_choices(self.func())
+
+    def __iter__(self):
+        return iter(self._choices)
+
+    def __copy__(self):
+        return self  # never changed: each form's field and widget may share it
+
+    def __deepcopy__(self, memo):
+        return self
 
 
 class OptionsRenderedOnce(Select):
