@@ -182,7 +182,9 @@ class SharedChoicesFormSet(forms.BaseInlineFormSet):
         for name, field in form.fields.items():
             if isinstance(field, forms.ModelChoiceField) and name not in skipped:
                 if name not in self._shared_choices:
-                    self._shared_choices[name] = list(field.choices)
+                    # iter(): list() of the iterator itself would first ask its length,
+                    # a COUNT(*) of the catalogue before the query that reads it
+                    self._shared_choices[name] = list(iter(field.choices))
                 field.choices = self._shared_choices[name]
                 inner_widget = getattr(field.widget, "widget", None)  # admin's wrapper
                 if inner_widget is not None:
