@@ -188,7 +188,11 @@ class NamedValuesFilter(admin.AllValuesFieldListFilter):
 
 class CatalogueRowInline(TabularInline):
     """A row that points into a catalogue (custom fields, groups, lists): its caption names
-    that entry, fetched in the same query as the rows rather than one query per row."""
+    that entry, fetched in the same query as the rows rather than one query per row.
+
+    Each inline here lists its `fields`, the ones Django would find: without the list the
+    admin builds the inline's form class twice more on every view and save only to read its
+    field names (`tests/contacts/test_widgets.py` checks the lists)."""
 
     caption_related = ""
     formset = forms.SharedChoicesFormSet
@@ -201,30 +205,35 @@ class CatalogueRowInline(TabularInline):
 class ChannelInline(TabularInline):
     model = Channel
     form = forms.ChannelForm
+    fields = ["type", "value"]
     formset = forms.ChannelFormSet
     extra = 0
 
 
 class CustomFieldValueInline(CatalogueRowInline):
     model = CustomFieldValue
+    fields = ["contact", "definition", "value"]
     caption_related = "definition"
     verbose_name = "custom field"
 
 
 class GroupMembershipInline(CatalogueRowInline):
     model = GroupMembership
+    fields = ["contact", "group"]
     caption_related = "group"
     verbose_name = "group"
 
 
 class MailingListSubscriptionInline(CatalogueRowInline):
     model = MailingListSubscription
+    fields = ["contact", "mailing_list", "subscribed"]
     caption_related = "mailing_list"
     verbose_name = "mailing list"
 
 
 class ExternalUrlInline(TabularInline):
     model = ExternalUrl
+    fields = ["contact", "ref", "url", "label"]
     formset = forms.ExternalUrlFormSet
     extra = 0
     max_num = MAX_EXTERNAL_URLS
@@ -327,6 +336,9 @@ class ContactAdmin(ImportMixin, ExportActionMixin, SimpleHistoryAdmin, ModelAdmi
     # asks for it twice a row, and a missing attribute costs Django's template engine a
     # dir() of the whole admin each time (a sixth of a 100-row page's time).
     list_sections = ()
+    # No fields shown on a condition (unfold's option), declared for the same reason: the
+    # change form asks for it once a field.
+    conditional_fields = {}
 
     @admin.display(description=ModelAdmin.action_checkbox.short_description)
     def action_checkbox(self, obj):
