@@ -38,8 +38,8 @@ from sync.ratelimit import MAX_BLOCK
 
 RESERVE_AHEAD = 0.05  # seconds: the next slot is reserved when the last one is this close
 # A lane that wakes more than LATE_AFTER seconds after its slot asks for another (at most
-# MAX_LATE_SLOTS times): the limiter's spacing leaves 3 % of a second per window for jitter
-# (sync/ratelimit.py SAFETY_MARGIN), and a late request eats into it.
+# MAX_LATE_SLOTS times): the limiter's spacing leaves a few requests of each second's window
+# for late ones (sync/ratelimit.py `spacing`), and a late request eats into them.
 LATE_AFTER, MAX_LATE_SLOTS = 0.01, 3
 NOT_SENT = object()  # what `wait` returns for a job stopped before its request went out
 

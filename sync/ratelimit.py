@@ -4,8 +4,9 @@ tighter limits for the classes of calls a platform limits on their own (Yespo's 
 
 Each request reserves the next free slot in one short transaction (a row lock on PostgreSQL,
 the write lock on SQLite), then sleeps until that slot outside the transaction. Slots are
-spaced by 1/rate seconds plus a small margin, so no window of one second ever holds more than
-the destination's rate, even when requests reach the platform with some jitter. A call of a
+spaced so that any window of one second holds a few requests fewer than the destination's
+rate (`spacing`): a request that reaches the platform late (network jitter, a loaded machine
+delaying a send after its slot) lands in a window that has room for it. A call of a
 class takes a slot of the destination and one of its class (its own row), and waits for the
 later of the two. Worker clocks are assumed to agree (NTP), as slots are wall-clock times. Each
 transaction is retried while the database is locked or away (sync.dbretry): a request waits
@@ -25,8 +26,21 @@ from django.db import transaction
 from sync.dbretry import with_database_retry
 from sync.models import CallClassSlot, RateLimitSlot
 
-SAFETY_MARGIN = 1.03  # spacing 3 % wider than the nominal rate absorbs network jitter
+# Requests of each one-second window left unused for requests that arrive late: 3 % of the
+# rate, and at least LATE_SPARE requests where that costs no more than 5 % of it. One spare
+# request (50/s at 3 %) is not enough: two workers each delaying one request past its slot
+# made 51 in a second.
+SAFETY_MARGIN, LATE_SPARE, MAX_SPARE_SHARE = 0.03, 2, 0.05
 RESERVE_SECONDS, MAX_BLOCK = 0.1, 50
+
+
+def spacing(rate: float | None) -> float:
+    """Seconds between two slots at `rate` requests/s (0 when unlimited): 1 / (rate - spare),
+    so that a one-second window holds at most rate - spare slots sent on time."""
+    if not rate or rate <= 0:
+        return 0.0
+    spare = max(SAFETY_MARGIN * rate, min(LATE_SPARE, MAX_SPARE_SHARE * rate))
+    return 1 / (rate - spare)
 
 
 class _Slots:
@@ -34,7 +48,7 @@ class _Slots:
 
     def __init__(self, rows, rate: float):
         self.rows = rows  # a queryset of exactly one row with `next_at`
-        self.interval = SAFETY_MARGIN / rate if rate and rate > 0 else 0.0
+        self.interval = spacing(rate)
         # Slots reserved per transaction: one at ordinary rates; at high rates a block worth
         # at most RESERVE_SECONDS, so the database is not asked once per request.
         self.block = (
