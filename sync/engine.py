@@ -894,7 +894,8 @@ def _push_chunk_in_flight(records, states, destination, context, connector, lane
     on this thread in the same small batches, in the order the platform answered. A pause
     (this chunk's 401, or another worker's) or a cancel stops the sends still waiting for
     their slot: those contacts are released as the serial path releases those it did not
-    reach; giving way hands them back."""
+    reach; giving way hands them back. Once its last contact is on a lane, a bulk chunk goes
+    on with the next chunk of its push when nothing else is ready (`_next_records`)."""
     results, unwritten, unsent = [], [], []
     next_check = next_write = time.monotonic() + CHECK_EVERY
     index = 0
