@@ -12,6 +12,13 @@ later of the two. Worker clocks are assumed to agree (NTP), as slots are wall-cl
 transaction is retried while the database is locked or away (sync.dbretry): a request waits
 rather than fails.
 
+A platform's Retry-After (`defer`) moves the destination's next free slot past it, for every
+worker; but slots a process was given already are its own, and the database cannot take them
+back. So a slot is given at most PROMISE_AHEAD before its time: a process that finds the next
+free one further away (another worker's Retry-After being waited out) reserves nothing, is
+told when to ask again (NotYet), and then sees any Retry-After recorded meanwhile. Promised a
+second ahead while waiting out one Retry-After, a slot would be sent inside a later one.
+
 Fairness: a bulk chunk asks `wait_ahead` before each contact and, when it would wait while a
 worker has something better to do (another destination's chunk, or an interactive push, this
 destination's included), gives its place back instead of reserving (sync.engine). So bulk
@@ -32,6 +39,19 @@ from sync.models import CallClassSlot, RateLimitSlot
 # made 51 in a second.
 SAFETY_MARGIN, LATE_SPARE, MAX_SPARE_SHARE = 0.03, 2, 0.05
 RESERVE_SECONDS, MAX_BLOCK = 0.1, 50
+# A block's first slot is at most this far ahead when it is reserved, so its last one is at
+# most PROMISE_AHEAD + RESERVE_SECONDS ahead: what a Retry-After recorded just after its
+# reservation can still see sent (tests/sync/drills.py allows 0.15 s of requests in flight).
+PROMISE_AHEAD = 0.05
+
+
+class NotYet(Exception):  # noqa: N818 (a reply, not a failure)
+    """Nothing reserved: the next free slot is more than PROMISE_AHEAD away. Ask again at
+    `at` (wall clock)."""
+
+    def __init__(self, at: float):
+        super().__init__(at)
+        self.at = at
 
 
 def spacing(rate: float | None) -> float:
@@ -59,9 +79,15 @@ class _Slots:
         self._slots: list[float] = []
 
     def next_slot(self) -> float:
+        """The next slot of the block this process holds, or of a new one; NotYet when the
+        next free slot is too far ahead to be promised."""
         if not self._slots:
             self._slots = with_database_retry(self._reserve)
         return self._slots.pop(0)
+
+    def put_back(self, slot: float) -> None:
+        """A slot taken but not used: the next `next_slot` gives it again."""
+        self._slots.insert(0, slot)
 
     def held(self) -> float | None:
         """The next slot this process holds already, or None."""
@@ -73,7 +99,10 @@ class _Slots:
     def _reserve(self) -> list[float]:
         with transaction.atomic():
             row = self.rows.select_for_update().get()
-            first = max(time.time(), row.next_at)
+            now = time.time()
+            first = max(now, row.next_at)
+            if first - now > PROMISE_AHEAD:
+                raise NotYet(first - PROMISE_AHEAD)  # nothing written: the row stays as it is
             row.next_at = first + self.block * self.interval
             row.save(update_fields=["next_at"])
         return [first + i * self.interval for i in range(self.block)]
@@ -96,15 +125,26 @@ class DatabaseRateLimiter:
     def reserve(self, call_class: str | None = None) -> float:
         """Reserve the next slot for one request (of this class, when named; a class the
         limiter was not given counts as an ordinary call) and return its wall-clock time:
-        the caller sends at that time, not before (sync/inflight.py hands it to a lane)."""
+        the caller sends at that time, not before (sync/inflight.py hands it to a lane).
+        NotYet, with nothing reserved, when either slot is more than PROMISE_AHEAD away."""
         slot = self.slots.next_slot()
         if call_class in self.classes:
-            slot = max(slot, self.classes[call_class].next_slot())
+            try:
+                slot = max(slot, self.classes[call_class].next_slot())
+            except NotYet:
+                self.slots.put_back(slot)
+                raise
         return slot
 
     def acquire(self, call_class: str | None = None) -> None:
         """Block until this process may send one request (see `reserve`)."""
-        wait = self.reserve(call_class) - time.time()
+        while True:
+            try:
+                slot = self.reserve(call_class)
+                break
+            except NotYet as later:
+                time.sleep(max(0.0, later.at - time.time()))
+        wait = slot - time.time()
         if wait > 0:
             time.sleep(wait)
 
