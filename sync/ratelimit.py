@@ -14,10 +14,11 @@ rather than fails.
 
 A platform's Retry-After (`defer`) moves the destination's next free slot past it, for every
 worker; but slots a process was given already are its own, and the database cannot take them
-back. So a slot is given at most PROMISE_AHEAD before its time: a process that finds the next
-free one further away (another worker's Retry-After being waited out) reserves nothing, is
-told when to ask again (NotYet), and then sees any Retry-After recorded meanwhile. Promised a
-second ahead while waiting out one Retry-After, a slot would be sent inside a later one.
+back. So a slot is given at most a moment before its time (PROMISE_AHEAD and one interval):
+a process that finds the next free one further away (another worker's Retry-After being
+waited out) reserves nothing, is told when to ask again (NotYet), and then sees any
+Retry-After recorded meanwhile. Promised a second ahead while waiting out one Retry-After, a
+slot would be sent inside a later one.
 
 Fairness: a bulk chunk asks `wait_ahead` before each contact and, when it would wait while a
 worker has something better to do (another destination's chunk, or an interactive push, this
@@ -39,15 +40,17 @@ from sync.models import CallClassSlot, RateLimitSlot
 # made 51 in a second.
 SAFETY_MARGIN, LATE_SPARE, MAX_SPARE_SHARE = 0.03, 2, 0.05
 RESERVE_SECONDS, MAX_BLOCK = 0.1, 50
-# A block's first slot is at most this far ahead when it is reserved, so its last one is at
-# most PROMISE_AHEAD + RESERVE_SECONDS ahead: what a Retry-After recorded just after its
-# reservation can still see sent (tests/sync/drills.py allows 0.15 s of requests in flight).
+# A block's first slot is at most this far ahead, plus one interval, when it is reserved: a
+# worker's next slot always is (sync/inflight.py asks RESERVE_AHEAD = 0.05 s before its last
+# one), and the block's last slot is then at most about 0.15 s ahead at 10 to 1,000
+# requests/s: what a Retry-After recorded just after the reservation can still see sent
+# (tests/sync/drills.py allows 0.15 s of requests in flight).
 PROMISE_AHEAD = 0.05
 
 
 class NotYet(Exception):  # noqa: N818 (a reply, not a failure)
-    """Nothing reserved: the next free slot is more than PROMISE_AHEAD away. Ask again at
-    `at` (wall clock)."""
+    """Nothing reserved: the next free slot is further away than a slot is promised (see
+    PROMISE_AHEAD). Ask again at `at` (wall clock)."""
 
     def __init__(self, at: float):
         super().__init__(at)
@@ -101,8 +104,9 @@ class _Slots:
             row = self.rows.select_for_update().get()
             now = time.time()
             first = max(now, row.next_at)
-            if first - now > PROMISE_AHEAD:
-                raise NotYet(first - PROMISE_AHEAD)  # nothing written: the row stays as it is
+            horizon = PROMISE_AHEAD + self.interval
+            if first - now > horizon:
+                raise NotYet(first - horizon)  # nothing written: the row stays as it is
             row.next_at = first + self.block * self.interval
             row.save(update_fields=["next_at"])
         return [first + i * self.interval for i in range(self.block)]
@@ -126,7 +130,7 @@ class DatabaseRateLimiter:
         """Reserve the next slot for one request (of this class, when named; a class the
         limiter was not given counts as an ordinary call) and return its wall-clock time:
         the caller sends at that time, not before (sync/inflight.py hands it to a lane).
-        NotYet, with nothing reserved, when either slot is more than PROMISE_AHEAD away."""
+        NotYet, with nothing reserved, when either slot is too far ahead to be promised."""
         slot = self.slots.next_slot()
         if call_class in self.classes:
             try:
