@@ -23,6 +23,7 @@ import socket
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from enum import Enum
@@ -146,6 +147,9 @@ class PushContext:
     # left here for the task to queue again (sync.services.contacts_requeue)
     may_give_way: bool = False
     handed_back: list[int] = field(default_factory=list)
+    # with requests in flight, a bulk chunk asks this for the contact ids of the next chunk
+    # of its push (None: none) and goes on with them (sync.tasks, `_next_records`)
+    next_chunk: Callable[[], list[int] | None] | None = None
 
 
 def destination_connector(
@@ -802,10 +806,7 @@ def contacts_push(
     states = with_database_retry(_claim, contact_ids, destination, context, queued)
     if not states:
         return []
-    records = selectors.contact_records(states)
-    _release_deleted(states, {r.id for r in records})
-    # --- consent guard (sync.consent): never a subscribe older than the latest opt-out ---
-    records = consent.records_guard(records=records, destination=destination)
+    records = _load(states, destination)
     if connector.pushes_in_bulk(len(records)):
         results = _push_chunk_in_bulk(records, states, destination, context, connector)
     else:
@@ -813,6 +814,15 @@ def contacts_push(
     _due_if_changed_meanwhile(records, destination)
     reset_queries()  # DEBUG keeps every query; a long push must not grow with it
     return [r.state for r in results]
+
+
+def _load(states, destination) -> list[ContactRecord]:
+    """The claimed contacts' records as a push may send them (states of deleted contacts
+    dropped)."""
+    records = selectors.contact_records(states)
+    _release_deleted(states, {r.id for r in records})
+    # --- consent guard (sync.consent): never a subscribe older than the latest opt-out ---
+    return consent.records_guard(records=records, destination=destination)
 
 
 def _push_chunk_in_bulk(records, states, destination, context, connector):
@@ -894,10 +904,12 @@ def _push_chunk_in_flight(records, states, destination, context, connector, lane
     on this thread in the same small batches, in the order the platform answered. A pause
     (this chunk's 401, or another worker's) or a cancel stops the sends still waiting for
     their slot: those contacts are released as the serial path releases those it did not
-    reach; giving way hands them back."""
+    reach; giving way hands them back. Once its last contact is on a lane, a bulk chunk goes
+    on with the next chunk of its push when nothing else is ready (`_next_records`)."""
     results, unwritten, unsent = [], [], []
     next_check = next_write = time.monotonic() + CHECK_EVERY
     index = 0
+    take_next = context.next_chunk is not None
 
     def give_way(queued: int) -> bool:
         return context.may_give_way and _should_give_way(connector, destination, queued)
@@ -905,6 +917,12 @@ def _push_chunk_in_flight(records, states, destination, context, connector, lane
     with InFlight(connector, lanes=lanes, give_way=give_way) as flight:
         while index < len(records) or flight.keys:
             now = time.monotonic()
+            if index == len(records) and take_next and not flight.stopping.is_set():
+                # the last contact is on a lane: the next chunk's claim and load overlap the
+                # answers still to come, instead of a gap between two tasks
+                more = _next_records(states, destination, context)
+                records += more
+                take_next = bool(more)
             if index < len(records) and flight.free:
                 if flight.stopping.is_set():
                     stop = True
@@ -944,6 +962,24 @@ def _push_chunk_in_flight(records, states, destination, context, connector, lane
     elif unsent:
         with_database_retry(_release, [states[cid] for cid in unsent], destination)
     return sorted(results + unwritten, key=lambda r: order[r.state.contact_id])
+
+
+def _next_records(states, destination, context) -> list[ContactRecord]:
+    """The next chunk of this push, claimed and loaded into `states`, when nothing else is
+    ready (as the worker would choose, sync_worker: interactive pushes and other
+    destinations' work go first); [] when there is none or something else is ready."""
+    while not with_database_retry(selectors.work_ready_elsewhere, destination_id=destination.pk):
+        contact_ids = context.next_chunk()
+        if not contact_ids:
+            return []
+        # a contact of this chunk's is left out: one contact is never in flight twice
+        contact_ids = [cid for cid in contact_ids if cid not in states]
+        more = with_database_retry(_claim, contact_ids, destination, context, True)
+        if more:  # else every contact of it was pushed already, or is held: the next one
+            records = _load(more, destination)
+            states.update(more)
+            return records
+    return []
 
 
 def _lane_job(record, state, destination, context):

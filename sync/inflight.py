@@ -13,7 +13,10 @@ The worker's own thread (the caller's) alone talks to the database:
   thread reserves it and hands the slot's time back; the lane sleeps until then and sends.
   A slot is reserved only once the previous one this chunk was given is at most
   RESERVE_AHEAD away, so a worker holds no more slots ahead than it did sending one request
-  at a time, and an interactive push still gets the next free one (see Fairness in README);
+  at a time, and an interactive push still gets the next free one (see Fairness in README).
+  While a Retry-After is waited out the limiter promises no slot yet (ratelimit.NotYet): the
+  caller's thread asks again when told, so a Retry-After another worker records meanwhile
+  holds these lanes too;
 - a platform's Retry-After (`defer`), and every state, attempt-log and pause write (the
   engine writes the outcomes `wait` returns).
 So lanes never open a database connection of their own, and nothing writes beside the
@@ -34,12 +37,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sync.connectors.base import BaseConnector
-from sync.ratelimit import MAX_BLOCK
+from sync.ratelimit import MAX_BLOCK, NotYet
 
 RESERVE_AHEAD = 0.05  # seconds: the next slot is reserved when the last one is this close
 # A lane that wakes more than LATE_AFTER seconds after its slot asks for another (at most
-# MAX_LATE_SLOTS times): the limiter's spacing leaves 3 % of a second per window for jitter
-# (sync/ratelimit.py SAFETY_MARGIN), and a late request eats into it.
+# MAX_LATE_SLOTS times): the limiter's spacing leaves a few requests of each second's window
+# for late ones (sync/ratelimit.py `spacing`), and a late request eats into them.
 LATE_AFTER, MAX_LATE_SLOTS = 0.01, 3
 NOT_SENT = object()  # what `wait` returns for a job stopped before its request went out
 
@@ -131,6 +134,7 @@ class InFlight:
         self.keys: set = set()  # submitted, not yet returned by `wait`
         self._tickets: deque[_Ticket] = deque()
         self._last_slot: float | None = None
+        self._ask_again_at: float | None = None  # the limiter's NotYet: no slot before then
         self._threads = [
             threading.Thread(
                 target=self._lane, args=(self._lane_connector(connector),), daemon=True
@@ -198,7 +202,7 @@ class InFlight:
                 elif kind == "defer":
                     if self.limiter is not None:
                         self.limiter.defer(event[1])
-                    self._last_slot = None
+                    self._last_slot = self._ask_again_at = None
                 else:  # "done"
                     _, key, outcome, raised = event
                     self.keys.discard(key)
@@ -247,18 +251,28 @@ class InFlight:
 
     def _grant_due(self) -> float | None:
         """Seconds until the next waiting lane may be given a slot, None when none waits."""
-        if not self._tickets or self._last_slot is None:
+        if not self._tickets:
             return None
-        return max(0.0, self._last_slot - RESERVE_AHEAD - time.time())
+        due = [self._last_slot - RESERVE_AHEAD] if self._last_slot is not None else []
+        if self._ask_again_at is not None:
+            due.append(self._ask_again_at)
+        return max(0.0, max(due) - time.time()) if due else None
 
     def _grant(self) -> None:
         while self._tickets and not self.stopping.is_set():
-            if self._last_slot is not None and self._last_slot - time.time() > RESERVE_AHEAD:
+            now = time.time()
+            if self._last_slot is not None and self._last_slot - now > RESERVE_AHEAD:
                 return
-            ticket = self._tickets.popleft()
-            slot = self._fresh_slot(ticket.call_class)
+            if self._ask_again_at is not None and now < self._ask_again_at:
+                return
+            try:
+                slot = self._fresh_slot(self._tickets[0].call_class)
+            except NotYet as later:  # a Retry-After is being waited out: ask again then
+                self._ask_again_at = later.at
+                return
+            self._ask_again_at = None
             self._last_slot = slot
-            self._answer(ticket, slot)
+            self._answer(self._tickets.popleft(), slot)
         while self._tickets:  # stopping
             self._answer(self._tickets.popleft(), None)
 

@@ -14,12 +14,15 @@ worker's own bookkeeping finds the database back.
 """
 
 import logging
+import time
 
 from django.db import InterfaceError, OperationalError
 from django.dispatch import Signal
 from django_tasks import task
+from django_tasks_db.models import DBTaskResult
+from django_tasks_db.utils import exclusive_transaction
 
-from sync import dbretry, drift, engine, guard, inbound
+from sync import dbretry, drift, engine, guard, inbound, selectors
 from sync.connectors.base import ConnectorConfigurationError
 from sync.models import Destination
 
@@ -29,6 +32,10 @@ logger = logging.getLogger(__name__)
 # (still claimed by this chunk) and `context`; sync.services.contacts_requeue receives it. A
 # chunk no one requeues leaves its contacts claimed, for the scheduler to take back.
 chunk_gave_way = Signal()
+
+# A bulk chunk goes on with the next chunk of its own push, when nothing else is ready, for
+# this long after it started: a worker's graceful stop waits at most about this long.
+TAKE_NEXT_FOR = 10.0
 
 
 @task()
@@ -48,6 +55,9 @@ def push_contacts(
     context = engine.PushContext(
         trigger=trigger, user_id=user_id, run_id=run_id, force=force, may_give_way=not interactive
     )
+    taken = []
+    if not interactive and run_id is not None:
+        context.next_chunk = _NextChunk(destination_id, context, taken)
     try:
         engine.contacts_push_chunk(
             destination_id=destination_id, contact_ids=contact_ids, context=context
@@ -70,9 +80,60 @@ def push_contacts(
             len(contact_ids),
             destination_id,
         )
+        for row in taken:  # the chunks taken on are handed back with this one
+            contact_ids = contact_ids + row.args_kwargs["kwargs"]["contact_ids"]
         _after_database_loss(
             engine.contacts_hand_back, destination_id=destination_id, contact_ids=contact_ids
         )
+    finally:
+        # the chunks taken on went with this one: their contacts were pushed, requeued, or
+        # are left for the scheduler, as this chunk's are
+        for row in taken:
+            dbretry.with_database_retry(row.set_successful, None)
+
+
+class _NextChunk:
+    """The next chunk of the same push (destination, run, trigger, user, force) from the
+    queue, taken as the worker would take it (its task row marked running by this worker),
+    so that the chunk's lanes go on without a gap: between two tasks the worker sends nothing
+    while the last answers come back and the next task is taken, claimed and loaded (about
+    0.1 s a chunk, README "Requests in flight"). The engine asks only when nothing else is
+    ready (sync.engine, so interactive pushes and other destinations still come first), and
+    only for TAKE_NEXT_FOR seconds. Each call returns the contact ids, or None; the task rows
+    taken are marked successful when the push_contacts task ends."""
+
+    def __init__(self, destination_id: int, context: engine.PushContext, taken: list):
+        self.destination_id, self.context, self.taken = destination_id, context, taken
+        self.until = time.monotonic() + TAKE_NEXT_FOR
+
+    def __call__(self) -> list[int] | None:
+        if time.monotonic() > self.until:
+            return None
+        return dbretry.with_database_retry(self._take)
+
+    def _take(self) -> list[int] | None:
+        context = self.context
+        same_push = DBTaskResult.objects.ready().filter(
+            task_path=selectors.PUSH_TASK_PATH,
+            priority__lt=selectors.PRIORITY_INTERACTIVE,
+            args_kwargs__kwargs__destination_id=self.destination_id,
+            args_kwargs__kwargs__run_id=context.run_id,
+        )
+        with exclusive_transaction(same_push.db):
+            row = same_push.get_locked()
+            if row is None:
+                return None
+            kwargs = row.args_kwargs["kwargs"]
+            if (
+                kwargs.get("trigger"),
+                kwargs.get("user_id"),
+                bool(kwargs.get("force")),
+                bool(kwargs.get("interactive")),
+            ) != (context.trigger, context.user_id, context.force, False):
+                return None  # another push of the same run: the worker takes it on its own
+            row.claim(context.worker)
+        self.taken.append(row)
+        return list(kwargs["contact_ids"])
 
 
 @task()

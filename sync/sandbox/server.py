@@ -149,14 +149,22 @@ class _Handler(BaseHTTPRequestHandler):
     do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = _dispatch
 
 
+class _HTTPServer(ThreadingHTTPServer):
+    # Connections waiting to be accepted, as a platform's server keeps room for hundreds.
+    # socketserver's default of 5 made the kernel drop the connections beyond it when two
+    # workers' lanes opened theirs at once, and try them again a second later: a request
+    # sent before a 429 storm then reached the sandbox inside the storm's Retry-After.
+    request_queue_size = 128
+    daemon_threads = True
+
+
 class SandboxServer:
     """Serves a Sandbox on 127.0.0.1; port 0 picks a free one."""
 
     def __init__(self, sandbox: Sandbox, *, host: str = "127.0.0.1", port: int = 0):
         handler = type("Handler", (_Handler,), {"sandbox": sandbox})
         self.sandbox = sandbox
-        self.httpd = ThreadingHTTPServer((host, port), handler)
-        self.httpd.daemon_threads = True
+        self.httpd = _HTTPServer((host, port), handler)
         self._thread: threading.Thread | None = None
 
     @property

@@ -1,7 +1,8 @@
 """Fairness with a real worker (`sync_worker`, django-tasks-db's loop with a fair choice of
 task): a person's push goes ahead of bulk chunks for a slow, rate-limited destination; a
 chunk blocked by its destination's limit gives its place back to another destination's
-chunk; one contact is never pushed twice, and runs count each contact once.
+chunk; a chunk with requests in flight goes on with the next chunk of its push only when
+nothing else is ready; one contact is never pushed twice, and runs count each contact once.
 
 The worker runs in this process on both databases (a transactional test: it commits like a
 worker process); several worker processes share PostgreSQL in the last test."""
@@ -130,6 +131,58 @@ def test_a_chunk_waiting_on_its_limit_gives_way_to_another_destination(
     for run in (slow_run, other_run):
         run.refresh_from_db()
         assert (run.state, run.done, run.total) == (SyncRun.State.FINISHED, 6, 6)
+
+
+def test_a_chunk_in_flight_goes_on_with_the_next_chunk_of_its_push(
+    sandbox_destination, sandbox, settings
+):
+    settings.SYNC_CHUNK_SIZE = 5
+    settings.SYNC_REQUESTS_IN_FLIGHT = 4
+    slow = sandbox_destination(SLOW, rate_limit=50)
+    seed_demo_contacts(15)
+    run = services.contacts_push_selected(
+        contacts=Contact.objects.all(), destination=slow, trigger="action", user_id=None
+    )
+    first, *later = push_tasks(slow).order_by("enqueued_at")
+    assert len(later) == 2
+
+    run_worker()
+
+    first.refresh_from_db()
+    for task in later:
+        task.refresh_from_db()
+        # taken on by the first chunk's task, before it ended: no gap between the chunks
+        assert task.status == "SUCCESSFUL" and task.started_at < first.finished_at
+    assert set(ContactSyncState.objects.values_list("status", flat=True)) == {SyncStatus.SYNCED}
+    assert attempts_per_contact(slow) == {1}
+    run.refresh_from_db()
+    assert (run.state, run.done, run.total) == (SyncRun.State.FINISHED, 15, 15)
+
+
+def test_a_chunk_takes_no_next_chunk_while_another_destination_waits(
+    sandbox_destination, sandbox, settings
+):
+    settings.SYNC_CHUNK_SIZE = 5
+    settings.SYNC_REQUESTS_IN_FLIGHT = 4
+    slow = sandbox_destination(SLOW, rate_limit=1000)  # no wait: the chunk never gives way
+    other = sandbox_destination(OTHER)
+    seed_demo_contacts(10)
+    contacts = Contact.objects.all()
+    services.contacts_push_selected(
+        contacts=contacts, destination=slow, trigger="action", user_id=None
+    )
+    services.contacts_push_selected(
+        contacts=contacts, destination=other, trigger="action", user_id=None
+    )
+    _, second = push_tasks(slow).order_by("enqueued_at")
+
+    run_worker()
+
+    second.refresh_from_db()
+    other_started = push_tasks(other).aggregate(t=Min("started_at"))["t"]
+    assert other_started < second.started_at  # the other destination's chunk went first
+    assert set(ContactSyncState.objects.values_list("status", flat=True)) == {SyncStatus.SYNCED}
+    assert attempts_per_contact(slow) == attempts_per_contact(other) == {1}
 
 
 @pytest.mark.postgres

@@ -15,7 +15,7 @@ from django.utils import timezone
 from django.utils.html import escape
 
 from contacts.models import Contact
-from sync import connectors, polling, services
+from sync import connectors, polling, ratelimit, services
 from sync.models import DestinationPoll, RateLimitSlot
 from tests.conftest import PLATFORMS
 from tests.sync.conftest import sandbox_control
@@ -51,7 +51,7 @@ def test_every_poll_request_takes_a_slot_of_the_shared_rate_limit(held, platform
     before = time.time()
     outcome = polling.destination_poll(destination=destination)
     assert not outcome.error and outcome.requests >= 1
-    interval = 1.03 / destination.effective_rate_limit  # sync.ratelimit's spacing
+    interval = ratelimit.spacing(destination.effective_rate_limit)
     next_at = RateLimitSlot.objects.get(destination=destination).next_at
     assert next_at >= before + (outcome.requests - 1) * interval
 
