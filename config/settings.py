@@ -237,6 +237,8 @@ SYNC_RETRY_MAX_SECONDS = env.float("SYNC_RETRY_MAX_SECONDS", default=3600.0)
 SYNC_LEASE_SECONDS = env.float("SYNC_LEASE_SECONDS", default=300.0)
 SYNC_CHUNK_SIZE = env.int("SYNC_CHUNK_SIZE", default=100)  # contacts per task, one by one
 SYNC_BULK_CHUNK_SIZE = env.int("SYNC_BULK_CHUNK_SIZE", default=1000)  # per batch call
+# contacts a run's planning marks and queues per transaction (sync.services.run_prepare)
+SYNC_PLAN_BATCH = env.int("SYNC_PLAN_BATCH", default=10000)
 # Contacts whose requests one worker keeps in flight at once per destination, pushing one
 # contact per request (sync/inflight.py); also the size of the destination's connection pool.
 SYNC_REQUESTS_IN_FLIGHT = max(1, env.int("SYNC_REQUESTS_IN_FLIGHT", default=8))

@@ -142,8 +142,9 @@ def _chosen_destination(request):
 
 @admin.action(description="Push selected contacts", permissions=["push"])
 def push_selected(modeladmin, request, queryset):
+    """Starts the run and returns: a worker plans and queues it (its page shows how far)."""
     destination, force = _chosen_destination(request)
-    run = services.contacts_push_selected(
+    run = services.contacts_push_in_background(
         contacts=queryset,
         destination=destination,
         trigger=Trigger.ACTION,
@@ -151,15 +152,17 @@ def push_selected(modeladmin, request, queryset):
         force=force,
     )
     where = destination.name if destination else "every enabled destination"
-    count = run.total - run.unchanged
+    text = ngettext(
+        "%(count)d push queued for %(where)s: run %(run)s is being prepared (unchanged "
+        "contacts are settled without a request).",
+        "%(count)d pushes queued for %(where)s: run %(run)s is being prepared (unchanged "
+        "contacts are settled without a request).",
+        run.total,
+    ) % {"count": run.total, "where": where, "run": run.pk}
+    url = reverse("admin:sync_syncrun_change", args=[run.pk])
     modeladmin.message_user(
         request,
-        ngettext(
-            "%(count)d push queued for %(where)s (run %(run)s, %(unchanged)d unchanged).",
-            "%(count)d pushes queued for %(where)s (run %(run)s, %(unchanged)d unchanged).",
-            count,
-        )
-        % {"count": count, "where": where, "run": run.pk, "unchanged": run.unchanged},
+        format_html('{} <a href="{}">Follow run {}</a>.', text, url, run.pk),
         messages.SUCCESS,
     )
 

@@ -683,12 +683,39 @@ class SyncRunAdmin(ReadOnlyAdmin):
     ]
     list_filter = ["state", "trigger", "destination"]
     list_select_related = ["destination", "user"]
+    fields = [
+        "trigger",
+        "destination",
+        "user",
+        "state",
+        "progress",
+        "force",
+        "started_at",
+        "finished_at",
+        "total",
+        "created",
+        "updated",
+        "accepted",
+        "unchanged",
+        "failed",
+        "skipped",
+        "selected",
+        "planned",
+        "planned_at",
+    ]
+    readonly_fields = fields
     inlines = [FailedAttemptInline]
     actions = [cancel_runs]
 
     @admin.display(description="progress")
     def progress(self, obj):
-        return f"{obj.done} / {obj.total}"
+        pushed = f"{obj.done} / {obj.total}"
+        if obj.preparing:  # a worker is still planning it (sync.services.run_prepare)
+            return (
+                f"{pushed}; being prepared: {obj.planned:,} of {obj.selected:,} selected "
+                "contacts planned"
+            )
+        return pushed
 
     def has_push_permission(self, request):
         return request.user.has_perm(PUSH_PERMISSION)

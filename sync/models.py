@@ -554,6 +554,18 @@ class SyncRun(models.Model):
     unchanged = models.PositiveIntegerField(default=0)
     failed = models.PositiveIntegerField(default=0)
     skipped = models.PositiveIntegerField(default=0)
+    # A run started from the admin (or `push_contacts --queue`) is planned by a worker
+    # (sync.services.run_prepare): these say how far that planning got.
+    preparing = models.BooleanField(
+        default=False, help_text="Its contacts are still being planned and queued by a worker."
+    )
+    selected = models.PositiveIntegerField(default=0, help_text="Contacts selected.")
+    planned = models.PositiveIntegerField(
+        default=0, help_text="Selected contacts planned so far (queued, or settled unchanged)."
+    )
+    planned_at = models.DateTimeField(
+        null=True, blank=True, help_text="The planning's last progress (its end, once done)."
+    )
 
     class Meta:
         ordering = ["-started_at"]
@@ -571,6 +583,31 @@ class SyncRun(models.Model):
             + self.failed
             + self.skipped
         )
+
+
+class SyncRunSelection(models.Model):
+    """A contact a run still has to plan (sync.services.run_prepare). The person's selection
+    is taken here in one `INSERT … SELECT` when they click; the planning task removes each
+    batch in the transaction that queues it, so what is left is exactly what is still to
+    plan, also after a worker died part-way."""
+
+    # The unique constraint's index leads with the run. No constraint in the database: a
+    # million rows are written at once, and PostgreSQL checks a foreign key row by row
+    # (Django's CASCADE still removes a deleted run's rows).
+    run = models.ForeignKey(
+        SyncRun, on_delete=models.CASCADE, db_index=False, db_constraint=False, related_name="+"
+    )
+    # Not a foreign key: a contact deleted meanwhile is skipped by the planning, and deleting
+    # contacts never has to look through this table.
+    contact_id = models.BigIntegerField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["run", "contact_id"], name="sync_run_selection_unique")
+        ]
+
+    def __str__(self):
+        return f"contact {self.contact_id} in run {self.run_id}"
 
 
 class SyncAttempt(models.Model):

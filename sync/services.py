@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 
 from django.conf import settings
+from django.core.exceptions import EmptyResultSet
 from django.db import connection, transaction
 from django.db.models import Case, Exists, F, OuterRef, Q, QuerySet, Subquery, When
 from django.dispatch import receiver
@@ -56,11 +57,13 @@ from sync.models import (
     RemoteOption,
     SyncAttempt,
     SyncRun,
+    SyncRunSelection,
     SyncStatus,
     SyncStatusCount,
     SyncStatusCountDelta,
     Trigger,
 )
+from sync.sqlids import IdIn
 
 logger = logging.getLogger(__name__)
 Outcome = SyncAttempt.Outcome
@@ -197,7 +200,7 @@ def _mark_pending(contact_ids, destination, run):
     settled leaves its old run, which must not count it twice."""
     states_ensure(contact_ids=contact_ids, destination=destination)
     states = ContactSyncState.objects.filter(
-        destination=destination, contact_id__in=contact_ids
+        IdIn(F("contact_id"), contact_ids), destination=destination
     ).exclude(status=SyncStatus.IN_PROGRESS)
     if run is None:  # one UPDATE: the run kept where owed, cleared elsewhere
         states.update(
@@ -260,9 +263,7 @@ def push_plan(
     for target in destinations:
         to_push = contacts
         if not force:
-            settled = _settle_unchanged(contacts, target, run)
-            if settled:
-                SyncRun.objects.filter(pk=run.pk).update(unchanged=F("unchanged") + settled)
+            _settle_unchanged(contacts, target, run)
             to_push = contacts.exclude(
                 Exists(_accepted_states(target).filter(contact_id=OuterRef("pk")))
             )
@@ -280,12 +281,179 @@ def contacts_push_selected(
     user_id: int | None,
     force: bool = False,
 ) -> SyncRun:
-    """An admin action: plan the run and queue it for the workers."""
-    plan = push_plan(
+    """Plan a run over the chosen destinations (all enabled ones when None) here, in the
+    caller, and queue it for the workers: `contacts_push_in_background` without the
+    background (scripts, tests and the scheduler's callers that want the states pending on
+    return)."""
+    run = _run_begin(
         contacts=contacts, destination=destination, trigger=trigger, user_id=user_id, force=force
     )
-    plan_enqueue(plan)
-    return plan.run
+    run_prepare(run_id=run.pk)
+    run.refresh_from_db()
+    return run
+
+
+def contacts_push_in_background(
+    *,
+    contacts: QuerySet[Contact],
+    destination: Destination | None,
+    trigger: str,
+    user_id: int | None,
+    force: bool = False,
+) -> SyncRun:
+    """The admin action (and `push_contacts --queue`): start the run and hand its planning
+    to a worker (`run_prepare`), so that the request returns at once whatever the
+    selection's size (a million contacts took 243 s to plan in the request, past gunicorn's
+    timeout). The run's page shows it being prepared, and how far it got."""
+    with transaction.atomic():  # the run, its selection and its task, or none of them
+        run = _run_begin(
+            contacts=contacts,
+            destination=destination,
+            trigger=trigger,
+            user_id=user_id,
+            force=force,
+        )
+        tasks.prepare_run.enqueue(run_id=run.pk)
+    run.refresh_from_db()
+    return run
+
+
+def _run_begin(*, contacts, destination, trigger, user_id, force) -> SyncRun:
+    """A run being prepared, its selection taken (the contacts chosen now, one `INSERT …
+    SELECT`: no contact id passes through Python) and its total known: the selected
+    contacts times the destinations (the one given, or those enabled now)."""
+    targets = 1 if destination else Destination.objects.filter(enabled=True).count()
+    with transaction.atomic():
+        run = SyncRun.objects.create(
+            trigger=trigger,
+            user_id=user_id,
+            destination=destination,
+            force=force,
+            preparing=True,
+            planned_at=timezone.now(),
+        )
+        selected = _selection_store(run, contacts)
+        SyncRun.objects.filter(pk=run.pk).update(selected=selected, total=selected * targets)
+    return run
+
+
+def _selection_store(run: SyncRun, contacts: QuerySet[Contact]) -> int:
+    """Copy the selection's contact ids into the run's SyncRunSelection rows, in the
+    database; returns how many (a contact the query names twice is taken once)."""
+    if not contacts.query.is_sliced:  # a slice keeps its order: it says which rows
+        contacts = contacts.order_by()
+    try:
+        sql, params = contacts.values("pk").query.sql_with_params()
+    except EmptyResultSet:  # a selection that cannot match (`none()`)
+        return 0
+    table = connection.ops.quote_name(SyncRunSelection._meta.db_table)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            # WHERE true: SQLite's parser needs it before an upsert's ON CONFLICT
+            f"INSERT INTO {table} (run_id, contact_id) SELECT %s, selected.* FROM ({sql}) "
+            "AS selected WHERE true ON CONFLICT DO NOTHING",
+            [run.pk, *params],
+        )
+        return cursor.rowcount
+
+
+def run_prepare(*, run_id: int) -> None:
+    """Plan a run being prepared, batch after batch (`_prepare_batch`), until its selection
+    is empty: the worker's side of `contacts_push_in_background`. Safe to run again after a
+    worker died part-way, and by two workers at once: each batch is taken under the run's
+    lock and leaves the selection in the transaction that queues it."""
+    while _prepare_batch(run_id):
+        pass
+
+
+def _prepare_batch(run_id: int) -> bool:
+    """Plan the next SYNC_PLAN_BATCH selected contacts (lowest ids first) in one
+    transaction: on each destination, those the platform holds as they are are counted
+    unchanged (`_settle_batch`, unless the run is forced or the destination paused), the
+    rest marked pending in the run and queued in chunks; the batch leaves the selection and
+    the run's progress moves on. A worker that dies mid-batch leaves none of it. Returns
+    False when there was nothing left to plan (the planning is then over), or the run was
+    cancelled (what was left of its selection is dropped)."""
+    with transaction.atomic():
+        # locked: one batch at a time per run, and a cancel waits for the batch being queued
+        run = SyncRun.objects.select_for_update().filter(pk=run_id, preparing=True).first()
+        if run is None:
+            return False
+        selection = SyncRunSelection.objects.filter(run_id=run_id)
+        batch = []
+        if run.state == SyncRun.State.RUNNING:
+            # each with whether it is still there (deleted since the click: not owed)
+            found = Exists(Contact.objects.filter(pk=OuterRef("contact_id")))
+            rows = selection.order_by("contact_id").values_list("contact_id", found)
+            batch = list(rows[: settings.SYNC_PLAN_BATCH])
+        if batch:
+            _plan_batch(run, batch)
+            selection.filter(contact_id__lte=batch[-1][0]).delete()
+        else:
+            selection.delete()
+            SyncRun.objects.filter(pk=run_id).update(preparing=False, planned_at=timezone.now())
+    finish_run_if_done(run_id)
+    return bool(batch)
+
+
+def _plan_batch(run: SyncRun, batch: list[tuple[int, bool]]) -> None:
+    """`_prepare_batch`'s work on one batch of (contact id, still there), ascending ids, in
+    its transaction."""
+    now = timezone.now()
+    contact_ids = [contact_id for contact_id, found in batch if found]
+    targets = [run.destination] if run.destination_id else destinations_enabled()
+    unchanged = 0
+    for target in targets if contact_ids else []:
+        to_push = contact_ids
+        if not run.force and not target.is_paused:
+            held = set(_settle_batch(contact_ids, target, run, now))
+            unchanged += len(held)
+            to_push = [pk for pk in contact_ids if pk not in held]
+        for chunk in _chunks(to_push, chunk_size_for(target)):
+            _queue_chunk_in_transaction(
+                chunk,
+                target,
+                run,
+                trigger=run.trigger,
+                user_id=run.user_id,
+                force=run.force,
+                interactive=False,
+            )
+    # contacts deleted since the selection was taken are no longer owed
+    missing = (len(batch) - len(contact_ids)) * len(targets)
+    SyncRun.objects.filter(pk=run.pk).update(
+        planned=F("planned") + len(batch),
+        unchanged=F("unchanged") + unchanged,
+        total=F("total") - missing,
+        planned_at=now,
+    )
+
+
+def destinations_enabled() -> list[Destination]:
+    return list(Destination.objects.filter(enabled=True))
+
+
+def runs_prepare_recover(*, now=None) -> int:
+    """Scheduler side: queue again the planning of runs still being prepared whose planning
+    made no progress for the lease (SYNC_LEASE_SECONDS) and has no task queued or running
+    (its worker was killed, its machine gone; a cancelled run's planning only drops what
+    is left). It goes on from where the dead one stopped: the selection holds what is still
+    to plan. Returns how many were queued."""
+    now = now or timezone.now()
+    stale = now - timedelta(seconds=settings.SYNC_LEASE_SECONDS)
+    alive = DBTaskResult.objects.filter(
+        task_path=tasks.prepare_run.module_path,
+        status__in=[TaskResultStatus.READY, TaskResultStatus.RUNNING],
+    ).values_list("args_kwargs__kwargs__run_id", flat=True)
+    stalled = SyncRun.objects.filter(preparing=True, planned_at__lt=stale).exclude(
+        pk__in=[run_id for run_id in alive if run_id is not None]
+    )
+    queued = 0
+    for run_id in stalled.values_list("pk", flat=True):
+        tasks.prepare_run.enqueue(run_id=run_id)
+        logger.warning("run %s: its planning had stopped; queued again", run_id)
+        queued += 1
+    return queued
 
 
 def plan_enqueue(plan: PushPlan) -> int:
@@ -331,7 +499,10 @@ def run_finish(*, run: SyncRun) -> None:
 
 def _accepted_states(destination: Destination):
     """States whose contact is exactly as the platform last accepted it."""
-    content_version = Contact.objects.filter(pk=OuterRef("contact_id")).values("content_version")
+    # unordered: the contacts' default ordering would sort each state's one-row subquery
+    content_version = (
+        Contact.objects.filter(pk=OuterRef("contact_id")).order_by().values("content_version")
+    )
     return ContactSyncState.objects.filter(
         destination=destination,
         accepted_config_version=destination.config_version,
@@ -346,19 +517,64 @@ def _accepted_states(destination: Destination):
     )
 
 
+# States that already say the platform holds the contact as it is: an unchanged re-push
+# leaves them as they are (`_settle_batch`).
+HELD_AS_IS = (SyncStatus.SYNCED, SyncStatus.UNCHANGED)
+
+
 def _settle_unchanged(contacts, destination, run) -> int:
+    """Settle as unchanged, in `run`, the contacts the platform holds as they are, in batches
+    of SYNC_PLAN_BATCH contacts by id, each batch and the run's count in one short
+    transaction (no lock on a million states at once; SQLite's one writer waits for one
+    batch at most). Returns how many were settled."""
     if destination.is_paused:
         return 0
-    return (
+    ids = contacts.order_by("pk").values_list("pk", flat=True).iterator(chunk_size=2000)
+    settled = 0
+    for batch in _chunks(ids, settings.SYNC_PLAN_BATCH):
+        with transaction.atomic():
+            count = len(_settle_batch(batch, destination, run, timezone.now()))
+            if count:
+                SyncRun.objects.filter(pk=run.pk).update(unchanged=F("unchanged") + count)
+        settled += count
+    return settled
+
+
+def _settle_batch(contact_ids: list[int], destination, run, now) -> list[int]:
+    """The contacts among these (ascending ids) that the platform holds exactly as they are:
+    the run counts them as unchanged (the caller adds them). Returns their ids. Call inside
+    a transaction.
+
+    Only states that said something else (failed, or pending with an earlier try's error)
+    are written: unchanged, in `run`, attempted now, error cleared. A state that already says
+    the platform holds the contact (synced or unchanged, no error) is left as it is: its
+    status, run and last attempt stay those of the push that sent it, since nothing was sent
+    now. Writing them would say nothing new and costs the most: each such UPDATE rewrites the
+    row and an entry in each of the states' seven indexes (50 s for a million states), and
+    the counts' trigger then moves them from synced to unchanged on the dashboard. So after
+    an unchanged re-push the dashboard counts these contacts where they were (synced stays
+    synced), and the run counts them as unchanged."""
+    accepted = (
         _accepted_states(destination)
-        .filter(contact__in=contacts.values("pk"))
-        .update(
-            status=SyncStatus.UNCHANGED,
-            run=run,
-            last_attempt_at=timezone.now(),
-            last_error="",
-        )
+        # the range lets the planner read a batch's states by index
+        .filter(contact__gte=contact_ids[0], contact__lte=contact_ids[-1])
+        .filter(IdIn(F("contact_id"), contact_ids))
     )
+    if connection.vendor == "postgresql":
+        # its JIT compiler takes longer than these statements at this size, and saves nothing
+        with connection.cursor() as cursor:
+            cursor.execute("SET LOCAL jit = off")
+    held, stale = [], []
+    for contact_id, status, error in accepted.values_list("contact_id", "status", "last_error"):
+        held.append(contact_id)
+        if status not in HELD_AS_IS or error:
+            stale.append(contact_id)
+    if stale:
+        # checked again in the same statement (a claim or an edit since the read)
+        accepted.filter(IdIn(F("contact_id"), stale)).update(
+            status=SyncStatus.UNCHANGED, run=run, last_attempt_at=now, last_error=""
+        )
+    return held
 
 
 def run_cancel(*, run: SyncRun) -> None:
@@ -1142,12 +1358,15 @@ def tasks_fail_abandoned(*, now=None, limit: int = 500) -> int:
 
 def _task_contacts_held(row: DBTaskResult, stale) -> bool:
     """Whether a live claim (fresher than the lease) holds one of a push task's contacts, or
-    (a background import's task) its job has progressed within the lease."""
+    (a background import's task, a run's planning) its job has progressed within the
+    lease."""
     from contacts.services import import_task_progressing
 
     kwargs = (row.args_kwargs or {}).get("kwargs", {})
     if import_task_progressing(task_path=row.task_path, kwargs=kwargs, since=stale):
         return True
+    if row.task_path == tasks.prepare_run.module_path:  # a run's planning, still moving on
+        return SyncRun.objects.filter(pk=kwargs.get("run_id"), planned_at__gte=stale).exists()
     if not kwargs.get("contact_ids"):
         return False
     return ContactSyncState.objects.filter(

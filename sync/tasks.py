@@ -253,3 +253,21 @@ def _after_database_loss(hand_back=None, **kwargs) -> None:
 def process_inbound_events(*, event_ids: list[int]):
     """Apply events a platform sent (sync.inbound). A failure stays on each event."""
     inbound.inbound_events_process(event_ids=event_ids)
+
+
+@task()
+def prepare_run(*, run_id: int):
+    """Plan and queue a run started from the admin (sync.services.run_prepare), so that its
+    request returned at once. A worker that dies part-way loses nothing: each batch is
+    committed with the run's progress, and the scheduler queues the rest again after the
+    lease (services.runs_prepare_recover)."""
+    from sync import services  # services imports this module and enqueues; not the reverse
+
+    try:
+        services.run_prepare(run_id=run_id)
+    except (OperationalError, InterfaceError) as err:
+        if not dbretry.is_transient(err):
+            raise
+        # the batch under way was rolled back: the selection still holds it
+        logger.exception("planning of run %s gave up on the database", run_id)
+        _after_database_loss()

@@ -9,10 +9,11 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils.html import escape
+from django_tasks_db.models import DBTaskResult
 
 from contacts.demo import seed_demo_contacts
 from contacts.models import Contact
-from sync import services
+from sync import services, tasks
 from sync.connectors import get_class
 from sync.models import (
     ContactSyncState,
@@ -20,6 +21,7 @@ from sync.models import (
     RemoteOption,
     SyncAttempt,
     SyncRun,
+    SyncRunSelection,
     SyncStatus,
 )
 from tests.conftest import PLATFORMS, platform_with
@@ -131,7 +133,9 @@ def test_contact_list_badges_filters_and_constant_queries(admin_client_logged, a
     assert list(filtered.context["cl"].result_list) == [first]
 
 
-def test_push_action_queues_and_answers_at_once(admin_client_logged, sandbox_destination, sandbox):
+def test_push_action_answers_at_once_and_its_task_plans_the_run(
+    admin_client_logged, sandbox_destination, sandbox
+):
     destination = sandbox_destination(PLATFORM)
     seed_demo_contacts(25)
     ids = list(Contact.objects.values_list("pk", flat=True))
@@ -144,11 +148,33 @@ def test_push_action_queues_and_answers_at_once(admin_client_logged, sandbox_des
         },
         follow=True,
     )
-    assert f"25 pushes queued for {destination.name}" in " ".join(_messages(response))
-    assert sandbox_requests(sandbox) == 0  # nothing sent inside the admin's request
-    assert ContactSyncState.objects.filter(status=SyncStatus.PENDING).count() == 25
     run = SyncRun.objects.get()
-    assert run.total == 25 and run.user is not None
+    (message,) = _messages(response)
+    assert f"25 pushes queued for {destination.name}: run {run.pk} is being prepared" in message
+    assert reverse("admin:sync_syncrun_change", args=[run.pk]) in message
+    # the request only started the run: nothing planned, nothing queued, nothing sent
+    assert sandbox_requests(sandbox) == 0
+    assert not ContactSyncState.objects.exists()
+    assert (run.total, run.selected, run.planned, run.preparing) == (25, 25, 0, True)
+    assert run.user is not None
+    (task,) = DBTaskResult.objects.all()
+    assert (task.task_path, task.args_kwargs["kwargs"]) == (
+        "sync.tasks.prepare_run",
+        {"run_id": run.pk},
+    )
+    page = admin_client_logged.get(reverse("admin:sync_syncrun_change", args=[run.pk]))
+    assert "being prepared: 0 of 25 selected contacts planned" in page.content.decode()
+
+    tasks.prepare_run.call(run_id=run.pk)  # what the worker runs
+    run.refresh_from_db()
+    assert (run.state, run.preparing, run.planned, run.total) == ("running", False, 25, 25)
+    assert ContactSyncState.objects.filter(status=SyncStatus.PENDING, run=run).count() == 25
+    chunks = DBTaskResult.objects.filter(task_path="sync.tasks.push_contacts")
+    assert sorted(i for c in chunks for i in c.args_kwargs["kwargs"]["contact_ids"]) == sorted(ids)
+    assert not SyncRunSelection.objects.exists()
+    assert sandbox_requests(sandbox) == 0
+    page = admin_client_logged.get(reverse("admin:sync_syncrun_change", args=[run.pk]))
+    assert "being prepared" not in page.content.decode()
 
 
 def test_preview_shows_the_exact_json_and_sends_nothing(

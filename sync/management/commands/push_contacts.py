@@ -49,26 +49,30 @@ class Command(BaseCommand):
         contacts = self._selection(target, options)
         if dry_run:
             return self._dry_run(contacts, target, force)
-        plan = services.push_plan(
+        options = dict(
             contacts=contacts,
             destination=target,
             trigger=Trigger.COMMAND,
             user_id=None,
             force=force,
         )
-        progress = _Progress(self.stderr, plan.run.total)
+        if queue:  # planned and queued by a worker, as the admin action's run
+            run, plan = services.contacts_push_in_background(**options), None
+        else:
+            plan = services.push_plan(**options)
+            run = plan.run
+        progress = _Progress(self.stderr, run.total)
         try:
             if queue:
-                services.plan_enqueue(plan)
-                self._follow(plan.run, progress)
+                self._follow(run, progress)
             else:
                 self._push_here(plan, progress)
         except KeyboardInterrupt:
-            services.run_cancel(run=plan.run)
-            self._summary(plan.run, progress)
+            services.run_cancel(run=run)
+            self._summary(run, progress)
             sys.exit(130)
-        self._summary(plan.run, progress)
-        if SyncRun.objects.get(pk=plan.run.pk).failed:
+        self._summary(run, progress)
+        if SyncRun.objects.get(pk=run.pk).failed:
             sys.exit(1)
 
     def _selection(self, target, options):

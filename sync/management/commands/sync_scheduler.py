@@ -52,6 +52,9 @@ class Command(BaseCommand):
         abandoned = with_database_retry(services.tasks_fail_abandoned)
         if abandoned:
             self.stdout.write(f"{abandoned} abandoned tasks marked failed")
+        replanned = with_database_retry(services.runs_prepare_recover)
+        if replanned:
+            self.stdout.write(f"{replanned} runs whose planning stopped queued again")
         stopped = with_database_retry(contacts_services.import_jobs_recover)
         if stopped:
             self.stdout.write(f"{stopped} imports whose worker stopped marked failed")

@@ -1,0 +1,147 @@
+"""A run started from the admin is planned and queued by a worker (sync.services.run_prepare):
+in batches, resumable after the worker died, cancellable while it is being prepared."""
+
+import signal
+import subprocess
+import time
+
+import pytest
+from django_tasks_db.models import DBTaskResult
+
+from contacts.demo import seed_demo_contacts
+from contacts.models import Contact
+from sync import services, tasks
+from sync.models import ContactSyncState, SyncRun, SyncRunSelection, SyncStatus
+from tests.conftest import platform_with
+from tests.sync.conftest import payload_keys, sandbox_requests, sandbox_store
+from tests.sync.processes import manage, process_env, run_worker_until_idle
+
+# A platform pushed one contact per request: one request per pushed contact.
+PLATFORM = platform_with(bulk=False)
+
+
+def _start(destination, **options):
+    return services.contacts_push_in_background(
+        contacts=Contact.objects.all(),
+        destination=destination,
+        trigger="action",
+        user_id=None,
+        **options,
+    )
+
+
+@pytest.mark.django_db
+def test_the_planning_goes_in_batches_and_counts_the_unchanged_once(
+    sandbox_destination, sandbox, settings
+):
+    destination = sandbox_destination(PLATFORM)
+    seed_demo_contacts(25)
+    ids = sorted(Contact.objects.values_list("pk", flat=True))
+    first = services.contacts_push_selected(
+        contacts=Contact.objects.filter(pk__in=ids[:3]),
+        destination=destination,
+        trigger="action",
+        user_id=None,
+    )
+    services.contacts_push_chunk(
+        destination_id=destination.pk,
+        contact_ids=ids[:3],
+        context=services.PushContext(trigger="action", run_id=first.pk),
+    )
+    assert ContactSyncState.objects.filter(status=SyncStatus.SYNCED).count() == 3
+    requests_before = sandbox_requests(sandbox)
+    Contact.objects.filter(pk=ids[-1]).delete()  # before the click: not selected
+    settings.SYNC_PLAN_BATCH = 7
+    run = _start(destination)
+    assert (run.selected, run.total) == (24, 24)
+    Contact.objects.filter(pk=ids[-2]).delete()  # after the click, before the planning
+
+    tasks.prepare_run.call(run_id=run.pk)
+    run.refresh_from_db()
+    # 24 selected, in 4 batches of at most 7; the one deleted meanwhile is no longer owed
+    assert (run.planned, run.total, run.unchanged, run.preparing) == (24, 23, 3, False)
+    pending = ContactSyncState.objects.filter(run=run, status=SyncStatus.PENDING)
+    assert sorted(pending.values_list("contact_id", flat=True)) == ids[3:-2]
+    # the 3 the platform holds as they are: counted by the run, their states left as they were
+    held = ContactSyncState.objects.filter(contact_id__in=ids[:3])
+    assert set(held.values_list("status", "run_id")) == {(SyncStatus.SYNCED, first.pk)}
+    chunks = DBTaskResult.objects.filter(
+        task_path="sync.tasks.push_contacts", args_kwargs__kwargs__run_id=run.pk
+    )
+    queued = sorted(i for c in chunks for i in c.args_kwargs["kwargs"]["contact_ids"])
+    assert queued == ids[3:-2]
+    assert sandbox_requests(sandbox) == requests_before  # planning sends nothing
+
+
+@pytest.mark.django_db
+def test_a_run_cancelled_while_being_prepared_queues_nothing(sandbox_destination):
+    destination = sandbox_destination(PLATFORM)
+    seed_demo_contacts(10)
+    run = _start(destination)
+    services.run_cancel(run=run)
+    tasks.prepare_run.call(run_id=run.pk)
+    run.refresh_from_db()
+    assert (run.state, run.preparing) == (SyncRun.State.CANCELLED, False)
+    assert not SyncRunSelection.objects.exists()
+    assert not ContactSyncState.objects.exists()
+    assert not DBTaskResult.objects.filter(task_path="sync.tasks.push_contacts").exists()
+
+
+@pytest.mark.django_db
+def test_a_planning_still_queued_is_not_queued_again(sandbox_destination, settings):
+    destination = sandbox_destination(PLATFORM)
+    seed_demo_contacts(5)
+    run = _start(destination)
+    settings.SYNC_LEASE_SECONDS = 0
+    assert services.runs_prepare_recover() == 0  # its task waits for a worker
+    DBTaskResult.objects.update(status="FAILED")  # as the scheduler marks an abandoned one
+    assert services.runs_prepare_recover() == 1
+    assert DBTaskResult.objects.filter(status="READY").count() == 1
+    run.refresh_from_db()
+    assert run.preparing
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_a_worker_killed_mid_planning_loses_nothing_and_duplicates_nothing(
+    sandbox_destination, sandbox, sandbox_env, settings
+):
+    sandbox.sandbox.set_rate_limit(PLATFORM, None)
+    destination = sandbox_destination(PLATFORM, rate_limit=1000)
+    seed_demo_contacts(600)
+    run = _start(destination)
+    env = process_env(**sandbox_env, SYNC_PLAN_BATCH="2")  # 300 batches: time to kill it
+    worker = manage(
+        "db_worker",
+        "--no-startup-delay",
+        "--no-reload",
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 60
+    while SyncRun.objects.get(pk=run.pk).planned < 20:
+        assert time.monotonic() < deadline, "the worker planned nothing"
+        time.sleep(0.05)
+    worker.send_signal(signal.SIGKILL)
+    worker.wait()
+    run.refresh_from_db()
+    assert run.preparing and 20 <= run.planned < 600, run.planned
+    assert SyncRunSelection.objects.filter(run=run).count() == 600 - run.planned
+    planned_at_kill = run.planned
+
+    settings.SYNC_LEASE_SECONDS = 0.5
+    time.sleep(1.0)
+    assert services.tasks_fail_abandoned() == 1  # the dead worker's planning task
+    assert services.runs_prepare_recover() == 1  # queued again, from where it stopped
+    run_worker_until_idle(env)
+
+    run.refresh_from_db()
+    assert (run.state, run.preparing, run.planned) == (SyncRun.State.FINISHED, False, 600)
+    assert run.created + run.updated + run.accepted == 600 and run.failed == 0
+    assert planned_at_kill < 600
+    statuses = ContactSyncState.objects.values_list("status", flat=True)
+    assert list(statuses.distinct()) == [SyncStatus.SYNCED]
+    stored = sandbox_store(sandbox, PLATFORM)["contacts"]
+    assert len(stored) == 600 == len({c[payload_keys(destination)[0]] for c in stored})
+    assert sandbox_requests(sandbox) == 600
