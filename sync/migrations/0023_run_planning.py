@@ -6,7 +6,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("sync", "0021_status_counts"),
+        ("sync", "0022_drop_redundant_indexes"),
     ]
 
     operations = [
