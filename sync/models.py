@@ -560,6 +560,12 @@ class SyncRun(models.Model):
         default=False, help_text="Its contacts are still being planned and queued by a worker."
     )
     selected = models.PositiveIntegerField(default=0, help_text="Contacts selected.")
+    target_ids = models.JSONField(
+        default=list,
+        blank=True,
+        help_text="The destinations the run pushes to, fixed when it starts (its total counts "
+        "them): one enabled or disabled while it is prepared does not change what it owes.",
+    )
     planned = models.PositiveIntegerField(
         default=0, help_text="Selected contacts planned so far (queued, or settled unchanged)."
     )

@@ -322,7 +322,7 @@ def _run_begin(*, contacts, destination, trigger, user_id, force) -> SyncRun:
     """A run being prepared, its selection taken (the contacts chosen now, one `INSERT …
     SELECT`: no contact id passes through Python) and its total known: the selected
     contacts times the destinations (the one given, or those enabled now)."""
-    targets = 1 if destination else Destination.objects.filter(enabled=True).count()
+    targets = [destination] if destination else destinations_enabled()
     with transaction.atomic():
         run = SyncRun.objects.create(
             trigger=trigger,
@@ -331,9 +331,10 @@ def _run_begin(*, contacts, destination, trigger, user_id, force) -> SyncRun:
             force=force,
             preparing=True,
             planned_at=timezone.now(),
+            target_ids=[target.pk for target in targets],
         )
         selected = _selection_store(run, contacts)
-        SyncRun.objects.filter(pk=run.pk).update(selected=selected, total=selected * targets)
+        SyncRun.objects.filter(pk=run.pk).update(selected=selected, total=selected * len(targets))
     return run
 
 
@@ -401,7 +402,9 @@ def _plan_batch(run: SyncRun, batch: list[tuple[int, bool]]) -> None:
     its transaction."""
     now = timezone.now()
     contact_ids = [contact_id for contact_id, found in batch if found]
-    targets = [run.destination] if run.destination_id else destinations_enabled()
+    # The destinations fixed at the start, those still there and enabled: one deleted or
+    # disabled since is not pushed (its worker would drop the chunk), and not owed either.
+    targets = list(Destination.objects.filter(pk__in=run.target_ids, enabled=True))
     unchanged = 0
     for target in targets if contact_ids else []:
         to_push = contact_ids
@@ -419,8 +422,9 @@ def _plan_batch(run: SyncRun, batch: list[tuple[int, bool]]) -> None:
                 force=run.force,
                 interactive=False,
             )
-    # contacts deleted since the selection was taken are no longer owed
-    missing = (len(batch) - len(contact_ids)) * len(targets)
+    # contacts deleted since the selection was taken are no longer owed, nor pushes to
+    # destinations gone or disabled since
+    missing = len(batch) * len(run.target_ids) - len(contact_ids) * len(targets)
     SyncRun.objects.filter(pk=run.pk).update(
         planned=F("planned") + len(batch),
         unchanged=F("unchanged") + unchanged,

@@ -40,6 +40,17 @@ class Migration(migrations.Migration):
             name="selected",
             field=models.PositiveIntegerField(default=0, help_text="Contacts selected."),
         ),
+        migrations.AddField(
+            model_name="syncrun",
+            name="target_ids",
+            field=models.JSONField(
+                blank=True,
+                default=list,
+                help_text="The destinations the run pushes to, fixed when it starts (its total "
+                "counts them): one enabled or disabled while it is prepared does not change "
+                "what it owes.",
+            ),
+        ),
         migrations.CreateModel(
             name="SyncRunSelection",
             fields=[

@@ -74,6 +74,37 @@ def test_the_planning_goes_in_batches_and_counts_the_unchanged_once(
 
 
 @pytest.mark.django_db
+def test_destinations_disabled_or_added_while_it_is_prepared_change_nothing_it_owes(
+    sandbox_destination, sandbox
+):
+    """The run owes what it counted at the click: a destination disabled before its planning
+    is neither pushed nor owed (its chunks would be dropped and the run never finish), and
+    one enabled since is not pushed by it."""
+    kept = sandbox_destination(PLATFORM)
+    dropped = sandbox_destination(PLATFORM, name="second")
+    seed_demo_contacts(4)
+    run = _start(None)
+    assert (run.selected, run.total) == (4, 8)
+    dropped.enabled = False
+    dropped.save()
+    sandbox_destination(PLATFORM, name="third")  # enabled after the click
+    tasks.prepare_run.call(run_id=run.pk)
+    run.refresh_from_db()
+    assert (run.planned, run.total, run.preparing) == (4, 4, False)
+    chunks = DBTaskResult.objects.filter(task_path="sync.tasks.push_contacts")
+    assert {c.args_kwargs["kwargs"]["destination_id"] for c in chunks} == {kept.pk}
+    for chunk in chunks:  # as a worker runs them
+        kwargs = chunk.args_kwargs["kwargs"]
+        services.contacts_push_chunk(
+            destination_id=kwargs["destination_id"],
+            contact_ids=kwargs["contact_ids"],
+            context=services.PushContext(trigger="action", run_id=run.pk),
+        )
+    run.refresh_from_db()
+    assert (run.state, run.created + run.updated + run.accepted) == (SyncRun.State.FINISHED, 4)
+
+
+@pytest.mark.django_db
 def test_a_run_cancelled_while_being_prepared_queues_nothing(sandbox_destination):
     destination = sandbox_destination(PLATFORM)
     seed_demo_contacts(10)
