@@ -358,6 +358,11 @@ def _selection_store(run: SyncRun, contacts: QuerySet[Contact]) -> int:
         return cursor.rowcount
 
 
+@receiver(tasks.run_planning_due, dispatch_uid="sync.services.run_prepare")
+def _run_planning_due(sender, *, run_id, **kwargs) -> None:
+    run_prepare(run_id=run_id)
+
+
 def run_prepare(*, run_id: int) -> None:
     """Plan a run being prepared, batch after batch (`_prepare_batch`), until its selection
     is empty: the worker's side of `contacts_push_in_background`. Safe to run again after a

@@ -33,6 +33,10 @@ logger = logging.getLogger(__name__)
 # chunk no one requeues leaves its contacts claimed, for the scheduler to take back.
 chunk_gave_way = Signal()
 
+# Sent by `prepare_run` with `run_id`: sync.services.run_prepare receives it and plans the run
+# (services queues the chunks and imports this module, so this module does not import it).
+run_planning_due = Signal()
+
 # A bulk chunk goes on with the next chunk of its own push, when nothing else is ready, for
 # this long after it started: a worker's graceful stop waits at most about this long.
 TAKE_NEXT_FOR = 10.0
@@ -261,10 +265,8 @@ def prepare_run(*, run_id: int):
     request returned at once. A worker that dies part-way loses nothing: each batch is
     committed with the run's progress, and the scheduler queues the rest again after the
     lease (services.runs_prepare_recover)."""
-    from sync import services  # services imports this module and enqueues; not the reverse
-
     try:
-        services.run_prepare(run_id=run_id)
+        run_planning_due.send(sender=prepare_run, run_id=run_id)
     except (OperationalError, InterfaceError) as err:
         if not dbretry.is_transient(err):
             raise
