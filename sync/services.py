@@ -559,7 +559,7 @@ def _settle_batch(contact_ids: list[int], destination, run, now) -> list[int]:
     the platform holds the contact (synced or unchanged, no error) is left as it is: its
     status, run and last attempt stay those of the push that sent it, since nothing was sent
     now. Writing them would say nothing new and costs the most: each such UPDATE rewrites the
-    row and an entry in each of the states' seven indexes (50 s for a million states), and
+    row and an entry in each of the states' indexes (50 s for a million states), and
     the counts' trigger then moves them from synced to unchanged on the dashboard. So after
     an unchanged re-push the dashboard counts these contacts where they were (synced stays
     synced), and the run counts them as unchanged."""
