@@ -1185,6 +1185,12 @@ def contacts_push_chunk(
     """A worker's share of a push: one chunk, one destination, short in-worker retries."""
     destination = Destination.objects.filter(pk=destination_id, enabled=True).first()
     if destination is None:
+        with_database_retry(
+            _chunk_dropped,
+            destination_id=destination_id,
+            contact_ids=contact_ids,
+            run_id=context.run_id,
+        )
         return
     if (
         context.run_id
@@ -1204,6 +1210,35 @@ def contacts_push_chunk(
         queued=True,
     )
     with_database_retry(finish_run_if_done, context.run_id)
+
+
+def _chunk_dropped(*, destination_id: int, contact_ids: list[int], run_id: int | None) -> None:
+    """A chunk whose destination was disabled or deleted after the chunk was queued: nothing
+    is pushed, and its contacts are no longer owed by its run (as the planning counts them,
+    sync.services._plan_batch), so that the run can finish. On a disabled destination the
+    states still waiting for this chunk leave the run and are made due: the scheduler queues
+    due states of enabled destinations only, so they go once it is enabled again. A deleted
+    destination's states went with it."""
+    with transaction.atomic():
+        if Destination.objects.filter(pk=destination_id).exists():
+            waiting = ContactSyncState.objects.filter(
+                destination_id=destination_id,
+                contact_id__in=contact_ids,
+                status=SyncStatus.PENDING,
+                next_attempt_at__isnull=True,
+            )
+            now = timezone.now()
+            dropped = (
+                waiting.filter(run_id=run_id).update(next_attempt_at=now, run=None) if run_id else 0
+            )
+            waiting.update(next_attempt_at=now)  # those another run or a save queued
+        else:
+            dropped = len(contact_ids)
+        if run_id and dropped:
+            SyncRun.objects.filter(pk=run_id, state=SyncRun.State.RUNNING).update(
+                total=F("total") - dropped
+            )
+    finish_run_if_done(run_id)
 
 
 def contacts_hand_back(*, destination_id: int, contact_ids: list[int]) -> int:

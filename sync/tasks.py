@@ -62,6 +62,7 @@ def push_contacts(
     taken = []
     if not interactive and run_id is not None:
         context.next_chunk = _NextChunk(destination_id, context, taken)
+    failure = None  # what the chunk ended on, for the task rows it took on
     try:
         engine.contacts_push_chunk(
             destination_id=destination_id, contact_ids=contact_ids, context=context
@@ -77,6 +78,7 @@ def push_contacts(
             )
     except (OperationalError, InterfaceError) as err:
         if not dbretry.is_transient(err):
+            failure = err
             raise
         logger.exception(
             "push of %d contacts to destination %s gave up on the database; the scheduler "
@@ -89,11 +91,17 @@ def push_contacts(
         _after_database_loss(
             engine.contacts_hand_back, destination_id=destination_id, contact_ids=contact_ids
         )
+    except Exception as err:
+        failure = err
+        raise
     finally:
         # the chunks taken on went with this one: their contacts were pushed, requeued, or
-        # are left for the scheduler, as this chunk's are
+        # are left for the scheduler, as this chunk's are; they failed if it failed
         for row in taken:
-            dbretry.with_database_retry(row.set_successful, None)
+            if failure is None:
+                dbretry.with_database_retry(row.set_successful, None)
+            else:
+                dbretry.with_database_retry(row.set_failed, failure)
 
 
 class _NextChunk:
@@ -104,7 +112,7 @@ class _NextChunk:
     0.1 s a chunk, README "Requests in flight"). The engine asks only when nothing else is
     ready (sync.engine, so interactive pushes and other destinations still come first), and
     only for TAKE_NEXT_FOR seconds. Each call returns the contact ids, or None; the task rows
-    taken are marked successful when the push_contacts task ends."""
+    taken end as the push_contacts task ends: successful, or failed with its error."""
 
     def __init__(self, destination_id: int, context: engine.PushContext, taken: list):
         self.destination_id, self.context, self.taken = destination_id, context, taken

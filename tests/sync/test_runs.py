@@ -7,11 +7,12 @@ from datetime import timedelta
 import pytest
 import requests
 from django.utils import timezone
+from django_tasks_db.models import DBTaskResult
 
 from contacts.demo import seed_demo_contacts
 from contacts.models import Contact
 from sync import services
-from sync.models import SyncRun
+from sync.models import ContactSyncState, SyncRun, SyncStatus
 from tests.conftest import platform_with
 
 pytestmark = pytest.mark.django_db
@@ -47,3 +48,42 @@ def test_a_retried_contact_counts_in_its_run_once(sandbox, sandbox_destination, 
     )
     run.refresh_from_db()
     assert run.done == 3
+
+
+def test_a_chunk_queued_for_a_destination_disabled_since_lets_its_run_finish(
+    sandbox_destination,
+):
+    """A chunk whose destination is disabled after it was queued pushes nothing. Its
+    contacts are no longer owed by the run, so the run still finishes, and they go to the
+    platform once the destination is enabled again."""
+    slug = platform_with(bulk=False)
+    kept = sandbox_destination(slug)
+    disabled = sandbox_destination(slug, name="second")
+    seed_demo_contacts(3)
+    ids = sorted(Contact.objects.values_list("pk", flat=True))
+    run = services.contacts_push_selected(
+        contacts=Contact.objects.all(), destination=None, trigger="action", user_id=None
+    )
+    assert run.total == 6
+    disabled.enabled = False
+    disabled.save()
+    chunks = DBTaskResult.objects.filter(task_path="sync.tasks.push_contacts")
+    assert {c.args_kwargs["kwargs"]["destination_id"] for c in chunks} == {kept.pk, disabled.pk}
+    for chunk in chunks:  # as a worker runs them
+        kwargs = chunk.args_kwargs["kwargs"]
+        services.contacts_push_chunk(
+            destination_id=kwargs["destination_id"],
+            contact_ids=kwargs["contact_ids"],
+            context=services.PushContext(trigger="action", run_id=run.pk),
+        )
+    run.refresh_from_db()
+    assert (run.state, run.total, run.done) == (SyncRun.State.FINISHED, 3, 3)
+    waiting = ContactSyncState.objects.filter(destination=disabled)
+    assert set(waiting.values_list("status", "run_id")) == {(SyncStatus.PENDING, None)}
+
+    disabled.enabled = True
+    disabled.save()
+    chunks.delete()
+    assert services.retries_enqueue_due(now=timezone.now() + timedelta(seconds=1)) == 3
+    queued = [c.args_kwargs["kwargs"] for c in chunks.all()]
+    assert [(q["destination_id"], sorted(q["contact_ids"])) for q in queued] == [(disabled.pk, ids)]
