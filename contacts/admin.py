@@ -175,11 +175,13 @@ class NamedValuesFilter(admin.AllValuesFieldListFilter):
 
     def __init__(self, field, request, params, model, model_admin, field_path):
         super().__init__(field, request, params, model, model_admin, field_path)
-        # Django's own (a DISTINCT queryset, evaluated when the filter renders) is replaced
-        # before anything reads it. Only for a plain column of the listed model itself.
-        self.lookup_choices = distinct_values(model, field_path)
+        self.model = model
 
     def choices(self, changelist):
+        # Django's own (a DISTINCT queryset) is replaced when the filter renders, its only
+        # reader: a list action's POST builds the filters too and reads nothing. Only for a
+        # plain column of the listed model itself.
+        self.lookup_choices = distinct_values(self.model, self.field_path)
         names = {str(value): str(label) for value, label in self.field.flatchoices}
         for choice in super().choices(changelist):
             choice["display"] = names.get(str(choice["display"]), choice["display"])
