@@ -1059,20 +1059,8 @@ def states_ensure(*, contact_ids, destination) -> None:
     one `INSERT … SELECT` from the contacts that exist, those with a state left alone."""
     if not contact_ids:
         return
-    meta = ContactSyncState._meta
     quote = connection.ops.quote_name
-    given = {"contact_id": None, "destination_id": destination.pk}
-    fields = [f for f in meta.concrete_fields if not f.primary_key]
-    defaults = []
-    now = timezone.now()
-    for column in fields:
-        if column.attname in given:
-            continue
-        value = now if column.attname == "updated_at" else column.get_default()
-        defaults.append(column.get_db_prep_save(value, connection))
-    columns = ["contact_id", "destination_id"] + [
-        f.column for f in fields if f.attname not in given
-    ]
+    columns, values = _new_state(destination)
     contact_table = quote(Contact._meta.db_table)
     ids = list(contact_ids)
     with connection.cursor() as cursor:
@@ -1081,18 +1069,63 @@ def states_ensure(*, contact_ids, destination) -> None:
             cursor.execute(
                 "INSERT INTO {} ({}) SELECT {}.{}, {} FROM {} WHERE {}.{} IN ({}) "
                 "ON CONFLICT DO NOTHING".format(
-                    quote(meta.db_table),
+                    quote(ContactSyncState._meta.db_table),
                     ", ".join(quote(c) for c in columns),
                     contact_table,
                     quote(Contact._meta.pk.column),
-                    ", ".join(["%s"] * (len(columns) - 1)),
+                    ", ".join(["%s"] * len(values)),
                     contact_table,
                     contact_table,
                     quote(Contact._meta.pk.column),
                     ", ".join(["%s"] * len(part)),
                 ),
-                [destination.pk, *defaults, *part],
+                [*values, *part],
             )
+
+
+def states_mark_pending(*, contact_ids, destination, run) -> None:
+    """Pending in `run` on the destination, for each of these contacts that still exists, in
+    one statement whatever their number (a run's planning batch, sync.services): a state is
+    made pending where there is none (not made as never pushed, then rewritten), and one
+    already there becomes pending with no retry time, unless a worker holds it in progress
+    (its new chunk still names it: the claim then skips it as today). The states' other
+    columns are left as they were (its `updated_at` too, as a queryset update leaves it)."""
+    if not contact_ids:
+        return
+    quote = connection.ops.quote_name
+    table = quote(ContactSyncState._meta.db_table)
+    columns, values = _new_state(destination, status=SyncStatus.PENDING, run_id=run.pk)
+    selected = Contact.objects.filter(IdIn(F("pk"), contact_ids)).order_by().values("pk")
+    sql, params = selected.query.sql_with_params()
+    with connection.cursor() as cursor:
+        cursor.execute(
+            # WHERE true: SQLite's parser needs it before an upsert's ON CONFLICT
+            f"INSERT INTO {table} ({', '.join(quote(c) for c in columns)}) "
+            f"SELECT selected.*, {', '.join(['%s'] * len(values))} FROM ({sql}) AS selected "
+            "WHERE true ON CONFLICT (contact_id, destination_id) DO UPDATE SET "
+            "status = excluded.status, next_attempt_at = NULL, run_id = excluded.run_id "
+            f"WHERE {table}.status <> %s",
+            [*values, *params, SyncStatus.IN_PROGRESS],
+        )
+
+
+def _new_state(destination, **given) -> tuple[list[str], list]:
+    """A new state's columns on `destination`, `contact_id` first (its value left to the
+    caller's SELECT), and the values of the others as the database takes them: `given`
+    (by attribute name), else the model's defaults, `updated_at` now."""
+    given = {"destination_id": destination.pk, **given}
+    now = timezone.now()
+    columns, values = ["contact_id"], []
+    for column in ContactSyncState._meta.concrete_fields:
+        if column.primary_key or column.attname == "contact_id":
+            continue
+        if column.attname in given:
+            value = given[column.attname]
+        else:
+            value = now if column.attname == "updated_at" else column.get_default()
+        columns.append(column.column)
+        values.append(column.get_db_prep_save(value, connection))
+    return columns, values
 
 
 def _all_waiting(contact_ids, destination, context, queued):

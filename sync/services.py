@@ -22,6 +22,7 @@ from django_tasks_db.models import DBTaskResult
 
 from contacts.models import Contact
 from sync import connectors, consent, drift, engine, guard, inbound, polling, selectors, tasks
+from sync.bulk_enqueue import enqueue_many
 from sync.connectors.base import (
     ConnectorConfigurationError,
     ConnectorError,
@@ -42,6 +43,7 @@ from sync.engine import (  # noqa: F401  (re-exported for adapters)
     destination_pause,
     finish_run_if_done,
     states_ensure,
+    states_mark_pending,
     status_before_push,
 )
 from sync.models import (
@@ -393,6 +395,7 @@ def _prepare_batch(run_id: int) -> bool:
             rows = selection.order_by("contact_id").values_list("contact_id", found)
             batch = list(rows[: settings.SYNC_PLAN_BATCH])
         if batch:
+            _jit_off()
             _plan_batch(run, batch)
             selection.filter(contact_id__lte=batch[-1][0]).delete()
         else:
@@ -417,16 +420,7 @@ def _plan_batch(run: SyncRun, batch: list[tuple[int, bool]]) -> None:
             held = set(_settle_batch(contact_ids, target, run, now))
             unchanged += len(held)
             to_push = [pk for pk in contact_ids if pk not in held]
-        for chunk in _chunks(to_push, chunk_size_for(target)):
-            _queue_chunk_in_transaction(
-                chunk,
-                target,
-                run,
-                trigger=run.trigger,
-                user_id=run.user_id,
-                force=run.force,
-                interactive=False,
-            )
+        _queue_batch(to_push, target, run)
     # contacts deleted since the selection was taken are no longer owed, nor pushes to
     # destinations gone or disabled since
     missing = len(batch) * len(run.target_ids) - len(contact_ids) * len(targets)
@@ -436,6 +430,30 @@ def _plan_batch(run: SyncRun, batch: list[tuple[int, bool]]) -> None:
         total=F("total") - missing,
         planned_at=now,
     )
+
+
+def _queue_batch(contact_ids: list[int], destination, run: SyncRun) -> None:
+    """Mark a planning batch's contacts pending in `run` and queue them in task-sized chunks,
+    in the caller's transaction, in a few statements whatever the number of chunks: the
+    states in one upsert (engine.states_mark_pending), the chunks' task rows in one INSERT
+    (sync.bulk_enqueue). Chunk by chunk, each chunk's states and task row took three or four
+    statements of their own: a million contacts in chunks of 100 are 10,000 chunks."""
+    if not contact_ids:
+        return
+    states_mark_pending(contact_ids=contact_ids, destination=destination, run=run)
+    calls = [
+        dict(
+            destination_id=destination.pk,
+            contact_ids=chunk,
+            trigger=run.trigger,
+            user_id=run.user_id,
+            run_id=run.pk,
+            force=run.force,
+            interactive=False,
+        )
+        for chunk in _chunks(contact_ids, chunk_size_for(destination))
+    ]
+    enqueue_many(_push_task(interactive=False), calls)
 
 
 def destinations_enabled() -> list[Destination]:
@@ -569,10 +587,7 @@ def _settle_batch(contact_ids: list[int], destination, run, now) -> list[int]:
         .filter(contact__gte=contact_ids[0], contact__lte=contact_ids[-1])
         .filter(IdIn(F("contact_id"), contact_ids))
     )
-    if connection.vendor == "postgresql":
-        # its JIT compiler takes longer than these statements at this size, and saves nothing
-        with connection.cursor() as cursor:
-            cursor.execute("SET LOCAL jit = off")
+    _jit_off()
     held, stale = [], []
     for contact_id, status, error in accepted.values_list("contact_id", "status", "last_error"):
         held.append(contact_id)
@@ -584,6 +599,14 @@ def _settle_batch(contact_ids: list[int], destination, run, now) -> list[int]:
             status=SyncStatus.UNCHANGED, run=run, last_attempt_at=now, last_error=""
         )
     return held
+
+
+def _jit_off() -> None:
+    """For the rest of this transaction: PostgreSQL's JIT compiler takes longer than a
+    planning batch's statements at their size (about 1 s each), and saves nothing."""
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SET LOCAL jit = off")
 
 
 def run_cancel(*, run: SyncRun) -> None:

@@ -4,8 +4,12 @@ in batches, resumable after the worker died, cancellable while it is being prepa
 import signal
 import subprocess
 import time
+from datetime import timedelta
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
 from django_tasks_db.models import DBTaskResult
 
 from contacts.demo import seed_demo_contacts
@@ -15,6 +19,7 @@ from sync.models import ContactSyncState, SyncRun, SyncRunSelection, SyncStatus
 from tests.conftest import platform_with
 from tests.sync.conftest import payload_keys, sandbox_requests, sandbox_store
 from tests.sync.processes import manage, process_env, run_worker_until_idle
+from tests.sync.test_status_counts import assert_store_exact
 
 # A platform pushed one contact per request: one request per pushed contact.
 PLATFORM = platform_with(bulk=False)
@@ -71,6 +76,82 @@ def test_the_planning_goes_in_batches_and_counts_the_unchanged_once(
     queued = sorted(i for c in chunks for i in c.args_kwargs["kwargs"]["contact_ids"])
     assert queued == ids[3:-2]
     assert sandbox_requests(sandbox) == requests_before  # planning sends nothing
+
+
+@pytest.mark.django_db
+def test_a_batch_takes_as_many_statements_whatever_its_number_of_chunks(
+    sandbox_destination, settings
+):
+    """The states of a whole batch are written in one statement and its chunks' task rows in
+    another (sync.services._queue_batch), not three or four statements a chunk."""
+    seed_demo_contacts(40)
+    settings.SYNC_PLAN_BATCH = 1000
+    queries = {}
+    for chunk_size in (20, 2):
+        settings.SYNC_CHUNK_SIZE = chunk_size
+        destination = sandbox_destination(PLATFORM, name=f"chunks of {chunk_size}")
+        run = _start(destination)
+        with CaptureQueriesContext(connection) as planning:
+            tasks.prepare_run.call(run_id=run.pk)
+        chunks = DBTaskResult.objects.filter(
+            task_path="sync.tasks.push_contacts", args_kwargs__kwargs__run_id=run.pk
+        )
+        assert chunks.count() == 40 // chunk_size
+        assert ContactSyncState.objects.filter(run=run, status=SyncStatus.PENDING).count() == 40
+        queries[chunk_size] = len(planning.captured_queries)
+    assert queries[2] == queries[20], queries
+
+
+@pytest.mark.django_db
+def test_the_batch_s_states_become_pending_in_the_run_except_one_held_by_a_worker(
+    sandbox_destination,
+):
+    """One upsert for the batch: the states there already (synced, failed with a retry
+    time, pending in another run) become pending in this run with no retry time, their
+    other columns kept; one in progress is left to its worker; the missing ones are made
+    pending in the run; the dashboard's counts follow (the triggers see the upsert)."""
+    destination = sandbox_destination(PLATFORM)
+    seed_demo_contacts(6)
+    ids = sorted(Contact.objects.values_list("pk", flat=True))
+    earlier = services.run_start(trigger="action", user_id=None, destination=destination, total=1)
+    later = timezone.now() + timedelta(hours=1)
+    given = {
+        ids[0]: dict(status=SyncStatus.SYNCED, remote_id="R0", payload_hash="h0", attempts=0),
+        ids[1]: dict(status=SyncStatus.FAILED, last_error="HTTP 500", next_attempt_at=later),
+        ids[2]: dict(status=SyncStatus.PENDING, run=earlier),
+        ids[3]: dict(status=SyncStatus.IN_PROGRESS, claimed_by="w1", run=earlier),
+    }
+    for contact_id, fields in given.items():
+        ContactSyncState.objects.create(contact_id=contact_id, destination=destination, **fields)
+    assert_store_exact("before")
+    run = _start(destination, force=True)  # forced: every contact is queued
+    tasks.prepare_run.call(run_id=run.pk)
+
+    states = {s.contact_id: s for s in ContactSyncState.objects.filter(destination=destination)}
+    assert sorted(states) == ids
+    for contact_id in [ids[0], ids[1], ids[2], ids[4], ids[5]]:
+        state = states[contact_id]
+        assert (state.status, state.run_id, state.next_attempt_at) == (
+            SyncStatus.PENDING,
+            run.pk,
+            None,
+        )
+    assert (states[ids[0]].remote_id, states[ids[0]].payload_hash) == ("R0", "h0")
+    assert states[ids[1]].last_error == "HTTP 500"
+    held = states[ids[3]]
+    assert (held.status, held.claimed_by, held.run_id) == (
+        SyncStatus.IN_PROGRESS,
+        "w1",
+        earlier.pk,
+    )
+    new = states[ids[4]]
+    assert (new.remote_id, new.attempts, new.last_error, new.claimed_by) == ("", 0, "", "")
+    assert new.updated_at is not None
+    chunks = DBTaskResult.objects.filter(
+        task_path="sync.tasks.push_contacts", args_kwargs__kwargs__run_id=run.pk
+    )
+    assert sorted(i for c in chunks for i in c.args_kwargs["kwargs"]["contact_ids"]) == ids
+    assert_store_exact("planned")
 
 
 @pytest.mark.django_db
