@@ -58,7 +58,7 @@ STEPS = {
             '{"contacts": [{"email": "bench' || g || '@example.com"}]}', '{}', 'updated', ''
         FROM generate_series(%(low)s, %(high)s) AS g""",
 }
-# The queries that read the indexes 0024 made partial (sync.services, sync.admin), as they
+# The queries that read the indexes 0024 made partial (sync.services, sync.engine), as they
 # run; printed with --explain.
 EXPLAINED = {
     "retries due (_claim_due pending)": """SELECT s.id FROM sync_contactsyncstate s
@@ -77,8 +77,6 @@ EXPLAINED = {
         AND status IN ('awaiting', 'waiting') LIMIT 1""",
     "run_cancel": """SELECT id FROM sync_contactsyncstate WHERE run_id = %(run)s
         AND status = 'pending' AND next_attempt_at IS NULL""",
-    "a run's failed attempts (run page)": """SELECT id FROM sync_syncattempt
-        WHERE run_id = %(run)s AND outcome = 'failed'""",
 }
 
 

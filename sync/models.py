@@ -649,8 +649,6 @@ class SyncAttempt(models.Model):
         db_index=False,
     )
     external_id = models.CharField("external ID", max_length=100, blank=True)
-    # Its index holds only the failed attempts on PostgreSQL, what the run page reads
-    # (sync/migrations/0024_partial_push_indexes).
     run = models.ForeignKey(
         SyncRun, null=True, blank=True, on_delete=models.SET_NULL, related_name="attempts"
     )

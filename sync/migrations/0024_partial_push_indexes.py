@@ -1,8 +1,7 @@
-# PostgreSQL only: three indexes a bulk push writes on every contact become partial, holding
-# only the rows their queries look for. A claim and an outcome both change a state's indexed
-# status, so neither UPDATE is HOT: the new row version gets an entry in every index whose
-# condition it meets (a partial index skips rows outside its WHERE). Each attempt-log row is
-# likewise an entry in every index of the log whose condition it meets.
+# PostgreSQL only: two indexes a bulk push writes on every contact become partial, holding
+# only the states their queries look for. A claim and an outcome both change a state's
+# indexed status, so neither UPDATE is HOT: the new row version gets an entry in every index
+# whose condition it meets (a partial index skips rows outside its WHERE).
 #
 #   sync_state_due (status, next_attempt_at): read by status without a destination only for
 #       pending and awaiting states whose next attempt is due (sync.services._claim_due);
@@ -11,16 +10,17 @@
 #       lookup by status names the destination and uses sync_state_dest_status.
 #   the states' run_id: read only for a run's pending states (run_cancel) and those awaiting
 #       a platform or a paused destination (run_finish).
-#   the attempt log's run_id: read only for a run's failed attempts (the run page's inline).
 #
 # So a claimed state (in progress), a synced, unchanged, skipped or failed one, and a new one
-# (never pushed) enter neither of the states' two; a successful attempt row is not in the
-# log's. Left alone: the primary keys, the unique (contact, destination), (destination,
-# status) that every destination's status filter reads, and the log's indexes by contact, by
-# destination, by time and by user (a user's deletion unlinks their rows by it).
+# (never pushed) enter neither. Left alone: the primary key, the unique (contact,
+# destination), and (destination, status) that every destination's status filter reads. The
+# attempt log's indexes were measured too (bench/state_indexes.py): its run index made
+# partial (failed attempts only, what the run page reads) saved nothing measurable, since a
+# chunk's rows share one run and go to one leaf page; its others each serve a page or a
+# delete (by contact, by destination, by time, by user).
 #
-# The cost: deleting a run (a superuser can, in the admin) unlinks its states and attempt
-# rows by reading both tables whole.
+# The cost: deleting a run (a superuser can, in the admin) unlinks its states by reading the
+# states' table whole.
 #
 # SQLite keeps the full indexes: its planner uses a partial index only where the query repeats
 # the index's condition, which `status = 'pending'` against `status IN (…)` does not. Django's
@@ -30,7 +30,7 @@
 
 from django.db import migrations
 
-STATES, ATTEMPTS = "sync_contactsyncstate", "sync_syncattempt"
+STATES = "sync_contactsyncstate"
 
 # (table, index name, its columns, before this migration, after it: the WHERE of the partial
 # index). The foreign keys' indexes were named by Django (found by introspection to drop);
@@ -43,12 +43,10 @@ PARTIAL = [
         "status IN ('pending', 'awaiting')",
     ),
     (STATES, "sync_state_run_owed", "run_id", "status IN ('pending', 'waiting', 'awaiting')"),
-    (ATTEMPTS, "attempt_run_failed", "run_id", "outcome = 'failed'"),
 ]
 FULL_NAMES = {  # what a full index of these columns is called before this migration
     (STATES, "status, next_attempt_at"): "sync_state_due",
     (STATES, "run_id"): f"{STATES}_run_id_idx",
-    (ATTEMPTS, "run_id"): f"{ATTEMPTS}_run_id_idx",
 }
 
 
