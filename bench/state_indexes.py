@@ -8,9 +8,10 @@ it with the states made already claimed (sync.engine._claim since 0024: no claim
 first push).
 
     bin/with-postgres .venv/bin/python bench/state_indexes.py [--contacts 200000] [--each]
-        [--explain]
+        [--explain] [--triggers]
 
-`--each` also times each of 0024's indexes made partial alone; `--explain` prints the plan of
+`--each` also times each of 0024's indexes made partial alone; `--triggers` the last layout
+with the status-count triggers of 0021 off (what they cost); `--explain` prints the plan of
 every query that reads the indexes 0024 changed, at this scale. PostgreSQL only (the rows are
 generated in SQL, bench/seed_sql.py).
 """
@@ -87,6 +88,7 @@ def main():
     parser.add_argument("--chunks", type=int, default=10, help="chunks timed per round")
     parser.add_argument("--each", action="store_true", help="each partial index alone too")
     parser.add_argument("--explain", action="store_true")
+    parser.add_argument("--triggers", action="store_true", help="also without 0021's triggers")
     args = parser.parse_args()
     setup_django()
     from django.db import connection
@@ -107,8 +109,11 @@ def main():
         seed_contacts(cursor, args.contacts)
     vacuum(connection)
 
-    def layout(with_0022=False, made_partial=()):
+    def layout(with_0022=False, made_partial=(), counted=True):
         def prepare(cursor):
+            # the status-count triggers of migration 0021, off only to time what they cost
+            switch = "ENABLE" if counted else "DISABLE"
+            cursor.execute(f"ALTER TABLE sync_contactsyncstate {switch} TRIGGER USER")
             for table, column in DROPPED_0022:
                 name = f"bench_{table}_{column}"
                 if with_0022:
@@ -137,6 +142,11 @@ def main():
         "after 0024": (layout(made_partial=every), first_push),
         "after 0024, states made claimed": (layout(made_partial=every), made_claimed),
     }
+    if args.triggers:
+        layouts["the same without the count triggers"] = (
+            layout(made_partial=every, counted=False),
+            made_claimed,
+        )
     if args.each:
         for name in every:
             layouts[f"only {name} partial"] = (layout(made_partial=[name]), first_push)
