@@ -561,9 +561,11 @@ def _claim(
     in `status` (already pushed by a copy of this task, or put back by a cancel). Each state
     keeps the status it was claimed from in `claimed_from`.
 
-    Two statements whatever the chunk's size: the rows are read as plain values under their
-    row locks (skipping those another claim holds), then marked in one UPDATE. No model
-    instance is built: for a bulk chunk that cost more than the platform's answer."""
+    A few statements whatever the chunk's size, in one transaction: unless queued, the
+    missing states are made, already claimed (claimed from never: a first push writes each
+    state once before its outcome, not twice); the rows are read as plain values under their
+    row locks (skipping those another claim holds), then the others marked in one UPDATE. No
+    model instance is built: for a bulk chunk that cost more than the platform's answer."""
     now = timezone.now()
     stale = now - timedelta(seconds=settings.SYNC_LEASE_SECONDS)
     candidates = ContactSyncState.objects.filter(
@@ -571,9 +573,12 @@ def _claim(
     )
     if queued:  # the states were made when the work was queued
         candidates = candidates.filter(status=status)
-    else:
-        states_ensure(contact_ids=contact_ids, destination=destination)
+    made = set()
     with transaction.atomic():
+        if not queued:  # the missing states are made claimed: no UPDATE for them
+            made = states_ensure(
+                contact_ids=contact_ids, destination=destination, claimed_by=context.worker, now=now
+            )
         rows = list(
             candidates.select_for_update(skip_locked=True)
             .exclude(
@@ -582,8 +587,9 @@ def _claim(
             )
             .values_list(*StateRow.COLUMNS)
         )
-        if rows:
-            ContactSyncState.objects.filter(IdIn(F("pk"), [row[0] for row in rows])).update(
+        marked = [row[0] for row in rows if row[1] not in made]
+        if marked:
+            ContactSyncState.objects.filter(IdIn(F("pk"), marked)).update(
                 status=SyncStatus.IN_PROGRESS,
                 claimed_at=now,
                 claimed_by=context.worker,
@@ -592,6 +598,8 @@ def _claim(
     states = {}
     for row in rows:
         state = StateRow(row)  # claimed_from: the status it had until now
+        if state.contact_id in made:
+            state.claimed_from = SyncStatus.NEVER
         state.status, state.claimed_at, state.claimed_by = (
             SyncStatus.IN_PROGRESS,
             now,
@@ -1054,21 +1062,31 @@ def _release_deleted(states, found_ids):
             del states[cid]
 
 
-def states_ensure(*, contact_ids, destination) -> None:
+def states_ensure(*, contact_ids, destination, claimed_by: str = "", now=None) -> set[int]:
     """A sync state for each contact on the destination (as never pushed where it has none):
-    one `INSERT … SELECT` from the contacts that exist, those with a state left alone."""
+    one `INSERT … SELECT` from the contacts that exist, those with a state left alone. With
+    `claimed_by`, the states made are made already claimed by that worker at `now` (in
+    progress): a claim that makes them saves an UPDATE of each. Returns the ids of the
+    contacts whose state was made."""
     if not contact_ids:
-        return
+        return set()
     quote = connection.ops.quote_name
-    columns, values = _new_state(destination)
+    now = now or timezone.now()
+    claimed = (
+        {"status": SyncStatus.IN_PROGRESS, "claimed_by": claimed_by, "claimed_at": now}
+        if claimed_by
+        else {}
+    )
+    columns, values = _new_state(destination, now=now, **claimed)
     contact_table = quote(Contact._meta.db_table)
     ids = list(contact_ids)
+    made = set()
     with connection.cursor() as cursor:
         for start in range(0, len(ids), 500):
             part = ids[start : start + 500]
             cursor.execute(
                 "INSERT INTO {} ({}) SELECT {}.{}, {} FROM {} WHERE {}.{} IN ({}) "
-                "ON CONFLICT DO NOTHING".format(
+                "ON CONFLICT DO NOTHING RETURNING {}".format(
                     quote(ContactSyncState._meta.db_table),
                     ", ".join(quote(c) for c in columns),
                     contact_table,
@@ -1078,9 +1096,12 @@ def states_ensure(*, contact_ids, destination) -> None:
                     contact_table,
                     quote(Contact._meta.pk.column),
                     ", ".join(["%s"] * len(part)),
+                    quote("contact_id"),
                 ),
                 [*values, *part],
             )
+            made.update(row[0] for row in cursor.fetchall())
+    return made
 
 
 def states_mark_pending(*, contact_ids, destination, run) -> None:
@@ -1109,12 +1130,12 @@ def states_mark_pending(*, contact_ids, destination, run) -> None:
         )
 
 
-def _new_state(destination, **given) -> tuple[list[str], list]:
+def _new_state(destination, *, now=None, **given) -> tuple[list[str], list]:
     """A new state's columns on `destination`, `contact_id` first (its value left to the
     caller's SELECT), and the values of the others as the database takes them: `given`
-    (by attribute name), else the model's defaults, `updated_at` now."""
+    (by attribute name), else the model's defaults, `updated_at` now (or `now`)."""
     given = {"destination_id": destination.pk, **given}
-    now = timezone.now()
+    now = now or timezone.now()
     columns, values = ["contact_id"], []
     for column in ContactSyncState._meta.concrete_fields:
         if column.primary_key or column.attname == "contact_id":

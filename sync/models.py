@@ -512,6 +512,9 @@ class ContactSyncState(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["contact", "destination"], name="sync_state_unique")
         ]
+        # On PostgreSQL sync_state_due and the run's index hold only the states their
+        # queries read (pending and awaiting; owed to a run): a claimed, synced or new state
+        # is no entry in them (sync/migrations/0024_partial_push_indexes).
         indexes = [
             models.Index(fields=["destination", "status"], name="sync_state_dest_status"),
             models.Index(fields=["status", "next_attempt_at"], name="sync_state_due"),

@@ -1130,9 +1130,13 @@ def retries_enqueue_due(*, now=None, limit: int = 5000) -> int:
     again. Returns the number of pushes and confirmations queued."""
     now = now or timezone.now()
     stale = now - timedelta(seconds=settings.SYNC_LEASE_SECONDS)
-    ContactSyncState.objects.filter(status=SyncStatus.IN_PROGRESS, claimed_at__lt=stale).update(
-        status=SyncStatus.PENDING, next_attempt_at=now, claimed_at=None, claimed_by=""
-    )
+    # By destination: claimed states are in the (destination, status) index only, not in the
+    # due one (sync/migrations/0024_partial_push_indexes).
+    ContactSyncState.objects.filter(
+        destination_id__in=list(Destination.objects.values_list("pk", flat=True)),
+        status=SyncStatus.IN_PROGRESS,
+        claimed_at__lt=stale,
+    ).update(status=SyncStatus.PENDING, next_attempt_at=now, claimed_at=None, claimed_by="")
     due = _claim_due(SyncStatus.PENDING, now=now, limit=limit)
     _enqueue_owed([row[1:] for row in due], trigger=Trigger.RETRY)
     return len(due) + confirmations_enqueue_due(now=now, limit=limit)

@@ -2,6 +2,7 @@
 failures mapped back to their contacts."""
 
 import pytest
+from django.db import connection
 
 from contacts.demo import seed_demo_contacts
 from contacts.models import Contact
@@ -70,3 +71,43 @@ def test_bulk_push_with_partial_failures(sandbox_destination, sandbox, platform,
         )
     )
     assert sum(sandbox.sandbox.stats()["requests"][platform].values()) == before
+
+
+class ClaimUpdates:
+    """Counts the UPDATEs of the states that mark them claimed (in progress), as executed
+    (the push resets Django's query log when it ends)."""
+
+    def __init__(self):
+        self.count = 0
+
+    def __call__(self, execute, sql, params, many, context):
+        head = sql.split("WHERE")[0]
+        if head.upper().startswith("UPDATE") and "sync_contactsyncstate" in head:
+            values = [] if many else list(params or [])
+            if "in_progress" in head or SyncStatus.IN_PROGRESS in values:
+                self.count += 1
+        return execute(sql, params, many, context)
+
+
+@pytest.mark.parametrize("platform", platforms_with(bulk=True))
+def test_a_first_push_makes_its_states_claimed(sandbox_destination, platform):
+    """A push that makes a contact's state makes it claimed: the state is written once before
+    its outcome, not twice (sync.engine._claim); a re-push claims the states it finds."""
+    destination = sandbox_destination(platform)
+    seed_demo_contacts(30)
+    ids = list(Contact.objects.order_by("pk").values_list("pk", flat=True))
+
+    def push(force):
+        context = services.PushContext(trigger="command", force=force)
+        claims = ClaimUpdates()
+        with connection.execute_wrapper(claims):
+            services.contacts_push(contact_ids=ids, destination=destination, context=context)
+        return claims.count
+
+    assert push(force=False) == 0
+    states = ContactSyncState.objects.filter(destination=destination)
+    assert states.count() == 30
+    assert not states.exclude(status=SyncStatus.SYNCED).exclude(status=SyncStatus.AWAITING)
+    assert SyncAttempt.objects.count() == 30
+    assert push(force=True) == 1
+    assert not states.filter(status=SyncStatus.IN_PROGRESS).exists()

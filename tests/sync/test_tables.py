@@ -188,3 +188,51 @@ def test_unfiltered_contact_list_pages_by_the_estimate_on_postgresql(monkeypatch
         Contact.objects.filter(pk__lte=Contact.objects.order_by("pk")[4].pk), 10
     )
     assert some.count == 5  # below the threshold: counted exactly
+
+
+@pytest.mark.django_db
+def test_the_push_indexes_are_partial_on_postgresql_and_serve_their_queries(destinations):
+    """Migration sync 0024: the due and the run indexes of the states hold only the states
+    their queries look for, and each of those queries still reads by an index
+    (sequential scans priced out: a query no index serves shows a Seq Scan)."""
+    if connection.vendor != "postgresql":
+        pytest.skip("SQLite keeps the full indexes (0024)")
+    from sync.models import SyncRun, SyncStatus
+
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT indexname, indexdef FROM pg_indexes WHERE indexname = ANY(%s)",
+            [["sync_state_due", "sync_state_run_owed"]],
+        )
+        definitions = dict(cursor.fetchall())
+    assert "WHERE" in definitions["sync_state_due"]
+    assert "WHERE" in definitions["sync_state_run_owed"]
+    run = SyncRun.objects.create(trigger="action")
+    now = timezone.now()
+    states = ContactSyncState.objects
+    queries = [
+        *(
+            states.filter(
+                status=status,
+                next_attempt_at__lte=now,
+                destination__enabled=True,
+                destination__paused_at__isnull=True,
+            )
+            for status in (SyncStatus.PENDING, SyncStatus.AWAITING)  # services._claim_due
+        ),
+        states.filter(run=run, status__in=[SyncStatus.AWAITING, SyncStatus.WAITING]),
+        states.filter(run=run, status=SyncStatus.PENDING, next_attempt_at__isnull=True),
+        SyncAttempt.objects.filter(run=run, outcome="failed"),  # the run page's inline
+        states.filter(  # services.retries_enqueue_due's stale claims
+            destination_id__in=[d.pk for d in destinations],
+            status=SyncStatus.IN_PROGRESS,
+            claimed_at__lt=now,
+        ),
+        states.filter(status=SyncStatus.FAILED, destination__enabled=True),  # retry failed
+    ]
+    with connection.cursor() as cursor:
+        cursor.execute("SET LOCAL enable_seqscan = off")
+        for queryset in queries:
+            plan = queryset.explain()
+            table = queryset.model._meta.db_table
+            assert f"Seq Scan on {table}" not in plan, plan
