@@ -145,6 +145,7 @@ def measure_platform(platform, sandbox, count):
     cpu = time.process_time()
     engine_seconds = _engine_run(destination, ids, single=True)
     cpu = time.process_time() - cpu  # this process only (its lanes' threads included)
+    engine_calls = _calls_received(sandbox, platform)
     sandbox.reset()
     session = outbound_session()  # configured as the engine's: no per-call environment scan
     floor_cpu = time.process_time()
@@ -153,9 +154,26 @@ def measure_platform(platform, sandbox, count):
         _ = session.send(prepared, timeout=10).content  # read the whole answer, as we do
     floor_seconds = time.perf_counter() - started
     floor_cpu = time.process_time() - floor_cpu
+    _check_same_calls(platform, engine_calls, _calls_received(sandbox, platform))
     return PerContact(
         count / engine_seconds, count / floor_seconds, 1000 * cpu / count, 1000 * floor_cpu / count
     )
+
+
+def _calls_received(sandbox, platform) -> Counter:
+    """What the platform received since the last reset: (method, path, status) -> count."""
+    log = sandbox.control(f"log?platform={platform}")
+    return Counter((entry["method"], entry["path"], entry["status"]) for entry in log)
+
+
+def _check_same_calls(platform, engine: Counter, replay: Counter) -> None:
+    """The replay is a floor only if it makes the calls the timed engine run made, and the
+    platform answers them alike: no fewer (a cheaper floor), no more (a dearer one)."""
+    if engine != replay:
+        raise RuntimeError(
+            f"{platform}: the replay's calls differ from the engine's: engine only "
+            f"{dict(engine - replay)}, replay only {dict(replay - engine)}"
+        )
 
 
 @dataclass

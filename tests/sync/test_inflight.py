@@ -8,11 +8,13 @@ import time
 from collections import Counter
 
 import pytest
+from django.db import connection
 from django.db.models import F
+from django_tasks_db.models import DBTaskResult
 
 from contacts.demo import seed_demo_contacts
 from contacts.models import Contact
-from sync import services
+from sync import engine, services
 from sync.engine import PushContext, contacts_push, destination_connector
 from sync.inflight import InFlight
 from sync.models import ContactSyncState, SyncAttempt, SyncStatus
@@ -179,3 +181,32 @@ def test_two_worker_processes_in_flight_hold_the_shared_limit(
     assert traffic["rate_limited"] == 0, traffic
     assert traffic["max_in_flight"] > 1, traffic
     assert SyncAttempt.objects.filter(destination=destination).count() == 120
+
+
+@pytest.mark.django_db
+def test_a_chunk_with_nothing_else_ready_asks_the_queue_at_most_every_recheck(
+    sandbox, sandbox_destination, settings
+):
+    """Each contact's first request asks whether to give way; once the queue held nothing
+    better, the queue is asked again only after GIVE_WAY_RECHECK seconds (the thread asking
+    is the one handing out the lanes' slots)."""
+    settings.SYNC_REQUESTS_IN_FLIGHT = 4
+    platform = PER_CONTACT[0]
+    destination = _world(sandbox, sandbox_destination, platform, latency_ms=0)
+    seed_demo_contacts(20)
+    ids = list(Contact.objects.values_list("pk", flat=True))
+    context = PushContext(trigger="action", may_give_way=True)
+    table = DBTaskResult._meta.db_table
+    asked = []  # the worker's thread's reads of the task table (lanes touch no database)
+
+    def count(execute, sql, params, many, call):
+        asked.extend([sql] if table in sql else [])
+        return execute(sql, params, many, call)
+
+    with connection.execute_wrapper(count):
+        started = time.monotonic()
+        states = contacts_push(contact_ids=ids, destination=destination, context=context)
+        seconds = time.monotonic() - started
+    assert {s.status for s in states} == {SyncStatus.SYNCED} and not context.handed_back
+    # each ask reads the task table twice (ready elsewhere, running interactive here)
+    assert 0 < len(asked) <= 2 * (1 + seconds / engine.GIVE_WAY_RECHECK), (len(asked), seconds)
