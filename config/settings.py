@@ -105,6 +105,14 @@ TEMPLATES = [
 
 DATABASE_URL = env.str("DATABASE_URL", default="") or f"sqlite:///{BASE_DIR / 'db.sqlite3'}"
 DATABASES = {"default": env.db_url_config(DATABASE_URL)}
+# Persistent connections: a connection is kept for this many seconds and reused by the next
+# request (or worker loop) of the same process and thread, instead of a new one each time
+# (on PostgreSQL a backend process, authentication and Django's set-up per request). Each
+# gunicorn worker, sync_worker and scheduler holds one; threads never share one. Checked
+# before reuse (CONN_HEALTH_CHECKS), so one the database dropped is replaced, not failed on.
+# 0: a connection per request (Django's default, and development's here).
+DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=60 if IS_PRODUCTION else 0)
+DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # A worker writes beside the web server: WAL lets readers go on during a write,
     # IMMEDIATE takes the write lock at BEGIN (no deadlock on lock upgrade), and the

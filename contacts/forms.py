@@ -178,7 +178,8 @@ class SharedChoicesFormSet(forms.BaseInlineFormSet):
         super().add_fields(form, index)
         # The hidden primary key and the parent link are model choice fields too, but they
         # render no options: only real selects are shared.
-        skipped = {self.fk.name, self.model._meta.pk.name}
+        pk_name = self.model._meta.pk.name
+        skipped = {self.fk.name, pk_name}
         for name, field in form.fields.items():
             if isinstance(field, forms.ModelChoiceField) and name not in skipped:
                 if name not in self._shared_choices:
@@ -189,6 +190,40 @@ class SharedChoicesFormSet(forms.BaseInlineFormSet):
                 inner_widget = getattr(field.widget, "widget", None)  # admin's wrapper
                 if inner_widget is not None:
                     inner_widget.choices = self._shared_choices[name]
+                if field.to_field_name in (None, field.queryset.model._meta.pk.name):
+                    listed = {v.value: v.instance for v, _ in field.choices if v != ""}
+                    field.to_python = _found_in(listed, field)
+        pk_field = form.fields.get(pk_name)
+        if isinstance(pk_field, forms.ModelChoiceField) and form.is_bound:
+            # the posted row's id: the formset has read the contact's rows already
+            pk_field.to_python = _found_in(self._contact_rows(), pk_field)
+
+    def _contact_rows(self) -> dict:
+        """The inline's rows of this contact by primary key, as the formset read them (the
+        same dict Django's `_existing_object` reads each posted row from)."""
+        self._existing_object(None)  # fills it on first use
+        return self._object_dict
+
+
+def _found_in(listed: dict, field: forms.ModelChoiceField):
+    """`field`'s `to_python`, answered from `listed` (primary key to instance, rows already
+    read in this request) instead of a query per posted row: a save validated three queries
+    per unchanged inline row. A value not found there (or not a key at all) goes to
+    Django's own lookup, which queries and raises as it always does; the model's own
+    foreign-key check (`Model.full_clean`) still asks the database that the row exists."""
+    django_lookup = field.to_python
+    to_key = field.queryset.model._meta.pk.to_python
+
+    def to_python(value):
+        if value in field.empty_values:
+            return None
+        try:
+            found = listed.get(to_key(value))
+        except (ValidationError, TypeError):
+            found = None
+        return found if found is not None else django_lookup(value)
+
+    return to_python
 
 
 class ChannelFormSet(SharedChoicesFormSet):

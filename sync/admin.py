@@ -926,12 +926,22 @@ class SyncedContactAdmin(ContactAdmin):
         return [name, sync_cell, *rest]  # near the name
 
     def get_queryset(self, request):
+        queryset = super().get_queryset(request)
+        if getattr(request, "_one_contact", False):
+            return queryset
         states = ContactSyncState.objects.only(
             "contact_id", "destination_id", "status", "remote_id", "last_error", "skip_reason"
         )
-        return (
-            super().get_queryset(request).prefetch_related(Prefetch("sync_states", queryset=states))
-        )
+        return queryset.prefetch_related(Prefetch("sync_states", queryset=states))
+
+    def get_object(self, request, object_id, from_field=None):
+        """One contact, without the list's prefetch of its sync states: its page reads them
+        itself (the panel), and the prefetch was one query more on every view and save."""
+        request._one_contact = True
+        try:
+            return super().get_object(request, object_id, from_field)
+        finally:
+            request._one_contact = False
 
     def destinations(self, request):
         if not hasattr(request, "_sync_destinations"):
@@ -940,13 +950,21 @@ class SyncedContactAdmin(ContactAdmin):
 
     def get_readonly_fields(self, request, obj=None):
         fields = list(super().get_readonly_fields(request, obj))
-        if obj is not None:
-            held = obj.sync_states.filter(
+        if obj is not None and self._held_on_a_platform(request, obj):
+            fields.append("external_id")  # changing it would make a duplicate there
+        return fields
+
+    def _held_on_a_platform(self, request, obj) -> bool:
+        """Whether a platform holds the contact; asked once a request (the admin asks for
+        the read-only fields twice on each view and save)."""
+        held = getattr(request, "_contacts_held", None)
+        if held is None:
+            held = request._contacts_held = {}
+        if obj.pk not in held:
+            held[obj.pk] = obj.sync_states.filter(
                 ~Q(remote_id="") | Q(status__in=[SyncStatus.SYNCED, SyncStatus.UNCHANGED])
             ).exists()
-            if held:
-                fields.append("external_id")  # changing it would make a duplicate there
-        return fields
+        return held[obj.pk]
 
     def has_push_permission(self, request):
         return request.user.has_perm(PUSH_PERMISSION)

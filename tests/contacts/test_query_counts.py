@@ -7,6 +7,7 @@ from django.urls import reverse
 
 from contacts.demo import seed_demo_contacts
 from contacts.models import Channel, Contact, ExternalUrl
+from tests.contacts.admin_post import contact_post
 
 pytestmark = pytest.mark.django_db
 
@@ -83,3 +84,79 @@ def test_a_list_action_post_reads_no_filter_values(admin_client_logged):
     assert response.status_code == 302  # "Items must be selected", back to the list
     walks = [q["sql"] for q in ctx.captured_queries if "RECURSIVE" in q["sql"].upper()]
     assert walks == []
+
+
+def _save_queries(client, contact, **changes):
+    url = reverse("admin:contacts_contact_change", args=[contact.pk])
+    data = contact_post(
+        contact,
+        email=contact.email,
+        external_id=contact.external_id,
+        phone=contact.phone,
+        country=contact.country,
+        **changes,
+    )
+    with CaptureQueriesContext(connection) as ctx:
+        response = client.post(url, data)
+    return response, [q["sql"] for q in ctx.captured_queries]
+
+
+def test_a_save_reads_no_inline_row_or_catalogue_entry_one_by_one(admin_client_logged):
+    """The rows posted back unchanged and the catalogue entries they name are taken from
+    what the formsets already read: before, each inline row cost two more SELECTs (its own
+    row by id, its catalogue entry by id) beside the model's check that the entry exists."""
+    seed_demo_contacts(1)
+    contact = Contact.objects.get()
+    assert contact.custom_values.count() and contact.memberships.count()
+    response, queries = _save_queries(admin_client_logged, contact, first_name="Saved")
+    assert response.status_code == 302, response.content.decode()[:1000]
+    tables = [
+        "contacts_channel",
+        "contacts_customfieldvalue",
+        "contacts_groupmembership",
+        "contacts_mailinglistsubscription",
+        "contacts_externalurl",
+        "contacts_customfielddefinition",
+        "contacts_group",
+        "contacts_mailinglist",
+    ]
+    one_by_one = [
+        sql
+        for sql in queries
+        if sql.startswith("SELECT ")
+        and not sql.startswith("SELECT 1 AS")  # the model's existence check stays
+        and any(f'WHERE "{table}"."id" = ' in sql for table in tables)
+    ]
+    assert one_by_one == [], one_by_one
+    assert Contact.objects.get().first_name == "Saved"
+
+
+def test_ids_the_formsets_did_not_read_are_still_looked_up_and_refused(admin_client_logged):
+    """What the formsets did not read goes to Django's own lookup, with its outcome."""
+    seed_demo_contacts(2)
+    contact, other = Contact.objects.order_by("pk")
+    for rows in (
+        # a catalogue entry that does not exist
+        {"custom_values": [{"definition": "999999", "value": "x"}]},
+        # a group id that is not a number
+        {"memberships": [{"group": "abc"}]},
+    ):
+        response, _ = _save_queries(admin_client_logged, contact, **rows)
+        assert response.status_code == 200, rows  # the form again, with its error
+        assert "Select a valid choice" in response.content.decode(), rows
+    other_value = other.custom_values.first()
+    data = contact_post(
+        contact,
+        email=contact.email,
+        external_id=contact.external_id,
+        phone=contact.phone,
+        country=contact.country,
+    )
+    data["custom_values-0-id"] = str(other_value.pk)  # another contact's row
+    url = reverse("admin:contacts_contact_change", args=[contact.pk])
+    mine = list(contact.custom_values.order_by("pk").values_list("pk", "value"))
+    theirs = list(other.custom_values.order_by("pk").values_list("pk", "value"))
+    response = admin_client_logged.post(url, data)
+    assert response.status_code == 302  # as Django does: that row is left alone
+    assert list(contact.custom_values.order_by("pk").values_list("pk", "value")) == mine
+    assert list(other.custom_values.order_by("pk").values_list("pk", "value")) == theirs
