@@ -926,12 +926,16 @@ def _push_chunk_in_flight(records, states, destination, context, connector, lane
     with InFlight(connector, lanes=lanes, give_way=give_way) as flight:
         while index < len(records) or flight.keys:
             now = time.monotonic()
-            if index == len(records) and take_next and not flight.stopping.is_set():
+            if index == len(records) and take_next and not flight.ending:
                 # the last contact is on a lane: the next chunk's claim and load overlap the
                 # answers still to come, instead of a gap between two tasks
                 more = _next_records(states, destination, context)
                 records += more
                 take_next = bool(more)
+            if index < len(records) and flight.gave_way:
+                unsent += [r.id for r in records[index:]]  # handed back with the refused
+                index = len(records)
+                continue
             if index < len(records) and flight.free:
                 if flight.stopping.is_set():
                     stop = True

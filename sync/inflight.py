@@ -111,9 +111,12 @@ class InFlight:
     SendCancelled is raised again from `wait`.
 
     `give_way(queued)`, when given, is asked on the caller's thread when a job's first request
-    asks for its slot, for every job but the first to ask (so a chunk always moves on):
-    `queued` is how many of this flight's requests wait for a slot ahead of it. True stops
-    the flight (`gave_way`): the jobs that have no slot yet come back NOT_SENT."""
+    asks for its slot, for every job but the first to ask, once the jobs admitted before it
+    were given the slots due (so a chunk always moves on: asked in the same breath, the first
+    job could be refused too, and the chunk queued again having sent nothing and reserved
+    nothing, for a worker to take it again at once): `queued` is how many of this flight's
+    requests wait for a slot ahead of it. True ends the flight (`gave_way`): the jobs that
+    have no slot yet come back NOT_SENT, and no job starts; those under way finish."""
 
     def __init__(
         self,
@@ -168,6 +171,11 @@ class InFlight:
     @property
     def free(self) -> int:
         return self.size - len(self.keys)
+
+    @property
+    def ending(self) -> bool:
+        """Stopped, or giving way: no job is to be submitted any more."""
+        return self.stopping.is_set() or self.gave_way
 
     def submit(self, key, job: Callable[[BaseConnector], Any]) -> None:
         if key in self.keys:
@@ -238,16 +246,28 @@ class InFlight:
 
     def _admit(self, ticket: _Ticket) -> None:
         """Queue a lane's slot request, unless it is a job's first and this flight gives way."""
-        if ticket.first_of_job and not self.stopping.is_set():
-            if self._jobs_admitted and self.give_way and self.give_way(len(self._tickets)):
-                self.gave_way = True
-                self.stop()
-            else:
-                self._jobs_admitted += 1
-        if self.stopping.is_set():
+        if ticket.first_of_job and not (self.stopping.is_set() or self.gave_way):
+            if self._jobs_admitted and self.give_way:
+                self._grant()  # the jobs admitted before this one get the slots due first
+                if self.give_way(len(self._tickets)):
+                    self._end_for_giving_way()
+            self._jobs_admitted += 1
+        if self.stopping.is_set() or (ticket.first_of_job and self.gave_way):
             self._answer(ticket, None)
         else:
             self._tickets.append(ticket)
+
+    def _end_for_giving_way(self) -> None:
+        """No job starts any more: the jobs waiting for their first slot are refused (they
+        come back NOT_SENT); the requests of jobs under way still get theirs, so a contact
+        whose first request went is not left half pushed, and no slot given is wasted."""
+        self.gave_way = True
+        waiting, self._tickets = self._tickets, deque()
+        for ticket in waiting:
+            if ticket.first_of_job:
+                self._answer(ticket, None)
+            else:
+                self._tickets.append(ticket)
 
     def _grant_due(self) -> float | None:
         """Seconds until the next waiting lane may be given a slot, None when none waits."""

@@ -51,6 +51,7 @@ from sync.models import (
     SyncStatusCountDelta,
     WorkerHeartbeat,
 )
+from sync.ratelimit import RESERVE_SECONDS
 from sync.sqlids import IdIn
 
 Outcome = SyncAttempt.Outcome
@@ -852,20 +853,36 @@ PRIORITY_INTERACTIVE = 50
 PUSH_TASK_PATH = "sync.tasks.push_contacts"
 
 
-# A destination counts as busy this long after its last reserved slot: a chunk that gave its
-# place back is not taken again at once (each take claims and loads its whole chunk to send
-# one contact), so while other work is ready a slow destination goes on at about one request
-# per BUSY_GRACE rather than costing a worker much of its time in takes.
+# A destination pushed one contact per request counts as busy this long after its last
+# reserved slot: its limit, not the worker, sets its pace, and a chunk that gave its place back
+# is not taken again at once (each take claims and loads its whole chunk to send one contact),
+# so while other work is ready a slow destination goes on at about one request per BUSY_GRACE
+# rather than costing a worker much of its time in takes.
 BUSY_GRACE = 1.0
+# Any destination counts as busy while its next free slot is further ahead than one
+# reservation leaves it (a block of slots spans at most RESERVE_SECONDS, or one interval):
+# some worker is held at its limit, or a Retry-After is being waited out.
+BUSY_AHEAD = RESERVE_SECONDS
 
 
 def destinations_busy(*, now: float | None = None) -> list[int]:
-    """Destinations whose shared rate limit has no free slot right now (the next one is
-    reserved by some worker) or had one reserved within BUSY_GRACE: a bulk chunk taken for
-    one of them would only wait, or give its place back again."""
+    """Destinations a bulk chunk taken now would wait on, or give its place back to again:
+    those whose next free slot is more than BUSY_AHEAD away, and those pushed one contact per
+    request that had a slot reserved within BUSY_GRACE. A destination pushed in batch calls
+    (one request per chunk of up to 1,000 contacts) is not busy for its recent slots: the
+    worker's own work paces its chunks, not its limit, so a second worker on them halves
+    their time. Counted busy for a second after each chunk's requests, its chunks waited
+    behind a slow destination's while every worker sat on that one's limit."""
     now = time.time() if now is None else now
     slots = RateLimitSlot.objects.filter(next_at__gt=now - BUSY_GRACE)
-    return list(slots.values_list("destination_id", flat=True))
+    busy = []
+    for destination_id, platform, next_at in slots.values_list(
+        "destination_id", "destination__platform", "next_at"
+    ):
+        connector_class = connectors.CONNECTORS.get(platform)
+        if next_at > now + BUSY_AHEAD or not (connector_class and connector_class.batch_size):
+            busy.append(destination_id)
+    return busy
 
 
 def ready_tasks_fair(tasks, *, busy: list[int]):

@@ -24,6 +24,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 SLOW = platforms_with(bulk=False)[0]  # one request per contact: its limit paces the chunk
 OTHER = next(p for p in PLATFORMS if p != SLOW)
+BULK = platforms_with(bulk=True)[0]  # batch calls: the worker's own work paces its chunks
 
 
 def run_worker(*args):
@@ -129,6 +130,46 @@ def test_a_chunk_waiting_on_its_limit_gives_way_to_another_destination(
     assert set(ContactSyncState.objects.values_list("status", flat=True)) == {SyncStatus.SYNCED}
     assert attempts_per_contact(slow) == attempts_per_contact(other) == {1}
     for run in (slow_run, other_run):
+        run.refresh_from_db()
+        assert (run.state, run.done, run.total) == (SyncRun.State.FINISHED, 6, 6)
+
+
+@pytest.mark.parametrize("lanes", [1, 2])
+def test_a_bulk_destination_s_chunks_go_on_while_a_slow_one_gave_way(
+    sandbox_destination, sandbox, settings, lanes
+):
+    """A batch chunk's request takes a slot of its destination's limit, but that slot does
+    not make the destination busy: the worker takes its next chunk at once, not a chunk of
+    the slow destination that just gave its place back (its limit would make it wait). The
+    slow chunk sent its first contact before giving way, one request at a time or several
+    in flight."""
+    settings.SYNC_CHUNK_SIZE = 3
+    settings.SYNC_BULK_CHUNK_SIZE = 3
+    settings.SYNC_REQUESTS_IN_FLIGHT = lanes
+    slow = sandbox_destination(SLOW, rate_limit=2)  # half a second between two requests
+    bulk = sandbox_destination(BULK)
+    seed_demo_contacts(6)
+    contacts = Contact.objects.all()
+    runs = [
+        services.contacts_push_selected(
+            contacts=contacts, destination=destination, trigger="action", user_id=None
+        )
+        for destination in (slow, bulk)
+    ]
+    assert (push_tasks(slow).count(), push_tasks(bulk).count()) == (2, 2)  # slow ones first
+
+    run_worker()
+
+    slow_tasks = push_tasks(slow)
+    requeued = slow_tasks.order_by("enqueued_at").last()
+    assert slow_tasks.count() == 3 and len(requeued.args_kwargs["kwargs"]["contact_ids"]) == 2
+    # the first slow chunk sent one contact and gave way; the worker then took both bulk
+    # chunks, one after the other, before any other chunk of the slow destination
+    slow_starts = sorted(slow_tasks.values_list("started_at", flat=True))
+    assert max(push_tasks(bulk).values_list("started_at", flat=True)) < slow_starts[1]
+    assert set(ContactSyncState.objects.values_list("status", flat=True)) == {SyncStatus.SYNCED}
+    assert attempts_per_contact(slow) == attempts_per_contact(bulk) == {1}
+    for run in runs:
         run.refresh_from_db()
         assert (run.state, run.done, run.total) == (SyncRun.State.FINISHED, 6, 6)
 
