@@ -483,15 +483,6 @@ def runs_prepare_recover(*, now=None) -> int:
     return queued
 
 
-def plan_enqueue(plan: PushPlan) -> int:
-    """Queue a plan's chunks for the workers; returns how many pushes were queued."""
-    run, queued = plan.run, 0
-    for target, chunk in plan.chunks():
-        _queue_chunk(chunk, target, run, trigger=run.trigger, user_id=run.user_id, force=run.force)
-        queued += len(chunk)
-    return queued
-
-
 def plan_run_here(plan: PushPlan, *, on_chunk=None) -> None:
     """Push a plan's chunks in this process (the `push_contacts` command), then close the
     run. `on_chunk(run)` is called after each chunk, for progress."""
