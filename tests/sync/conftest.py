@@ -148,3 +148,16 @@ def applied_once_then_redelivered(sandbox, platform, answers, contact, *, events
     assert snapshot() == before
     counted = sum(InboundRefusal.objects.filter(reason="replay").values_list("count", flat=True))
     assert counted - replays == len(answers)
+
+
+def run_queued_chunks(chunks, run) -> None:
+    """Run each queued push task row in `chunks` here, as a worker would run it for `run`."""
+    from sync import services
+
+    for chunk in chunks:
+        kwargs = chunk.args_kwargs["kwargs"]
+        services.contacts_push_chunk(
+            destination_id=kwargs["destination_id"],
+            contact_ids=kwargs["contact_ids"],
+            context=services.PushContext(trigger="action", run_id=run.pk),
+        )

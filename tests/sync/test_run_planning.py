@@ -17,7 +17,12 @@ from contacts.models import Contact
 from sync import services, tasks
 from sync.models import ContactSyncState, SyncRun, SyncRunSelection, SyncStatus
 from tests.conftest import platform_with
-from tests.sync.conftest import payload_keys, sandbox_requests, sandbox_store
+from tests.sync.conftest import (
+    payload_keys,
+    run_queued_chunks,
+    sandbox_requests,
+    sandbox_store,
+)
 from tests.sync.processes import manage, process_env, run_worker_until_idle
 from tests.sync.test_status_counts import assert_store_exact
 
@@ -174,13 +179,7 @@ def test_destinations_disabled_or_added_while_it_is_prepared_change_nothing_it_o
     assert (run.planned, run.total, run.preparing) == (4, 4, False)
     chunks = DBTaskResult.objects.filter(task_path="sync.tasks.push_contacts")
     assert {c.args_kwargs["kwargs"]["destination_id"] for c in chunks} == {kept.pk}
-    for chunk in chunks:  # as a worker runs them
-        kwargs = chunk.args_kwargs["kwargs"]
-        services.contacts_push_chunk(
-            destination_id=kwargs["destination_id"],
-            contact_ids=kwargs["contact_ids"],
-            context=services.PushContext(trigger="action", run_id=run.pk),
-        )
+    run_queued_chunks(chunks, run)  # as a worker runs them
     run.refresh_from_db()
     assert (run.state, run.created + run.updated + run.accepted) == (SyncRun.State.FINISHED, 4)
 

@@ -14,6 +14,7 @@ from contacts.models import Contact
 from sync import services
 from sync.models import ContactSyncState, SyncRun, SyncStatus
 from tests.conftest import platform_with
+from tests.sync.conftest import run_queued_chunks
 
 pytestmark = pytest.mark.django_db
 
@@ -69,13 +70,7 @@ def test_a_chunk_queued_for_a_destination_disabled_since_lets_its_run_finish(
     disabled.save()
     chunks = DBTaskResult.objects.filter(task_path="sync.tasks.push_contacts")
     assert {c.args_kwargs["kwargs"]["destination_id"] for c in chunks} == {kept.pk, disabled.pk}
-    for chunk in chunks:  # as a worker runs them
-        kwargs = chunk.args_kwargs["kwargs"]
-        services.contacts_push_chunk(
-            destination_id=kwargs["destination_id"],
-            contact_ids=kwargs["contact_ids"],
-            context=services.PushContext(trigger="action", run_id=run.pk),
-        )
+    run_queued_chunks(chunks, run)  # as a worker runs them
     run.refresh_from_db()
     assert (run.state, run.total, run.done) == (SyncRun.State.FINISHED, 3, 3)
     waiting = ContactSyncState.objects.filter(destination=disabled)
